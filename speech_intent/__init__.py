@@ -1,0 +1,21 @@
+"""speech-intent: recorded speech to structured voice-assistant commands.
+
+Data flow: :mod:`~speech_intent.audio` -> :mod:`~speech_intent.asr` ->
+:mod:`~speech_intent.normalize` -> :mod:`~speech_intent.nlu` ->
+:mod:`~speech_intent.pipeline` -> :mod:`~speech_intent.cli`.
+"""
+from .asr import FasterWhisperASR, Wav2Vec2ASR, WhisperASR, convert_ctranslate2_whisper, load_asr
+from .audio import load_audio
+from .errors import AudioError, ModelLoadError, SpeechIntentError
+from .normalize import TextNormalizer
+from .nlu import IntentClassifier, TrainingConfig, fine_tune
+from .pipeline import SpeechIntentPipeline
+from .results import IntentPrediction, PipelineResult, Transcript
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "SpeechIntentPipeline", "WhisperASR", "Wav2Vec2ASR", "FasterWhisperASR", "IntentClassifier",
+    "TextNormalizer", "TrainingConfig", "fine_tune", "load_asr", "load_audio", "convert_ctranslate2_whisper",
+    "Transcript", "IntentPrediction", "PipelineResult", "AudioError", "ModelLoadError", "SpeechIntentError",
+]

@@ -1,0 +1,64 @@
+"""ASR stages: audio in, :class:`~speech_intent.results.Transcript` out.
+
+- :class:`WhisperASR`: Whisper on transformers (GPU-friendly, fp16/bf16).
+- :class:`Wav2Vec2ASR`: CTC models on transformers.
+- :class:`FasterWhisperASR`: Whisper on CTranslate2 (the CPU default).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional, Union
+
+from ..device import DeviceLike
+from .base import ASRStage, BaseASR
+from .convert import convert_ctranslate2_whisper
+from .faster_whisper import FasterWhisperASR
+from .wav2vec2 import Wav2Vec2ASR
+from .whisper import WhisperASR
+
+BACKENDS = {"whisper": WhisperASR, "wav2vec2": Wav2Vec2ASR, "faster-whisper": FasterWhisperASR}
+
+__all__ = [
+    "ASRStage", "BaseASR", "WhisperASR", "Wav2Vec2ASR", "FasterWhisperASR", "BACKENDS",
+    "detect_backend", "load_asr", "convert_ctranslate2_whisper",
+]
+
+
+def detect_backend(name_or_path: Union[str, Path]) -> str:
+    """Guess the backend of a local directory or hub name.
+
+    A directory with ``model.bin`` is CTranslate2 (faster-whisper); a transformers
+    ``config.json`` with ``model_type == "whisper"`` is Whisper, any other is CTC.
+    Hub names: ``*whisper*`` -> whisper, otherwise CTC; bare size names such as
+    ``"tiny.en"`` -> faster-whisper.
+    """
+    path = Path(name_or_path)
+    if path.is_dir():
+        if (path / "model.bin").is_file():
+            return "faster-whisper"
+        config = path / "config.json"
+        if config.is_file():
+            model_type = json.loads(config.read_text()).get("model_type", "")
+            return "whisper" if model_type == "whisper" else "wav2vec2"
+        raise ValueError(f"{path}: cannot tell the ASR backend (no model.bin or config.json)")
+    name = str(name_or_path)
+    if "/" not in name:
+        return "faster-whisper"
+    return "whisper" if "whisper" in name.lower() else "wav2vec2"
+
+
+def load_asr(
+    name_or_path: Union[str, Path, None] = None,
+    *,
+    backend: Optional[str] = None,
+    device: DeviceLike = None,
+    **kwargs,
+) -> BaseASR:
+    """Load an ASR stage; ``None`` is the bundled tiny.en on faster-whisper."""
+    if name_or_path is None:
+        return FasterWhisperASR.from_pretrained(None, device=device, **kwargs)
+    backend = backend or detect_backend(name_or_path)
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown ASR backend {backend!r}; choose from {sorted(BACKENDS)}")
+    return BACKENDS[backend].from_pretrained(name_or_path, device=device, **kwargs)

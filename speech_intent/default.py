@@ -1,0 +1,81 @@
+"""The embedded default pipeline: runs right after ``pip install``, offline.
+
+ASR: the bundled Whisper tiny.en through faster-whisper (int8 on CPU).
+Intent: all-MiniLM-L6-v2 fine-tuned on the demo assistant domain shipped in
+``speech_intent/resources/demo_domain.yaml`` (also at ``assets/demo_domain.yaml``).
+The intent model is trained on first use (about a minute or two on 2 CPU cores)
+and cached under :func:`speech_intent.models.cache_dir` (``$SPEECH_INTENT_CACHE``);
+the cache key covers the data, the training settings and the library version,
+so a change to any of them retrains.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import asdict
+from importlib import resources
+from pathlib import Path
+from typing import Optional
+
+from .device import DeviceLike
+from .models import cache_dir
+from .nlu import IntentClassifier, TrainingConfig, fine_tune
+from .normalize import TextNormalizer
+
+logger = logging.getLogger(__name__)
+
+DEMO_DATA = "demo_domain.yaml"
+DEMO_TRAINING = TrainingConfig(epochs=10, learning_rate=1.5e-4, batch_size=32, seed=0)
+_FORMAT = 1
+
+
+def demo_domain_path() -> Path:
+    """Path of the demo assistant domain (Rasa NLU YAML) shipped with the package."""
+    return Path(str(resources.files("speech_intent") / "resources" / DEMO_DATA))
+
+
+def _cache_key(data: bytes) -> str:
+    digest = hashlib.sha256(data)
+    digest.update(json.dumps(asdict(DEMO_TRAINING), sort_keys=True).encode())
+    digest.update(json.dumps(TextNormalizer().to_dict(), sort_keys=True).encode())
+    digest.update(f"format={_FORMAT}".encode())
+    return digest.hexdigest()[:16]
+
+
+def default_intent_model(device: DeviceLike = None, *, progress: bool = True) -> IntentClassifier:
+    """Load the cached demo-domain intent model, fine-tuning it first if it is not cached."""
+    from .data import read_rasa
+
+    data_path = demo_domain_path()
+    target = cache_dir() / f"demo-intent-{_cache_key(data_path.read_bytes())}"
+    if (target / "model.safetensors").is_file():
+        logger.info("loading cached demo intent model from %s", target)
+        return IntentClassifier.from_pretrained(target, device=device)
+    examples = read_rasa(data_path)
+    logger.warning("fine-tuning the demo intent model on %d utterances (first run only; cached in %s)",
+                   len(examples), target)
+    scratch = Path(tempfile.mkdtemp(prefix=".training-", dir=target.parent))
+    try:
+        fine_tune(examples, scratch, config=DEMO_TRAINING, normalizer=TextNormalizer(), device=device,
+                  progress=progress)
+        try:
+            os.replace(scratch, target)  # atomic: a crash never leaves a half-written cache
+        except OSError:  # another process finished first
+            logger.info("demo intent model already cached by another process")
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return IntentClassifier.from_pretrained(target, device=device)
+
+
+def default_pipeline(device: DeviceLike = None, *, progress: bool = True, asr: Optional[object] = None, **kwargs):
+    """Bundled tiny.en (faster-whisper) + demo intent model, as a :class:`SpeechIntentPipeline`."""
+    from .asr import FasterWhisperASR
+    from .pipeline import SpeechIntentPipeline
+
+    asr_stage = asr if asr is not None else FasterWhisperASR.from_pretrained(None, device=device)
+    intent = default_intent_model(device=device, progress=progress)
+    return SpeechIntentPipeline(asr_stage, intent, **kwargs)

@@ -1,0 +1,102 @@
+"""Typed results of each stage. Every result is a dataclass with ``to_dict()``."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Dict, List, Optional, Tuple
+
+
+@dataclass
+class Transcript:
+    """Output of an ASR stage for one input.
+
+    Attributes:
+        text: the recognised text, stripped.
+        confidence: geometric-mean token probability in [0, 1].
+        duration: length of the input audio in seconds.
+    """
+
+    text: str
+    confidence: float
+    duration: Optional[float] = None
+
+    def to_dict(self) -> Dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class SlotValue:
+    """One slot filled from a text: its value and character span in that text."""
+
+    name: str
+    value: str
+    start: int
+    end: int
+    raw: Optional[str] = None
+
+    def to_dict(self) -> Dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class IntentPrediction:
+    """Output of an intent stage for one text.
+
+    Attributes:
+        text: the text that was classified (after normalisation).
+        intent: the predicted label, or ``None`` when out of scope / empty.
+        confidence: softmax probability of the top label.
+        top_k: the best labels with their probabilities, best first.
+        slots: slot name -> value (joint models; empty for intent-only models).
+        slot_spans: the same slots with character spans into ``text``.
+    """
+
+    text: str
+    intent: Optional[str]
+    confidence: float
+    top_k: List[Tuple[str, float]] = field(default_factory=list)
+    slots: Dict[str, str] = field(default_factory=dict)
+    slot_spans: List[SlotValue] = field(default_factory=list)
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {
+            "text": self.text,
+            "intent": self.intent,
+            "confidence": self.confidence,
+            "top_k": [{"intent": label, "confidence": p} for label, p in self.top_k],
+            "slots": dict(self.slots),
+            "slot_spans": [s.to_dict() for s in self.slot_spans],
+        }
+
+
+@dataclass
+class PipelineResult:
+    """One input's end-to-end result. ``error`` is set (and the rest empty) when it failed."""
+
+    path: str
+    transcript: Optional[str] = None
+    transcript_confidence: Optional[float] = None
+    text: Optional[str] = None
+    intent: Optional[str] = None
+    confidence: Optional[float] = None
+    top_k: List[Tuple[str, float]] = field(default_factory=list)
+    slots: Dict[str, str] = field(default_factory=dict)
+    duration: Optional[float] = None
+    error: Optional[str] = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {
+            "path": self.path,
+            "transcript": self.transcript,
+            "transcript_confidence": self.transcript_confidence,
+            "text": self.text,
+            "intent": self.intent,
+            "confidence": self.confidence,
+            "top_k": [{"intent": label, "confidence": p} for label, p in self.top_k],
+            "slots": dict(self.slots),
+            "duration": self.duration,
+            "error": self.error,
+        }

@@ -1,0 +1,92 @@
+"""ASR stages on tiny random models loaded through the real from_pretrained path."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from speech_intent.asr import ASRStage, FasterWhisperASR, Wav2Vec2ASR, WhisperASR, detect_backend, load_asr
+from speech_intent.errors import AudioError, ModelLoadError
+
+
+def _clips(sine):
+    rng = np.random.default_rng(0)
+    return [sine, sine[:8000], (0.1 * rng.standard_normal(24000)).astype(np.float32)]
+
+
+def test_whisper_batched_transcripts_match_one_at_a_time(tiny_whisper_dir, sine):
+    asr = WhisperASR.from_pretrained(tiny_whisper_dir, device="cpu", max_new_tokens=8)
+    assert isinstance(asr, ASRStage) and asr.backend == "whisper"
+    clips = _clips(sine)
+    batched = asr.transcribe(clips, batch_size=3)
+    single = [asr.transcribe([c], batch_size=1)[0] for c in clips]
+    assert [t.text for t in batched] == [t.text for t in single]
+    for t, clip in zip(batched, clips):
+        assert 0.0 <= t.confidence <= 1.0
+        assert t.duration == pytest.approx(len(clip) / 16000)
+
+
+def test_whisper_save_load_round_trip(tiny_whisper_dir, sine, tmp_path):
+    asr = WhisperASR.from_pretrained(tiny_whisper_dir, device="cpu", max_new_tokens=8)
+    asr.save_pretrained(tmp_path / "copy")
+    again = WhisperASR.from_pretrained(tmp_path / "copy", device="cpu", max_new_tokens=8)
+    assert [t.text for t in asr.transcribe(_clips(sine))] == [t.text for t in again.transcribe(_clips(sine))]
+    assert detect_backend(tmp_path / "copy") == "whisper"
+
+
+def test_wav2vec2_padding_does_not_change_results(tiny_wav2vec2_dir, sine):
+    asr = Wav2Vec2ASR.from_pretrained(tiny_wav2vec2_dir, device="cpu")
+    clips = _clips(sine)
+    batched = asr.transcribe(clips, batch_size=3)  # padded to the longest clip, masked
+    single = [asr.transcribe([c], batch_size=1)[0] for c in clips]
+    assert [t.text for t in batched] == [t.text for t in single]
+    for a, b in zip(batched, single):
+        assert a.confidence == pytest.approx(b.confidence, abs=1e-4)
+    assert all(t.text == t.text.lower() for t in batched)
+    assert detect_backend(tiny_wav2vec2_dir) == "wav2vec2"
+
+
+def test_wav2vec2_logits_ignore_padding(tiny_wav2vec2_dir, sine):
+    """The attention mask really is used: padded frames leave real frames' logits unchanged."""
+    import torch
+
+    asr = Wav2Vec2ASR.from_pretrained(tiny_wav2vec2_dir, device="cpu")
+    fe = asr.processor.feature_extractor
+    short = fe([sine[:8000]], sampling_rate=16000, return_tensors="pt", return_attention_mask=True)
+    padded = fe([sine[:8000], sine], sampling_rate=16000, padding=True, return_tensors="pt",
+                return_attention_mask=True)
+    with torch.no_grad():
+        a = asr.model(short.input_values, attention_mask=short.attention_mask).logits[0]
+        b = asr.model(padded.input_values, attention_mask=padded.attention_mask).logits[0, : a.shape[0]]
+    torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+
+
+def test_stage_call_decodes_paths_and_raises_on_bad_input(tiny_wav2vec2_dir, sine, tmp_path, bad_files):
+    import soundfile as sf
+
+    asr = load_asr(tiny_wav2vec2_dir, device="cpu")
+    path = tmp_path / "a.wav"
+    sf.write(path, sine, 16000)
+    assert len(asr([str(path), sine])) == 2
+    with pytest.raises(AudioError, match="empty"):
+        asr([str(bad_files["empty"])])
+
+
+def test_pickle_only_checkpoints_are_refused(tiny_bert_dir, tmp_path):
+    import shutil
+
+    from speech_intent.nlu import IntentClassifier
+
+    pickled = tmp_path / "pickled"
+    shutil.copytree(tiny_bert_dir, pickled)
+    (pickled / "model.safetensors").rename(pickled / "pytorch_model.bin")
+    with pytest.raises(ModelLoadError, match="safetensors"):
+        IntentClassifier.from_pretrained(pickled)
+
+
+@pytest.mark.slow
+def test_faster_whisper_bundled_batch(sine):
+    asr = FasterWhisperASR.from_pretrained(None, device="cpu")
+    silence = np.zeros(16000, dtype=np.float32)
+    out = asr.transcribe([sine, silence], batch_size=2)
+    assert len(out) == 2 and out[1].text == "" and out[1].confidence == 0.0
+    assert detect_backend("tiny.en") == "faster-whisper"

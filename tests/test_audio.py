@@ -1,0 +1,77 @@
+"""Audio loading: formats, rates, channels, and typed errors naming the file."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from speech_intent.audio import load_audio
+from speech_intent.errors import AudioError
+
+
+def _tone(rate: int, seconds: float = 1.0, channels: int = 1) -> np.ndarray:
+    t = np.arange(int(rate * seconds)) / rate
+    x = (0.25 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
+    return np.stack([x] * channels, axis=1) if channels > 1 else x
+
+
+@pytest.mark.parametrize("suffix,subtype", [(".wav", "PCM_16"), (".wav", "PCM_24"), (".wav", "FLOAT"),
+                                            (".flac", "PCM_16"), (".ogg", "VORBIS")])
+def test_formats_decode_to_float32_mono_16k(tmp_path, suffix, subtype):
+    path = tmp_path / f"tone{suffix}"
+    sf.write(path, _tone(16000), 16000, subtype=subtype)
+    audio = load_audio(path)
+    assert audio.dtype == np.float32 and audio.ndim == 1
+    assert abs(len(audio) - 16000) < 400  # vorbis may pad a little
+    assert 0.2 < np.abs(audio).max() < 0.3
+
+
+@pytest.mark.parametrize("rate", [8000, 44100, 48000])
+def test_resampled_to_16k(tmp_path, rate):
+    path = tmp_path / "tone.wav"
+    sf.write(path, _tone(rate, 2.0), rate)
+    audio = load_audio(path)
+    assert abs(len(audio) - 32000) <= 2
+    # 220 Hz survives resampling: dominant FFT bin
+    spectrum = np.abs(np.fft.rfft(audio))
+    assert abs(np.argmax(spectrum) * 16000 / len(audio) - 220) < 2
+
+
+def test_multichannel_is_averaged(tmp_path):
+    path = tmp_path / "six.wav"
+    sf.write(path, _tone(16000, 1.0, channels=6), 16000)
+    audio = load_audio(path)
+    assert audio.ndim == 1 and len(audio) == 16000
+
+
+def test_bytes_and_arrays(tmp_path):
+    path = tmp_path / "tone.wav"
+    sf.write(path, _tone(16000), 16000)
+    from_bytes = load_audio(path.read_bytes())
+    np.testing.assert_allclose(from_bytes, load_audio(path), atol=1e-6)
+    int16 = (_tone(16000) * 32767).astype(np.int16)
+    np.testing.assert_allclose(load_audio(int16), _tone(16000), atol=1e-3)
+    assert len(load_audio((_tone(8000), 8000))) == 16000
+
+
+@pytest.mark.parametrize("kind,reason", [("corrupt", "cannot decode"), ("empty", "empty"),
+                                         ("text", "cannot decode"), ("missing", "not found")])
+def test_bad_files_raise_typed_errors_naming_the_file(bad_files, kind, reason):
+    with pytest.raises(AudioError) as info:
+        load_audio(bad_files[kind])
+    assert str(bad_files[kind]) in str(info.value)
+    assert reason in info.value.reason
+
+
+def test_directory_non_finite_empty_and_too_long(tmp_path):
+    with pytest.raises(AudioError, match="directory"):
+        load_audio(tmp_path)
+    bad = _tone(16000)
+    bad[100] = np.nan
+    with pytest.raises(AudioError, match="NaN"):
+        load_audio(bad)
+    with pytest.raises(AudioError, match="no samples"):
+        load_audio(np.zeros(0, dtype=np.float32))
+    with pytest.raises(AudioError, match="limit"):
+        load_audio(np.zeros(16000 * 31, dtype=np.float32))
+    assert len(load_audio(np.zeros(16000 * 31, dtype=np.float32), max_duration=None)) == 16000 * 31
