@@ -1,0 +1,112 @@
+"""End to end with the real bundled models on the sample commands in assets/audio.
+
+The default intent model is fine-tuned on first use and cached
+(``$SPEECH_INTENT_CACHE``); later sessions load it in seconds.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import jiwer
+import pytest
+
+from speech_intent import SpeechIntentPipeline, TextNormalizer, WhisperASR
+from speech_intent.cli import main
+
+from .conftest import ASSETS
+
+pytestmark = pytest.mark.slow
+AUDIO = ASSETS / "audio"
+
+
+@pytest.fixture(scope="session")
+def manifest() -> dict:
+    with (AUDIO / "manifest.csv").open() as handle:
+        return {row["file"]: row for row in csv.DictReader(handle)}
+
+
+@pytest.fixture(scope="session")
+def default_pipe() -> SpeechIntentPipeline:
+    return SpeechIntentPipeline.default(device="cpu", progress=False)
+
+
+@pytest.fixture(scope="session")
+def default_results(default_pipe):
+    return default_pipe(sorted(str(p) for p in AUDIO.glob("*.wav")), batch_size=8)
+
+
+def _scores(results, manifest):
+    norm = TextNormalizer()
+    by_name = {Path(r.path).name: r for r in results}
+    refs = [norm(manifest[n]["text"]) for n in sorted(manifest)]
+    hyps = [norm(by_name[n].transcript or "") for n in sorted(manifest)]
+    accuracy = sum(by_name[n].intent == manifest[n]["intent"] for n in manifest) / len(manifest)
+    return accuracy, jiwer.wer(refs, hyps)
+
+
+def test_default_pipeline_on_sample_commands(default_results, manifest):
+    assert len(default_results) == len(manifest) >= 30
+    assert all(r.error is None for r in default_results)
+    accuracy, wer = _scores(default_results, manifest)
+    print(f"default pipeline: intent accuracy {accuracy:.1%}, WER {wer:.1%}")
+    assert accuracy >= 0.90
+    assert wer <= 0.15
+
+
+def test_bad_files_get_errors_and_the_rest_are_right(default_pipe, manifest, bad_files):
+    good = [str(AUDIO / n) for n in sorted(manifest)[:4]]
+    inputs = [good[0], str(bad_files["corrupt"]), good[1], str(bad_files["empty"]), good[2],
+              str(bad_files["text"]), good[3]]
+    results = default_pipe(inputs, batch_size=3)
+    assert [r.path for r in results] == inputs
+    for r in results:
+        if r.path in good:
+            assert r.error is None and r.intent == manifest[Path(r.path).name]["intent"]
+        else:
+            assert r.error and r.path in r.error and r.intent is None
+
+
+def test_converted_tiny_en_runs_in_whisper_asr(default_pipe, default_results, manifest, tmp_path_factory):
+    from speech_intent.asr import convert_ctranslate2_whisper
+    from speech_intent.models import bundled_whisper_path
+
+    out = convert_ctranslate2_whisper(bundled_whisper_path(), tmp_path_factory.mktemp("tiny-en-hf"))
+    pipe = SpeechIntentPipeline(WhisperASR.from_pretrained(out, device="cpu"), default_pipe.intent)
+    results = pipe(sorted(str(p) for p in AUDIO.glob("*.wav")), batch_size=8)
+    accuracy, wer = _scores(results, manifest)
+    same = sum(a.transcript == b.transcript for a, b in zip(results, default_results))
+    print(f"converted tiny.en in WhisperASR: accuracy {accuracy:.1%}, WER {wer:.1%}, "
+          f"{same}/{len(results)} transcripts identical to faster-whisper int8")
+    assert accuracy >= 0.90 and wer <= 0.15
+
+
+def test_cli_predict_writes_jsonl_and_resumes(tmp_path, manifest, bad_files, default_pipe):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for n in sorted(manifest)[:3]:
+        shutil.copy(AUDIO / n, folder / n)
+    shutil.copy(bad_files["text"], folder / "zz_text.wav")
+    out = tmp_path / "results.jsonl"
+    assert main(["predict", str(folder), "-o", str(out), "-q"]) == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(rows) == 4 and sum(bool(r["error"]) for r in rows) == 1
+    assert all(r["intent"] == manifest[Path(r["path"]).name]["intent"] for r in rows if not r["error"])
+    # rerun: finished files are skipped, the failed one is retried (and fails again)
+    assert main(["predict", str(folder), "-o", str(out), "-q"]) == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(rows) == 5 and sum(bool(r["error"]) for r in rows) == 2
+    csv_out = tmp_path / "results.csv"
+    assert main(["predict", str(folder / sorted(manifest)[0]), "-o", str(csv_out), "-q"]) == 0
+    assert list(csv.DictReader(csv_out.open()))[0]["intent"] == manifest[sorted(manifest)[0]]["intent"]
+
+
+def test_cli_classify_and_transcribe(capsys, default_pipe, manifest):
+    assert main(["classify", "turn the kitchen lights off please"]) == 0
+    assert json.loads(capsys.readouterr().out)["intent"] == "lights_off"
+    name = sorted(manifest)[0]
+    assert main(["transcribe", str(AUDIO / name)]) == 0
+    line = json.loads(capsys.readouterr().out.splitlines()[0])
+    assert line["path"].endswith(name) and line["text"]
