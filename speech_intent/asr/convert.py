@@ -30,10 +30,13 @@ __all__ = ["CTranslate2FormatError", "convert_ctranslate2_whisper", "read_ctrans
 
 SUPPORTED_BINARY_VERSIONS = (6,)
 _CT2_DTYPES: tuple[str, ...] = ("float32", "int8", "int16", "int32", "float16", "bfloat16")
-_TORCH_DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+_TORCH_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 # Special tokens every Whisper tokenizer must define (name -> token string).
 _SPECIAL = {"eot": "<|endoftext|>", "sot": "<|startoftranscript|>", "translate": "<|translate|>",
             "transcribe": "<|transcribe|>", "prev": "<|startofprev|>", "no_timestamps": "<|notimestamps|>"}
+# CT2 fuses q/k/v (self-attention) and k/v (cross-attention) projections: (ct2 linear, HF projections).
+_SELF_ATTN = [("linear_0", ["q", "k", "v"]), ("linear_1", ["out"])]
+_CROSS_ATTN = [("linear_0", ["q"]), ("linear_1", ["k", "v"]), ("linear_2", ["out"])]
 
 
 class CTranslate2FormatError(ValueError):
@@ -56,17 +59,13 @@ class _Reader:
         return start
 
     def unpack(self, fmt: str) -> int:
-        size = struct.calcsize("<" + fmt)
-        return struct.unpack_from("<" + fmt, self.buf, self.take(size))[0]
+        return struct.unpack_from("<" + fmt, self.buf, self.take(struct.calcsize("<" + fmt)))[0]
 
     def string(self) -> str:
         length = self.unpack("H")
-        if length == 0:
-            raise self.fail("corrupt string length 0")
-        start = self.take(length)
-        raw = bytes(self.buf[start : start + length])
-        if raw[-1] != 0:
-            raise self.fail("string is not NUL-terminated")
+        raw = bytes(self.buf[self.take(length) : self.pos])
+        if not raw or raw[-1] != 0:
+            raise self.fail("corrupt string (empty or not NUL-terminated)")
         try:
             return raw[:-1].decode("utf-8")
         except UnicodeDecodeError as exc:
@@ -107,7 +106,7 @@ def read_ctranslate2_model(path: str | Path) -> tuple[str, int, dict[str, np.nda
                 np_dtype = np.dtype("uint16" if dtype == "bfloat16" else dtype).newbyteorder("<")
                 expected = int(np.prod(shape, dtype=np.int64)) * np_dtype.itemsize
                 if nbytes != expected:
-                    raise rd.fail(f"variable {name!r}: {nbytes} bytes stored but shape {shape} x {dtype} needs {expected}")
+                    raise rd.fail(f"variable {name!r}: {nbytes} bytes stored, shape {shape} x {dtype} needs {expected}")
                 start = rd.take(nbytes)
                 arr = np.frombuffer(buf, np_dtype, expected // np_dtype.itemsize, start).reshape(shape).copy()
                 if dtype == "bfloat16":
@@ -134,10 +133,8 @@ def _dequantize(variables: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
             raise CTranslate2FormatError(f"variable {name!r} uses AWQ-style quantization, which is not supported")
         scale = variables.get(f"{name}_scale")
         if scale is not None:
-            scale = scale.astype(np.float32)
-            if scale.ndim:
-                scale = scale.reshape(scale.shape + (1,) * (value.ndim - scale.ndim))
-            value = value.astype(np.float32) / scale
+            value = value.astype(np.float32) / scale.astype(np.float32).reshape(
+                scale.shape + (1,) * (value.ndim - scale.ndim))  # per-row (int8) or scalar (int16) scales
         out[name] = value
     return out
 
@@ -179,10 +176,17 @@ def _state_dict(v: dict[str, np.ndarray], n_enc: int, n_dec: int, dtype: torch.d
             for part, wp, bp in zip(parts, w.chunk(len(parts)), b.chunk(len(parts)), strict=True):
                 sd[f"{hf}.{part}_proj.weight"] = wp.contiguous()
                 if part == "k":  # Whisper's k_proj has no bias (a key bias is softmax-invariant anyway).
-                    if bp.abs().max().item() > 1e-6:
-                        logger.warning("%s/%s: dropping non-zero key bias (max %.3g)", ct2, ct2_lin, bp.abs().max())
+                    if (kmax := bp.abs().max().item()) > 1e-6:
+                        logger.warning("%s/%s: dropping non-zero key bias (max %.3g)", ct2, ct2_lin, kmax)
                 else:
                     sd[f"{hf}.{part}_proj.bias"] = bp.contiguous()
+
+    def put_self_attention_and_ffn(hf: str, ct2: str) -> None:
+        put_attention(f"{hf}.self_attn", f"{ct2}/self_attention", _SELF_ATTN)
+        put_norm(f"{hf}.self_attn_layer_norm", f"{ct2}/self_attention/layer_norm")
+        put_linear(f"{hf}.fc1", f"{ct2}/ffn/linear_0")
+        put_linear(f"{hf}.fc2", f"{ct2}/ffn/linear_1")
+        put_norm(f"{hf}.final_layer_norm", f"{ct2}/ffn/layer_norm")
 
     enc, dec = "model.encoder", "model.decoder"
     for i in (1, 2):
@@ -191,24 +195,15 @@ def _state_dict(v: dict[str, np.ndarray], n_enc: int, n_dec: int, dtype: torch.d
     put_norm(f"{enc}.layer_norm", "encoder/layer_norm")
     for i in range(n_enc):
         hf, ct2 = f"{enc}.layers.{i}", f"encoder/layer_{i}"
-        put_attention(f"{hf}.self_attn", f"{ct2}/self_attention", [("linear_0", ["q", "k", "v"]), ("linear_1", ["out"])])
-        put_norm(f"{hf}.self_attn_layer_norm", f"{ct2}/self_attention/layer_norm")
-        put_linear(f"{hf}.fc1", f"{ct2}/ffn/linear_0")
-        put_linear(f"{hf}.fc2", f"{ct2}/ffn/linear_1")
-        put_norm(f"{hf}.final_layer_norm", f"{ct2}/ffn/layer_norm")
+        put_self_attention_and_ffn(hf, ct2)
     sd[f"{dec}.embed_tokens.weight"] = get("decoder/embeddings/weight")
     sd[f"{dec}.embed_positions.weight"] = get("decoder/position_encodings/encodings")
     put_norm(f"{dec}.layer_norm", "decoder/layer_norm")
     for i in range(n_dec):
         hf, ct2 = f"{dec}.layers.{i}", f"decoder/layer_{i}"
-        put_attention(f"{hf}.self_attn", f"{ct2}/self_attention", [("linear_0", ["q", "k", "v"]), ("linear_1", ["out"])])
-        put_norm(f"{hf}.self_attn_layer_norm", f"{ct2}/self_attention/layer_norm")
-        put_attention(f"{hf}.encoder_attn", f"{ct2}/attention",
-                      [("linear_0", ["q"]), ("linear_1", ["k", "v"]), ("linear_2", ["out"])])
+        put_self_attention_and_ffn(hf, ct2)
+        put_attention(f"{hf}.encoder_attn", f"{ct2}/attention", _CROSS_ATTN)
         put_norm(f"{hf}.encoder_attn_layer_norm", f"{ct2}/attention/layer_norm")
-        put_linear(f"{hf}.fc1", f"{ct2}/ffn/linear_0")
-        put_linear(f"{hf}.fc2", f"{ct2}/ffn/linear_1")
-        put_norm(f"{hf}.final_layer_norm", f"{ct2}/ffn/layer_norm")
     # proj_out is tied to the token embeddings (CT2's decoder/projection was checked by _pop_tied_projection).
     sd["proj_out.weight"] = sd[f"{dec}.embed_tokens.weight"]
     unused = sorted(k for k, a in v.items() if k not in used and a.ndim > 0)
@@ -217,9 +212,16 @@ def _state_dict(v: dict[str, np.ndarray], n_enc: int, n_dec: int, dtype: torch.d
     return sd
 
 
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise CTranslate2FormatError(f"{path}: cannot read JSON: {exc}") from exc
+
+
 def _token_ids(tokenizer_json: Path, vocabulary_txt: Path | None) -> dict[str, int]:
     """Return the ids of the special added tokens, cross-checked against ``vocabulary.txt``."""
-    data = json.loads(tokenizer_json.read_text(encoding="utf-8"))
+    data = _read_json(tokenizer_json)
     ids = {t["content"]: int(t["id"]) for t in data.get("added_tokens", []) if t.get("special", True)}
     missing = [tok for tok in _SPECIAL.values() if tok not in ids]
     if missing:
@@ -240,10 +242,8 @@ def _count_layers(v: dict[str, np.ndarray], side: str) -> int:
 
 
 def _num_heads(v: dict[str, np.ndarray], side: str, d_model: int) -> int:
-    if f"{side}/num_heads" in v:
-        return int(v[f"{side}/num_heads"])
-    logger.warning("%s/num_heads not stored; assuming Whisper's head size of 64", side)
-    return d_model // 64
+    """Heads from CT2's ``<side>/num_heads`` scalar, else Whisper's fixed head size of 64."""
+    return int(v[f"{side}/num_heads"]) if f"{side}/num_heads" in v else d_model // 64
 
 
 def convert_ctranslate2_whisper(src: str | Path, dst: str | Path, *, dtype: str = "float32") -> Path:
@@ -256,16 +256,12 @@ def convert_ctranslate2_whisper(src: str | Path, dst: str | Path, *, dtype: str 
         dtype: Weight dtype to save: ``"float32"``, ``"float16"`` or ``"bfloat16"``.
 
     Returns:
-        The output directory, containing ``config.json``, ``generation_config.json``,
-        ``model.safetensors``, tokenizer files and ``preprocessor_config.json``.
+        ``dst``, holding config/generation_config/preprocessor_config JSON, model.safetensors, tokenizer files.
 
     Raises:
         CTranslate2FormatError: (a ``ValueError``) if the input is missing, corrupt or unsupported.
         ValueError: for an unsupported ``dtype``.
     """
-    from transformers import (AddedToken, GenerationConfig, WhisperConfig, WhisperFeatureExtractor,
-                              WhisperForConditionalGeneration, WhisperProcessor, WhisperTokenizer)
-
     if dtype not in _TORCH_DTYPES:
         raise ValueError(f"dtype must be one of {sorted(_TORCH_DTYPES)}, got {dtype!r}")
     src, dst = Path(src), Path(dst)
@@ -273,15 +269,22 @@ def convert_ctranslate2_whisper(src: str | Path, dst: str | Path, *, dtype: str 
     for required in ("model.bin", "config.json", "tokenizer.json"):
         if not (src / required).is_file():
             raise CTranslate2FormatError(f"{src / required}: required file not found")
+    from transformers import (AddedToken, GenerationConfig, WhisperConfig, WhisperFeatureExtractor,
+                              WhisperForConditionalGeneration, WhisperProcessor, WhisperTokenizer)
     spec, revision, raw = read_ctranslate2_model(src / "model.bin")
     if spec != "WhisperSpec":
         raise CTranslate2FormatError(f"{src / 'model.bin'}: spec {spec!r} is not a Whisper model (WhisperSpec)")
-    ct2_cfg: dict[str, Any] = json.loads((src / "config.json").read_text(encoding="utf-8"))
+    ct2_cfg: dict[str, Any] = _read_json(src / "config.json")
     _pop_tied_projection(raw)
     v = _dequantize(raw)
 
-    vocab_size, d_model = v["decoder/embeddings/weight"].shape
-    n_mels = v["encoder/conv1/weight"].shape[1]
+    def dim(name: str, axis: int) -> int:
+        if name not in v:
+            raise CTranslate2FormatError(f"{src / 'model.bin'}: missing Whisper variable {name!r}")
+        return int(v[name].shape[axis])
+
+    vocab_size, d_model = dim("decoder/embeddings/weight", 0), dim("decoder/embeddings/weight", 1)
+    n_mels = dim("encoder/conv1/weight", 1)
     n_enc, n_dec = _count_layers(v, "encoder"), _count_layers(v, "decoder")
     ids = _token_ids(src / "tokenizer.json", src / "vocabulary.txt")
     eot, sot, no_ts = ids[_SPECIAL["eot"]], ids[_SPECIAL["sot"]], ids[_SPECIAL["no_timestamps"]]
@@ -291,34 +294,39 @@ def convert_ctranslate2_whisper(src: str | Path, dst: str | Path, *, dtype: str 
     logger.info("CTranslate2 %s rev %d: d_model=%d enc=%d dec=%d vocab=%d n_mels=%d multilingual=%s",
                 spec, revision, d_model, n_enc, n_dec, vocab_size, n_mels, is_multilingual)
 
+    specials = sorted((i, t) for t, i in ids.items() if i > eot)
+    tokenizer = WhisperTokenizer(tokenizer_file=str(src / "tokenizer.json"), pad_token=_SPECIAL["eot"],
+                                 extra_special_tokens=[t for _, t in specials], model_max_length=1024)
+    n_timestamps = vocab_size - (no_ts + 1)
+    if n_timestamps > 0 and len(tokenizer) == no_ts + 1:
+        tokenizer.add_tokens([AddedToken(f"<|{i * 0.02:.2f}|>", lstrip=False, rstrip=False, normalized=False)
+                              for i in range(n_timestamps)])
+    if len(tokenizer) != vocab_size or tokenizer.all_special_ids[-1] != no_ts:
+        raise CTranslate2FormatError(f"tokenizer mismatch: {len(tokenizer)} tokens vs vocab {vocab_size}, last "
+                                     f"special id {tokenizer.all_special_ids[-1]} vs <|notimestamps|> {no_ts}")
     config = WhisperConfig(
-        vocab_size=int(vocab_size), num_mel_bins=int(n_mels), d_model=int(d_model),
-        encoder_layers=n_enc, decoder_layers=n_dec,
+        vocab_size=vocab_size, num_mel_bins=n_mels, d_model=d_model, encoder_layers=n_enc, decoder_layers=n_dec,
         encoder_attention_heads=_num_heads(v, "encoder", d_model),
         decoder_attention_heads=_num_heads(v, "decoder", d_model),
-        encoder_ffn_dim=int(v["encoder/layer_0/ffn/linear_0/weight"].shape[0]),
-        decoder_ffn_dim=int(v["decoder/layer_0/ffn/linear_0/weight"].shape[0]),
-        max_source_positions=int(v["encoder/position_encodings/encodings"].shape[0]),
-        max_target_positions=int(v["decoder/position_encodings/encodings"].shape[0]),
+        encoder_ffn_dim=dim("encoder/layer_0/ffn/linear_0/weight", 0),
+        decoder_ffn_dim=dim("decoder/layer_0/ffn/linear_0/weight", 0),
+        max_source_positions=dim("encoder/position_encodings/encodings", 0),
+        max_target_positions=dim("decoder/position_encodings/encodings", 0),
         pad_token_id=eot, bos_token_id=sot, eos_token_id=eot, decoder_start_token_id=sot,
         suppress_tokens=suppress, begin_suppress_tokens=begin_suppress, tie_word_embeddings=True, dtype=dtype,
     )
     config.architectures = ["WhisperForConditionalGeneration"]
     state_dict = _state_dict(v, n_enc, n_dec, _TORCH_DTYPES[dtype])
     del raw, v
-
     with torch.device("meta"):
         model = WhisperForConditionalGeneration(config)
     expected = model.state_dict()
     missing, unexpected = sorted(set(expected) - set(state_dict)), sorted(set(state_dict) - set(expected))
-    bad_shapes = [k for k in expected if k in state_dict and expected[k].shape != state_dict[k].shape]
-    if missing or unexpected or bad_shapes:
-        raise CTranslate2FormatError(f"weight mapping mismatch: missing={missing[:5]} "
-                                     f"unexpected={unexpected[:5]} shapes={bad_shapes[:5]}")
+    bad = missing + unexpected + [k for k in expected if k in state_dict and expected[k].shape != state_dict[k].shape]
+    if bad:
+        raise CTranslate2FormatError(f"weight mapping mismatch (missing, unexpected or wrong shape): {bad[:8]}")
     model.load_state_dict(state_dict, strict=True, assign=True)
-    model.eval()
 
-    lang_to_id = {t: i for t, i in ids.items() if sot < i < ids[_SPECIAL["translate"]]}
     gen = GenerationConfig(
         decoder_start_token_id=sot, bos_token_id=sot, eos_token_id=eot, pad_token_id=eot,
         max_length=config.max_target_positions, suppress_tokens=suppress, begin_suppress_tokens=begin_suppress,
@@ -327,26 +335,15 @@ def convert_ctranslate2_whisper(src: str | Path, dst: str | Path, *, dtype: str 
         alignment_heads=[[int(a), int(b)] for a, b in ct2_cfg.get("alignment_heads", [])] or None,
     )
     if is_multilingual:
-        gen.lang_to_id = lang_to_id
+        gen.lang_to_id = {t: i for t, i in ids.items() if sot < i < ids[_SPECIAL["translate"]]}
         gen.task_to_id = {"transcribe": ids[_SPECIAL["transcribe"]], "translate": ids[_SPECIAL["translate"]]}
     # No forced_decoder_ids: transformers >= 4.38 builds the prompt itself ([sot] + [<|notimestamps|>]
     # for English-only models) and only warns about the deprecated attribute if present.
     model.generation_config = gen
-
     dst.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(dst)
 
-    specials = sorted((i, t) for t, i in ids.items() if i > eot)
-    tokenizer = WhisperTokenizer(tokenizer_file=str(src / "tokenizer.json"), pad_token=_SPECIAL["eot"],
-                                 extra_special_tokens=[t for _, t in specials], model_max_length=1024)
-    n_timestamps = int(vocab_size) - (no_ts + 1)
-    if n_timestamps > 0 and len(tokenizer) == no_ts + 1:
-        tokenizer.add_tokens([AddedToken(f"<|{i * 0.02:.2f}|>", lstrip=False, rstrip=False, normalized=False)
-                              for i in range(n_timestamps)])
-    if len(tokenizer) != vocab_size or tokenizer.all_special_ids[-1] != no_ts:
-        raise CTranslate2FormatError(f"tokenizer mismatch: {len(tokenizer)} tokens vs vocab {vocab_size}, last "
-                                     f"special id {tokenizer.all_special_ids[-1]} vs <|notimestamps|> {no_ts}")
-    processor = WhisperProcessor(feature_extractor=WhisperFeatureExtractor(feature_size=int(n_mels)), tokenizer=tokenizer)
+    processor = WhisperProcessor(feature_extractor=WhisperFeatureExtractor(feature_size=n_mels), tokenizer=tokenizer)
     processor.save_pretrained(dst)
     processor.feature_extractor.save_pretrained(dst)  # preprocessor_config.json for older/other loaders
     logger.info("Converted %s -> %s (%s) in %.2fs", src, dst, dtype, time.perf_counter() - t0)
