@@ -19,7 +19,7 @@ folder, output = sys.argv[1], sys.argv[2]
 
 files = expand_inputs([folder])  # recursive, audio extensions only
 writer = ResultWriter(output)  # appends; knows which files are already done
-todo = [f for f in files if not writer.is_done(f)]
+todo = writer.pending(files)  # not done yet (failed rows are replaced, so each file ends up once)
 print(f"{len(files)} files, {len(files) - len(todo)} already in {output}")
 
 pipe = SpeechIntentPipeline.default()

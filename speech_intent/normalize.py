@@ -16,8 +16,8 @@ _TIME = re.compile(r"\b(\d{1,2}):(\d{2})\b")
 _ORDINAL = re.compile(r"\b(\d+)(st|nd|rd|th)\b", re.IGNORECASE)
 _DECIMAL = re.compile(r"\b(\d+)\.(\d+)\b")
 _NUMBER = re.compile(r"\d+")
-_AMPM = re.compile(r"\b([ap])\.?\s?m\b\.?", re.IGNORECASE)
-_PUNCT = re.compile(r"[^\w\s']")
+_AMPM = re.compile(r"(?<!')\b([ap])\.?\s?m\b(?!')\.?", re.IGNORECASE)  # not inside "pm'th", "x'am"
+_PUNCT = re.compile(r"[^\w\s']|_")  # "_" is a word character to re, punctuation to us
 _SPACE = re.compile(r"\s+")
 
 #: Abbreviations and symbols spelled out (applied after lower-casing).
@@ -91,7 +91,9 @@ class TextNormalizer:
             if self.expand_contractions:
                 token = CONTRACTIONS.get(token, token)
             tokens.append(token)
-        return " ".join(tokens)
+        # spelled-out numbers and stripped symbols can leave "a m" ("7A.M." -> "seven a m"): join it
+        # here too, so that normalising twice gives the same text
+        return _AMPM.sub(lambda m: f"{m.group(1).lower()}m", " ".join(tokens))
 
     def _spell_numbers(self, text: str) -> str:
         def time(m: re.Match) -> str:

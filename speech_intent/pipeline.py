@@ -2,7 +2,10 @@
 
 Inputs are streamed in chunks of ``batch_size``: each chunk is decoded (a bad
 file becomes a result with ``error`` set, the rest go on), transcribed in one
-batched ASR call and classified in one batched NLU call.
+batched ASR call and classified in one batched NLU call. Digitally silent
+inputs (peak under ``silence_threshold``) skip ASR and get an empty transcript
+with ``intent=None``. If a stage raises on a chunk, its inputs are retried one by
+one so only the input that fails gets an ``error``.
 """
 from __future__ import annotations
 
@@ -12,11 +15,13 @@ from pathlib import Path
 from typing import Iterable, Iterator, List, Optional, Sequence, Union
 
 from .asr import ASRStage, load_asr
-from .audio import DEFAULT_MAX_DURATION, AudioInput, load_audio, source_name
+from .audio import (DEFAULT_MAX_DURATION, DEFAULT_MIN_DURATION, SILENCE_PEAK, AudioInput, is_silent, load_audio,
+                    source_name)
 from .device import DeviceLike
 from .errors import AudioError, ModelLoadError
 from .nlu import IntentClassifier
 from .results import PipelineResult
+from .validation import check_classifier_dir, check_pipeline_config, check_stage_dir, read_json_object
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +36,9 @@ class SpeechIntentPipeline:
         asr: an ASR stage (:class:`WhisperASR`, :class:`Wav2Vec2ASR`, :class:`FasterWhisperASR`, ...).
         intent: an intent stage (:class:`IntentClassifier`).
         max_duration: longest accepted input in seconds (longer inputs get an error result).
+        min_duration: shortest accepted input in seconds (shorter inputs get an error result).
+        silence_threshold: peak amplitude under which an input is digital silence: ASR is
+            skipped and the result has ``transcript=""``, ``intent=None`` (``None``: never skip).
         top_k: how many labels each result lists.
     """
 
@@ -40,11 +48,15 @@ class SpeechIntentPipeline:
         intent: IntentClassifier,
         *,
         max_duration: Optional[float] = DEFAULT_MAX_DURATION,
+        min_duration: Optional[float] = DEFAULT_MIN_DURATION,
+        silence_threshold: Optional[float] = SILENCE_PEAK,
         top_k: int = 3,
     ) -> None:
         self.asr = asr
         self.intent = intent
         self.max_duration = max_duration
+        self.min_duration = min_duration
+        self.silence_threshold = silence_threshold
         self.top_k = top_k
 
     # ------------------------------------------------------------------ loading
@@ -66,18 +78,16 @@ class SpeechIntentPipeline:
         config_file = directory / PIPELINE_CONFIG
         if not config_file.is_file():
             raise ModelLoadError(directory, f"not a pipeline directory (no {PIPELINE_CONFIG})")
-        try:
-            config = json.loads(config_file.read_text())
-            asr_cfg, intent_cfg = config["asr"], config["intent"]
-        except (json.JSONDecodeError, KeyError, TypeError) as error:
-            raise ModelLoadError(config_file, f"invalid pipeline config: {error}") from error
-        for name, cfg in (("asr", asr_cfg), ("intent", intent_cfg)):
-            if not (directory / cfg.get("path", name)).is_dir():
-                raise ModelLoadError(directory, f"pipeline is missing its {name} stage ({cfg.get('path', name)}/)")
+        config = read_json_object(config_file)
+        check_pipeline_config(config, directory, config_file, format_version=FORMAT_VERSION)
+        asr_cfg, intent_cfg = config["asr"], config["intent"]
+        check_stage_dir(directory / asr_cfg.get("path", "asr"), asr_cfg.get("backend"))
+        check_classifier_dir(directory / intent_cfg.get("path", "intent"))
         asr = load_asr(directory / asr_cfg.get("path", "asr"), backend=asr_cfg.get("backend"), device=device,
                        **asr_cfg.get("options", {}))
         intent = IntentClassifier.from_pretrained(directory / intent_cfg.get("path", "intent"), device=device)
-        options = {k: config[k] for k in ("max_duration", "top_k") if k in config}
+        keys = ("max_duration", "min_duration", "silence_threshold", "top_k")
+        options = {k: config[k] for k in keys if k in config}
         options.update(kwargs)
         return cls(asr, intent, **options)
 
@@ -92,6 +102,8 @@ class SpeechIntentPipeline:
             "asr": {"backend": self.asr.backend, "path": "asr", "options": _asr_options(self.asr)},
             "intent": {"type": "intent-classifier", "path": "intent"},
             "max_duration": self.max_duration,
+            "min_duration": self.min_duration,
+            "silence_threshold": self.silence_threshold,
             "top_k": self.top_k,
         }
         (directory / PIPELINE_CONFIG).write_text(json.dumps(config, indent=2) + "\n")
@@ -101,7 +113,8 @@ class SpeechIntentPipeline:
         self, inputs: Union[AudioInput, Sequence[AudioInput]], *, batch_size: int = 8, progress: bool = False
     ) -> List[PipelineResult]:
         """Process inputs (paths, bytes, arrays); one result per input, in order."""
-        if isinstance(inputs, (str, Path, bytes)) or not isinstance(inputs, Sequence):
+        single_pair = isinstance(inputs, tuple) and len(inputs) == 2 and not isinstance(inputs[1], (str, Path, bytes))
+        if isinstance(inputs, (str, Path, bytes, bytearray)) or single_pair or not isinstance(inputs, Sequence):
             inputs = [inputs]  # type: ignore[list-item]
         return list(self.stream(inputs, batch_size=batch_size, progress=progress))
 
@@ -139,18 +152,43 @@ class SpeechIntentPipeline:
         arrays, ok = [], []
         for i, item in enumerate(chunk):
             try:
-                arrays.append(load_audio(item, sampling_rate=self.asr.sampling_rate, max_duration=self.max_duration,
-                                         name=results[i].path))
-                ok.append(i)
+                audio = load_audio(item, sampling_rate=self.asr.sampling_rate, max_duration=self.max_duration,
+                                   min_duration=self.min_duration, name=results[i].path)
             except AudioError as error:
                 results[i].error = str(error)
                 logger.warning("skipping %s", error)
-        if not arrays:
-            return results
+                continue
+            if self.silence_threshold is not None and is_silent(audio, self.silence_threshold):
+                _fill_silent(results[i], len(audio) / self.asr.sampling_rate)
+                logger.info("%s: digital silence, ASR skipped", results[i].path)
+                continue
+            arrays.append(audio)
+            ok.append(i)
+        if arrays:
+            try:
+                self._recognise(arrays, [results[i] for i in ok], batch_size)
+            except Exception as error:  # isolate the input that breaks a stage; the others go on
+                if len(arrays) == 1:
+                    results[ok[0]] = _failed(results[ok[0]].path, error)
+                else:
+                    logger.warning("a batch of %d failed (%s); retrying its inputs one by one", len(arrays), error)
+                    for i, audio in zip(ok, arrays):
+                        results[i] = self._process_one(audio, results[i].path)
+        return results
+
+    def _process_one(self, audio, path: str) -> PipelineResult:
+        result = PipelineResult(path=path)
+        try:
+            self._recognise([audio], [result], 1)
+        except Exception as error:
+            return _failed(path, error)
+        return result
+
+    def _recognise(self, arrays: list, results: List[PipelineResult], batch_size: int) -> None:
+        """ASR then NLU on decoded arrays, filling ``results`` in place."""
         transcripts = self.asr.transcribe(arrays, batch_size=batch_size)
         predictions = self.intent([t.text for t in transcripts], top_k=self.top_k)
-        for i, transcript, prediction in zip(ok, transcripts, predictions):
-            result = results[i]
+        for result, transcript, prediction in zip(results, transcripts, predictions):
             result.transcript = transcript.text
             result.transcript_confidence = transcript.confidence
             result.duration = transcript.duration
@@ -159,7 +197,22 @@ class SpeechIntentPipeline:
             result.confidence = prediction.confidence
             result.top_k = prediction.top_k
             result.slots = prediction.slots
-        return results
+
+
+def _failed(path: str, error: Exception) -> PipelineResult:
+    """The result of an input a model stage raised on (logged with its traceback)."""
+    logger.error("processing %s failed", path, exc_info=error)
+    return PipelineResult(path=path, error=f"{path}: processing failed ({type(error).__name__}: {error})")
+
+
+def _fill_silent(result: PipelineResult, duration: float) -> None:
+    """The result of a digitally silent input: nothing said, no intent (not an error)."""
+    result.transcript = ""
+    result.transcript_confidence = 0.0
+    result.duration = duration
+    result.text = ""
+    result.intent = None
+    result.confidence = 0.0
 
 
 def _asr_options(asr: ASRStage) -> dict:

@@ -1,0 +1,26 @@
+"""Evaluation: score an intent model on text, or a whole pipeline on audio (clean and noisy).
+
+Modules: :mod:`.manifest` (audio manifests) -> :mod:`.noise` (seeded mixing at an SNR) ->
+:mod:`.runner` (run models, collect predictions) -> :mod:`.metrics` / :mod:`.slots`
+(scores) -> :mod:`.report` (:class:`EvaluationReport`) -> :mod:`.plots` (PNGs);
+:mod:`.cli` wires ``speech-intent evaluate``.
+
+```python
+from speech_intent.evaluate import evaluate_audio, read_manifest, write_report
+reports = evaluate_audio(pipe, read_manifest("dev/labels.json"), noise="kitchen.wav", snrs=[6, 12, 24])
+write_report(reports, "eval-out")
+```
+"""
+from .manifest import ManifestError, ManifestItem, is_audio_manifest, read_labels_json, read_manifest
+from .metrics import Reference, as_reference, compute_report, error_rates, intent_scores
+from .noise import max_frame_energy, mix_at_snr, peak_snr_db
+from .plots import plot_acceptance_vs_snr, plot_confusion
+from .report import NO_INTENT, EvaluationReport, IntentScore, format_summary
+from .runner import BENCHMARK_SNRS, condition_name, evaluate_audio, evaluate_text, write_report
+
+__all__ = [
+    "EvaluationReport", "IntentScore", "Reference", "ManifestItem", "ManifestError", "NO_INTENT", "BENCHMARK_SNRS",
+    "evaluate_text", "evaluate_audio", "write_report", "compute_report", "intent_scores", "error_rates",
+    "as_reference", "read_manifest", "read_labels_json", "is_audio_manifest", "mix_at_snr", "max_frame_energy",
+    "peak_snr_db", "plot_confusion", "plot_acceptance_vs_snr", "format_summary", "condition_name",
+]

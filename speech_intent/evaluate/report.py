@@ -1,0 +1,126 @@
+"""The evaluation report: one dataclass per condition, JSON-ready and printable."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Mapping, Optional
+
+#: Label used for "no intent" (out of scope, or a failed input) in tables and matrices.
+NO_INTENT = "<none>"
+
+
+@dataclass
+class IntentScore:
+    """Precision, recall, F1 and gold support of one intent label."""
+
+    label: str
+    precision: float
+    recall: float
+    f1: float
+    support: int
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {"label": self.label, "precision": self.precision, "recall": self.recall, "f1": self.f1,
+                "support": self.support}
+
+
+@dataclass
+class EvaluationReport:
+    """Scores of one model on one data set under one condition.
+
+    Attributes:
+        condition: ``"text"``, ``"clean"`` or an SNR condition such as ``"12dB"``.
+        snr: the SNR in dB of a noisy condition (``None`` otherwise).
+        n: number of utterances; ``n_errors`` of them could not be processed (scored as no intent).
+        intent_accuracy / intent_macro_f1: macro-F1 is over the in-scope intents of the gold data.
+        slot_mode: ``"bio"`` (seqeval, word-level BIO on the shared text), ``"value"`` ((name, value)
+            pairs, used for audio where the recognised text differs from the reference) or ``None``
+            when neither side has slots.
+        command_acceptance: intent right and every gold slot predicted with exactly its value.
+        wer / cer: transcript error rates after normalisation (``None`` without reference transcripts).
+        oos_precision / oos_recall: of "no intent" predictions, when the gold data has out-of-scope items.
+        per_intent: one row per label seen in gold or predictions.
+        confusion_labels / confusion: rows = gold, columns = predicted.
+        items: one record per utterance (gold, prediction, correctness).
+        notes: caveats worth printing with the numbers.
+    """
+
+    condition: str
+    n: int
+    intent_accuracy: float
+    intent_macro_f1: float
+    command_acceptance: float
+    snr: Optional[float] = None
+    n_errors: int = 0
+    slot_mode: Optional[str] = None
+    slot_precision: Optional[float] = None
+    slot_recall: Optional[float] = None
+    slot_f1: Optional[float] = None
+    wer: Optional[float] = None
+    cer: Optional[float] = None
+    oos_precision: Optional[float] = None
+    oos_recall: Optional[float] = None
+    per_intent: List[IntentScore] = field(default_factory=list)
+    confusion_labels: List[str] = field(default_factory=list)
+    confusion: List[List[int]] = field(default_factory=list)
+    items: List[Dict[str, Any]] = field(default_factory=list)
+    notes: List[str] = field(default_factory=list)
+
+    def summary(self) -> Dict[str, Any]:
+        """The headline numbers only (no tables, no items)."""
+        keys = ("condition", "snr", "n", "n_errors", "intent_accuracy", "intent_macro_f1", "slot_mode",
+                "slot_precision", "slot_recall", "slot_f1", "command_acceptance", "wer", "cer",
+                "oos_precision", "oos_recall")
+        return {k: getattr(self, k) for k in keys}
+
+    def to_dict(self, items: bool = True) -> Dict[str, Any]:
+        """JSON-ready mapping; ``items=False`` leaves out the per-utterance records."""
+        out = self.summary()
+        out["per_intent"] = [row.to_dict() for row in self.per_intent]
+        out["confusion"] = {"labels": list(self.confusion_labels), "matrix": [list(r) for r in self.confusion]}
+        out["notes"] = list(self.notes)
+        if items:
+            out["items"] = list(self.items)
+        return out
+
+    def format_table(self, max_intents: int = 40) -> str:
+        """A plain-text summary followed by the per-intent table (for printing)."""
+        lines = [f"condition: {self.condition}   utterances: {self.n}"
+                 + (f"   failed: {self.n_errors}" if self.n_errors else "")]
+        rows = [("intent accuracy", _pct(self.intent_accuracy)), ("intent macro-F1", _pct(self.intent_macro_f1))]
+        if self.slot_mode:
+            mode = "seqeval BIO" if self.slot_mode == "bio" else "value pairs"
+            rows += [(f"slot P / R / F1 ({mode})",
+                      f"{_pct(self.slot_precision)} / {_pct(self.slot_recall)} / {_pct(self.slot_f1)}")]
+        rows.append(("command acceptance", _pct(self.command_acceptance)))
+        if self.wer is not None:
+            rows.append(("WER / CER", f"{_pct(self.wer)} / {_pct(self.cer)}"))
+        if self.oos_recall is not None:
+            rows.append(("out-of-scope P / R", f"{_pct(self.oos_precision)} / {_pct(self.oos_recall)}"))
+        width = max(len(name) for name, _ in rows)
+        lines += [f"  {name:<{width}}  {value}" for name, value in rows]
+        if self.per_intent:
+            shown = sorted(self.per_intent, key=lambda r: (-r.support, r.label))[:max_intents]
+            label_w = max(12, *(len(r.label) for r in shown))
+            lines.append("")
+            lines.append(f"  {'intent':<{label_w}}  {'prec':>6}  {'recall':>6}  {'F1':>6}  {'support':>7}")
+            for r in shown:
+                lines.append(f"  {r.label:<{label_w}}  {_pct(r.precision):>6}  {_pct(r.recall):>6}  "
+                             f"{_pct(r.f1):>6}  {r.support:>7}")
+            if len(self.per_intent) > len(shown):
+                lines.append(f"  ... {len(self.per_intent) - len(shown)} more in report.json")
+        lines += [f"note: {note}" for note in self.notes]
+        return "\n".join(lines)
+
+
+def format_summary(reports: Mapping[str, EvaluationReport]) -> str:
+    """One line per condition: accuracy, macro-F1, slot F1, acceptance, WER."""
+    head = f"{'condition':<10} {'n':>5} {'acc':>6} {'mF1':>6} {'slotF1':>6} {'accept':>6} {'WER':>6}"
+    lines = [head]
+    for name, r in reports.items():
+        lines.append(f"{name:<10} {r.n:>5} {_pct(r.intent_accuracy):>6} {_pct(r.intent_macro_f1):>6} "
+                     f"{_pct(r.slot_f1):>6} {_pct(r.command_acceptance):>6} {_pct(r.wer):>6}")
+    return "\n".join(lines)
+
+
+def _pct(value: Optional[float]) -> str:
+    return "-" if value is None else f"{100 * value:.1f}%"
