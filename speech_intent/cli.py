@@ -33,6 +33,10 @@ def _build_pipeline(args: argparse.Namespace):
 
     if args.pipeline:
         return SpeechIntentPipeline.from_pretrained(args.pipeline, device=args.device, max_duration=args.max_duration)
+    from .validation import check_classifier_dir
+
+    if args.intent:
+        check_classifier_dir(args.intent)  # labels vs head size, safetensors only: a clear ModelLoadError
     asr = load_asr(args.asr, backend=args.asr_backend, device=args.device)
     intent = (IntentClassifier.from_pretrained(args.intent, device=args.device) if args.intent
               else default_intent_model(device=args.device))
@@ -40,6 +44,7 @@ def _build_pipeline(args: argparse.Namespace):
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    """Predict every input into a resumable JSONL/CSV; prints ``done: N, skipped: N, failed: N``."""
     from .inputs import ResultWriter, expand_inputs
 
     files = expand_inputs(args.inputs)
@@ -47,26 +52,32 @@ def cmd_predict(args: argparse.Namespace) -> int:
         print("error: no input files found", file=sys.stderr)
         return 2
     writer = ResultWriter(args.output, args.format, resume=not args.overwrite)
-    todo = [f for f in files if not writer.is_done(f)]
+    # load the models before changing the output: a model that fails to load leaves it as it was
+    pipe = _build_pipeline(args) if any(not writer.is_done(f) for f in files) else None
+    todo = writer.pending(files)  # drops the rows of files about to be retried: one row per file in the end
     skipped = len(files) - len(todo)
-    pipe = _build_pipeline(args)
     done = failed = 0
     audio_seconds = 0.0
     start = time.perf_counter()
+    interrupted = False
     try:
-        for result in pipe.stream(todo, batch_size=args.batch_size, progress=not args.quiet, total=len(todo)):
-            writer.write(result)
-            if result.error:
-                failed += 1
-            else:
-                done += 1
-                audio_seconds += result.duration or 0.0
+        if pipe is not None:
+            for result in pipe.stream(todo, batch_size=args.batch_size, progress=not args.quiet, total=len(todo)):
+                writer.write(result)
+                if result.error:
+                    failed += 1
+                else:
+                    done += 1
+                    audio_seconds += result.duration or 0.0
+    except KeyboardInterrupt:
+        interrupted = True
     finally:
         writer.close()
     elapsed = time.perf_counter() - start
     rtf = f", {audio_seconds / elapsed:.1f}x real time" if elapsed > 0 and audio_seconds else ""
-    print(f"done: {done}, skipped: {skipped}, failed: {failed} ({elapsed:.1f} s{rtf})", file=sys.stderr)
-    return 0
+    note = f"; interrupted, {len(todo) - done - failed} not processed: rerun to resume" if interrupted else ""
+    print(f"done: {done}, skipped: {skipped}, failed: {failed} ({elapsed:.1f} s{rtf}){note}", file=sys.stderr)
+    return 130 if interrupted else 0
 
 
 def cmd_transcribe(args: argparse.Namespace) -> int:
@@ -110,15 +121,37 @@ def cmd_classify(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .data import load_examples
+    import random
+
+    from .data import detect_format, load_examples
     from .nlu import TrainingConfig, fine_tune
 
-    examples = load_examples(args.data, format=args.format)
-    config = TrainingConfig(epochs=args.epochs, learning_rate=args.lr, batch_size=args.batch_size, seed=args.seed)
+    def load(path: str) -> list:
+        name = (args.format or detect_format(path)).lower()
+        if name == "grammar":  # grammars are sampled up to --max-examples
+            return load_examples(path, format=name, max_examples=args.max_examples, seed=args.seed)
+        examples = load_examples(path, format=name)
+        if args.max_examples and len(examples) > args.max_examples:
+            examples = random.Random(args.seed).sample(examples, args.max_examples)
+        return examples
+
+    examples = load(args.data)
+    dev = load_examples(args.dev, format=args.dev_format) if args.dev else None
+    config = TrainingConfig(epochs=args.epochs, learning_rate=args.lr, batch_size=args.batch_size, seed=args.seed,
+                            early_stopping=args.early_stopping, head_learning_rate=args.head_lr)
+    with_slots = sum(1 for ex in examples if ex.slots)
+    print(f"training on {len(examples)} examples ({with_slots} with slots)"
+          + (f", {len(dev)} dev examples" if dev else "") + f" -> {args.output}", file=sys.stderr)
     start = time.perf_counter()
-    clf = fine_tune(examples, args.output, base=args.base, config=config, device=args.device)
-    print(f"trained on {len(examples)} examples, {len(clf.labels)} intents in {time.perf_counter() - start:.1f} s;"
-          f" saved to {args.output}", file=sys.stderr)
+    clf = fine_tune(examples, args.output, base=args.base, config=config, device=args.device, dev_examples=dev,
+                    progress=not args.quiet)
+    kind = f"joint model, {len(clf.labels)} intents, {len(clf.slot_labels)} slot tags" if clf.is_joint \
+        else f"{len(clf.labels)} intents"
+    info = clf.training or {}
+    extra = f"; best dev score {info['best_dev_score']:.4f}" if info.get("best_dev_score") is not None else ""
+    extra += f"; threshold {clf.threshold:.3f}" if clf.threshold is not None else ""
+    print(f"trained {kind} on {len(examples)} examples in {time.perf_counter() - start:.1f} s "
+          f"({info.get('epochs_run', args.epochs)} epochs{extra}); saved to {args.output}", file=sys.stderr)
     return 0
 
 
@@ -159,15 +192,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top-k", type=int, default=3)
     p.set_defaults(func=cmd_classify)
 
-    p = sub.add_parser("train", help="fine-tune an intent model from labelled data")
+    p = sub.add_parser("train", help="fine-tune an intent (or joint intent + slot) model from labelled data")
     p.add_argument("--data", required=True, help="CSV/TSV, JSONL, BIO folder, Rasa YAML or Rhino grammar YAML")
     p.add_argument("--format", default=None, help="force the data format (default: detected)")
+    p.add_argument("--dev", default=None, help="dev data: early stopping, best epoch, out-of-scope threshold")
+    p.add_argument("--dev-format", default=None, help="force the dev data format (default: detected)")
     p.add_argument("--output", required=True, help="output model dir")
     p.add_argument("--base", default=None, help="encoder to start from (default: bundled all-MiniLM-L6-v2)")
-    p.add_argument("--epochs", type=float, default=8.0)
-    p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--epochs", type=float, default=8.0, help="maximum epochs")
+    p.add_argument("--lr", type=float, default=1e-4, help="peak learning rate")
+    p.add_argument("--head-lr", type=float, default=None, help="peak learning rate of the new heads (default: --lr)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--early-stopping", type=int, default=3, metavar="N",
+                   help="with --dev: stop after N epochs without a better dev score (0: never)")
+    p.add_argument("--max-examples", type=int, default=None, metavar="N",
+                   help="grammar: sample N expansions (default 20000); other formats: a random N examples")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.add_argument("--device", default=None)
     p.set_defaults(func=cmd_train)
 
@@ -176,6 +217,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--source", default=None, help="CTranslate2 model dir (default: bundled tiny.en)")
     p.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], default="float32")
     p.set_defaults(func=cmd_convert)
+    from .evaluate.cli import add_evaluate_parser
+    add_evaluate_parser(sub)
     return parser
 
 

@@ -1,9 +1,11 @@
 """The embedded default pipeline: runs right after ``pip install``, offline.
 
 ASR: the bundled Whisper tiny.en through faster-whisper (int8 on CPU).
-Intent: all-MiniLM-L6-v2 fine-tuned on the demo assistant domain shipped in
-``speech_intent/resources/demo_domain.yaml`` (also at ``assets/demo_domain.yaml``).
-The intent model is trained on first use (about a minute or two on 2 CPU cores)
+Intent + slots: all-MiniLM-L6-v2 fine-tuned as a joint intent + slot model
+(:class:`~speech_intent.nlu.joint.JointIntentSlotModel`) on the demo assistant domain
+shipped in ``speech_intent/resources/demo_domain.yaml`` (also at ``assets/demo_domain.yaml``;
+its ``[value](slot)`` markup gives the slot labels).
+The model is trained on first use (about a minute or two on 2 CPU cores)
 and cached under :func:`speech_intent.models.cache_dir` (``$SPEECH_INTENT_CACHE``);
 the cache key covers the data, the training settings and the library version,
 so a change to any of them retrains.
@@ -29,8 +31,8 @@ from .normalize import TextNormalizer
 logger = logging.getLogger(__name__)
 
 DEMO_DATA = "demo_domain.yaml"
-DEMO_TRAINING = TrainingConfig(epochs=10, learning_rate=1.5e-4, batch_size=32, seed=0)
-_FORMAT = 1
+DEMO_TRAINING = TrainingConfig(epochs=10, learning_rate=3e-4, batch_size=16, seed=0)
+_FORMAT = 2  # 2: joint intent + slot model
 
 
 def demo_domain_path() -> Path:
@@ -47,7 +49,7 @@ def _cache_key(data: bytes) -> str:
 
 
 def default_intent_model(device: DeviceLike = None, *, progress: bool = True) -> IntentClassifier:
-    """Load the cached demo-domain intent model, fine-tuning it first if it is not cached."""
+    """Load the cached demo-domain intent + slot model, fine-tuning it first if it is not cached."""
     from .data import read_rasa
 
     data_path = demo_domain_path()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterable, Iterator, List, Optional, Sequence, Union
 
@@ -20,6 +21,7 @@ from .audio import (DEFAULT_MAX_DURATION, DEFAULT_MIN_DURATION, SILENCE_PEAK, Au
 from .device import DeviceLike
 from .errors import AudioError, ModelLoadError
 from .nlu import IntentClassifier
+from .nlu.canonical import domain_prompt
 from .results import PipelineResult
 from .validation import check_classifier_dir, check_pipeline_config, check_stage_dir, read_json_object
 
@@ -40,6 +42,10 @@ class SpeechIntentPipeline:
         silence_threshold: peak amplitude under which an input is digital silence: ASR is
             skipped and the result has ``transcript=""``, ``intent=None`` (``None``: never skip).
         top_k: how many labels each result lists.
+        domain_prompt: give the ASR a prompt listing the intent model's closed slot values
+            (e.g. the coffee grammar's drinks, sizes and roasts) so Whisper spells them the way
+            the model was trained: ``None`` (default) = on when the intent stage has closed slot
+            values and the ASR takes a prompt that was not set by hand; ``False`` = off.
     """
 
     def __init__(
@@ -51,6 +57,7 @@ class SpeechIntentPipeline:
         min_duration: Optional[float] = DEFAULT_MIN_DURATION,
         silence_threshold: Optional[float] = SILENCE_PEAK,
         top_k: int = 3,
+        domain_prompt: Optional[bool] = None,
     ) -> None:
         self.asr = asr
         self.intent = intent
@@ -58,6 +65,7 @@ class SpeechIntentPipeline:
         self.min_duration = min_duration
         self.silence_threshold = silence_threshold
         self.top_k = top_k
+        self.domain_prompt = domain_prompt
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -86,7 +94,7 @@ class SpeechIntentPipeline:
         asr = load_asr(directory / asr_cfg.get("path", "asr"), backend=asr_cfg.get("backend"), device=device,
                        **asr_cfg.get("options", {}))
         intent = IntentClassifier.from_pretrained(directory / intent_cfg.get("path", "intent"), device=device)
-        keys = ("max_duration", "min_duration", "silence_threshold", "top_k")
+        keys = ("max_duration", "min_duration", "silence_threshold", "top_k", "domain_prompt")
         options = {k: config[k] for k in keys if k in config}
         options.update(kwargs)
         return cls(asr, intent, **options)
@@ -105,8 +113,17 @@ class SpeechIntentPipeline:
             "min_duration": self.min_duration,
             "silence_threshold": self.silence_threshold,
             "top_k": self.top_k,
+            "domain_prompt": self.domain_prompt,
         }
         (directory / PIPELINE_CONFIG).write_text(json.dumps(config, indent=2) + "\n")
+
+    @property
+    def prompt_text(self) -> Optional[str]:
+        """The domain prompt given to the ASR, or ``None`` (see ``domain_prompt``)."""
+        if self.domain_prompt is False:
+            return None
+        canonicalizer = getattr(self.intent, "canonicalizer", None)
+        return domain_prompt(canonicalizer.values) if canonicalizer is not None else None
 
     # ---------------------------------------------------------------- inference
     def __call__(
@@ -186,7 +203,8 @@ class SpeechIntentPipeline:
 
     def _recognise(self, arrays: list, results: List[PipelineResult], batch_size: int) -> None:
         """ASR then NLU on decoded arrays, filling ``results`` in place."""
-        transcripts = self.asr.transcribe(arrays, batch_size=batch_size)
+        with _prompted(self.asr, self.prompt_text):
+            transcripts = self.asr.transcribe(arrays, batch_size=batch_size)
         predictions = self.intent([t.text for t in transcripts], top_k=self.top_k)
         for result, transcript, prediction in zip(results, transcripts, predictions):
             result.transcript = transcript.text
@@ -197,6 +215,20 @@ class SpeechIntentPipeline:
             result.confidence = prediction.confidence
             result.top_k = prediction.top_k
             result.slots = prediction.slots
+
+
+@contextmanager
+def _prompted(asr: ASRStage, prompt: Optional[str]) -> Iterator[None]:
+    """Give the ASR stage ``prompt`` for one call, unless it has a prompt of its own."""
+    attribute = next((a for a in PROMPT_ATTRIBUTES if hasattr(asr, a)), None)
+    if not prompt or attribute is None or getattr(asr, attribute):
+        yield
+        return
+    setattr(asr, attribute, prompt)
+    try:
+        yield
+    finally:
+        setattr(asr, attribute, None)
 
 
 def _failed(path: str, error: Exception) -> PipelineResult:
@@ -213,6 +245,9 @@ def _fill_silent(result: PipelineResult, duration: float) -> None:
     result.text = ""
     result.intent = None
     result.confidence = 0.0
+
+
+PROMPT_ATTRIBUTES = ("initial_prompt", "prompt")  # FasterWhisperASR, WhisperASR
 
 
 def _asr_options(asr: ASRStage) -> dict:

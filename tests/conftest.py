@@ -119,3 +119,14 @@ def bad_files(tmp_path) -> dict:
     text = tmp_path / "notes.wav"
     text.write_text("this is a text file, not audio\n")
     return {"corrupt": corrupt, "empty": empty, "text": text, "missing": tmp_path / "missing.wav"}
+
+
+@pytest.fixture(scope="session")
+def tiny_pipeline_dir(tmp_path_factory, tiny_wav2vec2_dir, tiny_bert_dir) -> Path:
+    """A saved pipeline (tiny wav2vec2 + tiny BERT) for fast CLI runs with ``--pipeline``."""
+    from speech_intent import IntentClassifier, SpeechIntentPipeline, Wav2Vec2ASR
+
+    out = tmp_path_factory.mktemp("tiny-pipeline")
+    SpeechIntentPipeline(Wav2Vec2ASR.from_pretrained(tiny_wav2vec2_dir, device="cpu"),
+                         IntentClassifier.from_pretrained(tiny_bert_dir, device="cpu")).save_pretrained(out)
+    return out

@@ -2,7 +2,14 @@
 
 Files are batched through CTranslate2's ``Whisper.generate`` (one encoder and
 decoder call per batch), with faster-whisper's feature extractor and tokenizer.
-int8 on CPU, float16 on CUDA by default.
+int8 on CPU, float16 on CUDA by default; CPU threads default to the cores this
+process may use (CTranslate2's own default, 4, oversubscribes small machines).
+
+Shorter encoder context (opt-in, ``context_margin``): CTranslate2's encoder accepts
+fewer than 3000 frames, so a batch of short clips can be encoded over its own
+length plus a margin instead of 30 s. Whisper was trained on 30 s windows, so this
+changes some transcripts; outputs that look like repetition loops are decoded
+again on the full window. See ``benchmarks/throughput.py`` for the measured cost.
 """
 from __future__ import annotations
 
@@ -15,13 +22,15 @@ import numpy as np
 
 from ..errors import ModelLoadError
 from ..results import Transcript
-from .base import BaseASR
+from .base import COMPRESSION_RATIO_THRESHOLD, BaseASR, available_cpus, compression_ratio, context_frames
 
 logger = logging.getLogger(__name__)
 
 #: Whisper's "no speech" rule: both conditions mean the window held no speech.
 NO_SPEECH_THRESHOLD = 0.6
 LOGPROB_THRESHOLD = -1.0
+#: Default thread cap: tiny/base models stop scaling well beyond this (not measured above 2 cores).
+MAX_DEFAULT_THREADS = 8
 
 
 class FasterWhisperASR(BaseASR):
@@ -33,6 +42,11 @@ class FasterWhisperASR(BaseASR):
         beam_size: 1 = greedy.
         language / task: for multilingual models (``None`` language = English).
         initial_prompt: text given to the decoder as previous context (domain bias).
+        context_margin: seconds of padding after the longest clip of a batch for the
+            shorter encoder context; ``None`` (default) = Whisper's full 30 s window.
+        min_context: shortest encoder context in seconds when ``context_margin`` is set.
+        num_workers: CTranslate2 workers the model was loaded with; a batch is split
+            across them and decoded in parallel.
     """
 
     backend = "faster-whisper"
@@ -48,6 +62,9 @@ class FasterWhisperASR(BaseASR):
         initial_prompt: Optional[str] = None,
         max_new_tokens: int = 128,
         batch_size: int = 8,
+        context_margin: Optional[float] = None,
+        min_context: float = 10.0,
+        num_workers: int = 1,
     ) -> None:
         from faster_whisper.tokenizer import Tokenizer
 
@@ -59,6 +76,9 @@ class FasterWhisperASR(BaseASR):
         self.language = language
         self.task = task
         self.default_batch_size = batch_size
+        self.context_margin = context_margin
+        self.min_context = min_context
+        self.num_workers = max(1, int(num_workers))
         self.sampling_rate = int(model.feature_extractor.sampling_rate)
         multilingual = bool(model.model.is_multilingual)
         self.tokenizer = Tokenizer(
@@ -74,13 +94,16 @@ class FasterWhisperASR(BaseASR):
         device: Optional[str] = None,
         compute_type: Optional[str] = None,
         dtype: Optional[str] = None,
-        cpu_threads: int = 0,
+        cpu_threads: Optional[int] = None,
+        num_workers: int = 1,
         **kwargs,
     ) -> "FasterWhisperASR":
         """Load a CTranslate2 Whisper model: a local dir, a size name (``"small"``) or hub id.
 
         ``None`` loads the bundled tiny.en. ``compute_type`` (or ``dtype``) defaults to
-        int8 on CPU and float16 on CUDA.
+        int8 on CPU and float16 on CUDA. ``cpu_threads`` (threads per worker) defaults
+        to the available cores (at most 8) divided by ``num_workers``; ``num_workers`` > 1 decodes
+        parts of a batch in parallel.
         """
         from faster_whisper import WhisperModel
 
@@ -90,13 +113,17 @@ class FasterWhisperASR(BaseASR):
         resolved = resolve_device(device)
         compute_type = compute_type or dtype or ("float16" if resolved.type == "cuda" else "int8")
         path = str(name_or_path) if name_or_path is not None else str(bundled_whisper_path())
+        if cpu_threads is None:
+            cpu_threads = max(1, min(MAX_DEFAULT_THREADS, available_cpus()) // max(1, num_workers))
+        logger.info("loading %s on %s (%s, %d worker(s) x %d CPU threads)", path, resolved, compute_type,
+                    num_workers, cpu_threads)
         try:
             model = WhisperModel(path, device=resolved.type, device_index=resolved.index or 0,
-                                 compute_type=str(compute_type), cpu_threads=cpu_threads)
+                                 compute_type=str(compute_type), cpu_threads=cpu_threads, num_workers=num_workers)
         except Exception as error:
             raise ModelLoadError(path, f"cannot load a CTranslate2 Whisper model: {error}") from error
         local = Path(path) if Path(path).is_dir() else None
-        return cls(model, model_path=local, **kwargs)
+        return cls(model, model_path=local, num_workers=num_workers, **kwargs)
 
     def save_pretrained(self, save_directory: Union[str, Path]) -> None:
         """Copy the CTranslate2 model files (model.bin, config, tokenizer, vocabulary)."""
@@ -112,23 +139,22 @@ class FasterWhisperASR(BaseASR):
         previous = self.tokenizer.encode(" " + self.initial_prompt.strip()) if self.initial_prompt else []
         return self.model.get_prompt(self.tokenizer, previous, without_timestamps=True)
 
-    def _features(self, batch: List[np.ndarray]) -> np.ndarray:
+    def _features(self, batch: List[np.ndarray], frames: Optional[int] = None) -> np.ndarray:
+        """Log-Mel features zero-padded (as faster-whisper pads them) to ``frames`` (default: 30 s)."""
         extractor = self.model.feature_extractor
-        frames = extractor.nb_max_frames
+        frames = frames or extractor.nb_max_frames
         feats = np.zeros((len(batch), extractor.mel_filters.shape[0], frames), dtype=np.float32)
         for i, audio in enumerate(batch):
             mel = extractor(audio)[:, :frames]
             feats[i, :, : mel.shape[1]] = mel
         return feats
 
-    def _transcribe_batch(self, batch: List[np.ndarray]) -> List[Transcript]:
+    def _generate(self, features: np.ndarray) -> list:
+        """One ``generate`` call per worker on contiguous slices of the batch."""
         import ctranslate2
 
-        features = ctranslate2.StorageView.from_array(self._features(batch))
         prompt = self._prompt()
-        results = self.model.model.generate(
-            features,
-            [list(prompt) for _ in batch],
+        options = dict(
             beam_size=self.beam_size,
             max_length=min(len(prompt) + self.max_new_tokens, self.model.max_length),
             return_scores=True,
@@ -136,13 +162,37 @@ class FasterWhisperASR(BaseASR):
             suppress_blank=True,
             suppress_tokens=[-1],
         )
-        out = []
-        for result in results:
-            tokens = [t for t in result.sequences_ids[0] if t < self.tokenizer.eot]
-            text = self.tokenizer.decode(tokens).strip()
-            # scores are length-normalised cumulative log-probs
-            avg_logprob = float(result.scores[0])
-            if result.no_speech_prob > NO_SPEECH_THRESHOLD and avg_logprob < LOGPROB_THRESHOLD:
-                text, avg_logprob = "", float("-inf")
-            out.append(Transcript(text=text, confidence=float(np.exp(avg_logprob)) if text else 0.0))
+        parts = np.array_split(np.arange(len(features)), min(self.num_workers, len(features)))
+        if len(parts) == 1:
+            return self.model.model.generate(ctranslate2.StorageView.from_array(features),
+                                             [list(prompt) for _ in features], **options)
+        pending = [
+            self.model.model.generate(ctranslate2.StorageView.from_array(np.ascontiguousarray(features[idx])),
+                                      [list(prompt) for _ in idx], asynchronous=True, **options)
+            for idx in parts
+        ]
+        return [item.result() for part in pending for item in part]
+
+    def _to_transcript(self, result) -> Transcript:
+        tokens = [t for t in result.sequences_ids[0] if t < self.tokenizer.eot]
+        text = self.tokenizer.decode(tokens).strip()
+        # scores are length-normalised cumulative log-probs
+        avg_logprob = float(result.scores[0])
+        if result.no_speech_prob > NO_SPEECH_THRESHOLD and avg_logprob < LOGPROB_THRESHOLD:
+            text, avg_logprob = "", float("-inf")
+        return Transcript(text=text, confidence=float(np.exp(avg_logprob)) if text else 0.0)
+
+    def _transcribe_batch(self, batch: List[np.ndarray]) -> List[Transcript]:
+        extractor = self.model.feature_extractor
+        frames = context_frames([len(a) for a in batch], self.context_margin, min_context=self.min_context,
+                                full=extractor.nb_max_frames, hop=extractor.hop_length)
+        out = [self._to_transcript(r) for r in self._generate(self._features(batch, frames))]
+        if frames < extractor.nb_max_frames:
+            loops = [i for i, t in enumerate(out) if compression_ratio(t.text) > COMPRESSION_RATIO_THRESHOLD]
+            if loops:
+                logger.debug("%d of %d clips look like repetition loops at %d frames; decoding them on 30 s",
+                             len(loops), len(batch), frames)
+                again = self._generate(self._features([batch[i] for i in loops]))
+                for i, result in zip(loops, again):
+                    out[i] = self._to_transcript(result)
         return out

@@ -2,6 +2,17 @@
 
 Batched ``generate`` on log-Mel features; fp16/bf16 on CUDA; language and task
 options for multilingual checkpoints; optional decoder prompt (domain bias).
+
+Shorter encoder context (opt-in, ``context_margin``): transformers' ``WhisperEncoder``
+refuses anything but 3000 frames, so for shorter windows this module runs the
+encoder's own sub-modules (convolutions, the first positions of the sinusoidal
+position table, layers, final norm) itself and hands the result to ``generate``
+as ``encoder_outputs`` -- no patching of transformers. Repetition loops are decoded
+again on the full 30 s window.
+
+GPU options (``attn_implementation="sdpa"`` is transformers' default; ``compile=True``
+uses a static decoder cache and ``torch.compile``) are implemented but were not
+measured on this project's CPU-only benchmark machine.
 """
 from __future__ import annotations
 
@@ -15,7 +26,7 @@ import torch
 from ..device import DeviceLike, DTypeLike, resolve_device, resolve_dtype
 from ..errors import ModelLoadError
 from ..results import Transcript
-from .base import BaseASR, mean_logprob_confidence
+from .base import COMPRESSION_RATIO_THRESHOLD, BaseASR, compression_ratio, context_frames, mean_logprob_confidence
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +41,12 @@ class WhisperASR(BaseASR):
         language / task: passed to ``generate`` for multilingual models.
         num_beams: beam size (1 = greedy).
         prompt: optional text given to the decoder as previous context (biases spelling).
+        context_margin: seconds of padding after the longest clip of a batch for the
+            shorter encoder context; ``None`` (default) = Whisper's full 30 s window.
+        min_context: shortest encoder context in seconds when ``context_margin`` is set.
+        compile: static decoder cache + ``torch.compile`` of the forward pass (GPU
+            option; the first batches compile, later ones are faster; best with the
+            full window, as every new shorter-context length compiles again).
     """
 
     backend = "whisper"
@@ -47,6 +64,9 @@ class WhisperASR(BaseASR):
         max_new_tokens: int = 128,
         prompt: Optional[str] = None,
         batch_size: int = 8,
+        context_margin: Optional[float] = None,
+        min_context: float = 10.0,
+        compile: bool = False,
     ) -> None:
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
@@ -59,17 +79,36 @@ class WhisperASR(BaseASR):
         self.max_new_tokens = max_new_tokens
         self.prompt = prompt
         self.default_batch_size = batch_size
+        self.context_margin = context_margin
+        self.min_context = min_context
+        self.compile = compile
+        if compile:
+            # transformers' documented recipe: a static cache makes decoder shapes fixed.
+            self.model.generation_config.cache_implementation = "static"
+            self.model.forward = torch.compile(self.model.forward, mode="reduce-overhead", fullgraph=True)
 
     @classmethod
     def from_pretrained(
-        cls, name_or_path: Union[str, Path], *, device: DeviceLike = None, dtype: DTypeLike = None, **kwargs
+        cls,
+        name_or_path: Union[str, Path],
+        *,
+        device: DeviceLike = None,
+        dtype: DTypeLike = None,
+        attn_implementation: Optional[str] = None,
+        **kwargs,
     ) -> "WhisperASR":
-        """Load a transformers Whisper checkpoint (hub name or local dir), safetensors only."""
+        """Load a transformers Whisper checkpoint (hub name or local dir), safetensors only.
+
+        ``attn_implementation`` (``"sdpa"``, ``"eager"``, ...) is passed to transformers;
+        ``None`` keeps its default (SDPA where available).
+        """
         from transformers import WhisperForConditionalGeneration, WhisperProcessor
 
+        load_options = {"attn_implementation": attn_implementation} if attn_implementation else {}
         try:
             processor = WhisperProcessor.from_pretrained(str(name_or_path))
-            model = WhisperForConditionalGeneration.from_pretrained(str(name_or_path), use_safetensors=True)
+            model = WhisperForConditionalGeneration.from_pretrained(str(name_or_path), use_safetensors=True,
+                                                                    **load_options)
         except (OSError, ValueError) as error:
             raise ModelLoadError(name_or_path, f"cannot load a Whisper checkpoint with safetensors weights: {error}") from error
         return cls(model, processor, device=device, dtype=dtype, **kwargs)
@@ -90,26 +129,53 @@ class WhisperASR(BaseASR):
             )
         return kwargs
 
-    @torch.inference_mode()
-    def _transcribe_batch(self, batch: List[np.ndarray]) -> List[Transcript]:
-        features = self.processor.feature_extractor(
-            batch, sampling_rate=self.sampling_rate, return_tensors="pt", return_attention_mask=True
+    def _encode_short(self, input_features: torch.Tensor):
+        """The encoder on fewer than 3000 frames: its own modules, positions sliced to the input."""
+        from transformers.modeling_outputs import BaseModelOutput
+
+        encoder = self.model.get_encoder()
+        hidden = torch.nn.functional.gelu(encoder.conv1(input_features))
+        hidden = torch.nn.functional.gelu(encoder.conv2(hidden)).permute(0, 2, 1)
+        hidden = hidden + encoder.embed_positions.weight[: hidden.shape[1]].to(hidden.dtype)
+        for layer in encoder.layers:
+            hidden = layer(hidden, None)
+        return BaseModelOutput(last_hidden_state=encoder.layer_norm(hidden))
+
+    def _run(self, batch: List[np.ndarray], frames: int) -> List[Transcript]:
+        """Features over ``frames`` (audio zero-padded to that length), then batched ``generate``."""
+        extractor = self.processor.feature_extractor
+        features = extractor(
+            batch, sampling_rate=self.sampling_rate, return_tensors="pt", return_attention_mask=True,
+            padding="max_length", max_length=frames * extractor.hop_length, truncation=True,
         )
         input_features = features.input_features.to(self.device, dtype=self.dtype, non_blocking=True)
+        if frames < extractor.nb_max_frames:
+            inputs = {"encoder_outputs": self._encode_short(input_features)}
+        else:
+            inputs = {"input_features": input_features}
         attention_mask = features.attention_mask.to(self.device, non_blocking=True)
-        out = self.model.generate(
-            input_features,
-            attention_mask=attention_mask,
-            return_dict_in_generate=True,
-            output_scores=True,
-            **self._generate_kwargs(),
-        )
-        sequences = out.sequences
-        texts = self.processor.tokenizer.batch_decode(sequences, skip_special_tokens=True)
+        out = self.model.generate(**inputs, attention_mask=attention_mask, return_dict_in_generate=True,
+                                  output_scores=True, **self._generate_kwargs())
+        texts = self.processor.tokenizer.batch_decode(out.sequences, skip_special_tokens=True)
         if self.prompt:  # transformers keeps the prompt in the decoded text for some versions
             texts = [t.replace(self.prompt, "", 1) if t.strip().startswith(self.prompt.strip()) else t for t in texts]
         scores = self._token_logprobs(out)
         return [Transcript(text=t.strip(), confidence=float(c)) for t, c in zip(texts, scores)]
+
+    @torch.inference_mode()
+    def _transcribe_batch(self, batch: List[np.ndarray]) -> List[Transcript]:
+        extractor = self.processor.feature_extractor
+        frames = context_frames([len(a) for a in batch], self.context_margin, min_context=self.min_context,
+                                full=extractor.nb_max_frames, hop=extractor.hop_length)
+        out = self._run(batch, frames)
+        if frames < extractor.nb_max_frames:
+            loops = [i for i, t in enumerate(out) if compression_ratio(t.text) > COMPRESSION_RATIO_THRESHOLD]
+            if loops:
+                logger.debug("%d of %d clips look like repetition loops at %d frames; decoding them on 30 s",
+                             len(loops), len(batch), frames)
+                for i, transcript in zip(loops, self._run([batch[i] for i in loops], extractor.nb_max_frames)):
+                    out[i] = transcript
+        return out
 
     def _token_logprobs(self, out) -> np.ndarray:
         """exp(mean log-prob) of the generated tokens (special and padding tokens excluded)."""

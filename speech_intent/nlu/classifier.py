@@ -1,39 +1,58 @@
-"""The intent stage: a fine-tuned BERT-style sequence classifier.
+"""The intent stage: a fine-tuned BERT-style intent (and slot) model.
 
-``AutoModelForSequenceClassification`` + tokenizer, batched (length-sorted,
-dynamically padded), softmax confidence and top-k; label names come from the
-model config. The text normaliser used in training is stored beside the
-weights (``speech_intent.json``) and applied to every input.
+Loads either a plain ``AutoModelForSequenceClassification`` checkpoint or a joint
+intent + slot checkpoint (:class:`~speech_intent.nlu.joint.JointIntentSlotModel`,
+detected from ``config.json``). Batched (length-sorted, dynamically padded),
+softmax confidence and top-k; label names come from the model config. Joint
+models also fill ``slots`` / ``slot_spans``, decoded from the BIO tags of each
+word's first sub-word via the fast tokenizer's character offsets. The text
+normaliser used in training is stored beside the weights (``speech_intent.json``)
+and applied to every input.
 """
 from __future__ import annotations
 
 import json
 import logging
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 
 from ..device import DeviceLike, DTypeLike, resolve_device, resolve_dtype
 from ..errors import ModelLoadError
 from ..normalize import TextNormalizer
-from ..results import IntentPrediction
+from ..results import IntentPrediction, SlotValue
+from .canonical import SlotCanonicalizer
+from .joint import JointIntentSlotModel, is_joint_config
+from .slots import decode_tags, slot_dict, tags_to_slots
 
 logger = logging.getLogger(__name__)
 
 STAGE_CONFIG = "speech_intent.json"
+#: Intent label of the explicit out-of-scope class (trained from examples with ``intent=None``);
+#: a prediction of it is reported as ``intent=None``.
+OOS_LABEL = "__oos__"
 
 
 class IntentClassifier:
-    """Text -> intent label with confidence and top-k.
+    """Text -> intent label with confidence and top-k (and slots, for joint models).
 
     Args:
-        model: a sequence-classification model whose ``config.id2label`` names the intents.
-        tokenizer: its tokenizer.
+        model: a sequence-classification model or a :class:`JointIntentSlotModel`;
+            ``config.id2label`` names the intents.
+        tokenizer: its tokenizer (a fast one for joint models: slots need character offsets).
         device / dtype: explicit placement and precision (``None`` = auto).
         normalizer: applied to every text before tokenising (``None``: texts used as given).
         threshold: predictions with confidence under it get ``intent=None`` (out of scope).
         max_length: tokenizer truncation length.
+        batch_size: texts per forward pass.
+        training: what training recorded (dev metrics, threshold choice); saved with the stage.
+        canonicalizer: maps extracted values of closed slots to their canonical values
+            (``slots`` holds the canonical value, ``slot_spans[i].raw`` the text as found).
+
+    Out-of-scope predictions (under ``threshold``, the ``__oos__`` class, empty text) have
+    ``intent=None`` and no slots. When a slot name occurs more than once in a text,
+    ``slots`` keeps the first (leftmost) value and ``slot_spans`` lists every occurrence.
     """
 
     def __init__(
@@ -47,6 +66,8 @@ class IntentClassifier:
         threshold: Optional[float] = None,
         max_length: int = 64,
         batch_size: int = 64,
+        training: Optional[Dict[str, Any]] = None,
+        canonicalizer: Optional[SlotCanonicalizer] = None,
     ) -> None:
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
@@ -56,30 +77,45 @@ class IntentClassifier:
         self.threshold = threshold
         self.max_length = max_length
         self.batch_size = batch_size
+        self.training = training
+        self.canonicalizer = canonicalizer
+        self.slot_labels: List[str] = list(model.config.slot_labels or []) if is_joint_config(model.config) else []
+        if self.is_joint and not getattr(tokenizer, "is_fast", False):
+            raise ModelLoadError(None, "a joint intent + slot model needs a fast tokenizer (character offsets)")
         id2label = getattr(model.config, "id2label", None) or {}
         if len(id2label) != model.config.num_labels:
             raise ModelLoadError(None, f"config has {len(id2label)} label names for {model.config.num_labels} outputs")
         self.labels: List[str] = [id2label[i] for i in range(model.config.num_labels)]
 
+    @property
+    def is_joint(self) -> bool:
+        """True when the model also tags slots."""
+        return bool(self.slot_labels)
+
     @classmethod
     def from_pretrained(
         cls, name_or_path: Union[str, Path], *, device: DeviceLike = None, dtype: DTypeLike = None, **kwargs
     ) -> "IntentClassifier":
-        """Load a sequence-classification checkpoint (safetensors only, no remote code)."""
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+        """Load a sequence-classification or joint intent + slot checkpoint (safetensors only, no remote code)."""
+        from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
         try:
             tokenizer = AutoTokenizer.from_pretrained(str(name_or_path))
-            model = AutoModelForSequenceClassification.from_pretrained(str(name_or_path), use_safetensors=True)
+            if is_joint_config(AutoConfig.from_pretrained(str(name_or_path))):
+                model = JointIntentSlotModel.from_pretrained(str(name_or_path), use_safetensors=True)
+            else:
+                model = AutoModelForSequenceClassification.from_pretrained(str(name_or_path), use_safetensors=True)
         except (OSError, ValueError) as error:
             raise ModelLoadError(name_or_path, f"cannot load an intent classifier with safetensors weights: {error}") from error
         settings = _read_stage_config(Path(name_or_path))
         if "normalizer" in settings and "normalizer" not in kwargs:
             norm = settings["normalizer"]
             kwargs["normalizer"] = TextNormalizer.from_dict(norm) if norm is not None else None
-        for key in ("threshold", "max_length"):
+        for key in ("threshold", "max_length", "training"):
             if key in settings and key not in kwargs:
                 kwargs[key] = settings[key]
+        if "slot_values" in settings and "canonicalizer" not in kwargs:
+            kwargs["canonicalizer"] = SlotCanonicalizer.from_dict(settings["slot_values"])
         return cls(model, tokenizer, device=device, dtype=dtype, **kwargs)
 
     def save_pretrained(self, save_directory: Union[str, Path]) -> None:
@@ -93,6 +129,10 @@ class IntentClassifier:
             "threshold": self.threshold,
             "max_length": self.max_length,
         }
+        if self.training is not None:
+            settings["training"] = self.training
+        if self.canonicalizer is not None:
+            settings["slot_values"] = self.canonicalizer.to_dict()
         (out / STAGE_CONFIG).write_text(json.dumps(settings, indent=2) + "\n")
 
     def normalize(self, text: str) -> str:
@@ -105,36 +145,58 @@ class IntentClassifier:
         if isinstance(texts, str):
             texts = [texts]
         normalized = [self.normalize(t) for t in texts]
-        probs = self.predict_proba(normalized, batch_size=batch_size)
+        probs, spans = self._run(normalized, batch_size=batch_size, slots=self.is_joint)
         k = max(1, min(top_k, len(self.labels)))
         results: List[IntentPrediction] = []
-        for text, row in zip(normalized, probs):
+        for text, row, found in zip(normalized, probs, spans):
             if not text:
                 results.append(IntentPrediction(text=text, intent=None, confidence=0.0))
                 continue
             values, indices = torch.topk(row, k)
             top = [(self.labels[int(i)], float(v)) for v, i in zip(values, indices)]
             intent, confidence = top[0]
-            if self.threshold is not None and confidence < self.threshold:
-                intent = None
-            results.append(IntentPrediction(text=text, intent=intent, confidence=confidence, top_k=top))
+            if intent == OOS_LABEL or (self.threshold is not None and confidence < self.threshold):
+                intent, found = None, []
+            if self.canonicalizer is not None and found:
+                found = [self._canonical(span) for span in found]
+            results.append(IntentPrediction(text=text, intent=intent, confidence=confidence, top_k=top,
+                                            slots=slot_dict(found), slot_spans=found))
         return results
 
-    @torch.inference_mode()
+    def _canonical(self, span: SlotValue) -> SlotValue:
+        value, _ = self.canonicalizer.match(span.name, span.value)
+        return SlotValue(name=span.name, value=value, start=span.start, end=span.end, raw=span.raw or span.value)
+
     def predict_proba(self, texts: Sequence[str], *, batch_size: Optional[int] = None) -> torch.Tensor:
         """Softmax probabilities, shape ``(len(texts), num_labels)``, on CPU, input order."""
+        return self._run(texts, batch_size=batch_size, slots=False)[0]
+
+    @torch.inference_mode()
+    def _run(
+        self, texts: Sequence[str], *, batch_size: Optional[int], slots: bool
+    ) -> Tuple[torch.Tensor, List[List[SlotValue]]]:
+        """Intent probabilities and (when ``slots``) decoded slot spans, batched by length."""
         batch_size = batch_size or self.batch_size
         out = torch.zeros(len(texts), len(self.labels))
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        spans: List[List[SlotValue]] = [[] for _ in texts]
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i] or ""))
         for start in range(0, len(order), batch_size):
             idx = order[start : start + batch_size]
+            batch = [texts[i] or "" for i in idx]
             enc = self.tokenizer(
-                [texts[i] or "" for i in idx], padding=True, truncation=True,
-                max_length=self.max_length, return_tensors="pt",
-            ).to(self.device)
-            logits = self.model(**enc).logits.float()
-            out[idx] = torch.softmax(logits, dim=-1).cpu()
-        return out
+                batch, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt",
+                return_offsets_mapping=slots,
+            )
+            offsets = enc.pop("offset_mapping", None)
+            output = self.model(**enc.to(self.device))
+            logits = output.intent_logits if self.is_joint else output.logits
+            out[idx] = torch.softmax(logits.float(), dim=-1).cpu()
+            if slots:
+                tag_ids = output.slot_logits.argmax(dim=-1).cpu().tolist()
+                for row, (i, text) in enumerate(zip(idx, batch)):
+                    tags = decode_tags(offsets[row].tolist(), text, tag_ids[row], self.slot_labels)
+                    spans[i] = tags_to_slots(text, tags)
+        return out, spans
 
 
 def _read_stage_config(path: Path) -> Dict[str, Any]:

@@ -1,0 +1,394 @@
+"""Throughput on CPU (and GPU): same audio, same weights, interleaved repetitions.
+
+Audio: the coffee dev recordings (``../shared/data/coffee/dev/*.wav``, ~8 s each) and
+``assets/audio/*.wav``. Weights: the bundled Whisper tiny.en (CTranslate2) and its
+transformers twin made by ``speech_intent.asr.convert_ctranslate2_whisper``.
+
+Rows (each in its own worker process, so peak RSS is per row family; workers are
+driven one at a time, rows interleaved and rotated every repetition):
+
+- ``fw 1-by-1``: faster-whisper ``WhisperModel.transcribe`` one file at a time (the CPU anchor);
+- ``HF pipeline``: ``transformers.pipeline("automatic-speech-recognition")`` batched (second anchor);
+- ``ours``: ``SpeechIntentPipeline`` end to end (decode + ASR + normalise + NLU) per backend,
+  encoder context and batch size, plus CPU thread / worker variants of faster-whisper;
+- ``NLU``: the demo intent model alone on many texts (utterances/s).
+
+Accuracy, so speed never silently costs it: transcripts are compared with the anchor's
+(identical after ``TextNormalizer``, and WER) on the coffee set, short-context rows also
+with the same backend at 30 s; against references: WER on ``assets/audio`` (manifest
+texts) and coffee slot recall (labelled slot phrases found in the transcript).
+
+Usage (the demo intent model is trained on first use and cached in ``$SPEECH_INTENT_CACHE``)::
+
+    SPEECH_INTENT_CACHE=/tmp/si-cache python benchmarks/throughput.py --quick
+    SPEECH_INTENT_CACHE=/tmp/si-cache python benchmarks/throughput.py --reps 3 --batch-sizes 1,8,16 --json out.json
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import multiprocessing as mp
+import os
+import statistics
+import tempfile
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+
+REPO = Path(__file__).resolve().parents[1]
+COFFEE = REPO.parent / "shared" / "data" / "coffee" / "dev"
+ASSETS = REPO / "assets" / "audio"
+
+
+@dataclass
+class Row:
+    """One measured configuration; rows with the same ``group`` share a worker (and its models)."""
+
+    name: str
+    kind: str  # anchor | hf | ours | nlu
+    device: str = "cpu"
+    backend: str = "faster-whisper"
+    batch: int = 1
+    margin: Optional[float] = None  # shorter encoder context (seconds of margin); None = 30 s
+    threads: Optional[int] = None  # CTranslate2 threads per worker (None = library default)
+    workers: int = 1
+    compute: Optional[str] = None  # CTranslate2 compute type (None = int8 on CPU, float16 on CUDA)
+    group: str = ""
+    runs: List[Dict[str, Any]] = field(default_factory=list)
+
+
+# ------------------------------------------------------------------------------------------ workers
+
+
+class PeakSampler:
+    """Samples this process's RSS (and CUDA memory) every ``interval`` s while active."""
+
+    def __init__(self, interval: float = 0.01) -> None:
+        import psutil
+
+        self.process, self.interval, self.peak = psutil.Process(), interval, 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self.process.memory_info().rss)
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> "PeakSampler":
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.reset_peak_memory_stats()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self.process.memory_info().rss)
+
+
+def _load(row: Row, hf_dir: str):
+    """Build what a row family runs: a callable ``files -> list of transcripts`` (or texts -> None)."""
+    import soundfile as sf
+
+    cuda = row.device == "cuda"
+    if row.kind == "anchor":
+        from faster_whisper import WhisperModel
+
+        from speech_intent.asr.base import available_cpus
+        from speech_intent.models import bundled_whisper_path
+
+        model = WhisperModel(str(bundled_whisper_path()), device=row.device, compute_type="float16" if cuda else "int8",
+                             cpu_threads=row.threads or available_cpus())
+
+        def run(files, batch):
+            texts = []
+            for f in files:
+                segments, _ = model.transcribe(f, beam_size=1, without_timestamps=True,
+                                               condition_on_previous_text=False, vad_filter=False)
+                texts.append("".join(s.text for s in segments).strip())
+            return texts
+        return run
+    if row.kind == "hf":
+        import torch
+        from transformers import pipeline
+
+        pipe = pipeline("automatic-speech-recognition", model=hf_dir, device=row.device,
+                        dtype=torch.float16 if cuda else torch.float32)
+
+        def run(files, batch):  # greedy like every other row (the pipeline's own default is 5 beams)
+            audio = [{"raw": sf.read(f, dtype="float32")[0], "sampling_rate": 16000} for f in files]
+            out = pipe(audio, batch_size=batch, generate_kwargs={"num_beams": 1, "max_new_tokens": 128})
+            return [o["text"].strip() for o in out]
+        return run
+    from speech_intent import FasterWhisperASR, SpeechIntentPipeline, WhisperASR
+    from speech_intent.default import default_intent_model
+
+    intent = default_intent_model(device=row.device, progress=False)
+    if row.kind == "nlu":
+        return lambda texts, batch: (intent(texts), None)[1]
+    asr = (FasterWhisperASR.from_pretrained(None, device=row.device, cpu_threads=row.threads, num_workers=row.workers,
+                                            compute_type=row.compute)
+           if row.backend == "faster-whisper" else WhisperASR.from_pretrained(hf_dir, device=row.device))
+    pipe = SpeechIntentPipeline(asr, intent)
+
+    def run(files, batch, margin=None):
+        asr.context_margin = margin
+        return [r.transcript or "" for r in pipe(files, batch_size=batch)]
+    return run
+
+
+def worker(conn, row_dict: Dict[str, Any], hf_dir: str) -> None:
+    """Worker process: load once, then run rows on request and reply with time and memory."""
+    import faulthandler
+    import signal
+
+    import torch
+
+    faulthandler.register(signal.SIGUSR1)  # `kill -USR1 <pid>` prints a stuck worker's stack
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    run = _load(Row(**row_dict), hf_dir)
+    conn.send({"torch_threads": torch.get_num_threads()})
+    while True:
+        message = conn.recv()
+        if message is None:
+            return
+        row, inputs = Row(**message["row"]), message["inputs"]
+        extra = {"margin": row.margin} if row.kind == "ours" else {}
+        with PeakSampler() as sampler:
+            start = time.perf_counter()
+            out = run(inputs, row.batch, **extra)
+            wall = time.perf_counter() - start
+        gpu = torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else None
+        conn.send({"wall": wall, "rss_mb": sampler.peak / 2**20, "gpu_mb": gpu, "out": out})
+
+
+# ------------------------------------------------------------------------------------------ data
+
+
+def audio_files(quick: bool) -> Tuple[List[str], List[str], float]:
+    """(coffee files, asset files, total audio seconds)."""
+    import soundfile as sf
+
+    coffee, assets = sorted(map(str, COFFEE.glob("*.wav"))), sorted(map(str, ASSETS.glob("*.wav")))
+    if quick:
+        coffee, assets = coffee[:4], assets[:2]
+    if not coffee and not assets:
+        raise SystemExit(f"no audio found under {COFFEE} or {ASSETS}")
+    return coffee, assets, sum(sf.info(f).duration for f in coffee + assets)
+
+
+def nlu_texts(count: int) -> List[str]:
+    """``count`` utterances cycled from the demo domain (varied lengths, realistic words)."""
+    from speech_intent.data import read_rasa
+    from speech_intent.default import demo_domain_path
+
+    texts = [e.text for e in read_rasa(demo_domain_path())]
+    return [texts[i % len(texts)] for i in range(count)]
+
+
+def accuracy(row_out: List[str], files: List[str], n_coffee: int, reference: Optional[List[str]],
+             baseline: Optional[List[str]]) -> Dict[str, Optional[float]]:
+    """Agreement / WER vs the anchor (coffee), vs the 30 s baseline, and vs references."""
+    import jiwer
+
+    from speech_intent.normalize import TextNormalizer
+
+    norm = TextNormalizer()
+    hyp = [norm(t) for t in row_out]
+
+    def compare(ref: Optional[List[str]], sl: slice) -> Tuple[Optional[float], Optional[float]]:
+        if ref is None or not hyp[sl]:
+            return None, None
+        r = [norm(t) for t in ref[sl]]
+        pairs = [(a or "<empty>", b or "<empty>") for a, b in zip(r, hyp[sl])]
+        agree = sum(a == b for a, b in pairs) / len(pairs)
+        return agree, jiwer.wer([a for a, _ in pairs], [b for _, b in pairs])
+
+    coffee = slice(0, n_coffee)
+    out: Dict[str, Optional[float]] = {}
+    out["agree_anchor"], out["wer_anchor"] = compare(reference, coffee)
+    out["agree_30s"], out["wer_30s"] = compare(baseline, coffee)
+    manifest = {r["file"]: r["text"] for r in csv.DictReader(open(ASSETS / "manifest.csv"))} \
+        if (ASSETS / "manifest.csv").is_file() else {}
+    asset_pairs = [(norm(manifest[Path(f).name]), h) for f, h in zip(files[n_coffee:], hyp[n_coffee:])
+                   if Path(f).name in manifest]
+    out["wer_assets_ref"] = jiwer.wer(*map(list, zip(*asset_pairs))) if asset_pairs else None
+    labels_file = COFFEE / "labels.json"
+    if labels_file.is_file() and n_coffee:
+        labels = json.loads(labels_file.read_text())
+        found = [norm(v) in h for f, h in zip(files[:n_coffee], hyp[:n_coffee])
+                 for v in labels.get(Path(f).name, {}).get("slots", {}).values()]
+        out["slot_recall"] = sum(found) / len(found) if found else None
+    return out
+
+
+# ------------------------------------------------------------------------------------------ rows
+
+
+def build_rows(args) -> List[Row]:
+    """The anchors, our pipeline per backend / context / batch size, thread variants, NLU."""
+    import torch
+
+    devices = ["cpu"]
+    if args.device in ("cuda", "auto") and torch.cuda.is_available():
+        devices.append("cuda")
+    elif args.device == "cuda":
+        raise SystemExit("--device cuda: CUDA is not available")
+    rows = [Row("fw 1-by-1 (anchor)", "anchor", threads=args.anchor_threads, group="anchor")]
+    for dev in devices:
+        if not args.no_hf:
+            rows.append(Row(f"HF pipeline {dev}", "hf", device=dev, batch=args.torch_batch, group=f"hf-{dev}"))
+        for backend in args.backends:
+            for margin in args.margins:
+                for bs in (args.batch_sizes if backend == "faster-whisper" else [args.torch_batch]):
+                    ctx = "30s" if margin is None else f"short+{margin:g}s"
+                    rows.append(Row(f"ours {backend} {dev} {ctx}", "ours", device=dev, backend=backend, batch=bs,
+                                    margin=margin, group=f"ours-{backend}-{dev}"))
+    for variant in args.fw_variants:  # WORKERSxTHREADS[:COMPUTE]
+        shape, _, compute = variant.partition(":")
+        workers, threads = (int(x) for x in shape.split("x"))
+        rows.append(Row(f"ours faster-whisper cpu 30s {workers}w x {threads}t {compute or 'int8'}", "ours",
+                        batch=args.variant_batch, threads=threads, workers=workers, compute=compute or None,
+                        group=f"ours-fw-{variant}"))
+    rows.append(Row("NLU alone", "nlu", device=devices[-1], batch=0, group="nlu"))
+    return rows
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="6 files, 1 repetition, batch sizes 1,4 (smoke run)")
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--batch-sizes", default="1,8,16")
+    parser.add_argument("--device", choices=["cpu", "cuda", "auto"], default="auto")
+    parser.add_argument("--backends", default="faster-whisper,whisper")
+    parser.add_argument("--margins", default="none,2", help="shorter-context margins in s ('none' = 30 s window)")
+    parser.add_argument("--fw-variants", default="",
+                        help="extra faster-whisper rows WORKERSxTHREADS[:COMPUTE], e.g. 1x1,1x4,2x1,1x2:float32")
+    parser.add_argument("--variant-batch", type=int, default=8, help="batch size of the thread variants")
+    parser.add_argument("--anchor-threads", type=int, default=None, help="anchor CPU threads (default: all cores)")
+    parser.add_argument("--torch-batch", type=int, default=8, help="batch size of the transformers rows")
+    parser.add_argument("--no-hf", action="store_true", help="leave out the transformers pipeline anchor")
+    parser.add_argument("--nlu-texts", type=int, default=2000)
+    parser.add_argument("--json", type=Path, help="write all measurements here")
+    args = parser.parse_args(argv)
+    args.torch_batch = 4 if args.quick else args.torch_batch
+    args.batch_sizes = [1, 4] if args.quick else [int(b) for b in args.batch_sizes.split(",")]
+    args.reps = 1 if args.quick else args.reps
+    args.backends = [b for b in args.backends.split(",") if b]
+    args.margins = [None if m == "none" else float(m) for m in args.margins.split(",")]
+    args.fw_variants = [v for v in args.fw_variants.split(",") if v]
+
+    from speech_intent.asr import convert_ctranslate2_whisper
+    from speech_intent.models import bundled_whisper_path
+
+    coffee, assets, audio_s = audio_files(args.quick)
+    files = coffee + assets
+    texts = nlu_texts(200 if args.quick else args.nlu_texts)
+    rows = build_rows(args)
+    loads = [("start", os.getloadavg())]
+    with tempfile.TemporaryDirectory(prefix="si-bench-") as tmp:
+        hf_dir = str(convert_ctranslate2_whisper(bundled_whisper_path(), Path(tmp) / "tiny-en-hf"))
+        ctx = mp.get_context("spawn")
+        workers: Dict[str, Any] = {}
+        info: Dict[str, Any] = {}
+        for row in rows:  # one process per row family; started (and loaded) one after another
+            if row.group not in workers:
+                parent, child = ctx.Pipe()
+                proc = ctx.Process(target=worker, args=(child, asdict(row), hf_dir), daemon=True)
+                proc.start()
+                info[row.group] = parent.recv()
+                workers[row.group] = (proc, parent)
+        try:
+            for row in rows:  # warm-up: first-call initialisation is not throughput
+                _call(workers, row, texts[:16] if row.kind == "nlu" else files[:2])
+            for rep in range(args.reps):
+                shift = rep % len(rows)
+                for row in rows[shift:] + rows[:shift]:
+                    row.runs.append(_call(workers, row, texts if row.kind == "nlu" else files))
+                    print(f"rep {rep + 1}/{args.reps} {row.name} b={row.batch}: {row.runs[-1]['wall']:.2f} s "
+                          f"load {os.getloadavg()[0]:.2f}", flush=True)
+                loads.append((f"after rep {rep + 1}", os.getloadavg()))
+        finally:
+            for proc, conn in workers.values():
+                conn.send(None)
+                proc.join(timeout=30)
+    report(rows, files, len(coffee), audio_s, len(texts), loads, info, args)
+
+
+def _call(workers, row: Row, inputs) -> Dict[str, Any]:
+    conn = workers[row.group][1]
+    conn.send({"row": {k: v for k, v in asdict(row).items() if k != "runs"}, "inputs": inputs})
+    return conn.recv()
+
+
+# ------------------------------------------------------------------------------------------ report
+
+
+def _fmt(value: Optional[float], spec: str = ".2f") -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def report(rows: List[Row], files, n_coffee: int, audio_s: float, n_texts: int, loads, info, args) -> None:
+    """Print the speed and accuracy tables (markdown) and optionally write JSON."""
+    anchor = next(r for r in rows if r.kind == "anchor")
+    anchor_out = anchor.runs[0]["out"]
+    summary = []
+    for row in rows:
+        walls = [r["wall"] for r in row.runs]
+        med = statistics.median(walls)
+        units = n_texts if row.kind == "nlu" else len(files)
+        item = {"row": row.name, "batch": row.batch or "-", "median_s": med, "min_s": min(walls), "max_s": max(walls),
+                "rtfx": None if row.kind == "nlu" else audio_s / med, "per_s": units / med,
+                "rss_mb": max(r["rss_mb"] for r in row.runs), "gpu_mb": row.runs[0]["gpu_mb"] if row.device == "cuda"
+                else None, "device": row.device, "kind": row.kind}
+        if row.kind != "nlu":
+            base = next((r for r in rows if r.kind == "ours" and r.group == row.group and r.margin is None
+                         and r.batch == row.batch), None) if row.margin is not None else None
+            item.update(accuracy(row.runs[0]["out"], files, n_coffee, None if row is anchor else anchor_out,
+                                 base.runs[0]["out"] if base else None))
+        summary.append(item)
+    fw = next(s for s in summary if s["kind"] == "anchor")
+    for s in summary:
+        hf = next((h for h in summary if h["kind"] == "hf" and h["device"] == s["device"]), None)
+        s["x_fw"] = s["rtfx"] / fw["rtfx"] if s["rtfx"] else None
+        s["x_hf"] = s["rtfx"] / hf["rtfx"] if s["rtfx"] and hf else None
+    print(f"\n{len(files)} files ({n_coffee} coffee), {audio_s:.1f} s of audio; {args.reps} interleaved reps; "
+          f"{os.cpu_count()} CPUs; torch threads {sorted({v['torch_threads'] for v in info.values()})}")
+    print("load average (1/5/15 min): " + "; ".join(f"{k} {a:.2f}/{b:.2f}/{c:.2f}" for k, (a, b, c) in loads))
+    print("\n| row | batch | RTFx (median) | wall s median [min-max] | files/s | peak RSS MB | peak GPU MB "
+          "| x fw 1-by-1 | x HF pipeline |\n|---|---|---|---|---|---|---|---|---|")
+    for s in summary:
+        if s["kind"] == "nlu":
+            continue
+        print(f"| {s['row']} | {s['batch']} | {_fmt(s['rtfx'], '.1f')} | {s['median_s']:.2f} [{s['min_s']:.2f}-"
+              f"{s['max_s']:.2f}] | {s['per_s']:.2f} | {s['rss_mb']:.0f} | {_fmt(s['gpu_mb'], '.0f')} "
+              f"| {_fmt(s['x_fw'])} | {_fmt(s['x_hf'])} |")
+    print("\n| row | batch | agree vs anchor | WER vs anchor | agree vs 30 s | WER vs 30 s "
+          "| assets WER vs ref | coffee slot recall |\n|---|---|---|---|---|---|---|---|")
+    for s in summary:
+        if s["kind"] != "nlu":
+            print(f"| {s['row']} | {s['batch']} | {_fmt(s['agree_anchor'])} | {_fmt(s['wer_anchor'], '.3f')} "
+                  f"| {_fmt(s['agree_30s'])} | {_fmt(s['wer_30s'], '.3f')} | {_fmt(s['wer_assets_ref'], '.3f')} "
+                  f"| {_fmt(s.get('slot_recall'))} |")
+    for s in summary:
+        if s["kind"] == "nlu":
+            print(f"\nNLU alone ({s['device']}, {n_texts} texts): {s['per_s']:.0f} utterances/s "
+                  f"(median {s['median_s']:.2f} s [{s['min_s']:.2f}-{s['max_s']:.2f}]), peak RSS {s['rss_mb']:.0f} MB")
+    if args.json:
+        args.json.write_text(json.dumps({"summary": summary, "loadavg": loads, "audio_s": audio_s,
+                                         "runs": {f"{r.name} b={r.batch}": [x["wall"] for x in r.runs] for r in rows},
+                                         "transcripts": {f"{r.name} b={r.batch}": r.runs[0]["out"] for r in rows
+                                                         if r.kind != "nlu"}, "files": files},
+                                        indent=2, default=str) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,263 @@
+"""Joint intent + slot model: span normalisation, BIO alignment, save/load, training, decoding."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from speech_intent.data import Example, SlotSpan, parse_markup
+from speech_intent.nlu import (OOS_LABEL, IntentClassifier, JointIntentSlotModel, TrainingConfig, choose_threshold,
+                               fine_tune, nlu_metrics, normalize_example, tags_to_slots, word_tags)
+from speech_intent.nlu.slots import IGNORE_INDEX, align_labels, decode_tags
+from speech_intent.normalize import TextNormalizer
+
+from .conftest import LABELS
+
+CITIES = ["paris", "london", "new york", "tokyo", "berlin"]
+SONGS = ["jazz", "rock", "bohemian rhapsody", "the beatles"]
+
+
+def _toy_data() -> list:
+    data = [parse_markup(f"{v} the weather in [{c}](city)", "get_weather")
+            for v in ("what is", "how is", "tell me") for c in CITIES]
+    data += [parse_markup(f"{v} [{s}](song)", "play_music") for v in ("play", "put on", "start playing") for s in SONGS]
+    data += [parse_markup(f"wake me at [{t}](time)", "set_alarm") for t in ("7:30", "6 am", "noon", "8:15")]
+    data += [Example("tell me a joke", None), Example("who are you", None)]
+    return data
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tiny_bert_dir):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(tiny_bert_dir)
+
+
+@pytest.fixture(scope="module")
+def toy_joint(tiny_bert_dir, tmp_path_factory) -> IntentClassifier:
+    """A tiny joint model trained on the toy domain (with dev data: early stopping + threshold)."""
+    config = TrainingConfig(epochs=20, learning_rate=5e-3, batch_size=16, seed=0, early_stopping=4)
+    data = _toy_data()
+    return fine_tune(data, tmp_path_factory.mktemp("toy-joint") / "m", base=tiny_bert_dir, config=config,
+                     device="cpu", progress=False, dev_examples=data[::4])
+
+
+# ------------------------------------------------------------------ spans and BIO
+def test_normalize_example_moves_spans_into_normalised_text():
+    ex = parse_markup("Wake me at [7:30](time) on [Friday](date)!", "set_alarm")
+    norm = normalize_example(ex, TextNormalizer())
+    assert norm.text == "wake me at seven thirty on friday"
+    assert [(s.name, s.value, s.raw) for s in norm.slots] == [("time", "seven thirty", "7:30"),
+                                                              ("date", "friday", "Friday")]
+    assert all(norm.text[s.start:s.end] == s.value for s in norm.slots)
+    assert word_tags(norm.text, norm.slots) == ["O", "O", "O", "B-time", "I-time", "O", "B-date"]
+    # a slot that normalises to nothing is dropped; pairs without slots work too
+    assert normalize_example(Example("go ?", "x", (SlotSpan("p", 3, 4, "?"),)), TextNormalizer()).slots == []
+    assert normalize_example(("Hello,  World", "greet"), None).text == "Hello, World"
+
+
+_WORDS = st.sampled_from(["set", "an", "alarm", "7:30", "12-ounce", "Dr.", "$5", "it's", "?", "a.m.", "Paris", "2nd"])
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.lists(_WORDS, min_size=1, max_size=3), st.booleans()), min_size=1, max_size=5))
+def test_normalised_spans_always_match_their_text(chunks):
+    text, spans = "", []
+    for i, (words, is_slot) in enumerate(chunks):
+        piece = " ".join(words)
+        if text:
+            text += " "
+        if is_slot:
+            spans.append(SlotSpan(f"s{i}", len(text), len(text) + len(piece), piece))
+        text += piece
+    norm = normalize_example(Example(text, "x", tuple(spans)), TextNormalizer())
+    assert all(norm.text[s.start:s.end] == s.value and s.value for s in norm.slots)
+    assert "  " not in norm.text and norm.text == norm.text.strip()
+    tags = word_tags(norm.text, norm.slots)
+    assert [(s.name, s.start, s.end) for s in tags_to_slots(norm.text, tags)] == \
+        [(s.name, s.start, s.end) for s in norm.slots]
+
+
+def test_bio_labels_sit_on_first_subwords_only(tokenizer):
+    text = "play mozartish tunes at o'clock"
+    enc = tokenizer(text, return_offsets_mapping=True)
+    tokens = tokenizer.convert_ids_to_tokens(enc["input_ids"])
+    word_ids = [3, 1, 2, 0, 4]  # one label id per whitespace word
+    labels = align_labels(enc["offset_mapping"], text, word_ids)
+    assert len(tokens) > 7  # "mozartish" and "o'clock" are split into several sub-words
+    assert labels[0] == labels[-1] == IGNORE_INDEX  # [CLS] / [SEP]
+    assert [label for label in labels if label != IGNORE_INDEX] == word_ids
+    starts = [tokens[i] for i, label in enumerate(labels) if label != IGNORE_INDEX]
+    assert not any(t.startswith("##") for t in starts) and starts[-1] == "o"
+    # decoding reads the same positions back
+    assert decode_tags(enc["offset_mapping"], text, labels, ["O", "B-a", "I-a", "B-b", "I-b"]) == \
+        ["B-b", "B-a", "I-a", "O", "I-b"]
+
+
+def test_tags_to_slots_is_lenient_and_spans_match_text():
+    text = "fly from new york to los angeles"
+    slots = tags_to_slots(text, ["O", "O", "B-from", "I-from", "O", "I-to", "I-to"])
+    assert [(s.name, s.value) for s in slots] == [("from", "new york"), ("to", "los angeles")]
+    assert all(text[s.start:s.end] == s.value for s in slots)
+
+
+# ------------------------------------------------------------------ model
+def test_joint_model_save_load_round_trip(tiny_bert_dir, tokenizer, tmp_path):
+    from transformers import AutoConfig, AutoModel
+
+    torch.manual_seed(0)
+    model = JointIntentSlotModel.from_encoder(tiny_bert_dir, LABELS, ["O", "B-x", "I-x"]).eval()
+    model.save_pretrained(tmp_path / "m")
+    assert (tmp_path / "m" / "model.safetensors").is_file() and not list(tmp_path.glob("m/*.bin"))
+    config = json.loads((tmp_path / "m" / "config.json").read_text())
+    assert config["model_type"] == "speech-intent-joint" and config["slot_labels"] == ["O", "B-x", "I-x"]
+    assert "auto_map" not in config  # loads without remote code
+    assert AutoConfig.from_pretrained(tmp_path / "m").num_labels == len(LABELS)
+    again = AutoModel.from_pretrained(tmp_path / "m", use_safetensors=True).eval()
+    assert isinstance(again, JointIntentSlotModel)
+    enc = tokenizer(["play some jazz", "hi"], padding=True, return_tensors="pt")
+    a, b = model(**enc), again(**enc)
+    torch.testing.assert_close(a.intent_logits, b.intent_logits)
+    torch.testing.assert_close(a.slot_logits, b.slot_logits)
+    labels = torch.tensor([0, 1])
+    slot_labels = torch.full(enc["input_ids"].shape, IGNORE_INDEX)
+    slot_labels[:, 1] = 1
+    loss = model(**enc, labels=labels, slot_labels=slot_labels).loss
+    expected = torch.nn.functional.cross_entropy(a.intent_logits, labels) + \
+        torch.nn.functional.cross_entropy(a.slot_logits[:, 1], torch.tensor([1, 1]))
+    torch.testing.assert_close(loss, expected)
+
+
+def test_plain_checkpoint_still_loads_without_slots(tiny_bert_dir):
+    clf = IntentClassifier.from_pretrained(tiny_bert_dir, device="cpu")
+    assert not clf.is_joint and clf.slot_labels == []
+    pred = clf(["play some jazz"])[0]
+    assert pred.slots == {} and pred.slot_spans == []
+
+
+# ------------------------------------------------------------------ training + classifier
+def test_fine_tune_learns_intents_and_slots(toy_joint):
+    clf = toy_joint
+    assert clf.is_joint and clf.labels == [OOS_LABEL, "get_weather", "play_music", "set_alarm"]
+    assert clf.slot_labels == ["O", "B-city", "I-city", "B-song", "I-song", "B-time", "I-time"]
+    preds = clf(["How is the weather in New York?", "put on bohemian rhapsody", "tell me a joke"])
+    assert [p.intent for p in preds] == ["get_weather", "play_music", None]
+    assert preds[0].slots == {"city": "new york"} and preds[1].slots == {"song": "bohemian rhapsody"}
+    assert preds[2].slots == {} and preds[2].slot_spans == []
+    for p in preds[:2]:
+        assert all(p.text[s.start:s.end] == s.value for s in p.slot_spans)
+    json.dumps(preds[0].to_dict())
+    info = clf.training
+    assert info["joint"] and info["dev_examples"] > 0 and info["threshold"]["method"] == "best-accuracy"
+    assert clf.threshold == info["threshold"]["threshold"]
+
+
+def test_joint_classifier_round_trip_and_batching(toy_joint, tmp_path):
+    toy_joint.save_pretrained(tmp_path / "again")
+    again = IntentClassifier.from_pretrained(tmp_path / "again", device="cpu")
+    assert again.is_joint and again.threshold == toy_joint.threshold and again.training == toy_joint.training
+    texts = ["what is the weather in paris", "play rock", "wake me at 7:30", "", "start playing the beatles"]
+    one = [p.to_dict() for p in again(texts, batch_size=1)]
+    many = [p.to_dict() for p in toy_joint(texts, batch_size=4)]
+    assert [(p["intent"], p["slots"]) for p in one] == [(p["intent"], p["slots"]) for p in many]
+    for a, b in zip(one, many):
+        assert a["confidence"] == pytest.approx(b["confidence"], abs=1e-5)
+    # truncation: words past max_length are simply untagged
+    short = IntentClassifier(again.model, again.tokenizer, device="cpu", normalizer=again.normalizer, max_length=4)
+    pred = short(["what is the weather in new york"])[0]
+    assert all(pred.text[s.start:s.end] == s.value for s in pred.slot_spans)
+
+
+def test_joint_fine_tune_is_deterministic_on_cpu(tiny_bert_dir, tmp_path):
+    data = _toy_data()
+    config = TrainingConfig(epochs=2, learning_rate=5e-3, batch_size=16, seed=3)
+    a = fine_tune(data, tmp_path / "a", base=tiny_bert_dir, config=config, device="cpu", progress=False)
+    b = fine_tune(data, tmp_path / "b", base=tiny_bert_dir, config=config, device="cpu", progress=False)
+    texts = ["how is the weather in tokyo", "play jazz"]
+    torch.testing.assert_close(a.predict_proba(texts), b.predict_proba(texts), atol=0, rtol=0)
+    assert [p.slot_spans for p in a(texts)] == [p.slot_spans for p in b(texts)]
+
+
+def test_plain_fine_tune_with_dev_and_out_of_scope_examples(tiny_bert_dir, tmp_path):
+    data = [(ex.text, ex.intent) for ex in _toy_data()]  # no slots: a plain sequence classifier
+    config = TrainingConfig(epochs=3, learning_rate=5e-3, batch_size=16, seed=0, early_stopping=1)
+    clf = fine_tune(data, tmp_path / "plain", base=tiny_bert_dir, config=config, device="cpu", progress=False,
+                    dev_examples=data[::3])
+    assert not clf.is_joint and OOS_LABEL in clf.labels
+    assert clf.training["best_dev_score"] is not None and clf.threshold == clf.training["threshold"]["threshold"]
+    again = IntentClassifier.from_pretrained(tmp_path / "plain", device="cpu")
+    assert again.threshold == clf.threshold and again("play jazz")[0].slots == {}
+
+
+def test_head_learning_rate_applies_to_the_new_heads_only(tiny_bert_dir):
+    from speech_intent.nlu.training import _head_optimizer
+
+    model = JointIntentSlotModel.from_encoder(tiny_bert_dir, LABELS, ["O", "B-x", "I-x"])
+    optimizer = _head_optimizer(model, TrainingConfig(learning_rate=1e-4, head_learning_rate=1e-2))
+    rate = {id(p): group["lr"] for group in optimizer.param_groups for p in group["params"]}
+    decay = {id(p): group["weight_decay"] for group in optimizer.param_groups for p in group["params"]}
+    assert rate[id(model.slot_head.weight)] == rate[id(model.intent_head.bias)] == 1e-2
+    assert rate[id(model.encoder.embeddings.word_embeddings.weight)] == 1e-4
+    assert decay[id(model.slot_head.bias)] == 0.0 and decay[id(model.slot_head.weight)] == 0.01
+    assert len(rate) == sum(1 for p in model.parameters() if p.requires_grad)
+
+
+# ------------------------------------------------------------------ thresholds and metrics
+def test_choose_threshold_on_dev():
+    # with out-of-scope dev examples: best accuracy, lowest such threshold
+    choice = choose_threshold([0.9, 0.8, 0.3, 0.2, 0.95], ["a", "b", "a", "b", "a"], ["a", "b", None, None, "a"])
+    assert choice.method == "best-accuracy" and choice.threshold == 0.8 and choice.accuracy == 1.0
+    # in scope only: keep >= 99% of the right answers (here: all of them)
+    choice = choose_threshold([0.9, 0.8, 0.3, 0.2, 0.95], ["a", "b", "a", "b", "a"], ["a", "b", "a", "a", "a"])
+    assert choice.method == "in-scope-recall" and choice.threshold == 0.3 and choice.in_scope_recall == 1.0
+    confidences = [i / 200 for i in range(200)]
+    choice = choose_threshold(confidences, ["a"] * 200, ["a"] * 200, target_recall=0.99)
+    assert choice.threshold == 0.01 and choice.in_scope_recall == 0.99
+
+
+def test_nlu_metrics_sentence_accuracy():
+    m = nlu_metrics(["a", "b", "a"], ["a", "b", "b"], [["B-x", "O"], ["O"], ["B-x"]], [["B-x", "O"], ["B-x"], ["B-x"]])
+    assert m.intent_accuracy == pytest.approx(2 / 3) and m.sentence_accuracy == pytest.approx(1 / 3)
+    assert m.slot_precision == pytest.approx(2 / 3) and m.slot_recall == 1.0
+    assert set(m.to_dict()) >= {"intent_accuracy", "slot_f1", "sentence_accuracy", "score"}
+
+
+# ------------------------------------------------------------------ pipeline and CLI
+def test_pipeline_results_carry_the_joint_slots(toy_joint, sine):
+    from speech_intent import SpeechIntentPipeline
+    from speech_intent.results import Transcript
+
+    class FixedASR:  # a stand-in ASR stage: every input "says" the same sentence
+        sampling_rate = 16000
+        backend = "fixed"
+
+        def transcribe(self, arrays, batch_size=8):
+            return [Transcript("How is the weather in Paris?", 1.0, len(a) / 16000) for a in arrays]
+
+    result = SpeechIntentPipeline(FixedASR(), toy_joint)([sine])[0]
+    assert result.intent == "get_weather" and result.slots == {"city": "paris"}
+    assert result.to_dict()["slots"] == {"city": "paris"}
+
+
+def test_cli_train_with_dev_data_trains_a_joint_model(tiny_bert_dir, tmp_path, capsys):
+    from speech_intent.cli import main
+    from speech_intent.data import to_markup
+
+    lines = ["version: '3.1'", "nlu:"]
+    for intent in ("get_weather", "play_music", "set_alarm"):
+        lines += [f"- intent: {intent}", "  examples: |"]
+        lines += [f"    - {to_markup(ex)}" for ex in _toy_data() if ex.intent == intent]
+    data = tmp_path / "nlu.yml"
+    data.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "model"
+    rc = main(["train", "--data", str(data), "--dev", str(data), "--output", str(out), "--base", str(tiny_bert_dir),
+               "--epochs", "2", "--lr", "5e-3", "--batch-size", "16", "--early-stopping", "1", "--max-examples", "20",
+               "--device", "cpu", "-q"])
+    assert rc == 0
+    err = capsys.readouterr().err
+    assert "training on 20 examples" in err and "trained joint model" in err
+    clf = IntentClassifier.from_pretrained(out, device="cpu")
+    assert clf.is_joint and clf.threshold is not None and clf.training["dev_examples"] == 31
