@@ -10,7 +10,8 @@ command acceptance on the 100 real dev recordings: clean, per technique
 Rows of the ablation (clean audio):
   base       grammar-trained joint model on raw tiny.en transcripts
   +prompt    Whisper decoded with the domain prompt derived from the grammar's slot values
-  +canon     and slot spans mapped to the nearest canonical value (fuzzy + phonetic)
+  +canon     slot spans mapped to the nearest canonical value (fuzzy + phonetic), no prompt
+  +prompt+canon  both (the default: SpeechIntentPipeline turns the prompt on by itself)
 """
 from __future__ import annotations
 
@@ -34,6 +35,7 @@ def main() -> int:
     parser.add_argument("--limit", type=int, default=None, help="evaluate only the first N recordings")
     parser.add_argument("--snr", type=float, nargs="*", default=[6, 9, 12, 15, 18, 21, 24])
     parser.add_argument("--no-ablation", action="store_true")
+    parser.add_argument("--ablation-only", action="store_true", help="clean ablation rows only, no noise sweep")
     parser.add_argument("--retrain", action="store_true")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--batch-size", type=int, default=8)
@@ -65,15 +67,25 @@ def main() -> int:
 
     rows = []
     if not args.no_ablation:
+        from speech_intent.nlu.canonical import domain_prompt
+
         canon = intent.canonicalizer
-        for name, prompt, use_canon in (("base", False, False), ("+prompt", True, False), ("+canon", True, True)):
+        prompt_text = domain_prompt(canon.values) if canon is not None else None
+        print(f"domain prompt: {prompt_text!r}")
+        variants = (("base", False, False), ("+prompt", True, False), ("+canon", False, True),
+                    ("+prompt+canon", True, True))
+        for name, use_prompt, use_canon in variants:
             intent.canonicalizer = canon if use_canon else None
-            pipe = SpeechIntentPipeline(asr, intent, domain_prompt=prompt)
+            asr.initial_prompt = prompt_text if use_prompt else None  # set by hand: the pipeline keeps it
+            pipe = SpeechIntentPipeline(asr, intent, domain_prompt=False)
             t = time.perf_counter()
             report = evaluate_audio(pipe, items, batch_size=args.batch_size)["clean"]
             rows.append((name, report.command_acceptance, report.slot_f1, time.perf_counter() - t))
-            print(f"  {name:9s} acceptance {report.command_acceptance:6.1%}  slot F1 {report.slot_f1:6.1%}", flush=True)
-        intent.canonicalizer = canon
+            print(f"  {name:14s} acceptance {report.command_acceptance:6.1%}  slot F1 {report.slot_f1:6.1%}", flush=True)
+        intent.canonicalizer, asr.initial_prompt = canon, None
+    if args.ablation_only:
+        print(json.dumps({"ablation": rows}, default=float))
+        return 0
 
     pipe = SpeechIntentPipeline(asr, intent, domain_prompt=True)
     t = time.perf_counter()

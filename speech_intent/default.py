@@ -78,6 +78,8 @@ def default_pipeline(device: DeviceLike = None, *, progress: bool = True, asr: O
     from .asr import FasterWhisperASR
     from .pipeline import SpeechIntentPipeline
 
-    asr_stage = asr if asr is not None else FasterWhisperASR.from_pretrained(None, device=device)
+    # the intent model first: a first-run fine-tune is several times slower on CPU once CTranslate2
+    # is loaded (its OpenMP threads compete with torch's)
     intent = default_intent_model(device=device, progress=progress)
+    asr_stage = asr if asr is not None else FasterWhisperASR.from_pretrained(None, device=device)
     return SpeechIntentPipeline(asr_stage, intent, **kwargs)
