@@ -94,10 +94,11 @@ def test_cli_predict_writes_jsonl_and_resumes(tmp_path, manifest, bad_files, def
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(rows) == 4 and sum(bool(r["error"]) for r in rows) == 1
     assert all(r["intent"] == manifest[Path(r["path"]).name]["intent"] for r in rows if not r["error"])
-    # rerun: finished files are skipped, the failed one is retried (and fails again)
+    # rerun: finished files are skipped, the failed one is retried (and fails again): one row per file
     assert main(["predict", str(folder), "-o", str(out), "-q"]) == 0
     rows = [json.loads(line) for line in out.read_text().splitlines()]
-    assert len(rows) == 5 and sum(bool(r["error"]) for r in rows) == 2
+    assert len(rows) == 4 and sum(bool(r["error"]) for r in rows) == 1
+    assert sorted(Path(r["path"]).name for r in rows) == sorted(p.name for p in folder.iterdir())
     csv_out = tmp_path / "results.csv"
     assert main(["predict", str(folder / sorted(manifest)[0]), "-o", str(csv_out), "-q"]) == 0
     assert list(csv.DictReader(csv_out.open()))[0]["intent"] == manifest[sorted(manifest)[0]]["intent"]
