@@ -60,3 +60,19 @@ def test_fine_tune_learns_a_toy_domain(tiny_bert_dir, tmp_path):
     # deterministic for a fixed seed on CPU
     again = fine_tune(data, tmp_path / "toy2", base=tiny_bert_dir, config=config, device="cpu", progress=False)
     torch.testing.assert_close(clf.predict_proba(TEXTS), again.predict_proba(TEXTS))
+
+
+def test_direct_load_of_a_mismatched_head_is_a_clear_error(tiny_bert_dir, tmp_path):
+    import json
+    import shutil
+
+    from speech_intent.errors import ModelLoadError
+
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_bert_dir, broken)
+    config = json.loads((broken / "config.json").read_text())
+    config["id2label"] = {"0": "a", "1": "b"}
+    config["label2id"] = {"a": 0, "b": 1}
+    (broken / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ModelLoadError):
+        IntentClassifier.from_pretrained(broken)

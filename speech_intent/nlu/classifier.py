@@ -99,6 +99,10 @@ class IntentClassifier:
         """Load a sequence-classification or joint intent + slot checkpoint (safetensors only, no remote code)."""
         from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
+        from ..validation import check_classifier_dir
+
+        if Path(name_or_path).is_dir():  # local checkpoints: clear errors for bad labels / heads / pickles
+            check_classifier_dir(name_or_path)
         try:
             tokenizer = AutoTokenizer.from_pretrained(str(name_or_path))
             if is_joint_config(AutoConfig.from_pretrained(str(name_or_path))):
