@@ -4,11 +4,12 @@ Audio: the coffee dev recordings (``../shared/data/coffee/dev/*.wav``, ~8 s each
 ``assets/audio/*.wav``. Weights: the bundled Whisper tiny.en (CTranslate2) and its
 transformers twin made by ``speech_intent.asr.convert_ctranslate2_whisper``.
 
-Rows (each in its own worker process, so peak RSS is per row family; workers are
-driven one at a time, rows interleaved and rotated every repetition):
+Rows (each family in its own worker process, so peak RSS is per family; workers are driven
+one at a time, rows interleaved and rotated every repetition; peak GPU memory counts torch's
+allocator only, not CTranslate2's):
 
-- ``fw 1-by-1``: faster-whisper ``WhisperModel.transcribe`` one file at a time (the CPU anchor);
-- ``HF pipeline``: ``transformers.pipeline("automatic-speech-recognition")`` batched (second anchor);
+- ``fw 1-by-1``: faster-whisper ``WhisperModel.transcribe`` one file at a time, int8 (the CPU anchor);
+- ``HF pipeline``: ``transformers.pipeline("automatic-speech-recognition")`` batched, greedy (second anchor);
 - ``ours``: ``SpeechIntentPipeline`` end to end (decode + ASR + normalise + NLU) per backend,
   encoder context and batch size, plus CPU thread / worker variants of faster-whisper;
 - ``NLU``: the demo intent model alone on many texts (utterances/s).
@@ -56,6 +57,7 @@ class Row:
     threads: Optional[int] = None  # CTranslate2 threads per worker (None = library default)
     workers: int = 1
     compute: Optional[str] = None  # CTranslate2 compute type (None = int8 on CPU, float16 on CUDA)
+    whole_encoder: bool = False  # one encoder call per batch (before CPU slicing)
     group: str = ""
     runs: List[Dict[str, Any]] = field(default_factory=list)
 
@@ -104,7 +106,7 @@ def _load(row: Row, hf_dir: str):
         from speech_intent.models import bundled_whisper_path
 
         model = WhisperModel(str(bundled_whisper_path()), device=row.device, compute_type="float16" if cuda else "int8",
-                             cpu_threads=row.threads or available_cpus())
+                             cpu_threads=available_cpus())
 
         def run(files, batch):
             texts = []
@@ -135,11 +137,17 @@ def _load(row: Row, hf_dir: str):
     asr = (FasterWhisperASR.from_pretrained(None, device=row.device, cpu_threads=row.threads, num_workers=row.workers,
                                             compute_type=row.compute)
            if row.backend == "faster-whisper" else WhisperASR.from_pretrained(hf_dir, device=row.device))
+    if row.whole_encoder:
+        asr.encoder_budget = float("inf")  # one encoder call per batch
     pipe = SpeechIntentPipeline(asr, intent)
 
     def run(files, batch, margin=None):
         asr.context_margin = margin
-        return [r.transcript or "" for r in pipe(files, batch_size=batch)]
+        results = pipe(files, batch_size=batch)
+        failed = [r.error for r in results if r.error]
+        if failed:  # the pipeline isolates failures per file; a benchmark must not time them
+            raise RuntimeError(f"{len(failed)} of {len(files)} inputs failed, e.g. {failed[0]}")
+        return [r.transcript or "" for r in results]
     return run
 
 
@@ -162,10 +170,14 @@ def worker(conn, row_dict: Dict[str, Any], hf_dir: str) -> None:
             return
         row, inputs = Row(**message["row"]), message["inputs"]
         extra = {"margin": row.margin} if row.kind == "ours" else {}
-        with PeakSampler() as sampler:
-            start = time.perf_counter()
-            out = run(inputs, row.batch, **extra)
-            wall = time.perf_counter() - start
+        try:
+            with PeakSampler() as sampler:
+                start = time.perf_counter()
+                out = run(inputs, row.batch, **extra)
+                wall = time.perf_counter() - start
+        except Exception as error:  # reported by the driver, which stops the run
+            conn.send({"error": f"{row.name} b={row.batch}: {type(error).__name__}: {error}"})
+            continue
         gpu = torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else None
         conn.send({"wall": wall, "rss_mb": sampler.peak / 2**20, "gpu_mb": gpu, "out": out})
 
@@ -242,7 +254,7 @@ def build_rows(args) -> List[Row]:
         devices.append("cuda")
     elif args.device == "cuda":
         raise SystemExit("--device cuda: CUDA is not available")
-    rows = [Row("fw 1-by-1 (anchor)", "anchor", threads=args.anchor_threads, group="anchor")]
+    rows = [Row("fw 1-by-1 (anchor)", "anchor", group="anchor")]  # CPU threads: all cores, like ours
     for dev in devices:
         if not args.no_hf:
             rows.append(Row(f"HF pipeline {dev}", "hf", device=dev, batch=args.torch_batch, group=f"hf-{dev}"))
@@ -252,11 +264,14 @@ def build_rows(args) -> List[Row]:
                     ctx = "30s" if margin is None else f"short+{margin:g}s"
                     rows.append(Row(f"ours {backend} {dev} {ctx}", "ours", device=dev, backend=backend, batch=bs,
                                     margin=margin, group=f"ours-{backend}-{dev}"))
-    for variant in args.fw_variants:  # WORKERSxTHREADS[:COMPUTE]
-        shape, _, compute = variant.partition(":")
+    for variant in args.fw_variants:  # WORKERSxTHREADS[:COMPUTE][:whole]
+        shape, *rest = variant.split(":")
         workers, threads = (int(x) for x in shape.split("x"))
-        rows.append(Row(f"ours faster-whisper cpu 30s {workers}w x {threads}t {compute or 'int8'}", "ours",
-                        batch=args.variant_batch, threads=threads, workers=workers, compute=compute or None,
+        compute = next((r for r in rest if r != "whole"), None)
+        whole = "whole" in rest
+        rows.append(Row(f"ours faster-whisper cpu 30s {workers}w x {threads}t {compute or 'int8'}"
+                        + (" whole-batch encoder" if whole else ""), "ours", batch=args.variant_batch,
+                        threads=threads or None, workers=workers, compute=compute, whole_encoder=whole,
                         group=f"ours-fw-{variant}"))
     rows.append(Row("NLU alone", "nlu", device=devices[-1], batch=0, group="nlu"))
     return rows
@@ -271,9 +286,10 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("--backends", default="faster-whisper,whisper")
     parser.add_argument("--margins", default="none,2", help="shorter-context margins in s ('none' = 30 s window)")
     parser.add_argument("--fw-variants", default="",
-                        help="extra faster-whisper rows WORKERSxTHREADS[:COMPUTE], e.g. 1x1,1x4,2x1,1x2:float32")
+                        help="extra faster-whisper rows WORKERSxTHREADS[:COMPUTE][:whole], e.g. 1x1,1x4,2x1,"
+                             "1x2:float32,1x2:int8:whole (0 threads = library default; whole = one encoder call"
+                             " per batch)")
     parser.add_argument("--variant-batch", type=int, default=8, help="batch size of the thread variants")
-    parser.add_argument("--anchor-threads", type=int, default=None, help="anchor CPU threads (default: all cores)")
     parser.add_argument("--torch-batch", type=int, default=8, help="batch size of the transformers rows")
     parser.add_argument("--no-hf", action="store_true", help="leave out the transformers pipeline anchor")
     parser.add_argument("--nlu-texts", type=int, default=2000)
@@ -316,6 +332,8 @@ def main(argv: Optional[List[str]] = None) -> None:
                     print(f"rep {rep + 1}/{args.reps} {row.name} b={row.batch}: {row.runs[-1]['wall']:.2f} s "
                           f"load {os.getloadavg()[0]:.2f}", flush=True)
                 loads.append((f"after rep {rep + 1}", os.getloadavg()))
+                if args.json:  # partial results survive an interrupted run
+                    report(rows, files, len(coffee), audio_s, len(texts), loads, info, args, quiet=True)
         finally:
             for proc, conn in workers.values():
                 conn.send(None)
@@ -326,7 +344,10 @@ def main(argv: Optional[List[str]] = None) -> None:
 def _call(workers, row: Row, inputs) -> Dict[str, Any]:
     conn = workers[row.group][1]
     conn.send({"row": {k: v for k, v in asdict(row).items() if k != "runs"}, "inputs": inputs})
-    return conn.recv()
+    reply = conn.recv()
+    if "error" in reply:
+        raise RuntimeError(reply["error"])
+    return reply
 
 
 # ------------------------------------------------------------------------------------------ report
@@ -336,8 +357,10 @@ def _fmt(value: Optional[float], spec: str = ".2f") -> str:
     return "-" if value is None else format(value, spec)
 
 
-def report(rows: List[Row], files, n_coffee: int, audio_s: float, n_texts: int, loads, info, args) -> None:
+def report(rows: List[Row], files, n_coffee: int, audio_s: float, n_texts: int, loads, info, args,
+           quiet: bool = False) -> None:
     """Print the speed and accuracy tables (markdown) and optionally write JSON."""
+    rows = [r for r in rows if r.runs]
     anchor = next(r for r in rows if r.kind == "anchor")
     anchor_out = anchor.runs[0]["out"]
     summary = []
@@ -360,35 +383,37 @@ def report(rows: List[Row], files, n_coffee: int, audio_s: float, n_texts: int, 
         hf = next((h for h in summary if h["kind"] == "hf" and h["device"] == s["device"]), None)
         s["x_fw"] = s["rtfx"] / fw["rtfx"] if s["rtfx"] else None
         s["x_hf"] = s["rtfx"] / hf["rtfx"] if s["rtfx"] and hf else None
-    print(f"\n{len(files)} files ({n_coffee} coffee), {audio_s:.1f} s of audio; {args.reps} interleaved reps; "
-          f"{os.cpu_count()} CPUs; torch threads {sorted({v['torch_threads'] for v in info.values()})}")
-    print("load average (1/5/15 min): " + "; ".join(f"{k} {a:.2f}/{b:.2f}/{c:.2f}" for k, (a, b, c) in loads))
-    print("\n| row | batch | RTFx (median) | wall s median [min-max] | files/s | peak RSS MB | peak GPU MB "
-          "| x fw 1-by-1 | x HF pipeline |\n|---|---|---|---|---|---|---|---|---|")
-    for s in summary:
-        if s["kind"] == "nlu":
-            continue
-        print(f"| {s['row']} | {s['batch']} | {_fmt(s['rtfx'], '.1f')} | {s['median_s']:.2f} [{s['min_s']:.2f}-"
-              f"{s['max_s']:.2f}] | {s['per_s']:.2f} | {s['rss_mb']:.0f} | {_fmt(s['gpu_mb'], '.0f')} "
-              f"| {_fmt(s['x_fw'])} | {_fmt(s['x_hf'])} |")
-    print("\n| row | batch | agree vs anchor | WER vs anchor | agree vs 30 s | WER vs 30 s "
-          "| assets WER vs ref | coffee slot recall |\n|---|---|---|---|---|---|---|---|")
-    for s in summary:
-        if s["kind"] != "nlu":
-            print(f"| {s['row']} | {s['batch']} | {_fmt(s['agree_anchor'])} | {_fmt(s['wer_anchor'], '.3f')} "
-                  f"| {_fmt(s['agree_30s'])} | {_fmt(s['wer_30s'], '.3f')} | {_fmt(s['wer_assets_ref'], '.3f')} "
-                  f"| {_fmt(s.get('slot_recall'))} |")
-    for s in summary:
-        if s["kind"] == "nlu":
-            print(f"\nNLU alone ({s['device']}, {n_texts} texts): {s['per_s']:.0f} utterances/s "
-                  f"(median {s['median_s']:.2f} s [{s['min_s']:.2f}-{s['max_s']:.2f}]), peak RSS {s['rss_mb']:.0f} MB")
     if args.json:
         args.json.write_text(json.dumps({"summary": summary, "loadavg": loads, "audio_s": audio_s,
                                          "runs": {f"{r.name} b={r.batch}": [x["wall"] for x in r.runs] for r in rows},
                                          "transcripts": {f"{r.name} b={r.batch}": r.runs[0]["out"] for r in rows
                                                          if r.kind != "nlu"}, "files": files},
                                         indent=2, default=str) + "\n")
+    if quiet:
+        return
+    print(f"\n{len(files)} files ({n_coffee} coffee), {audio_s:.1f} s of audio; {args.reps} interleaved reps; "
+          f"{os.cpu_count()} CPUs; torch threads {sorted({v['torch_threads'] for v in info.values()})}")
+    print("load average (1/5/15 min): " + "; ".join(f"{k} {a:.2f}/{b:.2f}/{c:.2f}" for k, (a, b, c) in loads))
+    asr = [s for s in summary if s["kind"] != "nlu"]
+    _table(["row", "batch", "RTFx (median)", "wall s median [min-max]", "files/s", "peak RSS MB",
+            "peak GPU MB (torch)", "x fw 1-by-1", "x HF pipeline"],
+           [[s["row"], s["batch"], _fmt(s["rtfx"], ".1f"), f"{s['median_s']:.2f} [{s['min_s']:.2f}-{s['max_s']:.2f}]",
+             f"{s['per_s']:.2f}", f"{s['rss_mb']:.0f}", _fmt(s["gpu_mb"], ".0f"), _fmt(s["x_fw"]), _fmt(s["x_hf"])]
+            for s in asr])
+    _table(["row", "batch", "agree vs anchor", "WER vs anchor", "agree vs 30 s", "WER vs 30 s", "assets WER vs ref",
+            "coffee slot recall"],
+           [[s["row"], s["batch"], _fmt(s["agree_anchor"]), _fmt(s["wer_anchor"], ".3f"), _fmt(s["agree_30s"]),
+             _fmt(s["wer_30s"], ".3f"), _fmt(s["wer_assets_ref"], ".3f"), _fmt(s.get("slot_recall"))] for s in asr])
+    for s in summary:
+        if s["kind"] == "nlu":
+            print(f"\nNLU alone ({s['device']}, {n_texts} texts): {s['per_s']:.0f} utterances/s "
+                  f"(median {s['median_s']:.2f} s [{s['min_s']:.2f}-{s['max_s']:.2f}]), peak RSS {s['rss_mb']:.0f} MB")
 
+
+def _table(columns: List[str], lines: List[List[Any]]) -> None:
+    print("\n| " + " | ".join(columns) + " |\n|" + "---|" * len(columns))
+    for line in lines:
+        print("| " + " | ".join(map(str, line)) + " |")
 
 if __name__ == "__main__":
     main()

@@ -22,7 +22,8 @@ import numpy as np
 
 from ..errors import ModelLoadError
 from ..results import Transcript
-from .base import COMPRESSION_RATIO_THRESHOLD, BaseASR, available_cpus, compression_ratio, context_frames
+from .base import (COMPRESSION_RATIO_THRESHOLD, ENCODER_BUDGET, BaseASR, available_cpus, compression_ratio,
+                   context_frames, encoder_step)
 
 logger = logging.getLogger(__name__)
 
@@ -45,8 +46,12 @@ class FasterWhisperASR(BaseASR):
         context_margin: seconds of padding after the longest clip of a batch for the
             shorter encoder context; ``None`` (default) = Whisper's full 30 s window.
         min_context: shortest encoder context in seconds when ``context_margin`` is set.
-        num_workers: CTranslate2 workers the model was loaded with; a batch is split
-            across them and decoded in parallel.
+
+    On CPU the encoder runs on small slices of a batch (``encoder_budget``, clips x
+    frames^2 per call, default :data:`~speech_intent.asr.base.ENCODER_BUDGET`) and the
+    decoder on the whole batch: same results, less time than either one call per batch
+    or one file at a time. With several CTranslate2 workers (``num_workers`` in
+    :meth:`from_pretrained`) a batch is split across them and decoded in parallel.
     """
 
     backend = "faster-whisper"
@@ -64,7 +69,6 @@ class FasterWhisperASR(BaseASR):
         batch_size: int = 8,
         context_margin: Optional[float] = None,
         min_context: float = 10.0,
-        num_workers: int = 1,
     ) -> None:
         from faster_whisper.tokenizer import Tokenizer
 
@@ -78,7 +82,8 @@ class FasterWhisperASR(BaseASR):
         self.default_batch_size = batch_size
         self.context_margin = context_margin
         self.min_context = min_context
-        self.num_workers = max(1, int(num_workers))
+        self.num_workers = max(1, int(getattr(model.model, "num_workers", 1)))
+        self.encoder_budget = ENCODER_BUDGET
         self.sampling_rate = int(model.feature_extractor.sampling_rate)
         multilingual = bool(model.model.is_multilingual)
         self.tokenizer = Tokenizer(
@@ -123,7 +128,7 @@ class FasterWhisperASR(BaseASR):
         except Exception as error:
             raise ModelLoadError(path, f"cannot load a CTranslate2 Whisper model: {error}") from error
         local = Path(path) if Path(path).is_dir() else None
-        return cls(model, model_path=local, num_workers=num_workers, **kwargs)
+        return cls(model, model_path=local, **kwargs)
 
     def save_pretrained(self, save_directory: Union[str, Path]) -> None:
         """Copy the CTranslate2 model files (model.bin, config, tokenizer, vocabulary)."""
@@ -149,8 +154,20 @@ class FasterWhisperASR(BaseASR):
             feats[i, :, : mel.shape[1]] = mel
         return feats
 
+    def _encode(self, features: np.ndarray):
+        """Encoder output for ``generate``: on CPU in slices (``encoder_budget``), else the features."""
+        import ctranslate2
+
+        whisper = self.model.model
+        step = encoder_step(features.shape[-1], self.encoder_budget)
+        if whisper.device != "cpu" or step >= len(features):
+            return ctranslate2.StorageView.from_array(features)  # generate() encodes them itself
+        encoded = [np.asarray(whisper.encode(ctranslate2.StorageView.from_array(features[i : i + step])))
+                   for i in range(0, len(features), step)]
+        return ctranslate2.StorageView.from_array(np.concatenate(encoded))
+
     def _generate(self, features: np.ndarray) -> list:
-        """One ``generate`` call per worker on contiguous slices of the batch."""
+        """Encode, then one ``generate`` call per worker on contiguous slices of the batch."""
         import ctranslate2
 
         prompt = self._prompt()
@@ -164,10 +181,9 @@ class FasterWhisperASR(BaseASR):
         )
         parts = np.array_split(np.arange(len(features)), min(self.num_workers, len(features)))
         if len(parts) == 1:
-            return self.model.model.generate(ctranslate2.StorageView.from_array(features),
-                                             [list(prompt) for _ in features], **options)
+            return self.model.model.generate(self._encode(features), [list(prompt) for _ in features], **options)
         pending = [
-            self.model.model.generate(ctranslate2.StorageView.from_array(np.ascontiguousarray(features[idx])),
+            self.model.model.generate(self._encode(np.ascontiguousarray(features[idx])),
                                       [list(prompt) for _ in idx], asynchronous=True, **options)
             for idx in parts
         ]

@@ -1,7 +1,9 @@
 """Whisper through Hugging Face transformers (`WhisperForConditionalGeneration`).
 
 Batched ``generate`` on log-Mel features; fp16/bf16 on CUDA; language and task
-options for multilingual checkpoints; optional decoder prompt (domain bias).
+options for multilingual checkpoints; optional decoder prompt (domain bias). On CPU
+the encoder runs on small slices of a batch (``encoder_budget``) and the decoder on
+the whole batch: identical results, ~10% less time for tiny.en on 2 cores.
 
 Shorter encoder context (opt-in, ``context_margin``): transformers' ``WhisperEncoder``
 refuses anything but 3000 frames, so for shorter windows this module runs the
@@ -26,7 +28,8 @@ import torch
 from ..device import DeviceLike, DTypeLike, resolve_device, resolve_dtype
 from ..errors import ModelLoadError
 from ..results import Transcript
-from .base import COMPRESSION_RATIO_THRESHOLD, BaseASR, compression_ratio, context_frames, mean_logprob_confidence
+from .base import (COMPRESSION_RATIO_THRESHOLD, ENCODER_BUDGET, BaseASR, compression_ratio, context_frames,
+                   encoder_step, mean_logprob_confidence)
 
 logger = logging.getLogger(__name__)
 
@@ -82,6 +85,7 @@ class WhisperASR(BaseASR):
         self.context_margin = context_margin
         self.min_context = min_context
         self.compile = compile
+        self.encoder_budget = ENCODER_BUDGET
         if compile:
             # transformers' documented recipe: a static cache makes decoder shapes fixed.
             self.model.generation_config.cache_implementation = "static"
@@ -129,17 +133,28 @@ class WhisperASR(BaseASR):
             )
         return kwargs
 
-    def _encode_short(self, input_features: torch.Tensor):
+    def _encode_short(self, input_features: torch.Tensor) -> torch.Tensor:
         """The encoder on fewer than 3000 frames: its own modules, positions sliced to the input."""
-        from transformers.modeling_outputs import BaseModelOutput
-
         encoder = self.model.get_encoder()
         hidden = torch.nn.functional.gelu(encoder.conv1(input_features))
         hidden = torch.nn.functional.gelu(encoder.conv2(hidden)).permute(0, 2, 1)
         hidden = hidden + encoder.embed_positions.weight[: hidden.shape[1]].to(hidden.dtype)
         for layer in encoder.layers:
             hidden = layer(hidden, None)
-        return BaseModelOutput(last_hidden_state=encoder.layer_norm(hidden))
+        return encoder.layer_norm(hidden)
+
+    def _encoder_inputs(self, input_features: torch.Tensor, full: bool) -> dict:
+        """``generate`` inputs: the features (full window, one call), else encoder outputs computed
+        here -- shorter windows, or CPU slices of ``encoder_budget`` (same results, less time)."""
+        from transformers.modeling_outputs import BaseModelOutput
+
+        frames = input_features.shape[-1]
+        step = encoder_step(frames, self.encoder_budget) if self.device.type == "cpu" else len(input_features)
+        if full and step >= len(input_features):
+            return {"input_features": input_features}
+        encode = (lambda x: self.model.get_encoder()(x).last_hidden_state) if full else self._encode_short
+        hidden = torch.cat([encode(input_features[i : i + step]) for i in range(0, len(input_features), step)])
+        return {"encoder_outputs": BaseModelOutput(last_hidden_state=hidden)}
 
     def _run(self, batch: List[np.ndarray], frames: int) -> List[Transcript]:
         """Features over ``frames`` (audio zero-padded to that length), then batched ``generate``."""
@@ -149,10 +164,7 @@ class WhisperASR(BaseASR):
             padding="max_length", max_length=frames * extractor.hop_length, truncation=True,
         )
         input_features = features.input_features.to(self.device, dtype=self.dtype, non_blocking=True)
-        if frames < extractor.nb_max_frames:
-            inputs = {"encoder_outputs": self._encode_short(input_features)}
-        else:
-            inputs = {"input_features": input_features}
+        inputs = self._encoder_inputs(input_features, full=frames >= extractor.nb_max_frames)
         attention_mask = features.attention_mask.to(self.device, non_blocking=True)
         out = self.model.generate(**inputs, attention_mask=attention_mask, return_dict_in_generate=True,
                                   output_scores=True, **self._generate_kwargs())

@@ -1,0 +1,77 @@
+"""Speed options of the Whisper stages: shorter encoder context, CPU encoder slicing, threads."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from speech_intent.asr import FasterWhisperASR, WhisperASR
+from speech_intent.asr.base import (COMPRESSION_RATIO_THRESHOLD, WHISPER_FRAMES, compression_ratio, context_frames,
+                                    encoder_step)
+
+
+def test_context_frames():
+    assert context_frames([16000 * 5], None) == WHISPER_FRAMES
+    assert context_frames([16000 * 5], 2.0) == 700  # 500 frames of audio + 200 margin
+    assert context_frames([16000 * 5 + 1], 2.0) == 800  # rounded up to whole seconds
+    assert context_frames([16000 * 2, 16000 * 5], 1.0, min_context=10.0) == 1000  # the floor
+    assert context_frames([16000 * 40], 2.0) == WHISPER_FRAMES  # capped at the window
+    assert context_frames([], 0.0) == 100
+    assert context_frames([4800], 0.0, multiple=1) % 2 == 0
+
+
+def test_compression_ratio_flags_loops_only():
+    assert compression_ratio("Set a timer for ten minutes.") < COMPRESSION_RATIO_THRESHOLD
+    assert compression_ratio("Play some jazz. " * 12) > COMPRESSION_RATIO_THRESHOLD
+    assert compression_ratio("") == 0.0
+
+
+def test_encoder_step():
+    assert encoder_step(3000) == 1 and encoder_step(1500) == 2 and encoder_step(1000) == 4
+    assert encoder_step(3000, float("inf")) >= 10**6
+
+
+def test_short_encoder_matches_transformers_encoder(tiny_whisper_dir):
+    """The own encoder pass used for shorter windows equals transformers' encoder on 30 s."""
+    import torch
+
+    asr = WhisperASR.from_pretrained(tiny_whisper_dir, device="cpu")
+    features = torch.randn(2, 80, WHISPER_FRAMES)
+    with torch.inference_mode():
+        expected = asr.model.get_encoder()(features).last_hidden_state
+        torch.testing.assert_close(asr._encode_short(features), expected)
+        short = asr._encode_short(features[..., :1000])
+    assert short.shape == (2, 500, expected.shape[-1])
+
+
+def test_whisper_encoder_slicing_and_short_context(tiny_whisper_dir, sine):
+    asr = WhisperASR.from_pretrained(tiny_whisper_dir, device="cpu", max_new_tokens=8)
+    clips = [sine, sine[:8000], np.zeros(24000, dtype=np.float32)]
+    asr.encoder_budget = float("inf")
+    whole = asr.transcribe(clips, batch_size=3)
+    asr.encoder_budget = 1.0  # one clip per encoder call
+    sliced = asr.transcribe(clips, batch_size=3)
+    assert [t.text for t in whole] == [t.text for t in sliced]
+    assert [t.confidence for t in whole] == pytest.approx([t.confidence for t in sliced], abs=1e-5)
+    asr.context_margin = 1.0
+    short = asr.transcribe(clips, batch_size=3)
+    assert len(short) == 3 and all(0.0 <= t.confidence <= 1.0 for t in short)
+
+
+@pytest.mark.slow
+def test_faster_whisper_slicing_threads_and_short_context(sine):
+    from speech_intent.asr.base import available_cpus
+
+    asr = FasterWhisperASR.from_pretrained(None, device="cpu")
+    assert asr.num_workers == 1
+    clips = [sine, np.zeros(16000, dtype=np.float32), np.tile(sine, 3)]
+    asr.encoder_budget = float("inf")
+    whole = asr.transcribe(clips, batch_size=3)
+    asr.encoder_budget = 1.0
+    sliced = asr.transcribe(clips, batch_size=3)
+    assert [(t.text, t.confidence) for t in whole] == [(t.text, t.confidence) for t in sliced]
+    short = FasterWhisperASR.from_pretrained(None, device="cpu", context_margin=2.0).transcribe(clips, batch_size=3)
+    assert short[1].text == "" and len(short) == 3
+    two = FasterWhisperASR.from_pretrained(None, device="cpu", num_workers=2, cpu_threads=1)
+    assert two.num_workers == 2
+    assert [t.text for t in two.transcribe(clips, batch_size=3)] == [t.text for t in whole]
+    assert available_cpus() >= 1
