@@ -215,6 +215,9 @@ class SpeechIntentPipeline:
             result.confidence = prediction.confidence
             result.top_k = prediction.top_k
             result.slots = prediction.slots
+            result.in_grammar = getattr(transcript, "in_grammar", None)
+            if result.in_grammar is False:  # the ASR heard speech outside its grammar: not understood
+                result.intent, result.slots = None, {}
 
 
 @contextmanager
@@ -252,5 +255,6 @@ PROMPT_ATTRIBUTES = ("initial_prompt", "prompt")  # FasterWhisperASR, WhisperASR
 
 def _asr_options(asr: ASRStage) -> dict:
     """Decoding options worth restoring with the stage (not weights)."""
-    keys = ("beam_size", "num_beams", "language", "task", "initial_prompt", "prompt", "max_new_tokens")
+    keys = ("beam_size", "num_beams", "language", "task", "initial_prompt", "prompt", "max_new_tokens",
+            "grammar_rejection")
     return {k: getattr(asr, k) for k in keys if getattr(asr, k, None) is not None}

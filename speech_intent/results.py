@@ -13,11 +13,14 @@ class Transcript:
         text: the recognised text, stripped.
         confidence: geometric-mean token probability in [0, 1].
         duration: length of the input audio in seconds.
+        in_grammar: with grammar-constrained decoding, whether the speech was judged to be a
+            sentence of the grammar (``None`` = no grammar in use).
     """
 
     text: str
     confidence: float
     duration: Optional[float] = None
+    in_grammar: Optional[bool] = None
 
     def to_dict(self) -> Dict[str, Any]:
         return asdict(self)
@@ -82,6 +85,7 @@ class PipelineResult:
     slots: Dict[str, str] = field(default_factory=dict)
     duration: Optional[float] = None
     error: Optional[str] = None
+    in_grammar: Optional[bool] = None
 
     @property
     def ok(self) -> bool:
@@ -99,4 +103,5 @@ class PipelineResult:
             "slots": dict(self.slots),
             "duration": self.duration,
             "error": self.error,
+            "in_grammar": self.in_grammar,
         }

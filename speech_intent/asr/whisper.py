@@ -12,6 +12,13 @@ position table, layers, final norm) itself and hands the result to ``generate``
 as ``encoder_outputs`` -- no patching of transformers. Repetition loops are decoded
 again on the full 30 s window.
 
+Grammar-constrained decoding (opt-in, ``grammar``): the decoder is kept inside the
+sentences of a Rhino-style grammar by :class:`~speech_intent.asr.grammar.GrammarLogitsProcessor`;
+with ``grammar_rejection`` set, a free decoding runs too and the clip is marked
+out of grammar (``Transcript.in_grammar = False``, free text kept) when the free
+transcript's mean token log-probability beats the constrained one by more than
+that margin (nats per token), both scored by one teacher-forced forward pass.
+
 GPU options (``attn_implementation="sdpa"`` is transformers' default; ``compile=True``
 uses a static decoder cache and ``torch.compile``) are implemented but were not
 measured on this project's CPU-only benchmark machine.
@@ -20,7 +27,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import List, Optional, Union
+from typing import Any, Dict, List, Mapping, Optional, Union
 
 import numpy as np
 import torch
@@ -28,10 +35,14 @@ import torch
 from ..device import DeviceLike, DTypeLike, resolve_device, resolve_dtype
 from ..errors import ModelLoadError
 from ..results import Transcript
+from .grammar import GrammarAutomaton, GrammarLogitsProcessor, load_constraint, text_start
 from .base import (COMPRESSION_RATIO_THRESHOLD, ENCODER_BUDGET, BaseASR, compression_ratio, context_frames,
                    encoder_step, mean_logprob_confidence)
 
 logger = logging.getLogger(__name__)
+
+#: File a grammar constraint is saved to next to the weights.
+GRAMMAR_FILE = "grammar.yaml"
 
 
 class WhisperASR(BaseASR):
@@ -50,6 +61,9 @@ class WhisperASR(BaseASR):
         compile: static decoder cache + ``torch.compile`` of the forward pass (GPU
             option; the first batches compile, later ones are faster; best with the
             full window, as every new shorter-context length compiles again).
+        grammar: a grammar file / mapping / compiled automaton to constrain decoding to.
+        grammar_rejection: margin for out-of-grammar rejection (``None`` = no free decoding,
+            every clip gets the constrained transcript).
     """
 
     backend = "whisper"
@@ -70,6 +84,8 @@ class WhisperASR(BaseASR):
         context_margin: Optional[float] = None,
         min_context: float = 10.0,
         compile: bool = False,
+        grammar: Union[str, Path, Mapping[str, Any], GrammarAutomaton, None] = None,
+        grammar_rejection: Optional[float] = None,
     ) -> None:
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
@@ -86,6 +102,10 @@ class WhisperASR(BaseASR):
         self.min_context = min_context
         self.compile = compile
         self.encoder_budget = ENCODER_BUDGET
+        self.grammar_rejection = grammar_rejection
+        self.grammar_source: Optional[Dict[str, Any]] = None
+        self._constraint: Optional[GrammarLogitsProcessor] = None
+        self.set_grammar(grammar)
         if compile:
             # transformers' documented recipe: a static cache makes decoder shapes fixed.
             self.model.generation_config.cache_implementation = "static"
@@ -115,11 +135,35 @@ class WhisperASR(BaseASR):
                                                                     **load_options)
         except (OSError, ValueError) as error:
             raise ModelLoadError(name_or_path, f"cannot load a Whisper checkpoint with safetensors weights: {error}") from error
+        saved_grammar = Path(name_or_path) / GRAMMAR_FILE
+        if kwargs.get("grammar") is None and saved_grammar.is_file():
+            kwargs["grammar"] = saved_grammar
         return cls(model, processor, device=device, dtype=dtype, **kwargs)
 
     def save_pretrained(self, save_directory: Union[str, Path]) -> None:
+        """Weights (safetensors), processor files, and the decoding grammar when one is set."""
         self.model.save_pretrained(str(save_directory), safe_serialization=True)
         self.processor.save_pretrained(str(save_directory))
+        if self.grammar_source is not None:
+            import yaml
+
+            (Path(save_directory) / GRAMMAR_FILE).write_text(yaml.safe_dump(self.grammar_source, sort_keys=False))
+
+    def set_grammar(self, grammar: Union[str, Path, Mapping[str, Any], GrammarAutomaton, None]) -> None:
+        """Constrain decoding to ``grammar`` (a file, mapping or compiled automaton); ``None`` = free."""
+        if grammar is None:
+            self._constraint, self.grammar_source = None, None
+            return
+        if isinstance(grammar, (str, Path)):
+            import yaml
+
+            self.grammar_source = yaml.safe_load(Path(grammar).read_text(encoding="utf-8"))
+        elif isinstance(grammar, Mapping):
+            self.grammar_source = dict(grammar)
+        config = self.model.generation_config
+        self._constraint = GrammarLogitsProcessor(
+            load_constraint(grammar), self.processor.tokenizer, eos_token_id=config.eos_token_id,
+            start_token_id=config.decoder_start_token_id)
 
     def _generate_kwargs(self) -> dict:
         kwargs: dict = {"num_beams": self.num_beams, "max_new_tokens": self.max_new_tokens}
@@ -143,18 +187,23 @@ class WhisperASR(BaseASR):
             hidden = layer(hidden, None)
         return encoder.layer_norm(hidden)
 
+    def _encoder_hidden(self, input_features: torch.Tensor, full: bool) -> torch.Tensor:
+        """Encoder output, on CPU in slices of ``encoder_budget`` clips x frames^2 (same results)."""
+        step = (encoder_step(input_features.shape[-1], self.encoder_budget) if self.device.type == "cpu"
+                else len(input_features))
+        encode = (lambda x: self.model.get_encoder()(x).last_hidden_state) if full else self._encode_short
+        return torch.cat([encode(input_features[i : i + step]) for i in range(0, len(input_features), step)])
+
     def _encoder_inputs(self, input_features: torch.Tensor, full: bool) -> dict:
         """``generate`` inputs: the features (full window, one call), else encoder outputs computed
         here -- shorter windows, or CPU slices of ``encoder_budget`` (same results, less time)."""
         from transformers.modeling_outputs import BaseModelOutput
 
-        frames = input_features.shape[-1]
-        step = encoder_step(frames, self.encoder_budget) if self.device.type == "cpu" else len(input_features)
-        if full and step >= len(input_features):
+        step = (encoder_step(input_features.shape[-1], self.encoder_budget) if self.device.type == "cpu"
+                else len(input_features))
+        if full and step >= len(input_features) and self._constraint is None:
             return {"input_features": input_features}
-        encode = (lambda x: self.model.get_encoder()(x).last_hidden_state) if full else self._encode_short
-        hidden = torch.cat([encode(input_features[i : i + step]) for i in range(0, len(input_features), step)])
-        return {"encoder_outputs": BaseModelOutput(last_hidden_state=hidden)}
+        return {"encoder_outputs": BaseModelOutput(last_hidden_state=self._encoder_hidden(input_features, full))}
 
     def _run(self, batch: List[np.ndarray], frames: int) -> List[Transcript]:
         """Features over ``frames`` (audio zero-padded to that length), then batched ``generate``."""
@@ -166,13 +215,58 @@ class WhisperASR(BaseASR):
         input_features = features.input_features.to(self.device, dtype=self.dtype, non_blocking=True)
         inputs = self._encoder_inputs(input_features, full=frames >= extractor.nb_max_frames)
         attention_mask = features.attention_mask.to(self.device, non_blocking=True)
+        if self._constraint is not None:
+            return self._run_constrained(inputs["encoder_outputs"], attention_mask)
         out = self.model.generate(**inputs, attention_mask=attention_mask, return_dict_in_generate=True,
                                   output_scores=True, **self._generate_kwargs())
-        texts = self.processor.tokenizer.batch_decode(out.sequences, skip_special_tokens=True)
-        if self.prompt:  # transformers keeps the prompt in the decoded text for some versions
-            texts = [t.replace(self.prompt, "", 1) if t.strip().startswith(self.prompt.strip()) else t for t in texts]
+        texts = self._decode(out.sequences)
         scores = self._token_logprobs(out)
         return [Transcript(text=t.strip(), confidence=float(c)) for t, c in zip(texts, scores)]
+
+    def _decode(self, sequences: torch.Tensor) -> List[str]:
+        texts = self.processor.tokenizer.batch_decode(sequences, skip_special_tokens=True)
+        if self.prompt:  # transformers keeps the prompt in the decoded text for some versions
+            texts = [t.replace(self.prompt, "", 1) if t.strip().startswith(self.prompt.strip()) else t for t in texts]
+        return [t.strip() for t in texts]
+
+    def _run_constrained(self, encoder_outputs, attention_mask: torch.Tensor) -> List[Transcript]:
+        """Grammar-constrained decoding, plus free decoding and scoring when rejection is on."""
+        from transformers import LogitsProcessorList
+
+        kwargs = self._generate_kwargs()
+        constrained = self.model.generate(encoder_outputs=encoder_outputs, attention_mask=attention_mask,
+                                          logits_processor=LogitsProcessorList([self._constraint]),
+                                          return_dict_in_generate=True, **kwargs).sequences
+        hidden = encoder_outputs.last_hidden_state
+        con_lp = self._sequence_logprobs(hidden, constrained)
+        texts = self._decode(constrained)
+        if self.grammar_rejection is None:
+            return [Transcript(text=t, confidence=float(np.exp(lp)), in_grammar=True) for t, lp in zip(texts, con_lp)]
+        free = self.model.generate(encoder_outputs=encoder_outputs, attention_mask=attention_mask,
+                                   return_dict_in_generate=True, **kwargs).sequences
+        free_lp = self._sequence_logprobs(hidden, free)
+        free_texts = self._decode(free)
+        out = []
+        for text, lp, free_text, flp in zip(texts, con_lp, free_texts, free_lp):
+            inside = bool(flp - lp <= self.grammar_rejection)
+            out.append(Transcript(text=text if inside else free_text, confidence=float(np.exp(lp if inside else flp)),
+                                  in_grammar=inside))
+        return out
+
+    def _sequence_logprobs(self, hidden: torch.Tensor, sequences: torch.Tensor) -> np.ndarray:
+        """Mean log-probability of each sequence's text tokens and end-of-text (teacher forced)."""
+        config = self.model.generation_config
+        eos, sot = int(config.eos_token_id), int(config.decoder_start_token_id)
+        sequences = sequences.to(self.device)
+        logits = self.model(encoder_outputs=(hidden,), decoder_input_ids=sequences[:, :-1]).logits
+        logprobs = torch.log_softmax(logits.float(), dim=-1).gather(-1, sequences[:, 1:, None])[..., 0].cpu()
+        means = np.zeros(len(sequences))
+        for row, ids in enumerate(sequences.tolist()):
+            start = max(1, text_start(ids, sot, eos))
+            end = ids.index(eos, start) + 1 if eos in ids[start:] else len(ids)
+            values = logprobs[row, start - 1 : end - 1]
+            means[row] = float(values.mean()) if len(values) else float("-inf")
+        return means
 
     @torch.inference_mode()
     def _transcribe_batch(self, batch: List[np.ndarray]) -> List[Transcript]:

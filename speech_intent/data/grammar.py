@@ -20,7 +20,7 @@ from .examples import DataFormatError, Example, SlotSpan
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["expand_grammar", "grammar_slot_values", "grammar_vocabulary"]
+__all__ = ["expand_grammar", "grammar_slot_values", "grammar_vocabulary", "parse_grammar"]
 
 
 # Parsed expression nodes; a sequence (_Seq) is a tuple of them, options are sequences.
@@ -157,6 +157,13 @@ def _load(path_or_dict: str | Path | Mapping[str, Any]) -> _Grammar:
             parsed.append(seq)
         intents[intent] = parsed
     return _Grammar(source, intents, slot_values)
+
+
+def parse_grammar(path_or_dict: str | Path | Mapping[str, Any]) -> _Grammar:
+    """The parsed grammar: ``intents`` (intent -> expression trees of ``_Word`` / ``_Slot`` /
+    ``_Choice`` nodes) and ``slot_values`` (slot type -> values), for consumers that walk it
+    (e.g. the ASR grammar constraint in :mod:`speech_intent.asr.grammar`)."""
+    return _load(path_or_dict)
 
 
 def _count(seq: _Seq, values: Mapping[str, list[str]]) -> int:

@@ -1,0 +1,120 @@
+"""Grammar-constrained Whisper decoding: the automaton, the logits processor, the ASR option."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from speech_intent import IntentClassifier, SpeechIntentPipeline
+from speech_intent.asr import WhisperASR
+from speech_intent.asr.grammar import GrammarAutomaton, GrammarLogitsProcessor
+
+GRAMMAR = {
+    "context": {
+        "expressions": {
+            "changeLight": ["[turn, switch] (the) $light:light [on, off]", "$light:light [on, off] (please)"],
+            "orderDrink": ["I'd like a $size:size $drink:drink"],
+        },
+        "slots": {
+            "light": ["kitchen light", "lamp"],
+            "size": ["small", "twelve ounce"],
+            "drink": ["latte", "iced mocha"],
+        },
+    }
+}
+
+
+@pytest.fixture(scope="module")
+def automaton() -> GrammarAutomaton:
+    return GrammarAutomaton.from_grammar(GRAMMAR)
+
+
+@pytest.mark.parametrize("text", [
+    "turn the lamp on", "Switch kitchen light off.", "Lamp on, please!", "I'd like a twelve-ounce iced mocha?",
+    " turn the kitchen light on",
+])
+def test_automaton_accepts_grammar_sentences(automaton, text):
+    assert automaton.matches(text)
+
+
+@pytest.mark.parametrize("text", [
+    "turn the lamp", "turn the the lamp on", "turn on the lamp", "i'd like a large latte", "lamp on..",
+    "turn,the lamp on", "lampon", "", "what's the weather",
+])
+def test_automaton_rejects_everything_else(automaton, text):
+    assert not automaton.matches(text)
+
+
+def test_automaton_reads_a_grammar_file(tmp_path, automaton):
+    import yaml
+
+    path = tmp_path / "grammar.yaml"
+    path.write_text(yaml.safe_dump(GRAMMAR))
+    assert GrammarAutomaton.from_grammar(path).matches("switch the kitchen light off")
+
+
+class _Tokenizer:
+    """A toy tokenizer: id -> text, with 9 = end of text."""
+
+    pieces = {0: " turn", 1: " the", 2: " lamp", 3: " on", 4: " off", 5: " la", 6: "mp", 7: ".", 8: " quiz"}
+
+    def decode(self, ids):
+        return "".join(self.pieces[i] for i in ids)
+
+
+def test_processor_masks_tokens_outside_the_grammar(automaton):
+    processor = GrammarLogitsProcessor(automaton, _Tokenizer(), eos_token_id=9, start_token_id=10)
+    assert 8 not in processor.token_text  # the grammar never reads a "q" or a "z"
+    scores = torch.zeros(3, 11)
+    input_ids = torch.tensor([[10, 0, 1], [10, 0, 1], [10, 0, 2]])  # "turn the" / "turn the" / "turn lamp"
+    masked = processor(input_ids, scores)
+    allowed = [set(torch.nonzero(torch.isfinite(row)).flatten().tolist()) for row in masked]
+    assert allowed[0] == allowed[1] == {2, 5, 7}  # " lamp", " la" (+ "mp") or a comma-like mark; no end yet
+    assert allowed[2] == {3, 4, 7}
+    done = processor(torch.tensor([[10, 0, 2, 3]]), torch.zeros(1, 11))
+    assert set(torch.nonzero(torch.isfinite(done[0])).flatten().tolist()) == {7, 9}  # "." or end of text
+
+
+def _sine(seconds: float = 1.5) -> np.ndarray:
+    t = np.arange(int(16000 * seconds)) / 16000
+    return (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
+
+
+def test_constrained_whisper_only_writes_grammar_sentences(tiny_whisper_dir, automaton):
+    """A random Whisper can only say sentences of the grammar once constrained."""
+    clips = [_sine(), _sine(0.7), np.random.default_rng(0).normal(0, 0.1, 24000).astype(np.float32)]
+    free = WhisperASR.from_pretrained(tiny_whisper_dir, device="cpu", max_new_tokens=40)
+    assert not all(automaton.matches(t.text) for t in free.transcribe(clips))
+    asr = WhisperASR.from_pretrained(tiny_whisper_dir, device="cpu", max_new_tokens=40, grammar=GRAMMAR)
+    out = asr.transcribe(clips, batch_size=3)
+    assert all(automaton.matches(t.text) for t in out), [t.text for t in out]
+    assert all(t.in_grammar is True and 0.0 < t.confidence <= 1.0 for t in out)
+    beams = WhisperASR.from_pretrained(tiny_whisper_dir, device="cpu", max_new_tokens=40, grammar=GRAMMAR,
+                                       num_beams=3)
+    assert all(automaton.matches(t.text) for t in beams.transcribe(clips, batch_size=3))
+
+
+def test_rejection_compares_free_and_constrained_scores(tiny_whisper_dir, automaton):
+    clips = [_sine(), _sine(0.7)]
+    asr = WhisperASR.from_pretrained(tiny_whisper_dir, device="cpu", max_new_tokens=40, grammar=GRAMMAR,
+                                     grammar_rejection=float("inf"))
+    kept = asr.transcribe(clips)
+    assert all(t.in_grammar and automaton.matches(t.text) for t in kept)
+    asr.grammar_rejection = -float("inf")  # nothing is in grammar: the free transcripts come back
+    rejected = asr.transcribe(clips)
+    asr.set_grammar(None)
+    assert [t.text for t in rejected] == [t.text for t in asr.transcribe(clips)]
+    assert all(t.in_grammar is False for t in rejected)
+
+
+def test_grammar_is_saved_with_the_stage_and_the_pipeline(tiny_whisper_dir, tiny_bert_dir, tmp_path, automaton):
+    asr = WhisperASR.from_pretrained(tiny_whisper_dir, device="cpu", max_new_tokens=40, grammar=GRAMMAR,
+                                     grammar_rejection=0.5)
+    pipe = SpeechIntentPipeline(asr, IntentClassifier.from_pretrained(tiny_bert_dir, device="cpu"))
+    pipe.save_pretrained(tmp_path / "pipe")
+    loaded = SpeechIntentPipeline.from_pretrained(tmp_path / "pipe", device="cpu")
+    assert loaded.asr.grammar_source == GRAMMAR and loaded.asr.grammar_rejection == 0.5
+    loaded.asr.grammar_rejection = -float("inf")
+    result = loaded([_sine()])[0]
+    assert result.ok and result.in_grammar is False and result.intent is None and result.slots == {}
+    assert result.to_dict()["in_grammar"] is False
