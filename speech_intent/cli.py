@@ -20,24 +20,46 @@ def _add_model_args(parser: argparse.ArgumentParser, intent: bool = True) -> Non
     if intent:
         parser.add_argument("--intent", default=None, help="intent model dir (default: demo-domain model)")
         parser.add_argument("--pipeline", default=None, help="a saved pipeline dir (overrides --asr/--intent)")
+    add_grammar_args(parser)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--max-duration", type=float, default=DEFAULT_MAX_DURATION,
                         help="refuse inputs longer than this many seconds")
 
 
+def add_grammar_args(parser: argparse.ArgumentParser) -> None:
+    """``--grammar`` / ``--grammar-rejection`` (grammar-constrained decoding)."""
+    parser.add_argument("--grammar", default=None, metavar="YAML",
+                        help="constrain Whisper to the sentences of this Rhino-style grammar (transformers backend;"
+                             " the bundled tiny.en is converted once when --asr is not given)")
+    parser.add_argument("--grammar-rejection", type=float, default=None, metavar="NATS",
+                        help="with --grammar: mark speech out of grammar (intent null) when free decoding beats the"
+                             " constrained one by more than this mean log-probability per token")
+
+
+def grammar_options(args: argparse.Namespace) -> dict:
+    """``load_asr`` keyword arguments for the grammar options (empty without ``--grammar``)."""
+    if getattr(args, "grammar", None) is None:
+        return {}
+    return {"grammar": args.grammar, "grammar_rejection": args.grammar_rejection}
+
+
 def _build_pipeline(args: argparse.Namespace):
-    from .asr import load_asr
+    from .asr import apply_grammar, load_asr
     from .default import default_intent_model
     from .nlu import IntentClassifier
     from .pipeline import SpeechIntentPipeline
 
+    grammar = grammar_options(args)
     if args.pipeline:
-        return SpeechIntentPipeline.from_pretrained(args.pipeline, device=args.device, max_duration=args.max_duration)
+        pipe = SpeechIntentPipeline.from_pretrained(args.pipeline, device=args.device, max_duration=args.max_duration)
+        if grammar:
+            apply_grammar(pipe.asr, grammar["grammar"], grammar["grammar_rejection"])
+        return pipe
     from .validation import check_classifier_dir
 
     if args.intent:
         check_classifier_dir(args.intent)  # labels vs head size, safetensors only: a clear ModelLoadError
-    asr = load_asr(args.asr, backend=args.asr_backend, device=args.device)
+    asr = load_asr(args.asr, backend=args.asr_backend, device=args.device, **grammar)
     intent = (IntentClassifier.from_pretrained(args.intent, device=args.device) if args.intent
               else default_intent_model(device=args.device))
     return SpeechIntentPipeline(asr, intent, max_duration=args.max_duration)
@@ -86,7 +108,7 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
     from .errors import AudioError
     from .inputs import expand_inputs
 
-    asr = load_asr(args.asr, backend=args.asr_backend, device=args.device)
+    asr = load_asr(args.asr, backend=args.asr_backend, device=args.device, **grammar_options(args))
     files = expand_inputs(args.inputs)
     for start in range(0, len(files), args.batch_size):
         chunk = files[start : start + args.batch_size]

@@ -118,3 +118,30 @@ def test_grammar_is_saved_with_the_stage_and_the_pipeline(tiny_whisper_dir, tiny
     result = loaded([_sine()])[0]
     assert result.ok and result.in_grammar is False and result.intent is None and result.slots == {}
     assert result.to_dict()["in_grammar"] is False
+
+
+def test_load_asr_and_cli_take_a_grammar(tiny_whisper_dir, tiny_wav2vec2_dir, tmp_path, capsys, automaton):
+    import json
+
+    import soundfile as sf
+    import yaml
+
+    from speech_intent.asr import apply_grammar, load_asr
+    from speech_intent.cli import main
+
+    assert load_asr(tiny_whisper_dir, device="cpu", grammar=GRAMMAR)._constraint is not None
+    wav2vec2 = load_asr(tiny_wav2vec2_dir, device="cpu")
+    with pytest.raises(ValueError, match="transformers Whisper"):
+        load_asr(tiny_wav2vec2_dir, device="cpu", grammar=GRAMMAR)
+    with pytest.raises(ValueError, match="transformers Whisper"):
+        apply_grammar(wav2vec2, GRAMMAR)
+    grammar = tmp_path / "grammar.yaml"
+    grammar.write_text(yaml.safe_dump(GRAMMAR))
+    sf.write(tmp_path / "a.wav", _sine(), 16000)
+    assert main(["transcribe", str(tmp_path / "a.wav"), "--asr", str(tiny_whisper_dir), "--device", "cpu",
+                 "--grammar", str(grammar)]) == 0
+    row = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert automaton.matches(row["text"]) and row["in_grammar"] is True
+    assert main(["transcribe", str(tmp_path / "a.wav"), "--asr", str(tiny_wav2vec2_dir), "--grammar",
+                 str(grammar)]) == 1
+    assert "transformers Whisper" in capsys.readouterr().err

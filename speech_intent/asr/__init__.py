@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional, Union
+from typing import Any, Optional, Union
 
 from ..device import DeviceLike
 from .base import ASRStage, BaseASR
@@ -21,7 +21,7 @@ BACKENDS = {"whisper": WhisperASR, "wav2vec2": Wav2Vec2ASR, "faster-whisper": Fa
 
 __all__ = [
     "ASRStage", "BaseASR", "WhisperASR", "Wav2Vec2ASR", "FasterWhisperASR", "BACKENDS",
-    "detect_backend", "load_asr", "convert_ctranslate2_whisper",
+    "detect_backend", "load_asr", "apply_grammar", "convert_ctranslate2_whisper",
 ]
 
 
@@ -53,12 +53,38 @@ def load_asr(
     *,
     backend: Optional[str] = None,
     device: DeviceLike = None,
+    grammar: Any = None,
     **kwargs,
 ) -> BaseASR:
-    """Load an ASR stage; ``None`` is the bundled tiny.en on faster-whisper."""
-    if name_or_path is None:
+    """Load an ASR stage; ``None`` is the bundled tiny.en: on faster-whisper, or with
+    ``backend="whisper"`` its transformers twin (converted once into the cache).
+
+    ``grammar`` (a grammar file / mapping) turns on grammar-constrained decoding, which
+    needs the transformers Whisper backend (chosen by itself for the bundled model).
+    """
+    if grammar is not None:
+        kwargs["grammar"] = grammar
+        backend = backend or ("whisper" if name_or_path is None else detect_backend(name_or_path))
+        if backend != "whisper":
+            raise ValueError(f"grammar-constrained decoding needs the transformers Whisper backend, not {backend!r} "
+                             "(convert a CTranslate2 model with `speech-intent convert`)")
+    if name_or_path is None and backend == "whisper":
+        from ..models import bundled_whisper_transformers_path
+
+        name_or_path = bundled_whisper_transformers_path()
+    elif name_or_path is None:
+        if backend not in (None, "faster-whisper"):
+            raise ValueError(f"the bundled model runs on faster-whisper or whisper, not {backend!r}")
         return FasterWhisperASR.from_pretrained(None, device=device, **kwargs)
     backend = backend or detect_backend(name_or_path)
     if backend not in BACKENDS:
         raise ValueError(f"unknown ASR backend {backend!r}; choose from {sorted(BACKENDS)}")
     return BACKENDS[backend].from_pretrained(name_or_path, device=device, **kwargs)
+
+
+def apply_grammar(asr: BaseASR, grammar: Any, rejection: Optional[float] = None) -> None:
+    """Turn on grammar-constrained decoding on a loaded stage (transformers Whisper only)."""
+    if not hasattr(asr, "set_grammar"):
+        raise ValueError(f"grammar-constrained decoding needs the transformers Whisper backend, not {asr.backend!r}")
+    asr.set_grammar(grammar)
+    asr.grammar_rejection = rejection

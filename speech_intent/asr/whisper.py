@@ -43,6 +43,8 @@ logger = logging.getLogger(__name__)
 
 #: File a grammar constraint is saved to next to the weights.
 GRAMMAR_FILE = "grammar.yaml"
+#: Beam size of grammar-constrained decoding unless given (chosen on the coffee benchmark).
+GRAMMAR_BEAMS = 4
 
 
 class WhisperASR(BaseASR):
@@ -53,7 +55,9 @@ class WhisperASR(BaseASR):
         processor: the matching ``WhisperProcessor``.
         device / dtype: where and in which precision to run (explicit; ``None`` = auto).
         language / task: passed to ``generate`` for multilingual models.
-        num_beams: beam size (1 = greedy).
+        num_beams: beam size (1 = greedy); ``None`` = 1, or 4 with a grammar (constrained
+            decoding needs a few hypotheses: 96% vs 87% command acceptance at 6 dB on the
+            coffee benchmark).
         prompt: optional text given to the decoder as previous context (biases spelling).
         context_margin: seconds of padding after the longest clip of a batch for the
             shorter encoder context; ``None`` (default) = Whisper's full 30 s window.
@@ -77,7 +81,7 @@ class WhisperASR(BaseASR):
         dtype: DTypeLike = None,
         language: Optional[str] = None,
         task: str = "transcribe",
-        num_beams: int = 1,
+        num_beams: Optional[int] = None,
         max_new_tokens: int = 128,
         prompt: Optional[str] = None,
         batch_size: int = 8,
@@ -94,7 +98,7 @@ class WhisperASR(BaseASR):
         self.sampling_rate = int(processor.feature_extractor.sampling_rate)
         self.language = language
         self.task = task
-        self.num_beams = num_beams
+        self.num_beams = num_beams if num_beams is not None else (GRAMMAR_BEAMS if grammar is not None else 1)
         self.max_new_tokens = max_new_tokens
         self.prompt = prompt
         self.default_batch_size = batch_size
@@ -171,10 +175,15 @@ class WhisperASR(BaseASR):
             kwargs["task"] = self.task
             if self.language:
                 kwargs["language"] = self.language
+        prefix = 4  # <|startoftranscript|>, language, task, <|notimestamps|>
         if self.prompt:
             kwargs["prompt_ids"] = torch.as_tensor(
                 self.processor.get_prompt_ids(self.prompt), device=self.device
             )
+            prefix += len(kwargs["prompt_ids"])
+        # the decoder's position table bounds prefix + new tokens (448 for the released models)
+        room = int(getattr(self.model.config, "max_target_positions", 448)) - prefix
+        kwargs["max_new_tokens"] = max(1, min(self.max_new_tokens, room))
         return kwargs
 
     def _encode_short(self, input_features: torch.Tensor) -> torch.Tensor:
@@ -201,7 +210,7 @@ class WhisperASR(BaseASR):
 
         step = (encoder_step(input_features.shape[-1], self.encoder_budget) if self.device.type == "cpu"
                 else len(input_features))
-        if full and step >= len(input_features) and self._constraint is None:
+        if full and step >= len(input_features) and self._constraint is None and self.num_beams == 1:
             return {"input_features": input_features}
         return {"encoder_outputs": BaseModelOutput(last_hidden_state=self._encoder_hidden(input_features, full))}
 
@@ -217,6 +226,11 @@ class WhisperASR(BaseASR):
         attention_mask = features.attention_mask.to(self.device, non_blocking=True)
         if self._constraint is not None:
             return self._run_constrained(inputs["encoder_outputs"], attention_mask)
+        if self.num_beams > 1:  # confidence by teacher forcing (transition scores of beams are unreliable)
+            sequences = self.model.generate(**inputs, attention_mask=attention_mask, return_dict_in_generate=True,
+                                            **self._generate_kwargs()).sequences
+            logprobs = self._sequence_logprobs(inputs["encoder_outputs"].last_hidden_state, sequences)
+            return [Transcript(text=t, confidence=float(np.exp(lp))) for t, lp in zip(self._decode(sequences), logprobs)]
         out = self.model.generate(**inputs, attention_mask=attention_mask, return_dict_in_generate=True,
                                   output_scores=True, **self._generate_kwargs())
         texts = self._decode(out.sequences)

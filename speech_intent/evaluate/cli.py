@@ -20,6 +20,8 @@ _DESCRIPTION = ("Score a model. Text data is classified directly; an audio manif
 
 def add_evaluate_parser(subparsers) -> argparse.ArgumentParser:
     """Add the ``evaluate`` sub-command to an ``add_subparsers()`` object."""
+    from ..cli import add_grammar_args
+
     p = subparsers.add_parser("evaluate", help="score a model on labelled text data or an audio manifest",
                               description=_DESCRIPTION)
     p.add_argument("data", help="text data (CSV/TSV, JSONL, BIO folder, Rasa or grammar YAML) or an audio "
@@ -28,6 +30,7 @@ def add_evaluate_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--pipeline", default=None, help="a saved pipeline dir (audio; overrides --asr/--intent)")
     p.add_argument("--asr", default=None, help="ASR model dir or hub name (audio; default: bundled tiny.en)")
     p.add_argument("--asr-backend", choices=["whisper", "wav2vec2", "faster-whisper"], default=None)
+    add_grammar_args(p)
     p.add_argument("--format", default=None, help="force the text data format (default: detected)")
     p.add_argument("--noise", default=None, help="noise recording mixed in for the SNR conditions")
     p.add_argument("--snr", type=float, nargs="+", default=None,
@@ -54,12 +57,17 @@ def _load_classifier(args: argparse.Namespace):
 
 
 def _load_pipeline(args: argparse.Namespace):
-    from ..asr import load_asr
+    from ..asr import apply_grammar, load_asr
+    from ..cli import grammar_options
     from ..pipeline import SpeechIntentPipeline
 
+    grammar = grammar_options(args)
     if args.pipeline:
-        return SpeechIntentPipeline.from_pretrained(args.pipeline, device=args.device, max_duration=args.max_duration)
-    asr = load_asr(args.asr, backend=args.asr_backend, device=args.device)
+        pipe = SpeechIntentPipeline.from_pretrained(args.pipeline, device=args.device, max_duration=args.max_duration)
+        if grammar:
+            apply_grammar(pipe.asr, grammar["grammar"], grammar["grammar_rejection"])
+        return pipe
+    asr = load_asr(args.asr, backend=args.asr_backend, device=args.device, **grammar)
     return SpeechIntentPipeline(asr, _load_classifier(args), max_duration=args.max_duration)
 
 
@@ -72,7 +80,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.snr and not args.noise:
         print("error: --snr needs --noise", file=sys.stderr)
         return 2
-    audio = is_audio_manifest(args.data) or bool(args.pipeline or args.asr or args.noise)
+    audio = is_audio_manifest(args.data) or bool(args.pipeline or args.asr or args.noise or args.grammar)
     meta = {"data": str(Path(args.data).resolve()), "mode": "audio" if audio else "text"}
     start = time.perf_counter()
     if audio:
