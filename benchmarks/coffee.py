@@ -6,12 +6,20 @@ command acceptance on the 100 real dev recordings: clean, per technique
 
     python benchmarks/coffee.py                       # full run (tens of minutes on 2 CPU cores)
     python benchmarks/coffee.py --limit 20 --snr 6 24 # quick look
+    python benchmarks/coffee.py --speech-loop 1500    # + speech-in-the-loop training (model-speechloop/)
 
 Rows of the ablation (clean audio):
   base       grammar-trained joint model on raw tiny.en transcripts
   +prompt    Whisper decoded with the domain prompt derived from the grammar's slot values
   +canon     slot spans mapped to the nearest canonical value (fuzzy + phonetic), no prompt
   +prompt+canon  both (the default: SpeechIntentPipeline turns the prompt on by itself)
+
+``--speech-loop N`` trains on the grammar sentences PLUS N other grammar sentences spoken by
+espeak-ng, mixed with synthetic training noise (babble + pink/brown, never the kitchen test
+noise) and transcribed by the same tiny.en with the domain prompt, labels projected onto the
+transcripts (``speech_intent.nlu.augment``). That model and its report go to
+``WORK/model-speechloop`` and ``WORK/report-speechloop``; the transcripts are cached in
+``WORK/speechloop-N.jsonl``.
 """
 from __future__ import annotations
 
@@ -39,6 +47,13 @@ def main() -> int:
     parser.add_argument("--retrain", action="store_true")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--cpu-threads", type=int, default=None, help="CTranslate2 threads (default: the cores)")
+    parser.add_argument("--speech-loop", type=int, default=0, metavar="N",
+                        help="also train on N TTS + noise + ASR transcripts of grammar sentences")
+    parser.add_argument("--speech-loop-snr", type=float, nargs="+", default=None, metavar="DB",
+                        help="training SNRs for --speech-loop (inf = no noise; default: augment.DEFAULT_SNRS)")
+    parser.add_argument("--speech-loop-max-wer", type=float, default=0.5, metavar="WER",
+                        help="drop speech-loop transcripts with a higher word error rate (default 0.5; 1e9: keep all)")
     args = parser.parse_args()
 
     from speech_intent import FasterWhisperASR, IntentClassifier, SpeechIntentPipeline, TrainingConfig, fine_tune
@@ -47,20 +62,27 @@ def main() -> int:
 
     if not (args.data / "grammar.yaml").is_file():
         sys.exit(f"coffee data not found under {args.data}")
-    model_dir = args.work / "model"
+    suffix = "-speechloop" if args.speech_loop else ""
+    model_dir = args.work / f"model{suffix}"
     timings = {}
     start = time.perf_counter()
     if args.retrain or not (model_dir / "model.safetensors").is_file():
         examples = expand_grammar(args.data / "grammar.yaml", max_examples=args.max_examples, seed=0)
         dev = expand_grammar(args.data / "grammar.yaml", max_examples=400, seed=1)
+        closed = None
+        if args.speech_loop:
+            closed, spoken = speech_loop(args, examples, timings)
+            examples = examples + spoken
         config = TrainingConfig(epochs=args.epochs, learning_rate=2e-4, batch_size=32, seed=0, early_stopping=0,
                                 oos_recall=None)
-        fine_tune(examples, model_dir, config=config, device=args.device, dev_examples=dev, progress=False)
+        start = time.perf_counter()
+        fine_tune(examples, model_dir, config=config, device=args.device, dev_examples=dev, progress=False,
+                  closed_values=closed)
     timings["train_s"] = time.perf_counter() - start
 
     items = read_manifest(args.data / "dev" / "labels.json")
     items = items[: args.limit] if args.limit else items
-    asr = FasterWhisperASR.from_pretrained(None, device=args.device)
+    asr = FasterWhisperASR.from_pretrained(None, device=args.device, cpu_threads=args.cpu_threads)
     intent = IntentClassifier.from_pretrained(model_dir, device=args.device)
     print(f"device {args.device}, {len(items)} recordings, model {model_dir}, cpus {os.cpu_count()}, "
           f"load {os.getloadavg()[0]:.1f}")
@@ -92,8 +114,9 @@ def main() -> int:
     reports = evaluate_audio(pipe, items, noise=args.data / "noise" / "kitchen.wav", snrs=args.snr,
                              seed=0, batch_size=args.batch_size)
     timings["eval_s"] = time.perf_counter() - t
-    out = args.work / "report"
-    write_report(reports, out, meta={"benchmark": "coffee", "device": args.device, "rows": rows, **timings})
+    out = args.work / f"report{suffix}"
+    write_report(reports, out, meta={"benchmark": "coffee", "device": args.device, "rows": rows,
+                                     "speech_loop": args.speech_loop, **timings})
 
     print("\ncondition   acceptance  slot F1")
     for name, report in reports.items():
@@ -101,9 +124,73 @@ def main() -> int:
     noisy = [r.command_acceptance for n, r in reports.items() if n != "clean"]
     if noisy:
         print(f"average over {len(noisy)} SNRs: {sum(noisy) / len(noisy):.1%}")
-    print(f"\ntrain {timings['train_s']:.0f} s, evaluation {timings['eval_s']:.0f} s; report in {out}")
+    loop = f"speech loop {timings['speech_loop_s']:.0f} s, " if "speech_loop_s" in timings else ""
+    print(f"\n{loop}train {timings['train_s']:.0f} s, evaluation {timings['eval_s']:.0f} s; report in {out}")
     print(json.dumps({"ablation": rows}, default=float))
     return 0
+
+
+def speech_loop(args, examples, timings):
+    """Canonical slot values of the clean data, and ``args.speech_loop`` projected ASR transcripts.
+
+    The clean sentences and their transcripts are cached in ``WORK/speechloop-N.jsonl``
+    (``--retrain`` redoes them). They are made in a child process, so that CTranslate2 is not
+    loaded while torch trains (its OpenMP threads make CPU fine-tuning several times slower).
+    """
+    import multiprocessing
+
+    from speech_intent import TextNormalizer
+    from speech_intent.data import Example
+    from speech_intent.nlu.augment import project_examples
+    from speech_intent.nlu.canonical import infer_closed_values
+
+    closed = infer_closed_values(examples, normalizer=TextNormalizer())
+    cache = args.work / f"speechloop-{args.speech_loop}.jsonl"
+    if args.retrain or not cache.is_file():
+        start = time.perf_counter()
+        child = multiprocessing.get_context("spawn").Process(target=_transcribe_job, args=(args, closed, cache))
+        child.start()
+        child.join()
+        if child.exitcode != 0:
+            sys.exit(f"speech loop failed (exit code {child.exitcode})")
+        timings["speech_loop_s"] = time.perf_counter() - start
+    rows = [json.loads(line) for line in cache.read_text().splitlines() if line.strip()]
+    spoken = project_examples([Example.from_dict(r["clean"]) for r in rows], [r["hypothesis"] for r in rows],
+                              max_wer=args.speech_loop_max_wer)
+    print(f"speech loop: {len(rows)} transcripts, {len(spoken)} kept ({cache})", flush=True)
+    return closed, spoken
+
+
+def _transcribe_job(args, closed, cache):
+    """Speak ``args.speech_loop`` grammar sentences, add training noise, transcribe; write ``cache``.
+
+    The ASR is the pipeline's (bundled tiny.en) with the domain prompt of the clean data's slot
+    values, as ``SpeechIntentPipeline`` would give it.
+    """
+    import logging
+
+    from speech_intent import FasterWhisperASR
+    from speech_intent.data import expand_grammar
+    from speech_intent.nlu.augment import DEFAULT_SNRS, EspeakSynthesizer, speak_and_transcribe
+    from speech_intent.nlu.canonical import domain_prompt
+    from speech_intent.nlu.train_noise import training_noise
+
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
+    logging.getLogger("speech_intent.nlu.augment").setLevel(logging.INFO)
+    sentences = expand_grammar(args.data / "grammar.yaml", max_examples=args.speech_loop, seed=2)
+    synth = EspeakSynthesizer()
+    noise = training_noise(synth, seconds=120.0, seed=0)
+    snrs = tuple(args.speech_loop_snr or DEFAULT_SNRS)
+    asr = FasterWhisperASR.from_pretrained(None, device=args.device, cpu_threads=args.cpu_threads)
+    asr.initial_prompt = domain_prompt(closed)
+    hypotheses = speak_and_transcribe([ex.text for ex in sentences], synth, asr, noise=noise, snrs=snrs, seed=0,
+                                      batch_size=args.batch_size)
+    args.work.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_suffix(".tmp")
+    tmp.write_text("".join(json.dumps({"clean": ex.to_dict(), "hypothesis": hyp}) + "\n"
+                           for ex, hyp in zip(sentences, hypotheses)))
+    tmp.replace(cache)
+    print(f"speech loop: {len(sentences)} sentences spoken at SNRs {snrs} and transcribed", flush=True)
 
 
 if __name__ == "__main__":

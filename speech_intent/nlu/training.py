@@ -145,6 +145,7 @@ def fine_tune(
     progress: bool = True,
     dev_examples: Optional[Sequence[Any]] = None,
     joint: Optional[bool] = None,
+    closed_values: Optional[Dict[str, List[str]]] = None,
 ) -> IntentClassifier:
     """Train an intent (or joint intent + slot) model and save it as an intent stage.
 
@@ -160,6 +161,10 @@ def fine_tune(
             out-of-scope threshold.
         joint: force (``True``) or forbid (``False``) the joint slot model; ``None``: joint when
             any training example has slots.
+        closed_values: slot name -> canonical values for the slot canonicaliser (joint models);
+            ``None``: inferred from the training examples. Pass the lists of the clean data when
+            training on ASR transcripts too (:mod:`~speech_intent.nlu.augment`), or misrecognised
+            values would become canonical.
 
     Returns:
         The trained :class:`IntentClassifier`, loaded from ``output_dir``; its ``training``
@@ -214,7 +219,12 @@ def fine_tune(
         "epochs_run": round(float(state.epoch or 0), 3), "best_dev_score": state.best_metric,
         "seconds": round(time.perf_counter() - started, 1), "device": str(resolved), "config": asdict(config),
     }
-    closed = infer_closed_values(train) if joint else {}
+    if not joint:
+        closed: Dict[str, List[str]] = {}
+    elif closed_values is not None:
+        closed = {name: sorted({normalizer(v) for v in vals} - {""}) for name, vals in closed_values.items()}
+    else:
+        closed = infer_closed_values(train)
     classifier = IntentClassifier(trainer.model.float(), tokenizer, device="cpu", normalizer=normalizer,
                                   max_length=config.max_length, training=info,
                                   canonicalizer=SlotCanonicalizer(closed) if closed else None)
