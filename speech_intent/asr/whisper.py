@@ -227,9 +227,10 @@ class WhisperASR(BaseASR):
         if self._constraint is not None:
             return self._run_constrained(inputs["encoder_outputs"], attention_mask)
         if self.num_beams > 1:  # confidence by teacher forcing (transition scores of beams are unreliable)
+            hidden = inputs["encoder_outputs"].last_hidden_state  # before generate expands it per beam
             sequences = self.model.generate(**inputs, attention_mask=attention_mask, return_dict_in_generate=True,
                                             **self._generate_kwargs()).sequences
-            logprobs = self._sequence_logprobs(inputs["encoder_outputs"].last_hidden_state, sequences)
+            logprobs = self._sequence_logprobs(hidden, sequences)
             return [Transcript(text=t, confidence=float(np.exp(lp))) for t, lp in zip(self._decode(sequences), logprobs)]
         out = self.model.generate(**inputs, attention_mask=attention_mask, return_dict_in_generate=True,
                                   output_scores=True, **self._generate_kwargs())
@@ -246,17 +247,19 @@ class WhisperASR(BaseASR):
     def _run_constrained(self, encoder_outputs, attention_mask: torch.Tensor) -> List[Transcript]:
         """Grammar-constrained decoding, plus free decoding and scoring when rejection is on."""
         from transformers import LogitsProcessorList
+        from transformers.modeling_outputs import BaseModelOutput
 
         kwargs = self._generate_kwargs()
-        constrained = self.model.generate(encoder_outputs=encoder_outputs, attention_mask=attention_mask,
+        hidden = encoder_outputs.last_hidden_state  # each generate gets its own wrapper: beams expand it in place
+        constrained = self.model.generate(encoder_outputs=BaseModelOutput(last_hidden_state=hidden),
+                                          attention_mask=attention_mask,
                                           logits_processor=LogitsProcessorList([self._constraint]),
                                           return_dict_in_generate=True, **kwargs).sequences
-        hidden = encoder_outputs.last_hidden_state
         con_lp = self._sequence_logprobs(hidden, constrained)
         texts = self._decode(constrained)
         if self.grammar_rejection is None:
             return [Transcript(text=t, confidence=float(np.exp(lp)), in_grammar=True) for t, lp in zip(texts, con_lp)]
-        free = self.model.generate(encoder_outputs=encoder_outputs, attention_mask=attention_mask,
+        free = self.model.generate(encoder_outputs=BaseModelOutput(last_hidden_state=hidden), attention_mask=attention_mask,
                                    return_dict_in_generate=True, **kwargs).sequences
         free_lp = self._sequence_logprobs(hidden, free)
         free_texts = self._decode(free)
@@ -274,6 +277,8 @@ class WhisperASR(BaseASR):
         sequences = sequences.to(self.device)
         logits = self.model(encoder_outputs=(hidden,), decoder_input_ids=sequences[:, :-1]).logits
         logprobs = torch.log_softmax(logits.float(), dim=-1).gather(-1, sequences[:, 1:, None])[..., 0].cpu()
+        if len(hidden) != len(sequences):
+            raise ValueError(f"{len(sequences)} sequences for {len(hidden)} encoder outputs")
         means = np.zeros(len(sequences))
         for row, ids in enumerate(sequences.tolist()):
             start = max(1, text_start(ids, sot, eos))
