@@ -13,6 +13,10 @@ Rows of the ablation (clean audio):
   +prompt    Whisper decoded with the domain prompt derived from the grammar's slot values
   +canon     slot spans mapped to the nearest canonical value (fuzzy + phonetic), no prompt
   +prompt+canon  both (the default: SpeechIntentPipeline turns the prompt on by itself)
+  +grammar   tiny.en on transformers (the converted twin) decoding only sentences of grammar.yaml
+             (speech_intent.asr.grammar), with prompt + canonicalisation: greedy, then --beams beams
+
+The noise sweep runs the configuration named by ``--asr`` (default: grammar-constrained decoding).
 
 ``--speech-loop N`` trains on the grammar sentences PLUS N other grammar sentences spoken by
 espeak-ng, mixed with synthetic training noise (babble + pink/brown, never the kitchen test
@@ -47,6 +51,12 @@ def main() -> int:
     parser.add_argument("--retrain", action="store_true")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--asr", choices=["grammar", "faster-whisper"], default="grammar",
+                        help="ASR of the noise sweep: grammar-constrained transformers Whisper, or free faster-whisper")
+    parser.add_argument("--beams", type=int, default=4, help="beam size of grammar-constrained decoding")
+    parser.add_argument("--rejection", type=float, default=1.0, metavar="NATS",
+                        help="out-of-grammar margin measured in the ablation: coffee recordings kept vs the other-"
+                             "domain commands in assets/audio rejected (a negative value skips it)")
     parser.add_argument("--cpu-threads", type=int, default=None, help="CTranslate2 threads (default: the cores)")
     parser.add_argument("--speech-loop", type=int, default=0, metavar="N",
                         help="also train on N TTS + noise + ASR transcripts of grammar sentences")
@@ -105,17 +115,29 @@ def main() -> int:
             rows.append((name, report.command_acceptance, report.slot_f1, time.perf_counter() - t))
             print(f"  {name:14s} acceptance {report.command_acceptance:6.1%}  slot F1 {report.slot_f1:6.1%}", flush=True)
         intent.canonicalizer, asr.initial_prompt = canon, None
+        for beams in dict.fromkeys((1, args.beams)):
+            pipe = SpeechIntentPipeline(grammar_asr(args, beams), intent)
+            t = time.perf_counter()
+            report = evaluate_audio(pipe, items, batch_size=args.batch_size)["clean"]
+            name = f"+grammar b={beams}"
+            rows.append((name, report.command_acceptance, report.slot_f1, time.perf_counter() - t))
+            print(f"  {name:14s} acceptance {report.command_acceptance:6.1%}  slot F1 {report.slot_f1:6.1%}", flush=True)
+        if args.rejection is not None:
+            rows.extend(rejection_rows(args, items))
     if args.ablation_only:
         print(json.dumps({"ablation": rows}, default=float))
         return 0
 
-    pipe = SpeechIntentPipeline(asr, intent, domain_prompt=True)
+    sweep_asr = grammar_asr(args, args.beams) if args.asr == "grammar" else asr
+    pipe = SpeechIntentPipeline(sweep_asr, intent, domain_prompt=True)
+    print(f"noise sweep: {args.asr}" + (f", {args.beams} beams" if args.asr == "grammar" else ""), flush=True)
     t = time.perf_counter()
     reports = evaluate_audio(pipe, items, noise=args.data / "noise" / "kitchen.wav", snrs=args.snr,
                              seed=0, batch_size=args.batch_size)
     timings["eval_s"] = time.perf_counter() - t
     out = args.work / f"report{suffix}"
-    write_report(reports, out, meta={"benchmark": "coffee", "device": args.device, "rows": rows,
+    write_report(reports, out, meta={"benchmark": "coffee", "device": args.device, "rows": rows, "asr": args.asr,
+                                     "beams": args.beams,
                                      "speech_loop": args.speech_loop, **timings})
 
     print("\ncondition   acceptance  slot F1")
@@ -128,6 +150,36 @@ def main() -> int:
     print(f"\n{loop}train {timings['train_s']:.0f} s, evaluation {timings['eval_s']:.0f} s; report in {out}")
     print(json.dumps({"ablation": rows}, default=float))
     return 0
+
+
+def rejection_rows(args, items):
+    """Out-of-grammar rejection at margin ``args.rejection``: coffee kept, assets/audio (other domains) rejected."""
+    import glob
+
+    import numpy as np
+
+    if args.rejection < 0:
+        return []
+    asr = grammar_asr(args, args.beams)
+    asr.grammar_rejection = float("inf")  # score both decodings, reject nothing: the margins are read here
+    negatives = sorted(glob.glob(str(Path(__file__).resolve().parents[1] / "assets" / "audio" / "*.wav")))
+    rows = []
+    for name, files, inside in (("coffee dev", [i.audio for i in items], True), ("assets/audio", negatives, False)):
+        t = time.perf_counter()
+        margins = np.array([tr.grammar_margin for tr in asr(files, batch_size=args.batch_size)])
+        share = float(np.mean(margins <= args.rejection if inside else margins > args.rejection))
+        what = "kept" if inside else "rejected"
+        print(f"  rejection {name}: {share:6.1%} {what} at margin {args.rejection} (margins min "
+              f"{margins.min():.2f}, median {np.median(margins):.2f}, max {margins.max():.2f})", flush=True)
+        rows.append((f"rejection {name} {what}", share, None, time.perf_counter() - t))
+    return rows
+
+
+def grammar_asr(args, beams: int):
+    """The bundled tiny.en on transformers, decoding only sentences of the grammar (2 s context margin)."""
+    from speech_intent.asr import load_asr
+
+    return load_asr(None, device=args.device, grammar=args.data / "grammar.yaml", num_beams=beams, context_margin=2.0)
 
 
 def speech_loop(args, examples, timings):

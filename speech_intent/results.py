@@ -15,12 +15,16 @@ class Transcript:
         duration: length of the input audio in seconds.
         in_grammar: with grammar-constrained decoding, whether the speech was judged to be a
             sentence of the grammar (``None`` = no grammar in use).
+        grammar_margin: with out-of-grammar rejection on, how much better the free decoding
+            scored than the constrained one (mean log-probability per token; rejected above
+            the stage's ``grammar_rejection``).
     """
 
     text: str
     confidence: float
     duration: Optional[float] = None
     in_grammar: Optional[bool] = None
+    grammar_margin: Optional[float] = None
 
     def to_dict(self) -> Dict[str, Any]:
         return asdict(self)

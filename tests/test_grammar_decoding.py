@@ -100,6 +100,7 @@ def test_rejection_compares_free_and_constrained_scores(tiny_whisper_dir, automa
                                      grammar_rejection=float("inf"))
     kept = asr.transcribe(clips)
     assert all(t.in_grammar and automaton.matches(t.text) for t in kept)
+    assert all(isinstance(t.grammar_margin, float) and np.isfinite(t.grammar_margin) for t in kept)
     asr.grammar_rejection = -float("inf")  # nothing is in grammar: the free transcripts come back
     rejected = asr.transcribe(clips)
     asr.set_grammar(None)

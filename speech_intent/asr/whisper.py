@@ -267,7 +267,7 @@ class WhisperASR(BaseASR):
         for text, lp, free_text, flp in zip(texts, con_lp, free_texts, free_lp):
             inside = bool(flp - lp <= self.grammar_rejection)
             out.append(Transcript(text=text if inside else free_text, confidence=float(np.exp(lp if inside else flp)),
-                                  in_grammar=inside))
+                                  in_grammar=inside, grammar_margin=float(flp - lp)))
         return out
 
     def _sequence_logprobs(self, hidden: torch.Tensor, sequences: torch.Tensor) -> np.ndarray:
