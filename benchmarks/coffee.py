@@ -54,7 +54,7 @@ def main() -> int:
     parser.add_argument("--asr", choices=["grammar", "faster-whisper"], default="grammar",
                         help="ASR of the noise sweep: grammar-constrained transformers Whisper, or free faster-whisper")
     parser.add_argument("--beams", type=int, default=4, help="beam size of grammar-constrained decoding")
-    parser.add_argument("--rejection", type=float, default=1.0, metavar="NATS",
+    parser.add_argument("--rejection", type=float, default=1.5, metavar="NATS",
                         help="out-of-grammar margin measured in the ablation: coffee recordings kept vs the other-"
                              "domain commands in assets/audio rejected (a negative value skips it)")
     parser.add_argument("--cpu-threads", type=int, default=None, help="CTranslate2 threads (default: the cores)")
@@ -123,7 +123,7 @@ def main() -> int:
             rows.append((name, report.command_acceptance, report.slot_f1, time.perf_counter() - t))
             print(f"  {name:14s} acceptance {report.command_acceptance:6.1%}  slot F1 {report.slot_f1:6.1%}", flush=True)
         if args.rejection is not None:
-            rows.extend(rejection_rows(args, items))
+            rows.extend(rejection_rows(args, items, prompt_text))
     if args.ablation_only:
         print(json.dumps({"ablation": rows}, default=float))
         return 0
@@ -152,8 +152,11 @@ def main() -> int:
     return 0
 
 
-def rejection_rows(args, items):
-    """Out-of-grammar rejection at margin ``args.rejection``: coffee kept, assets/audio (other domains) rejected."""
+def rejection_rows(args, items, prompt):
+    """Out-of-grammar rejection at margin ``args.rejection``: coffee kept, assets/audio (other domains) rejected.
+
+    The ASR gets the domain prompt, as SpeechIntentPipeline gives it.
+    """
     import glob
 
     import numpy as np
@@ -162,6 +165,7 @@ def rejection_rows(args, items):
         return []
     asr = grammar_asr(args, args.beams)
     asr.grammar_rejection = float("inf")  # score both decodings, reject nothing: the margins are read here
+    asr.prompt = prompt
     negatives = sorted(glob.glob(str(Path(__file__).resolve().parents[1] / "assets" / "audio" / "*.wav")))
     rows = []
     for name, files, inside in (("coffee dev", [i.audio for i in items], True), ("assets/audio", negatives, False)):
