@@ -53,6 +53,8 @@ def main() -> int:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--asr", choices=["grammar", "faster-whisper"], default="grammar",
                         help="ASR of the noise sweep: grammar-constrained transformers Whisper, or free faster-whisper")
+    parser.add_argument("--context-margin", type=float, default=None, metavar="S",
+                        help="faster-whisper rows: shorter encoder context (audio + S seconds; default: 30 s window)")
     parser.add_argument("--beams", type=int, default=4, help="beam size of grammar-constrained decoding")
     parser.add_argument("--rejection", type=float, default=1.5, metavar="NATS",
                         help="out-of-grammar margin measured in the ablation: coffee recordings kept vs the other-"
@@ -92,7 +94,8 @@ def main() -> int:
 
     items = read_manifest(args.data / "dev" / "labels.json")
     items = items[: args.limit] if args.limit else items
-    asr = FasterWhisperASR.from_pretrained(None, device=args.device, cpu_threads=args.cpu_threads)
+    asr = FasterWhisperASR.from_pretrained(None, device=args.device, cpu_threads=args.cpu_threads,
+                                           context_margin=args.context_margin)
     intent = IntentClassifier.from_pretrained(model_dir, device=args.device)
     print(f"device {args.device}, {len(items)} recordings, model {model_dir}, cpus {os.cpu_count()}, "
           f"load {os.getloadavg()[0]:.1f}")
