@@ -43,23 +43,30 @@ def grammar_options(args: argparse.Namespace) -> dict:
     return {"grammar": args.grammar, "grammar_rejection": args.grammar_rejection}
 
 
+def load_saved_pipeline(args: argparse.Namespace):
+    """``--pipeline DIR`` loaded, with ``--grammar`` applied to its ASR stage when given."""
+    from .asr import apply_grammar
+    from .pipeline import SpeechIntentPipeline
+
+    pipe = SpeechIntentPipeline.from_pretrained(args.pipeline, device=args.device, max_duration=args.max_duration)
+    if args.grammar:
+        apply_grammar(pipe.asr, args.grammar, args.grammar_rejection)
+    return pipe
+
+
 def _build_pipeline(args: argparse.Namespace):
-    from .asr import apply_grammar, load_asr
+    from .asr import load_asr
     from .default import default_intent_model
     from .nlu import IntentClassifier
     from .pipeline import SpeechIntentPipeline
 
-    grammar = grammar_options(args)
     if args.pipeline:
-        pipe = SpeechIntentPipeline.from_pretrained(args.pipeline, device=args.device, max_duration=args.max_duration)
-        if grammar:
-            apply_grammar(pipe.asr, grammar["grammar"], grammar["grammar_rejection"])
-        return pipe
+        return load_saved_pipeline(args)
     from .validation import check_classifier_dir
 
     if args.intent:
         check_classifier_dir(args.intent)  # labels vs head size, safetensors only: a clear ModelLoadError
-    asr = load_asr(args.asr, backend=args.asr_backend, device=args.device, **grammar)
+    asr = load_asr(args.asr, backend=args.asr_backend, device=args.device, **grammar_options(args))
     intent = (IntentClassifier.from_pretrained(args.intent, device=args.device) if args.intent
               else default_intent_model(device=args.device))
     return SpeechIntentPipeline(asr, intent, max_duration=args.max_duration)

@@ -17,7 +17,7 @@ sentences of a Rhino-style grammar by :class:`~speech_intent.asr.grammar.Grammar
 with ``grammar_rejection`` set, a free decoding runs too and the clip is marked
 out of grammar (``Transcript.in_grammar = False``, free text kept) when the free
 transcript's mean token log-probability beats the constrained one by more than
-that margin (nats per token), both scored by one teacher-forced forward pass.
+that margin (nats per token), both scored the same way (a teacher-forced forward pass).
 
 GPU options (``attn_implementation="sdpa"`` is transformers' default; ``compile=True``
 uses a static decoder cache and ``torch.compile``) are implemented but were not
@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Union
+from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
 import numpy as np
 import torch
@@ -196,10 +196,15 @@ class WhisperASR(BaseASR):
             hidden = layer(hidden, None)
         return encoder.layer_norm(hidden)
 
+    def _encoder_step(self, input_features: torch.Tensor) -> int:
+        """Clips per encoder call: slices of ``encoder_budget`` on CPU, the whole batch elsewhere."""
+        if self.device.type != "cpu":
+            return len(input_features)
+        return encoder_step(input_features.shape[-1], self.encoder_budget)
+
     def _encoder_hidden(self, input_features: torch.Tensor, full: bool) -> torch.Tensor:
         """Encoder output, on CPU in slices of ``encoder_budget`` clips x frames^2 (same results)."""
-        step = (encoder_step(input_features.shape[-1], self.encoder_budget) if self.device.type == "cpu"
-                else len(input_features))
+        step = self._encoder_step(input_features)
         encode = (lambda x: self.model.get_encoder()(x).last_hidden_state) if full else self._encode_short
         return torch.cat([encode(input_features[i : i + step]) for i in range(0, len(input_features), step)])
 
@@ -208,9 +213,8 @@ class WhisperASR(BaseASR):
         here -- shorter windows, or CPU slices of ``encoder_budget`` (same results, less time)."""
         from transformers.modeling_outputs import BaseModelOutput
 
-        step = (encoder_step(input_features.shape[-1], self.encoder_budget) if self.device.type == "cpu"
-                else len(input_features))
-        if full and step >= len(input_features) and self._constraint is None and self.num_beams == 1:
+        whole = self._encoder_step(input_features) >= len(input_features)
+        if full and whole and self._constraint is None and self.num_beams == 1:
             return {"input_features": input_features}
         return {"encoder_outputs": BaseModelOutput(last_hidden_state=self._encoder_hidden(input_features, full))}
 
@@ -227,16 +231,13 @@ class WhisperASR(BaseASR):
         if self._constraint is not None:
             return self._run_constrained(inputs["encoder_outputs"], attention_mask)
         if self.num_beams > 1:  # confidence by teacher forcing (transition scores of beams are unreliable)
-            hidden = inputs["encoder_outputs"].last_hidden_state  # before generate expands it per beam
-            sequences = self.model.generate(**inputs, attention_mask=attention_mask, return_dict_in_generate=True,
-                                            **self._generate_kwargs()).sequences
-            logprobs = self._sequence_logprobs(hidden, sequences)
-            return [Transcript(text=t, confidence=float(np.exp(lp))) for t, lp in zip(self._decode(sequences), logprobs)]
+            texts, logprobs = self._generate_scored(inputs["encoder_outputs"].last_hidden_state, attention_mask)
+            return [Transcript(text=t, confidence=float(np.exp(lp))) for t, lp in zip(texts, logprobs)]
         out = self.model.generate(**inputs, attention_mask=attention_mask, return_dict_in_generate=True,
                                   output_scores=True, **self._generate_kwargs())
         texts = self._decode(out.sequences)
         scores = self._token_logprobs(out)
-        return [Transcript(text=t.strip(), confidence=float(c)) for t, c in zip(texts, scores)]
+        return [Transcript(text=t, confidence=float(c)) for t, c in zip(texts, scores)]
 
     def _decode(self, sequences: torch.Tensor) -> List[str]:
         texts = self.processor.tokenizer.batch_decode(sequences, skip_special_tokens=True)
@@ -244,25 +245,27 @@ class WhisperASR(BaseASR):
             texts = [t.replace(self.prompt, "", 1) if t.strip().startswith(self.prompt.strip()) else t for t in texts]
         return [t.strip() for t in texts]
 
+    def _generate_scored(self, hidden: torch.Tensor, attention_mask: torch.Tensor,
+                         logits_processor=None) -> Tuple[List[str], np.ndarray]:
+        """``generate`` from encoder states, then texts and teacher-forced mean log-probabilities."""
+        from transformers.modeling_outputs import BaseModelOutput
+
+        extra = {"logits_processor": logits_processor} if logits_processor is not None else {}
+        # a fresh wrapper per call: beam search expands the encoder output it is given in place
+        sequences = self.model.generate(encoder_outputs=BaseModelOutput(last_hidden_state=hidden),
+                                        attention_mask=attention_mask, return_dict_in_generate=True,
+                                        **extra, **self._generate_kwargs()).sequences
+        return self._decode(sequences), self._sequence_logprobs(hidden, sequences)
+
     def _run_constrained(self, encoder_outputs, attention_mask: torch.Tensor) -> List[Transcript]:
         """Grammar-constrained decoding, plus free decoding and scoring when rejection is on."""
         from transformers import LogitsProcessorList
-        from transformers.modeling_outputs import BaseModelOutput
 
-        kwargs = self._generate_kwargs()
-        hidden = encoder_outputs.last_hidden_state  # each generate gets its own wrapper: beams expand it in place
-        constrained = self.model.generate(encoder_outputs=BaseModelOutput(last_hidden_state=hidden),
-                                          attention_mask=attention_mask,
-                                          logits_processor=LogitsProcessorList([self._constraint]),
-                                          return_dict_in_generate=True, **kwargs).sequences
-        con_lp = self._sequence_logprobs(hidden, constrained)
-        texts = self._decode(constrained)
+        hidden = encoder_outputs.last_hidden_state
+        texts, con_lp = self._generate_scored(hidden, attention_mask, LogitsProcessorList([self._constraint]))
         if self.grammar_rejection is None:
             return [Transcript(text=t, confidence=float(np.exp(lp)), in_grammar=True) for t, lp in zip(texts, con_lp)]
-        free = self.model.generate(encoder_outputs=BaseModelOutput(last_hidden_state=hidden), attention_mask=attention_mask,
-                                   return_dict_in_generate=True, **kwargs).sequences
-        free_lp = self._sequence_logprobs(hidden, free)
-        free_texts = self._decode(free)
+        free_texts, free_lp = self._generate_scored(hidden, attention_mask)
         out = []
         for text, lp, free_text, flp in zip(texts, con_lp, free_texts, free_lp):
             inside = bool(flp - lp <= self.grammar_rejection)
@@ -274,11 +277,11 @@ class WhisperASR(BaseASR):
         """Mean log-probability of each sequence's text tokens and end-of-text (teacher forced)."""
         config = self.model.generation_config
         eos, sot = int(config.eos_token_id), int(config.decoder_start_token_id)
+        if len(hidden) != len(sequences):
+            raise ValueError(f"{len(sequences)} sequences for {len(hidden)} encoder outputs")
         sequences = sequences.to(self.device)
         logits = self.model(encoder_outputs=(hidden,), decoder_input_ids=sequences[:, :-1]).logits
         logprobs = torch.log_softmax(logits.float(), dim=-1).gather(-1, sequences[:, 1:, None])[..., 0].cpu()
-        if len(hidden) != len(sequences):
-            raise ValueError(f"{len(sequences)} sequences for {len(hidden)} encoder outputs")
         means = np.zeros(len(sequences))
         for row, ids in enumerate(sequences.tolist()):
             start = max(1, text_start(ids, sot, eos))

@@ -57,17 +57,13 @@ def _load_classifier(args: argparse.Namespace):
 
 
 def _load_pipeline(args: argparse.Namespace):
-    from ..asr import apply_grammar, load_asr
-    from ..cli import grammar_options
+    from ..asr import load_asr
+    from ..cli import grammar_options, load_saved_pipeline
     from ..pipeline import SpeechIntentPipeline
 
-    grammar = grammar_options(args)
     if args.pipeline:
-        pipe = SpeechIntentPipeline.from_pretrained(args.pipeline, device=args.device, max_duration=args.max_duration)
-        if grammar:
-            apply_grammar(pipe.asr, grammar["grammar"], grammar["grammar_rejection"])
-        return pipe
-    asr = load_asr(args.asr, backend=args.asr_backend, device=args.device, **grammar)
+        return load_saved_pipeline(args)
+    asr = load_asr(args.asr, backend=args.asr_backend, device=args.device, **grammar_options(args))
     return SpeechIntentPipeline(asr, _load_classifier(args), max_duration=args.max_duration)
 
 

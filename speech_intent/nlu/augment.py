@@ -36,7 +36,7 @@ from typing import Callable, List, Optional, Protocol, Sequence, Set, Tuple, run
 import numpy as np
 
 from ..asr.base import ASRStage
-from ..audio import SAMPLE_RATE
+from ..audio import SAMPLE_RATE, resample
 from ..data.examples import Example, SlotSpan
 from ..errors import SpeechIntentError
 from ..evaluate.noise import mix_at_snr
@@ -125,14 +125,9 @@ class Synthesizer(Protocol):
 
 
 def _resample(audio: np.ndarray, rate: int, target: int) -> np.ndarray:
-    """Mono float32 at ``target`` Hz (soxr)."""
+    """Mono float32 at ``target`` Hz (:func:`speech_intent.audio.resample`, soxr)."""
     audio = np.asarray(audio, dtype=np.float32)
-    audio = audio.mean(axis=1) if audio.ndim > 1 else audio
-    if rate == target:
-        return audio
-    import soxr
-
-    return soxr.resample(audio, rate, target).astype(np.float32)
+    return resample(audio.mean(axis=1, dtype=np.float32) if audio.ndim > 1 else audio, rate, target)
 
 
 def _finish(audio: np.ndarray, rate: int, target: int, peak: float, pad_s: float) -> np.ndarray:
