@@ -146,3 +146,35 @@ def test_load_asr_and_cli_take_a_grammar(tiny_whisper_dir, tiny_wav2vec2_dir, tm
     assert main(["transcribe", str(tmp_path / "a.wav"), "--asr", str(tiny_wav2vec2_dir), "--grammar",
                  str(grammar)]) == 1
     assert "transformers Whisper" in capsys.readouterr().err
+
+
+def test_beam_search_cache_gives_the_same_beams_as_transformers(tiny_whisper_dir, monkeypatch):
+    """The cache that skips reordering cross-attention states changes no output, free or constrained."""
+    from transformers.cache_utils import DynamicCache, EncoderDecoderCache
+
+    import speech_intent.asr.whisper as whisper_module
+
+    rng = np.random.default_rng(1)
+    clips = [_sine(), _sine(0.7), rng.normal(0, 0.1, 24000).astype(np.float32), rng.normal(0, 0.2, 9000).astype(np.float32)]
+    for grammar in (None, GRAMMAR):
+        asr = WhisperASR.from_pretrained(tiny_whisper_dir, device="cpu", max_new_tokens=30, grammar=grammar,
+                                         num_beams=3)
+        ours = [(t.text, t.confidence) for t in asr.transcribe(clips, batch_size=4)]
+        with monkeypatch.context() as patch:
+            patch.setattr(whisper_module, "beam_search_cache",
+                          lambda: EncoderDecoderCache(DynamicCache(), DynamicCache()))
+            reference = [(t.text, t.confidence) for t in asr.transcribe(clips, batch_size=4)]
+        assert ours == reference
+        with monkeypatch.context() as patch:  # the comparison can fail: beams are reordered in these runs
+            patch.setattr(whisper_module, "beam_search_cache", lambda: _NoReorderCache(DynamicCache(), DynamicCache()))
+            assert [(t.text, t.confidence) for t in asr.transcribe(clips, batch_size=4)] != ours
+
+
+def _NoReorderCache(*caches):
+    from transformers.cache_utils import EncoderDecoderCache
+
+    class NoReorder(EncoderDecoderCache):
+        def reorder_cache(self, beam_idx):
+            pass
+
+    return NoReorder(*caches)

@@ -47,6 +47,23 @@ GRAMMAR_FILE = "grammar.yaml"
 GRAMMAR_BEAMS = 4
 
 
+def beam_search_cache():
+    """An encoder-decoder KV cache for beam search that does not reorder the cross-attention part.
+
+    Beam search reorders the cache after every step, but only within each clip's beams, and
+    the cross-attention keys/values of a clip's beams are identical copies (one encoder output,
+    expanded per beam): reordering them is a copy that changes nothing. transformers copies
+    them anyway, which was ~40% of constrained 4-beam decoding time for tiny.en on CPU.
+    """
+    from transformers.cache_utils import DynamicCache, EncoderDecoderCache
+
+    class _BeamSearchCache(EncoderDecoderCache):
+        def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
+            self.self_attention_cache.reorder_cache(beam_idx)
+
+    return _BeamSearchCache(DynamicCache(), DynamicCache())
+
+
 class WhisperASR(BaseASR):
     """Whisper ASR stage on transformers.
 
@@ -251,11 +268,20 @@ class WhisperASR(BaseASR):
         from transformers.modeling_outputs import BaseModelOutput
 
         extra = {"logits_processor": logits_processor} if logits_processor is not None else {}
+        if self.num_beams > 1 and self.model.generation_config.cache_implementation is None:
+            extra[self._cache_argument] = beam_search_cache()
         # a fresh wrapper per call: beam search expands the encoder output it is given in place
         sequences = self.model.generate(encoder_outputs=BaseModelOutput(last_hidden_state=hidden),
                                         attention_mask=attention_mask, return_dict_in_generate=True,
                                         **extra, **self._generate_kwargs()).sequences
         return self._decode(sequences), self._sequence_logprobs(hidden, sequences)
+
+    @property
+    def _cache_argument(self) -> str:
+        """The name ``generate`` takes a cache under (``cache`` in recent transformers)."""
+        import inspect
+
+        return "cache" if "cache" in inspect.signature(self.model.forward).parameters else "past_key_values"
 
     def _run_constrained(self, encoder_outputs, attention_mask: torch.Tensor) -> List[Transcript]:
         """Grammar-constrained decoding, plus free decoding and scoring when rejection is on."""
