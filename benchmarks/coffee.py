@@ -36,14 +36,20 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data" / "coffee"
+DEFAULT_WORK = Path("/tmp/speech-intent-coffee")
+DEFAULT_EPOCHS = 3.0
+DEFAULT_MAX_EXAMPLES = 4000
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=DATA)
-    parser.add_argument("--work", type=Path, default=Path("/tmp/speech-intent-coffee"))
-    parser.add_argument("--max-examples", type=int, default=4000, help="grammar sentences sampled for training")
-    parser.add_argument("--epochs", type=float, default=3)
+    parser.add_argument("--work", type=Path, default=DEFAULT_WORK)
+    parser.add_argument("--manifest", type=Path, default=None,
+                        help="recordings to evaluate (labels.json / CSV / JSONL manifest; default: DATA/dev/labels.json)")
+    parser.add_argument("--max-examples", type=int, default=DEFAULT_MAX_EXAMPLES,
+                        help="grammar sentences sampled for training")
+    parser.add_argument("--epochs", type=float, default=DEFAULT_EPOCHS)
     parser.add_argument("--limit", type=int, default=None, help="evaluate only the first N recordings")
     parser.add_argument("--snr", type=float, nargs="*", default=[6, 9, 12, 15, 18, 21, 24])
     parser.add_argument("--no-ablation", action="store_true")
@@ -68,7 +74,7 @@ def main() -> int:
                         help="drop speech-loop transcripts with a higher word error rate (default 0.5; 1e9: keep all)")
     args = parser.parse_args()
 
-    from speech_intent import FasterWhisperASR, IntentClassifier, SpeechIntentPipeline, TrainingConfig, fine_tune
+    from speech_intent import FasterWhisperASR, IntentClassifier, SpeechIntentPipeline
     from speech_intent.data import expand_grammar
     from speech_intent.evaluate import evaluate_audio, read_manifest, write_report
 
@@ -79,20 +85,16 @@ def main() -> int:
     timings = {}
     start = time.perf_counter()
     if args.retrain or not (model_dir / "model.safetensors").is_file():
-        examples = expand_grammar(args.data / "grammar.yaml", max_examples=args.max_examples, seed=0)
-        dev = expand_grammar(args.data / "grammar.yaml", max_examples=400, seed=1)
-        closed = None
-        if args.speech_loop:
-            closed, spoken = speech_loop(args, examples, timings)
-            examples = examples + spoken
-        config = TrainingConfig(epochs=args.epochs, learning_rate=2e-4, batch_size=32, seed=0, early_stopping=0,
-                                oos_recall=None)
+        closed, spoken = None, []
+        if args.speech_loop:  # closed values come from the clean sentences the model trains on
+            clean = expand_grammar(args.data / "grammar.yaml", max_examples=args.max_examples, seed=0)
+            closed, spoken = speech_loop(args, clean, timings)
         start = time.perf_counter()
-        fine_tune(examples, model_dir, config=config, device=args.device, dev_examples=dev, progress=False,
-                  closed_values=closed)
+        train_intent_model(args.data / "grammar.yaml", model_dir, epochs=args.epochs, max_examples=args.max_examples,
+                           device=args.device, extra_examples=spoken, closed_values=closed)
     timings["train_s"] = time.perf_counter() - start
 
-    items = read_manifest(args.data / "dev" / "labels.json")
+    items = read_manifest(args.manifest or args.data / "dev" / "labels.json")
     items = items[: args.limit] if args.limit else items
     asr = FasterWhisperASR.from_pretrained(None, device=args.device, cpu_threads=args.cpu_threads,
                                            context_margin=args.context_margin)
@@ -153,6 +155,26 @@ def main() -> int:
     print(f"\n{loop}train {timings['train_s']:.0f} s, evaluation {timings['eval_s']:.0f} s; report in {out}")
     print(json.dumps({"ablation": rows}, default=float))
     return 0
+
+
+def train_intent_model(grammar: Path, model_dir: Path, *, epochs: float = DEFAULT_EPOCHS,
+                       max_examples: int = DEFAULT_MAX_EXAMPLES, device: str = "cpu", extra_examples=(),
+                       closed_values=None) -> Path:
+    """The benchmark's joint intent + slot model, trained from ``grammar`` only (also used by throughput.py).
+
+    ``max_examples`` sampled grammar sentences (seed 0) plus ``extra_examples``; 400 other sentences
+    (seed 1) are the dev set that picks the best epoch.
+    """
+    from speech_intent import TrainingConfig, fine_tune
+    from speech_intent.data import expand_grammar
+
+    examples = expand_grammar(grammar, max_examples=max_examples, seed=0) + list(extra_examples)
+    dev = expand_grammar(grammar, max_examples=400, seed=1)
+    config = TrainingConfig(epochs=epochs, learning_rate=2e-4, batch_size=32, seed=0, early_stopping=0,
+                            oos_recall=None)
+    fine_tune(examples, model_dir, config=config, device=device, dev_examples=dev, progress=False,
+              closed_values=closed_values)
+    return model_dir
 
 
 def rejection_rows(args, items, prompt):

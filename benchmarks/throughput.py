@@ -10,16 +10,21 @@ allocator only, not CTranslate2's):
 
 - ``fw 1-by-1``: faster-whisper ``WhisperModel.transcribe`` one file at a time, int8 (the CPU anchor);
 - ``HF pipeline``: ``transformers.pipeline("automatic-speech-recognition")`` batched, greedy (second anchor);
-- ``ours``: ``SpeechIntentPipeline`` end to end (decode + ASR + normalise + NLU) per backend,
-  encoder context and batch size, plus CPU thread / worker variants of faster-whisper;
-- ``NLU``: the demo intent model alone on many texts (utterances/s).
+- ``ours``: ``SpeechIntentPipeline`` end to end (decode + ASR + normalise + NLU) per backend
+  (faster-whisper; transformers Whisper; transformers Whisper constrained to the coffee grammar),
+  encoder context and batch size, plus CPU thread / worker variants of faster-whisper. The intent
+  model is the coffee model of ``benchmarks/coffee.py`` (``--intent``), so the domain prompt is on,
+  as it is for a user of that model;
+- ``NLU``: the intent model alone on many texts of the demo domain (utterances/s).
 
-Accuracy, so speed never silently costs it: transcripts are compared with the anchor's
-(identical after ``TextNormalizer``, and WER) on the coffee set, short-context rows also
-with the same backend at 30 s; against references: WER on ``assets/audio`` (manifest
-texts) and coffee slot recall (labelled slot phrases found in the transcript).
+Accuracy, so speed never silently costs it: **coffee command acceptance** (intent and every
+labelled slot right; our rows score their own results, an anchor's transcripts go through the
+same intent model); transcripts compared with the anchor's (identical after ``TextNormalizer``,
+and WER) on the coffee set, short-context rows also with the same backend at 30 s; WER on
+``assets/audio`` against its manifest texts; coffee slot recall (labelled slot phrases found in
+the transcript).
 
-Usage (the demo intent model is trained on first use and cached in ``$SPEECH_INTENT_CACHE``)::
+Usage (the coffee model is trained on first use, like ``benchmarks/coffee.py`` does)::
 
     SPEECH_INTENT_CACHE=/tmp/si-cache python benchmarks/throughput.py --quick
     SPEECH_INTENT_CACHE=/tmp/si-cache python benchmarks/throughput.py --reps 3 --batch-sizes 1,8,16 --json out.json
@@ -94,8 +99,13 @@ class PeakSampler:
         self.peak = max(self.peak, self.process.memory_info().rss)
 
 
-def _load(row: Row, hf_dir: str):
-    """Build what a row family runs: a callable ``files -> list of transcripts`` (or texts -> None)."""
+def _load(row: Row, paths: Dict[str, Optional[str]]):
+    """Build what a row family runs: a callable ``files -> list of transcripts`` (anchors), of
+    ``{"transcript", "intent", "slots"}`` (ours), or ``texts -> None`` (NLU).
+
+    ``paths``: ``hf`` (the transformers twin of tiny.en), ``intent`` (intent model dir; ``None`` =
+    the demo model) and ``grammar`` (for the grammar-constrained rows).
+    """
     import soundfile as sf
 
     cuda = row.device == "cuda"
@@ -120,7 +130,7 @@ def _load(row: Row, hf_dir: str):
         import torch
         from transformers import pipeline
 
-        pipe = pipeline("automatic-speech-recognition", model=hf_dir, device=row.device,
+        pipe = pipeline("automatic-speech-recognition", model=paths["hf"], device=row.device,
                         dtype=torch.float16 if cuda else torch.float32)
 
         def run(files, batch):  # greedy like every other row (the pipeline's own default is 5 beams)
@@ -128,15 +138,19 @@ def _load(row: Row, hf_dir: str):
             out = pipe(audio, batch_size=batch, generate_kwargs={"num_beams": 1, "max_new_tokens": 128})
             return [o["text"].strip() for o in out]
         return run
-    from speech_intent import FasterWhisperASR, SpeechIntentPipeline, WhisperASR
+    from speech_intent import FasterWhisperASR, IntentClassifier, SpeechIntentPipeline, WhisperASR
     from speech_intent.default import default_intent_model
 
-    intent = default_intent_model(device=row.device, progress=False)
+    intent = (IntentClassifier.from_pretrained(paths["intent"], device=row.device) if paths["intent"]
+              else default_intent_model(device=row.device, progress=False))
     if row.kind == "nlu":
         return lambda texts, batch: (intent(texts), None)[1]
-    asr = (FasterWhisperASR.from_pretrained(None, device=row.device, cpu_threads=row.threads, num_workers=row.workers,
-                                            compute_type=row.compute)
-           if row.backend == "faster-whisper" else WhisperASR.from_pretrained(hf_dir, device=row.device))
+    if row.backend == "faster-whisper":
+        asr = FasterWhisperASR.from_pretrained(None, device=row.device, cpu_threads=row.threads,
+                                               num_workers=row.workers, compute_type=row.compute)
+    else:
+        asr = WhisperASR.from_pretrained(paths["hf"], device=row.device,
+                                         grammar=paths["grammar"] if row.backend == "grammar" else None)
     if row.whole_encoder:
         asr.encoder_budget = float("inf")  # one encoder call per batch
     pipe = SpeechIntentPipeline(asr, intent)
@@ -147,11 +161,11 @@ def _load(row: Row, hf_dir: str):
         failed = [r.error for r in results if r.error]
         if failed:  # the pipeline isolates failures per file; a benchmark must not time them
             raise RuntimeError(f"{len(failed)} of {len(files)} inputs failed, e.g. {failed[0]}")
-        return [r.transcript or "" for r in results]
+        return [{"transcript": r.transcript or "", "intent": r.intent, "slots": r.slots} for r in results]
     return run
 
 
-def worker(conn, row_dict: Dict[str, Any], hf_dir: str) -> None:
+def worker(conn, row_dict: Dict[str, Any], paths: Dict[str, Optional[str]]) -> None:
     """Worker process: load once, then run rows on request and reply with time and memory."""
     import faulthandler
     import signal
@@ -162,7 +176,7 @@ def worker(conn, row_dict: Dict[str, Any], hf_dir: str) -> None:
     import transformers
 
     transformers.logging.set_verbosity_error()
-    run = _load(Row(**row_dict), hf_dir)
+    run = _load(Row(**row_dict), paths)
     conn.send({"torch_threads": torch.get_num_threads()})
     while True:
         message = conn.recv()
@@ -206,20 +220,46 @@ def nlu_texts(count: int) -> List[str]:
     return [texts[i % len(texts)] for i in range(count)]
 
 
-def accuracy(row_out: List[str], files: List[str], n_coffee: int, reference: Optional[List[str]],
-             baseline: Optional[List[str]]) -> Dict[str, Optional[float]]:
+def transcripts(row_out: List[Any]) -> List[str]:
+    """The transcripts of a row's output (ours: result dicts; anchors: strings)."""
+    return [o["transcript"] if isinstance(o, dict) else o for o in row_out]
+
+
+def acceptance(row_out: List[Any], files: List[str], n_coffee: int, classify) -> Optional[float]:
+    """Coffee command acceptance: our rows' own intents and slots; an anchor's transcripts are
+    classified by ``classify`` (the same intent model). ``None`` without labels or a coffee model."""
+    from types import SimpleNamespace
+
+    from speech_intent.evaluate import read_manifest
+    from speech_intent.evaluate.metrics import compute_report
+
+    labels = COFFEE / "labels.json"
+    if classify is None or not n_coffee or not labels.is_file():
+        return None
+    by_name = {Path(item.audio).name: item for item in read_manifest(labels)}
+    pairs = [(by_name[Path(f).name], o) for f, o in zip(files[:n_coffee], row_out[:n_coffee]) if Path(f).name in by_name]
+    outs = [o for _, o in pairs]
+    if not all(isinstance(o, dict) for o in outs):
+        outs = [{"transcript": t, "intent": p.intent, "slots": p.slots}
+                for t, p in zip(transcripts(outs), classify(transcripts(outs)))]
+    predictions = [SimpleNamespace(error=None, **o) for o in outs]
+    return compute_report([item for item, _ in pairs], predictions, slot_mode="value").command_acceptance
+
+
+def accuracy(row_out: List[Any], files: List[str], n_coffee: int, reference: Optional[List[Any]],
+             baseline: Optional[List[Any]]) -> Dict[str, Optional[float]]:
     """Agreement / WER vs the anchor (coffee), vs the 30 s baseline, and vs references."""
     import jiwer
 
     from speech_intent.normalize import TextNormalizer
 
     norm = TextNormalizer()
-    hyp = [norm(t) for t in row_out]
+    hyp = [norm(t) for t in transcripts(row_out)]
 
     def compare(ref: Optional[List[str]], sl: slice) -> Tuple[Optional[float], Optional[float]]:
         if ref is None or not hyp[sl]:
             return None, None
-        r = [norm(t) for t in ref[sl]]
+        r = [norm(t) for t in transcripts(ref[sl])]
         pairs = [(a or "<empty>", b or "<empty>") for a, b in zip(r, hyp[sl])]
         agree = sum(a == b for a, b in pairs) / len(pairs)
         return agree, jiwer.wer([a for a, _ in pairs], [b for _, b in pairs])
@@ -260,6 +300,8 @@ def build_rows(args) -> List[Row]:
             rows.append(Row(f"HF pipeline {dev}", "hf", device=dev, batch=args.torch_batch, group=f"hf-{dev}"))
         for backend in args.backends:
             for margin in args.margins:
+                if backend == "grammar" and not args.grammar:
+                    continue
                 for bs in (args.batch_sizes if backend == "faster-whisper" else [args.torch_batch]):
                     ctx = "30s" if margin is None else f"short+{margin:g}s"
                     rows.append(Row(f"ours {backend} {dev} {ctx}", "ours", device=dev, backend=backend, batch=bs,
@@ -283,7 +325,9 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--batch-sizes", default="1,8,16")
     parser.add_argument("--device", choices=["cpu", "cuda", "auto"], default="auto")
-    parser.add_argument("--backends", default="faster-whisper,whisper")
+    parser.add_argument("--backends", default="faster-whisper,whisper,grammar",
+                        help="our rows: faster-whisper, whisper (transformers), grammar (transformers, decoding "
+                             "constrained to the coffee grammar, 4 beams)")
     parser.add_argument("--margins", default="none,2", help="shorter-context margins in s ('none' = 30 s window)")
     parser.add_argument("--fw-variants", default="",
                         help="extra faster-whisper rows WORKERSxTHREADS[:COMPUTE][:whole], e.g. 1x1,1x4,2x1,"
@@ -293,6 +337,11 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("--torch-batch", type=int, default=8, help="batch size of the transformers rows")
     parser.add_argument("--no-hf", action="store_true", help="leave out the transformers pipeline anchor")
     parser.add_argument("--nlu-texts", type=int, default=2000)
+    parser.add_argument("--intent", default="coffee",
+                        help="intent model of our rows, also used to score every row's command acceptance on the "
+                             "coffee recordings: 'coffee' (benchmarks/coffee.py's model in its default work dir, "
+                             "trained from the grammar there first if missing), 'demo' (the demo-domain model; no "
+                             "acceptance) or a model dir")
     parser.add_argument("--json", type=Path, help="write all measurements here")
     args = parser.parse_args(argv)
     args.torch_batch = 4 if args.quick else args.torch_batch
@@ -307,18 +356,27 @@ def main(argv: Optional[List[str]] = None) -> None:
 
     coffee, assets, audio_s = audio_files(args.quick)
     files = coffee + assets
+    intent_dir = resolve_intent(args.intent)
+    grammar = COFFEE.parent / "grammar.yaml"
+    args.grammar = str(grammar) if grammar.is_file() else None
+    args.classify = None
+    if intent_dir is not None and args.intent != "demo":
+        from speech_intent import IntentClassifier
+
+        args.classify = IntentClassifier.from_pretrained(intent_dir, device="cpu")
     texts = nlu_texts(200 if args.quick else args.nlu_texts)
     rows = build_rows(args)
     loads = [("start", os.getloadavg())]
     with tempfile.TemporaryDirectory(prefix="si-bench-") as tmp:
-        hf_dir = str(convert_ctranslate2_whisper(bundled_whisper_path(), Path(tmp) / "tiny-en-hf"))
+        paths = {"hf": str(convert_ctranslate2_whisper(bundled_whisper_path(), Path(tmp) / "tiny-en-hf")),
+                 "intent": str(intent_dir) if intent_dir else None, "grammar": args.grammar}
         ctx = mp.get_context("spawn")
         workers: Dict[str, Any] = {}
         info: Dict[str, Any] = {}
         for row in rows:  # one process per row family; started (and loaded) one after another
             if row.group not in workers:
                 parent, child = ctx.Pipe()
-                proc = ctx.Process(target=worker, args=(child, asdict(row), hf_dir), daemon=True)
+                proc = ctx.Process(target=worker, args=(child, asdict(row), paths), daemon=True)
                 proc.start()
                 info[row.group] = parent.recv()
                 workers[row.group] = (proc, parent)
@@ -339,6 +397,27 @@ def main(argv: Optional[List[str]] = None) -> None:
                 conn.send(None)
                 proc.join(timeout=30)
     report(rows, files, len(coffee), audio_s, len(texts), loads, info, args)
+
+
+def resolve_intent(choice: str) -> Optional[Path]:
+    """The intent model directory for ``--intent`` (``None`` = the demo model)."""
+    if choice == "demo":
+        return None
+    if choice != "coffee":
+        return Path(choice)
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import coffee  # the coffee benchmark's training recipe, so both benchmarks score the same model
+
+    model_dir = coffee.DEFAULT_WORK / "model"
+    if not (model_dir / "model.safetensors").is_file():
+        if not (coffee.DATA / "grammar.yaml").is_file():
+            print(f"no coffee grammar under {coffee.DATA}: using the demo intent model, no acceptance column")
+            return None
+        print(f"training the coffee intent model into {model_dir} (benchmarks/coffee.py's recipe)", flush=True)
+        coffee.train_intent_model(coffee.DATA / "grammar.yaml", model_dir)
+    return model_dir
 
 
 def _call(workers, row: Row, inputs) -> Dict[str, Any]:
@@ -377,6 +456,7 @@ def report(rows: List[Row], files, n_coffee: int, audio_s: float, n_texts: int, 
                          and r.batch == row.batch), None) if row.margin is not None else None
             item.update(accuracy(row.runs[0]["out"], files, n_coffee, None if row is anchor else anchor_out,
                                  base.runs[0]["out"] if base else None))
+            item["acceptance"] = acceptance(row.runs[0]["out"], files, n_coffee, args.classify)
         summary.append(item)
     fw = next(s for s in summary if s["kind"] == "anchor")
     for s in summary:
@@ -386,8 +466,8 @@ def report(rows: List[Row], files, n_coffee: int, audio_s: float, n_texts: int, 
     if args.json:
         args.json.write_text(json.dumps({"summary": summary, "loadavg": loads, "audio_s": audio_s,
                                          "runs": {f"{r.name} b={r.batch}": [x["wall"] for x in r.runs] for r in rows},
-                                         "transcripts": {f"{r.name} b={r.batch}": r.runs[0]["out"] for r in rows
-                                                         if r.kind != "nlu"}, "files": files},
+                                         "transcripts": {f"{r.name} b={r.batch}": transcripts(r.runs[0]["out"])
+                                                         for r in rows if r.kind != "nlu"}, "files": files},
                                         indent=2, default=str) + "\n")
     if quiet:
         return
@@ -401,9 +481,10 @@ def report(rows: List[Row], files, n_coffee: int, audio_s: float, n_texts: int, 
              f"{s['per_s']:.2f}", f"{s['rss_mb']:.0f}", _fmt(s["gpu_mb"], ".0f"), _fmt(s["x_fw"]), _fmt(s["x_hf"])]
             for s in asr])
     _table(["row", "batch", "agree vs anchor", "WER vs anchor", "agree vs 30 s", "WER vs 30 s", "assets WER vs ref",
-            "coffee slot recall"],
+            "coffee slot recall", "coffee command acceptance"],
            [[s["row"], s["batch"], _fmt(s["agree_anchor"]), _fmt(s["wer_anchor"], ".3f"), _fmt(s["agree_30s"]),
-             _fmt(s["wer_30s"], ".3f"), _fmt(s["wer_assets_ref"], ".3f"), _fmt(s.get("slot_recall"))] for s in asr])
+             _fmt(s["wer_30s"], ".3f"), _fmt(s["wer_assets_ref"], ".3f"), _fmt(s.get("slot_recall")),
+             _fmt(s.get("acceptance"))] for s in asr])
     for s in summary:
         if s["kind"] == "nlu":
             print(f"\nNLU alone ({s['device']}, {n_texts} texts): {s['per_s']:.0f} utterances/s "
