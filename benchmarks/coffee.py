@@ -8,13 +8,16 @@ command acceptance on the 100 real dev recordings: clean, per technique
     python benchmarks/coffee.py --limit 20 --snr 6 24 # quick look
     python benchmarks/coffee.py --speech-loop 1500    # + speech-in-the-loop training (model-speechloop/)
 
-Rows of the ablation (clean audio):
+Rows of the ablation (clean, and with kitchen noise at ``--ablation-snr``, default 6 dB):
   base       grammar-trained joint model on raw tiny.en transcripts
   +prompt    Whisper decoded with the domain prompt derived from the grammar's slot values
   +canon     slot spans mapped to the nearest canonical value (fuzzy + phonetic), no prompt
   +prompt+canon  both (the default: SpeechIntentPipeline turns the prompt on by itself)
   +grammar   tiny.en on transformers (the converted twin) decoding only sentences of grammar.yaml
-             (speech_intent.asr.grammar), with prompt + canonicalisation: greedy, then --beams beams
+             (speech_intent.asr.grammar), with prompt + canonicalisation: greedy, then --beams beams,
+             then --beams beams without the domain prompt
+  rejection  share of coffee recordings kept (clean, noisy) and of other-domain commands
+             (assets/audio) rejected at ``--rejection`` nats
 
 The noise sweep runs the configuration named by ``--asr`` (default: grammar-constrained decoding).
 
@@ -53,14 +56,16 @@ def main() -> int:
     parser.add_argument("--limit", type=int, default=None, help="evaluate only the first N recordings")
     parser.add_argument("--snr", type=float, nargs="*", default=[6, 9, 12, 15, 18, 21, 24])
     parser.add_argument("--no-ablation", action="store_true")
-    parser.add_argument("--ablation-only", action="store_true", help="clean ablation rows only, no noise sweep")
+    parser.add_argument("--ablation-only", action="store_true", help="ablation rows only, no noise sweep")
+    parser.add_argument("--ablation-snr", type=float, nargs="*", default=[6.0], metavar="DB",
+                        help="ablation rows are also evaluated with kitchen noise at these SNRs (default 6 dB)")
     parser.add_argument("--retrain", action="store_true")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--asr", choices=["grammar", "faster-whisper"], default="grammar",
                         help="ASR of the noise sweep: grammar-constrained transformers Whisper, or free faster-whisper")
     parser.add_argument("--context-margin", type=float, default=None, metavar="S",
-                        help="faster-whisper rows: shorter encoder context (audio + S seconds; default: 30 s window)")
+                        help="shorter encoder context for every ASR row (audio + S seconds; default: the 30 s window)")
     parser.add_argument("--beams", type=int, default=4, help="beam size of grammar-constrained decoding")
     parser.add_argument("--rejection", type=float, default=1.5, metavar="NATS",
                         help="out-of-grammar margin measured in the ablation: coffee recordings kept vs the other-"
@@ -104,31 +109,7 @@ def main() -> int:
 
     rows = []
     if not args.no_ablation:
-        from speech_intent.nlu.canonical import domain_prompt
-
-        canon = intent.canonicalizer
-        prompt_text = domain_prompt(canon.values) if canon is not None else None
-        print(f"domain prompt: {prompt_text!r}")
-        variants = (("base", False, False), ("+prompt", True, False), ("+canon", False, True),
-                    ("+prompt+canon", True, True))
-        for name, use_prompt, use_canon in variants:
-            intent.canonicalizer = canon if use_canon else None
-            asr.initial_prompt = prompt_text if use_prompt else None  # set by hand: the pipeline keeps it
-            pipe = SpeechIntentPipeline(asr, intent, domain_prompt=False)
-            t = time.perf_counter()
-            report = evaluate_audio(pipe, items, batch_size=args.batch_size)["clean"]
-            rows.append((name, report.command_acceptance, report.slot_f1, time.perf_counter() - t))
-            print(f"  {name:14s} acceptance {report.command_acceptance:6.1%}  slot F1 {report.slot_f1:6.1%}", flush=True)
-        intent.canonicalizer, asr.initial_prompt = canon, None
-        for beams in dict.fromkeys((1, args.beams)):
-            pipe = SpeechIntentPipeline(grammar_asr(args, beams), intent)
-            t = time.perf_counter()
-            report = evaluate_audio(pipe, items, batch_size=args.batch_size)["clean"]
-            name = f"+grammar b={beams}"
-            rows.append((name, report.command_acceptance, report.slot_f1, time.perf_counter() - t))
-            print(f"  {name:14s} acceptance {report.command_acceptance:6.1%}  slot F1 {report.slot_f1:6.1%}", flush=True)
-        if args.rejection is not None:
-            rows.extend(rejection_rows(args, items, prompt_text))
+        rows = ablation_rows(args, asr, intent, items)
     if args.ablation_only:
         print(json.dumps({"ablation": rows}, default=float))
         return 0
@@ -157,13 +138,49 @@ def main() -> int:
     return 0
 
 
+def ablation_rows(args, asr, intent, items) -> list:
+    """Command acceptance per technique, clean and at ``--ablation-snr``: (name, {condition: acceptance},
+    clean slot F1, seconds)."""
+    from speech_intent import SpeechIntentPipeline
+    from speech_intent.evaluate import evaluate_audio
+    from speech_intent.nlu.canonical import domain_prompt
+
+    canon = intent.canonicalizer
+    prompt_text = domain_prompt(canon.values) if canon is not None else None
+    print(f"domain prompt: {prompt_text!r}")
+    noise = args.data / "noise" / "kitchen.wav" if args.ablation_snr else None
+    rows = []
+
+    def run(name: str, pipe) -> None:
+        t = time.perf_counter()
+        reports = evaluate_audio(pipe, items, noise=noise, snrs=args.ablation_snr, seed=0, batch_size=args.batch_size)
+        accepted = {condition: r.command_acceptance for condition, r in reports.items()}
+        rows.append((name, accepted, reports["clean"].slot_f1, time.perf_counter() - t))
+        print(f"  {name:24s} " + "  ".join(f"{c} {a:6.1%}" for c, a in accepted.items())
+              + f"  clean slot F1 {reports['clean'].slot_f1:6.1%}", flush=True)
+
+    for name, use_prompt, use_canon in (("base", False, False), ("+prompt", True, False), ("+canon", False, True),
+                                        ("+prompt+canon", True, True)):
+        intent.canonicalizer = canon if use_canon else None
+        asr.initial_prompt = prompt_text if use_prompt else None  # set by hand: the pipeline keeps it
+        run(name, SpeechIntentPipeline(asr, intent, domain_prompt=False))
+    intent.canonicalizer, asr.initial_prompt = canon, None
+    for beams in dict.fromkeys((1, args.beams)):
+        run(f"+grammar b={beams}", SpeechIntentPipeline(grammar_asr(args, beams), intent))
+    run(f"+grammar b={args.beams}, no prompt", SpeechIntentPipeline(grammar_asr(args, args.beams), intent,
+                                                                      domain_prompt=False))
+    if args.rejection is not None:
+        rows.extend(rejection_rows(args, items, prompt_text))
+    return rows
+
+
 def train_intent_model(grammar: Path, model_dir: Path, *, epochs: float = DEFAULT_EPOCHS,
                        max_examples: int = DEFAULT_MAX_EXAMPLES, device: str = "cpu", extra_examples=(),
-                       closed_values=None) -> Path:
+                       closed_values=None, normalizer=None) -> Path:
     """The benchmark's joint intent + slot model, trained from ``grammar`` only (also used by throughput.py).
 
     ``max_examples`` sampled grammar sentences (seed 0) plus ``extra_examples``; 400 other sentences
-    (seed 1) are the dev set that picks the best epoch.
+    (seed 1) are the dev set that picks the best epoch. ``normalizer``: default ``TextNormalizer()``.
     """
     from speech_intent import TrainingConfig, fine_tune
     from speech_intent.data import expand_grammar
@@ -173,42 +190,51 @@ def train_intent_model(grammar: Path, model_dir: Path, *, epochs: float = DEFAUL
     config = TrainingConfig(epochs=epochs, learning_rate=2e-4, batch_size=32, seed=0, early_stopping=0,
                             oos_recall=None)
     fine_tune(examples, model_dir, config=config, device=device, dev_examples=dev, progress=False,
-              closed_values=closed_values)
+              closed_values=closed_values, normalizer=normalizer)
     return model_dir
 
 
 def rejection_rows(args, items, prompt):
-    """Out-of-grammar rejection at margin ``args.rejection``: coffee kept, assets/audio (other domains) rejected.
+    """Out-of-grammar rejection at margin ``args.rejection``: coffee kept (clean and at ``--ablation-snr``),
+    assets/audio (other domains, clean) rejected.
 
     The ASR gets the domain prompt, as SpeechIntentPipeline gives it.
     """
-    import glob
-
     import numpy as np
+
+    from speech_intent.audio import load_audio
+    from speech_intent.evaluate.noise import mix_at_snr
 
     if args.rejection < 0:
         return []
     asr = grammar_asr(args, args.beams)
     asr.grammar_rejection = float("inf")  # score both decodings, reject nothing: the margins are read here
     asr.prompt = prompt
-    negatives = sorted(glob.glob(str(Path(__file__).resolve().parents[1] / "assets" / "audio" / "*.wav")))
+    coffee = [load_audio(i.audio) for i in items]
+    noise = load_audio(args.data / "noise" / "kitchen.wav", max_duration=None)
+    sets = [("coffee dev", coffee, True)]
+    sets += [(f"coffee dev {snr:g} dB", [mix_at_snr(c, noise, snr, seed=0, index=i) for i, c in enumerate(coffee)], True)
+             for snr in args.ablation_snr]
+    sets.append(("assets/audio", [load_audio(f) for f in sorted((REPO / "assets" / "audio").glob("*.wav"))], False))
     rows = []
-    for name, files, inside in (("coffee dev", [i.audio for i in items], True), ("assets/audio", negatives, False)):
+    for name, clips, inside in sets:
         t = time.perf_counter()
-        margins = np.array([tr.grammar_margin for tr in asr(files, batch_size=args.batch_size)])
+        margins = np.array([tr.grammar_margin for tr in asr.transcribe(clips, batch_size=args.batch_size)])
         share = float(np.mean(margins <= args.rejection if inside else margins > args.rejection))
         what = "kept" if inside else "rejected"
         print(f"  rejection {name}: {share:6.1%} {what} at margin {args.rejection} (margins min "
               f"{margins.min():.2f}, median {np.median(margins):.2f}, max {margins.max():.2f})", flush=True)
-        rows.append((f"rejection {name} {what}", share, None, time.perf_counter() - t))
+        rows.append((f"rejection {name} {what}", {"clean": share}, None, time.perf_counter() - t))
     return rows
 
 
 def grammar_asr(args, beams: int):
-    """The bundled tiny.en on transformers, decoding only sentences of the grammar (2 s context margin)."""
+    """The bundled tiny.en on transformers, decoding only sentences of the grammar (``--context-margin``
+    as for the free rows; default: the 30 s window, as ``speech-intent predict --grammar`` decodes)."""
     from speech_intent.asr import load_asr
 
-    return load_asr(None, device=args.device, grammar=args.data / "grammar.yaml", num_beams=beams, context_margin=2.0)
+    return load_asr(None, device=args.device, grammar=args.data / "grammar.yaml", num_beams=beams,
+                    context_margin=args.context_margin)
 
 
 def speech_loop(args, examples, timings):

@@ -1,0 +1,109 @@
+"""Which text normaliser? An ablation on the coffee benchmark (the default is chosen by this).
+
+The normaliser runs on the training text and on every transcript (it is saved with the intent
+model), so each variant trains its own coffee model (``benchmarks/coffee.py``'s recipe, from
+``grammar.yaml`` only) and classifies the same transcripts: the 100 dev recordings transcribed
+once by the bundled tiny.en (faster-whisper, free decoding, with the domain prompt a coffee model
+gives it), clean and with kitchen noise at ``--snr`` dB (mixed the benchmark's way, seed 0).
+
+    python benchmarks/normalizer.py --epochs 1            # ~2 min per variant on 2 CPU cores
+
+Variants: the default ``TextNormalizer()``; each of its steps turned off (numbers to words,
+hyphen splitting, punctuation stripping); contractions expanded; and no normalisation beyond
+lower case and whitespace.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import coffee  # noqa: E402  (the coffee benchmark's data paths and training recipe)
+
+VARIANTS = {
+    "default": {},
+    "numbers as digits": {"numbers_to_words": False},
+    "hyphens kept": {"split_hyphens": False},
+    "punctuation kept": {"strip_punctuation": False},
+    "contractions expanded": {"expand_contractions": True},
+    "lower case only": {"numbers_to_words": False, "split_hyphens": False, "strip_punctuation": False,
+                        "units": {}},
+}
+
+
+def transcribe(items, noise_file: Path, snrs, batch_size: int, cache: Path) -> dict:
+    """condition -> transcripts of ``items`` (cached in ``cache``)."""
+    if cache.is_file():
+        return json.loads(cache.read_text())
+    from speech_intent import FasterWhisperASR, TextNormalizer
+    from speech_intent.audio import load_audio
+    from speech_intent.data import expand_grammar
+    from speech_intent.evaluate.noise import mix_at_snr
+    from speech_intent.nlu.canonical import domain_prompt, infer_closed_values
+
+    grammar = coffee.DATA / "grammar.yaml"
+    closed = infer_closed_values(expand_grammar(grammar, max_examples=coffee.DEFAULT_MAX_EXAMPLES, seed=0),
+                                 normalizer=TextNormalizer())
+    asr = FasterWhisperASR.from_pretrained(None, device="cpu")
+    asr.initial_prompt = domain_prompt(closed)  # what SpeechIntentPipeline gives a coffee model's ASR
+    clips = [load_audio(item.audio) for item in items]
+    noise = load_audio(noise_file, max_duration=None)
+    out = {"clean": [t.text for t in asr.transcribe(clips, batch_size=batch_size)]}
+    for snr in snrs:
+        mixed = [mix_at_snr(clip, noise, snr, seed=0, index=i) for i, clip in enumerate(clips)]
+        out[f"{snr:g}dB"] = [t.text for t in asr.transcribe(mixed, batch_size=batch_size)]
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    cache.write_text(json.dumps(out))
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--work", type=Path, default=coffee.DEFAULT_WORK / "normalizer")
+    parser.add_argument("--epochs", type=float, default=coffee.DEFAULT_EPOCHS)
+    parser.add_argument("--snr", type=float, nargs="*", default=[6.0])
+    parser.add_argument("--variants", nargs="*", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--batch-size", type=int, default=8)
+    args = parser.parse_args()
+
+    from speech_intent import TextNormalizer
+    from speech_intent.evaluate import read_manifest
+    from speech_intent.evaluate.metrics import compute_report
+
+    items = read_manifest(coffee.DATA / "dev" / "labels.json")
+    texts = transcribe(items, coffee.DATA / "noise" / "kitchen.wav", args.snr, args.batch_size,
+                       args.work / f"transcripts-{'-'.join(f'{s:g}' for s in args.snr)}.json")
+    rows = []
+    for name in args.variants:
+        normalizer = TextNormalizer(**VARIANTS[name])
+        model_dir = args.work / name.replace(" ", "-")
+        start = time.perf_counter()
+        if not (model_dir / "model.safetensors").is_file():
+            coffee.train_intent_model(coffee.DATA / "grammar.yaml", model_dir, epochs=args.epochs,
+                                      normalizer=normalizer)
+        from speech_intent import IntentClassifier
+
+        classifier = IntentClassifier.from_pretrained(model_dir, device="cpu")
+        scores = {}
+        for condition, transcripts in texts.items():
+            predictions = [SimpleNamespace(transcript=t, intent=p.intent, slots=p.slots, error=None)
+                           for t, p in zip(transcripts, classifier(transcripts))]
+            report = compute_report(items, predictions, condition=condition, slot_mode="value")
+            scores[condition] = (report.command_acceptance, report.slot_f1)
+        rows.append((name, scores, time.perf_counter() - start))
+        print(f"{name:22s} " + "  ".join(f"{c} {a:6.1%} (slot F1 {f:6.1%})" for c, (a, f) in scores.items()),
+              flush=True)
+    conditions = list(texts)
+    print("\n| normaliser | " + " | ".join(f"{c} acceptance | {c} slot F1" for c in conditions) + " |")
+    print("|---|" + "---|---|" * len(conditions))
+    for name, scores, _ in rows:
+        print(f"| {name} | " + " | ".join(f"{scores[c][0]:.0%} | {scores[c][1]:.1%}" for c in conditions) + " |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
