@@ -6,7 +6,6 @@ import json
 import logging
 import sys
 import time
-from pathlib import Path
 from typing import List, Optional
 
 from .audio import DEFAULT_MAX_DURATION

@@ -1,7 +1,7 @@
 """Explicit device and dtype resolution (never global state)."""
 from __future__ import annotations
 
-from typing import Optional, Union
+from typing import Union
 
 import torch
 

@@ -168,8 +168,6 @@ class FasterWhisperASR(BaseASR):
 
     def _generate(self, features: np.ndarray) -> list:
         """Encode, then one ``generate`` call per worker on contiguous slices of the batch."""
-        import ctranslate2
-
         prompt = self._prompt()
         options = dict(
             beam_size=self.beam_size,
