@@ -25,6 +25,25 @@ def test_whisper_batched_transcripts_match_one_at_a_time(tiny_whisper_dir, sine)
         assert t.duration == pytest.approx(len(clip) / 16000)
 
 
+def test_whisper_generate_does_not_log_the_length_notice(tiny_whisper_dir, sine):
+    """The checkpoint's max_length and our max_new_tokens used to log a warning on every batch."""
+    import logging
+
+    records: list = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    generation_logger = logging.getLogger("transformers.generation.utils")
+    generation_logger.addHandler(handler)
+    try:
+        WhisperASR.from_pretrained(tiny_whisper_dir, device="cpu", max_new_tokens=8).transcribe([sine])
+        generation_logger.warning("an unrelated generate warning")  # other warnings still pass
+    finally:
+        generation_logger.removeHandler(handler)
+    messages = [r.getMessage() for r in records]
+    assert not [m for m in messages if "will take precedence" in m]
+    assert messages[-1] == "an unrelated generate warning"
+
+
 def test_whisper_save_load_round_trip(tiny_whisper_dir, sine, tmp_path):
     asr = WhisperASR.from_pretrained(tiny_whisper_dir, device="cpu", max_new_tokens=8)
     asr.save_pretrained(tmp_path / "copy")

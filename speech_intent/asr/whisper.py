@@ -47,6 +47,19 @@ GRAMMAR_FILE = "grammar.yaml"
 GRAMMAR_BEAMS = 4
 
 
+class _LengthNoticeFilter(logging.Filter):
+    """Drops transformers' "both max_new_tokens and max_length" notice: Whisper checkpoints carry
+    ``max_length=448`` and this stage always passes a bounded ``max_new_tokens`` (which wins), so
+    the notice came once per batch and said nothing to a user."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "`max_new_tokens` will take precedence" not in record.getMessage()
+
+
+_GENERATE_LOGGER = logging.getLogger("transformers.generation.utils")
+_GENERATE_LOGGER.addFilter(_LengthNoticeFilter())
+
+
 def beam_search_cache():
     """An encoder-decoder KV cache for beam search that does not reorder the cross-attention part.
 
