@@ -38,6 +38,8 @@ def add_grammar_args(parser: argparse.ArgumentParser) -> None:
 def grammar_options(args: argparse.Namespace) -> dict:
     """``load_asr`` keyword arguments for the grammar options (empty without ``--grammar``)."""
     if getattr(args, "grammar", None) is None:
+        if getattr(args, "grammar_rejection", None) is not None:
+            raise ValueError("--grammar-rejection needs --grammar (or a --pipeline saved with a grammar)")
         return {}
     return {"grammar": args.grammar, "grammar_rejection": args.grammar_rejection}
 
@@ -48,7 +50,7 @@ def load_saved_pipeline(args: argparse.Namespace):
     from .pipeline import SpeechIntentPipeline
 
     pipe = SpeechIntentPipeline.from_pretrained(args.pipeline, device=args.device, max_duration=args.max_duration)
-    if args.grammar:
+    if args.grammar or args.grammar_rejection is not None:
         apply_grammar(pipe.asr, args.grammar, args.grammar_rejection)
     return pipe
 

@@ -15,7 +15,7 @@ from .results import PipelineResult
 logger = logging.getLogger(__name__)
 
 CSV_FIELDS = ["path", "transcript", "intent", "confidence", "slots", "transcript_confidence", "duration", "error",
-              "file_key"]
+              "in_grammar", "file_key"]
 
 
 def expand_inputs(items: Iterable[str], extensions: Tuple[str, ...] = AUDIO_EXTENSIONS) -> List[str]:

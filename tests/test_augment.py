@@ -192,3 +192,25 @@ def test_fine_tune_keeps_the_clean_canonical_values(tiny_bert_dir, tmp_path):
     from speech_intent.nlu.canonical import infer_closed_values
 
     assert "coffeeDrink" not in infer_closed_values(clean + spoken, NORM)  # inferred: rare variants make it open
+
+
+def test_babble_refuses_silent_synthesizers_and_empty_lengths():
+    """A synthesizer that returns no audio used to loop forever."""
+    from speech_intent.nlu.train_noise import babble
+
+    class Silent:
+        num_voices, sampling_rate = 2, 16000
+
+        def synthesize(self, text: str, voice: int = 0) -> np.ndarray:
+            return np.zeros(0, np.float32)
+
+    class Tone(Silent):
+        def synthesize(self, text: str, voice: int = 0) -> np.ndarray:
+            return np.sin(np.arange(800, dtype=np.float32) * (0.05 + 0.01 * voice))
+
+    with pytest.raises(ValueError, match="no audio"):
+        babble(Silent(), 16000)
+    with pytest.raises(ValueError, match="positive"):
+        babble(Tone(), 0)
+    mix = babble(Tone(), 4000, talkers=3)
+    assert mix.shape == (4000,) and np.isclose(np.sqrt(np.mean(mix.astype(np.float64) ** 2)), 1.0, atol=1e-3)

@@ -97,7 +97,7 @@ def test_constrained_whisper_only_writes_grammar_sentences(tiny_whisper_dir, aut
 def test_rejection_compares_free_and_constrained_scores(tiny_whisper_dir, automaton):
     clips = [_sine(), _sine(0.7)]
     asr = WhisperASR.from_pretrained(tiny_whisper_dir, device="cpu", max_new_tokens=40, grammar=GRAMMAR,
-                                     grammar_rejection=float("inf"))
+                                     grammar_rejection=float("inf"), num_beams=4)  # kept when the grammar goes
     kept = asr.transcribe(clips)
     assert all(t.in_grammar and automaton.matches(t.text) for t in kept)
     assert all(isinstance(t.grammar_margin, float) and np.isfinite(t.grammar_margin) for t in kept)
@@ -119,6 +119,15 @@ def test_grammar_is_saved_with_the_stage_and_the_pipeline(tiny_whisper_dir, tiny
     result = loaded([_sine()])[0]
     assert result.ok and result.in_grammar is False and result.intent is None and result.slots == {}
     assert result.to_dict()["in_grammar"] is False
+    import csv
+
+    from speech_intent.inputs import ResultWriter
+
+    writer = ResultWriter(str(tmp_path / "out.csv"))  # CSV keeps the column: rejected is not out of scope
+    writer.write(result)
+    writer.close()
+    with open(tmp_path / "out.csv", encoding="utf-8", newline="") as handle:
+        assert [row["in_grammar"] for row in csv.DictReader(handle)] == ["False"]
 
 
 def test_load_asr_and_cli_take_a_grammar(tiny_whisper_dir, tiny_wav2vec2_dir, tmp_path, capsys, automaton):
@@ -178,3 +187,76 @@ def _NoReorderCache(*caches):
             pass
 
     return NoReorder(*caches)
+
+
+def test_processor_keeps_only_the_last_steps_prefixes(automaton):
+    """Its prefix cache must not grow with every clip decoded (a long-running service)."""
+    processor = GrammarLogitsProcessor(automaton, _Tokenizer(), eos_token_id=9, start_token_id=10)
+    for clip in range(20):
+        for step in ([10], [10, 0], [10, 0, 1], [10, 0, 1, 2]):
+            processor(torch.tensor([step, step[:1] + [0] * (len(step) - 1)]), torch.zeros(2, 11))
+            assert len(processor._states) <= 3  # the empty prefix and this step's two rows
+    masked = processor(torch.tensor([[10, 0, 1, 2]]), torch.zeros(1, 11))  # "turn the lamp"
+    assert set(torch.nonzero(torch.isfinite(masked[0])).flatten().tolist()) == {3, 4, 7}  # " on", " off", "."
+
+
+def test_grammar_is_saved_and_removed_symmetrically(tiny_whisper_dir, tmp_path):
+    import yaml
+
+    path = tmp_path / "g.yaml"
+    path.write_text(yaml.safe_dump(GRAMMAR))
+    asr = WhisperASR.from_pretrained(tiny_whisper_dir, device="cpu", max_new_tokens=8)
+    asr.set_grammar(GrammarAutomaton.from_grammar(path))  # a compiled automaton keeps its source
+    asr.save_pretrained(tmp_path / "stage")
+    assert WhisperASR.from_pretrained(tmp_path / "stage", device="cpu").grammar_source == GRAMMAR
+    assert not WhisperASR.from_pretrained(tmp_path / "stage", device="cpu", grammar=False).constrained
+    asr.set_grammar(None)  # saved again over the same folder: the old grammar must not come back
+    asr.save_pretrained(tmp_path / "stage")
+    assert not (tmp_path / "stage" / "grammar.yaml").exists()
+    assert not WhisperASR.from_pretrained(tmp_path / "stage", device="cpu").constrained
+
+
+def test_beams_and_rejection_follow_the_grammar_unless_given(tiny_whisper_dir, tmp_path, capsys):
+    import soundfile as sf
+
+    from speech_intent.asr import apply_grammar
+    from speech_intent.cli import main
+
+    asr = WhisperASR.from_pretrained(tiny_whisper_dir, device="cpu", max_new_tokens=8)
+    assert asr.num_beams == 1 and not asr.constrained
+    with pytest.raises(ValueError, match="needs a grammar"):
+        apply_grammar(asr, None, 0.5)
+    apply_grammar(asr, GRAMMAR)  # like `--pipeline P --grammar G`: the same 4 beams as `--grammar` at load
+    assert asr.num_beams == 4 and asr.grammar_rejection is None
+    apply_grammar(asr, None, 0.5)
+    apply_grammar(asr, GRAMMAR)  # a new grammar keeps the margin it was given
+    assert asr.constrained and asr.grammar_rejection == 0.5
+    asr.set_grammar(None)
+    assert asr.num_beams == 1
+    given = WhisperASR.from_pretrained(tiny_whisper_dir, device="cpu", num_beams=2)
+    given.set_grammar(GRAMMAR)
+    assert given.num_beams == 2
+    sf.write(tmp_path / "a.wav", _sine(), 16000)
+    assert main(["transcribe", str(tmp_path / "a.wav"), "--asr", str(tiny_whisper_dir), "--device", "cpu",
+                 "--grammar-rejection", "1.0"]) == 1
+    assert "--grammar-rejection needs --grammar" in capsys.readouterr().err
+
+
+def test_cut_off_constrained_decoding_is_not_in_grammar(tiny_whisper_dir, automaton):
+    """No sentence of GRAMMAR is one token long: with one new token nothing is complete."""
+    asr = WhisperASR.from_pretrained(tiny_whisper_dir, device="cpu", max_new_tokens=1, grammar=GRAMMAR)
+    out = asr.transcribe([_sine(), _sine(0.7)])
+    assert all(not automaton.matches(t.text) and t.in_grammar is False for t in out), [t.text for t in out]
+
+
+def test_bad_grammars_are_data_format_errors_and_change_nothing(tiny_whisper_dir, tmp_path):
+    from speech_intent.data import DataFormatError
+
+    asr = WhisperASR.from_pretrained(tiny_whisper_dir, device="cpu", grammar=GRAMMAR)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("context:\n  expressions: [unclosed\n")
+    with pytest.raises(DataFormatError, match="bad.yaml"):
+        asr.set_grammar(bad)
+    with pytest.raises(DataFormatError, match="no expressions"):
+        asr.set_grammar({"context": {"expressions": {}}})
+    assert asr.constrained and asr.grammar_source == GRAMMAR and asr.num_beams == 4

@@ -82,9 +82,15 @@ def load_asr(
     return BACKENDS[backend].from_pretrained(name_or_path, device=device, **kwargs)
 
 
-def apply_grammar(asr: BaseASR, grammar: Any, rejection: Optional[float] = None) -> None:
-    """Turn on grammar-constrained decoding on a loaded stage (transformers Whisper only)."""
+def apply_grammar(asr: BaseASR, grammar: Any = None, rejection: Optional[float] = None) -> None:
+    """Grammar options on a loaded stage (transformers Whisper only): ``grammar`` replaces its
+    grammar when given, ``rejection`` its out-of-grammar margin when given (the stage must then
+    have a grammar, its own or this one); what is not given is kept."""
     if not hasattr(asr, "set_grammar"):
         raise ValueError(f"grammar-constrained decoding needs the transformers Whisper backend, not {asr.backend!r}")
-    asr.set_grammar(grammar)
-    asr.grammar_rejection = rejection
+    if grammar is not None:
+        asr.set_grammar(grammar)
+    if rejection is not None:
+        if not asr.constrained:
+            raise ValueError("grammar rejection needs a grammar (--grammar, or a pipeline saved with one)")
+        asr.grammar_rejection = rejection

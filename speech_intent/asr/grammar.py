@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Dict, FrozenSet, List, Mapping, Sequence, Tuple, Union
+from typing import Any, Dict, FrozenSet, List, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
+import yaml
 
+from ..data.examples import DataFormatError
 from ..data.grammar import _Choice, _Slot, _Word, parse_grammar
 
 logger = logging.getLogger(__name__)
@@ -65,6 +67,8 @@ class GrammarAutomaton:
             self._next[3 * n + 1] = starts
         self.start: States = frozenset({3 * start, 3 * start + 1})
         self._cache: Dict[Tuple[States, str], States] = {}
+        #: the grammar mapping it was compiled from (set by :meth:`from_grammar`; saved with a stage)
+        self.source: Optional[Dict[str, Any]] = None
 
     @staticmethod
     def _closure(node: int, epsilon: Dict[int, List[int]]) -> set:
@@ -113,7 +117,11 @@ class GrammarAutomaton:
             return u
 
         finals = [compile_seq(seq, 0) for seqs in grammar.intents.values() for seq in seqs]
+        if not finals:
+            raise DataFormatError("the grammar has no expressions to constrain decoding to", source=grammar.source)
         automaton = cls(edges, epsilon, 0, finals, count[0])
+        automaton.source = dict(path_or_dict) if isinstance(path_or_dict, Mapping) else \
+            yaml.safe_load(Path(path_or_dict).read_text(encoding="utf-8"))  # parsed above: valid YAML
         logger.info("grammar automaton: %d nodes, %d word edges, %d states", count[0], len(edges),
                     len(automaton._next))
         return automaton
@@ -176,6 +184,7 @@ class GrammarLogitsProcessor:
         self.start_token_id = int(start_token_id)
         self.token_text = _text_tokens(tokenizer, self.eos_token_id, automaton)
         self.trie = _TokenTrie(self.token_text)
+        # states of the prefixes of the last step (and their parents), so the cache stays bounded
         self._states: Dict[Tuple[int, ...], States] = {(): automaton.start}
         self._allowed: Dict[States, torch.Tensor] = {}
 
@@ -211,10 +220,13 @@ class GrammarLogitsProcessor:
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         mask = torch.full_like(scores, float("-inf"))
+        current: Dict[Tuple[int, ...], States] = {(): self.automaton.start}
         for row, ids in enumerate(input_ids.tolist()):
             start = text_start(ids, self.start_token_id, self.eos_token_id)
-            allowed = self.allowed(self.states(tuple(ids[start:])))
-            mask[row, allowed.to(scores.device)] = 0.0
+            prefix = tuple(ids[start:])
+            current[prefix] = self.states(prefix)
+            mask[row, self.allowed(current[prefix]).to(scores.device)] = 0.0
+        self._states = current  # the next step extends these prefixes by one token
         return scores + mask
 
 

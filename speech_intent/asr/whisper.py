@@ -26,6 +26,7 @@ measured on this project's CPU-only benchmark machine.
 from __future__ import annotations
 
 import logging
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
@@ -56,8 +57,15 @@ class _LengthNoticeFilter(logging.Filter):
         return "`max_new_tokens` will take precedence" not in record.getMessage()
 
 
-_GENERATE_LOGGER = logging.getLogger("transformers.generation.utils")
-_GENERATE_LOGGER.addFilter(_LengthNoticeFilter())
+@contextmanager
+def _quiet_length_notice():
+    """:class:`_LengthNoticeFilter` on transformers' generate logger, for this stage's calls only."""
+    generate_logger, notice = logging.getLogger("transformers.generation.utils"), _LengthNoticeFilter()
+    generate_logger.addFilter(notice)
+    try:
+        yield
+    finally:
+        generate_logger.removeFilter(notice)
 
 
 def beam_search_cache():
@@ -128,7 +136,8 @@ class WhisperASR(BaseASR):
         self.sampling_rate = int(processor.feature_extractor.sampling_rate)
         self.language = language
         self.task = task
-        self.num_beams = num_beams if num_beams is not None else (GRAMMAR_BEAMS if grammar is not None else 1)
+        self._num_beams_given = num_beams is not None
+        self.num_beams = num_beams if num_beams is not None else 1
         self.max_new_tokens = max_new_tokens
         self.prompt = prompt
         self.default_batch_size = batch_size
@@ -158,7 +167,8 @@ class WhisperASR(BaseASR):
         """Load a transformers Whisper checkpoint (hub name or local dir), safetensors only.
 
         ``attn_implementation`` (``"sdpa"``, ``"eager"``, ...) is passed to transformers;
-        ``None`` keeps its default (SDPA where available).
+        ``None`` keeps its default (SDPA where available). A grammar saved with the stage is
+        used unless ``grammar`` is given (``grammar=False``: none).
         """
         from transformers import WhisperForConditionalGeneration, WhisperProcessor
 
@@ -172,32 +182,49 @@ class WhisperASR(BaseASR):
         saved_grammar = Path(name_or_path) / GRAMMAR_FILE
         if kwargs.get("grammar") is None and saved_grammar.is_file():
             kwargs["grammar"] = saved_grammar
+        elif kwargs.get("grammar") is False:  # load without the saved grammar
+            kwargs["grammar"] = None
         return cls(model, processor, device=device, dtype=dtype, **kwargs)
 
     def save_pretrained(self, save_directory: Union[str, Path]) -> None:
-        """Weights (safetensors), processor files, and the decoding grammar when one is set."""
+        """Weights (safetensors), processor files, and the decoding grammar when one is set
+        (a grammar file left in ``save_directory`` by an earlier save is removed when none is)."""
         self.model.save_pretrained(str(save_directory), safe_serialization=True)
         self.processor.save_pretrained(str(save_directory))
+        grammar_file = Path(save_directory) / GRAMMAR_FILE
         if self.grammar_source is not None:
             import yaml
 
-            (Path(save_directory) / GRAMMAR_FILE).write_text(yaml.safe_dump(self.grammar_source, sort_keys=False))
+            grammar_file.write_text(yaml.safe_dump(self.grammar_source, sort_keys=False), encoding="utf-8")
+            return
+        grammar_file.unlink(missing_ok=True)
+        if self._constraint is not None:
+            logger.warning("the grammar of %s was given as a compiled automaton without its source and is not "
+                           "saved; pass the grammar file or mapping to save it", save_directory)
+
+    @property
+    def constrained(self) -> bool:
+        """True when decoding is constrained to a grammar."""
+        return self._constraint is not None
 
     def set_grammar(self, grammar: Union[str, Path, Mapping[str, Any], GrammarAutomaton, None]) -> None:
-        """Constrain decoding to ``grammar`` (a file, mapping or compiled automaton); ``None`` = free."""
+        """Constrain decoding to ``grammar`` (a file, mapping or compiled automaton); ``None`` = free.
+
+        Unless ``num_beams`` was given, a grammar also sets 4 beams (``GRAMMAR_BEAMS``) and ``None``
+        greedy decoding. Raises :class:`~speech_intent.errors.DataFormatError` for a bad grammar
+        (the stage is left unchanged).
+        """
         if grammar is None:
             self._constraint, self.grammar_source = None, None
-            return
-        if isinstance(grammar, (str, Path)):
-            import yaml
-
-            self.grammar_source = yaml.safe_load(Path(grammar).read_text(encoding="utf-8"))
-        elif isinstance(grammar, Mapping):
-            self.grammar_source = dict(grammar)
-        config = self.model.generation_config
-        self._constraint = GrammarLogitsProcessor(
-            load_constraint(grammar), self.processor.tokenizer, eos_token_id=config.eos_token_id,
-            start_token_id=config.decoder_start_token_id)
+        else:
+            automaton = load_constraint(grammar)
+            config = self.model.generation_config
+            self._constraint = GrammarLogitsProcessor(
+                automaton, self.processor.tokenizer, eos_token_id=config.eos_token_id,
+                start_token_id=config.decoder_start_token_id)
+            self.grammar_source = automaton.source
+        if not self._num_beams_given:
+            self.num_beams = GRAMMAR_BEAMS if grammar is not None else 1
 
     def _generate_kwargs(self) -> dict:
         kwargs: dict = {"num_beams": self.num_beams, "max_new_tokens": self.max_new_tokens}
@@ -263,8 +290,9 @@ class WhisperASR(BaseASR):
         if self.num_beams > 1:  # confidence by teacher forcing (transition scores of beams are unreliable)
             texts, logprobs = self._generate_scored(inputs["encoder_outputs"].last_hidden_state, attention_mask)
             return [Transcript(text=t, confidence=float(np.exp(lp))) for t, lp in zip(texts, logprobs)]
-        out = self.model.generate(**inputs, attention_mask=attention_mask, return_dict_in_generate=True,
-                                  output_scores=True, **self._generate_kwargs())
+        with _quiet_length_notice():
+            out = self.model.generate(**inputs, attention_mask=attention_mask, return_dict_in_generate=True,
+                                      output_scores=True, **self._generate_kwargs())
         texts = self._decode(out.sequences)
         scores = self._token_logprobs(out)
         return [Transcript(text=t, confidence=float(c)) for t, c in zip(texts, scores)]
@@ -284,9 +312,10 @@ class WhisperASR(BaseASR):
         if self.num_beams > 1 and self.model.generation_config.cache_implementation is None:
             extra[self._cache_argument] = beam_search_cache()
         # a fresh wrapper per call: beam search expands the encoder output it is given in place
-        sequences = self.model.generate(encoder_outputs=BaseModelOutput(last_hidden_state=hidden),
-                                        attention_mask=attention_mask, return_dict_in_generate=True,
-                                        **extra, **self._generate_kwargs()).sequences
+        with _quiet_length_notice():
+            sequences = self.model.generate(encoder_outputs=BaseModelOutput(last_hidden_state=hidden),
+                                            attention_mask=attention_mask, return_dict_in_generate=True,
+                                            **extra, **self._generate_kwargs()).sequences
         return self._decode(sequences), self._sequence_logprobs(hidden, sequences)
 
     @property
@@ -302,12 +331,15 @@ class WhisperASR(BaseASR):
 
         hidden = encoder_outputs.last_hidden_state
         texts, con_lp = self._generate_scored(hidden, attention_mask, LogitsProcessorList([self._constraint]))
+        # a constrained decoding cut off by max_new_tokens (or ended at a dead end) is not a sentence
+        complete = [self._constraint.automaton.matches(t) for t in texts]
         if self.grammar_rejection is None:
-            return [Transcript(text=t, confidence=float(np.exp(lp)), in_grammar=True) for t, lp in zip(texts, con_lp)]
+            return [Transcript(text=t, confidence=float(np.exp(lp)), in_grammar=ok)
+                    for t, lp, ok in zip(texts, con_lp, complete)]
         free_texts, free_lp = self._generate_scored(hidden, attention_mask)
         out = []
-        for text, lp, free_text, flp in zip(texts, con_lp, free_texts, free_lp):
-            inside = bool(flp - lp <= self.grammar_rejection)
+        for text, lp, free_text, flp, ok in zip(texts, con_lp, free_texts, free_lp, complete):
+            inside = bool(ok and flp - lp <= self.grammar_rejection)
             out.append(Transcript(text=text if inside else free_text, confidence=float(np.exp(lp if inside else flp)),
                                   in_grammar=inside, grammar_margin=float(flp - lp)))
         return out
@@ -320,7 +352,9 @@ class WhisperASR(BaseASR):
             raise ValueError(f"{len(sequences)} sequences for {len(hidden)} encoder outputs")
         sequences = sequences.to(self.device)
         logits = self.model(encoder_outputs=(hidden,), decoder_input_ids=sequences[:, :-1]).logits
-        logprobs = torch.log_softmax(logits.float(), dim=-1).gather(-1, sequences[:, 1:, None])[..., 0].cpu()
+        # log-softmax of the chosen tokens only (no [batch, length, vocabulary] fp32 copy)
+        chosen = logits.gather(-1, sequences[:, 1:, None])[..., 0].float()
+        logprobs = (chosen - torch.logsumexp(logits.float(), dim=-1)).cpu()
         means = np.zeros(len(sequences))
         for row, ids in enumerate(sequences.tolist()):
             start = max(1, text_start(ids, sot, eos))

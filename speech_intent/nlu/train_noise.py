@@ -60,6 +60,8 @@ def babble(synthesizer, length: int, *, talkers: int = 4, seed: int = 0,
     ``synthesizer`` follows :class:`~speech_intent.nlu.augment.Synthesizer`; its output is used
     at its own sampling rate (``length`` is in those samples).
     """
+    if length <= 0:
+        raise ValueError(f"babble length must be positive, got {length}")
     rng = np.random.default_rng([seed, 1])
     cache: dict[tuple[str, int], np.ndarray] = {}
     mix = np.zeros(length, np.float64)
@@ -75,6 +77,8 @@ def babble(synthesizer, length: int, *, talkers: int = 4, seed: int = 0,
                 total += len(cache[key])
                 if total >= length:
                     break
+            if total == 0:  # a whole pass gave no audio: it never would
+                raise ValueError(f"the synthesizer returned no audio for voice {voice}")
         track = np.roll(np.concatenate(parts)[:length], int(rng.integers(0, length)))
         rms = float(np.sqrt(np.mean(track.astype(np.float64) ** 2))) or 1.0
         mix += track / rms
