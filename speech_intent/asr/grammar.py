@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any, Dict, FrozenSet, List, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
-import yaml
 
 from ..data.examples import DataFormatError
 from ..data.grammar import _Choice, _Slot, _Word, parse_grammar
@@ -120,8 +119,7 @@ class GrammarAutomaton:
         if not finals:
             raise DataFormatError("the grammar has no expressions to constrain decoding to", source=grammar.source)
         automaton = cls(edges, epsilon, 0, finals, count[0])
-        automaton.source = dict(path_or_dict) if isinstance(path_or_dict, Mapping) else \
-            yaml.safe_load(Path(path_or_dict).read_text(encoding="utf-8"))  # parsed above: valid YAML
+        automaton.source = grammar.data
         logger.info("grammar automaton: %d nodes, %d word edges, %d states", count[0], len(edges),
                     len(automaton._next))
         return automaton

@@ -92,8 +92,9 @@ class _Parser:
         return _Choice(tuple(options), optional=opener == "(")
 
 
-# intents: intent -> parsed expressions; slot_values: slot type -> normalised values
-_Grammar = NamedTuple("_Grammar", [("source", str), ("intents", dict), ("slot_values", dict)])
+# intents: intent -> parsed expressions; slot_values: slot type -> normalised values;
+# data: the mapping it was read from (so a consumer can save it without reading the file again)
+_Grammar = NamedTuple("_Grammar", [("source", str), ("intents", dict), ("slot_values", dict), ("data", dict)])
 
 
 def _walk(seq: _Seq) -> Iterator[_Word | _Slot]:
@@ -156,7 +157,7 @@ def _load(path_or_dict: str | Path | Mapping[str, Any]) -> _Grammar:
                 ) from exc
             parsed.append(seq)
         intents[intent] = parsed
-    return _Grammar(source, intents, slot_values)
+    return _Grammar(source, intents, slot_values, dict(data))
 
 
 def parse_grammar(path_or_dict: str | Path | Mapping[str, Any]) -> _Grammar:
