@@ -1,10 +1,23 @@
-"""Typed errors raised by speech-intent.
+"""Every error speech-intent raises on purpose: one hierarchy under :class:`SpeechIntentError`.
 
-Every error that concerns a file names it, so a batch report can say exactly
-which input failed and why.
+::
+
+    SpeechIntentError
+    ├── AudioError               audio that cannot be used (names the input)
+    ├── ModelLoadError           a model directory or checkpoint that cannot be loaded safely
+    │   └── CTranslate2FormatError   a CTranslate2 model.bin the converter cannot read
+    ├── DataFormatError          a malformed training-data file (names file, line, record)
+    │   └── ManifestError            a malformed audio manifest
+    ├── ConfigError              an invalid option or argument value
+    └── SynthesizerUnavailable   a text-to-speech engine that is not installed
+
+Errors about a file name it, so a batch report says exactly which input failed and why.
+Those that replace a built-in error also derive from it (``ConfigError`` and
+``DataFormatError`` are ``ValueError``\\ s), so older ``except ValueError`` code still works.
 """
 from __future__ import annotations
 
+from os import PathLike as _PathLike
 from pathlib import Path
 from typing import Optional, Union
 
@@ -36,3 +49,58 @@ class ModelLoadError(SpeechIntentError):
         self.source = str(source) if source is not None else "<model>"
         self.reason = reason
         super().__init__(f"{self.source}: {reason}")
+
+
+class CTranslate2FormatError(ModelLoadError, ValueError):
+    """A CTranslate2 model directory or ``model.bin`` that cannot be converted."""
+
+    def __init__(self, message: str) -> None:
+        source, _, reason = message.partition(": ")
+        if not reason:
+            source, reason = None, message
+        super().__init__(source, reason)
+        self.args = (message,)
+
+    def __str__(self) -> str:
+        return self.args[0]
+
+
+class DataFormatError(SpeechIntentError, ValueError):
+    """A training-data file is malformed; the message names the file, the place and the problem."""
+
+    def __init__(
+        self,
+        problem: str,
+        *,
+        source: Union[str, "_PathLike[str]", None] = None,
+        line: Optional[int] = None,
+        record: Optional[int] = None,
+    ) -> None:
+        self.problem = problem
+        self.source = None if source is None else str(source)
+        self.line = line
+        self.record = record
+        where = [self.source] if self.source is not None else []
+        if line is not None:
+            where.append(f"line {line}")
+        if record is not None:
+            where.append(f"record {record}")
+        super().__init__(": ".join([*where, problem]))
+
+    @classmethod
+    def from_yaml(cls, exc: Exception, source: Union[str, "_PathLike[str]"]) -> "DataFormatError":
+        """Wrap a PyYAML parse error, keeping its line number when it has one."""
+        mark = getattr(exc, "problem_mark", None)
+        return cls(f"invalid YAML: {exc}", source=source, line=None if mark is None else mark.line + 1)
+
+
+class ManifestError(DataFormatError):
+    """An audio manifest is malformed; the message names the file, the line and the problem."""
+
+
+class ConfigError(SpeechIntentError, ValueError):
+    """An invalid option or argument: an unknown backend, a batch size under 1, a bad device..."""
+
+
+class SynthesizerUnavailable(SpeechIntentError, RuntimeError):
+    """A text-to-speech engine is not installed (the message says how to get it)."""

@@ -24,6 +24,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..errors import CTranslate2FormatError
+
 logger = logging.getLogger(__name__)
 
 __all__ = ["CTranslate2FormatError", "convert_ctranslate2_whisper", "read_ctranslate2_model"]
@@ -37,10 +39,6 @@ _SPECIAL = {"eot": "<|endoftext|>", "sot": "<|startoftranscript|>", "translate":
 # CT2 fuses q/k/v (self-attention) and k/v (cross-attention) projections: (ct2 linear, HF projections).
 _SELF_ATTN = [("linear_0", ["q", "k", "v"]), ("linear_1", ["out"])]
 _CROSS_ATTN = [("linear_0", ["q"]), ("linear_1", ["k", "v"]), ("linear_2", ["out"])]
-
-
-class CTranslate2FormatError(ValueError):
-    """Raised when a CTranslate2 model directory or ``model.bin`` cannot be converted."""
 
 
 class _Reader:

@@ -5,43 +5,13 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass, field
-from os import PathLike
 from typing import Any, Iterable, Mapping
 
-from ..errors import SpeechIntentError
+from ..errors import DataFormatError
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["DataFormatError", "Example", "SlotSpan", "span_from_dict", "spans_from_values"]
-
-
-class DataFormatError(SpeechIntentError, ValueError):
-    """A training-data file is malformed; the message names the file, the place and the problem."""
-
-    def __init__(
-        self,
-        problem: str,
-        *,
-        source: str | PathLike[str] | None = None,
-        line: int | None = None,
-        record: int | None = None,
-    ) -> None:
-        self.problem = problem
-        self.source = None if source is None else str(source)
-        self.line = line
-        self.record = record
-        where = [self.source] if self.source is not None else []
-        if line is not None:
-            where.append(f"line {line}")
-        if record is not None:
-            where.append(f"record {record}")
-        super().__init__(": ".join([*where, problem]))
-
-    @classmethod
-    def from_yaml(cls, exc: Exception, source: str | PathLike[str]) -> "DataFormatError":
-        """Wrap a PyYAML parse error, keeping its line number when it has one."""
-        mark = getattr(exc, "problem_mark", None)
-        return cls(f"invalid YAML: {exc}", source=source, line=None if mark is None else mark.line + 1)
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Union
 
-from ..data.examples import DataFormatError
+from ..errors import ManifestError
 
 logger = logging.getLogger(__name__)
 
@@ -28,10 +28,6 @@ AUDIO_COLUMNS = ("audio", "file", "path")
 PathLike = Union[str, Path]
 
 __all__ = ["ManifestError", "ManifestItem", "read_manifest", "read_labels_json", "is_audio_manifest"]
-
-
-class ManifestError(DataFormatError):
-    """An audio manifest is malformed; the message names the file, the line and the problem."""
 
 
 @dataclass(frozen=True)

@@ -38,7 +38,7 @@ import numpy as np
 from ..asr.base import ASRStage
 from ..audio import SAMPLE_RATE, resample
 from ..data.examples import Example, SlotSpan
-from ..errors import SpeechIntentError
+from ..errors import SynthesizerUnavailable
 from ..evaluate.noise import mix_at_snr
 from ..normalize import TextNormalizer
 from .slots import normalize_example, word_bounds
@@ -52,10 +52,6 @@ __all__ = ["DEFAULT_SNRS", "EspeakSynthesizer", "EspeakVoice", "HibariSynthesize
 #: Training SNRs in dB (peak-frame-energy SNR of :func:`mix_at_snr`); ``inf`` = no noise. Starts at
 #: 5 dB: in a spot check at 0 dB babble, tiny.en often heard unrelated words in synthetic speech.
 DEFAULT_SNRS: Tuple[float, ...] = (5.0, 10.0, 15.0, 20.0, 30.0, math.inf)
-
-
-class SynthesizerUnavailable(SpeechIntentError, RuntimeError):
-    """A text-to-speech engine is not installed (the message says how to get it)."""
 
 
 def project_example(example: Example, hypothesis: str, normalizer: Callable[[str], str]) -> Optional[Example]:
