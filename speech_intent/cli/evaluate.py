@@ -11,6 +11,9 @@ import sys
 import time
 from pathlib import Path
 
+from ..data import load_examples
+from ..evaluate import evaluate_audio, evaluate_text, format_summary, is_audio_manifest, read_manifest, write_report
+from .options import add_asr_args, add_device_arg, add_intent_args, build_pipeline, load_classifier
 from ..audio import DEFAULT_MAX_DURATION
 
 _DESCRIPTION = ("Score a model. Text data is classified directly; an audio manifest goes through the whole "
@@ -18,19 +21,14 @@ _DESCRIPTION = ("Score a model. Text data is classified directly; an audio manif
                 "report.json, confusion.png and acceptance_vs_snr.png.")
 
 
-def add_evaluate_parser(subparsers) -> argparse.ArgumentParser:
+def add_parser(subparsers) -> argparse.ArgumentParser:
     """Add the ``evaluate`` sub-command to an ``add_subparsers()`` object."""
-    from ..cli import add_grammar_args
-
     p = subparsers.add_parser("evaluate", help="score a model on labelled text data or an audio manifest",
                               description=_DESCRIPTION)
     p.add_argument("data", help="text data (CSV/TSV, JSONL, BIO folder, Rasa or grammar YAML) or an audio "
                                 "manifest (CSV/JSONL with an 'audio' column, or labels.json)")
-    p.add_argument("--intent", default=None, help="intent model dir (default: demo-domain model)")
-    p.add_argument("--pipeline", default=None, help="a saved pipeline dir (audio; overrides --asr/--intent)")
-    p.add_argument("--asr", default=None, help="ASR model dir or hub name (audio; default: bundled tiny.en)")
-    p.add_argument("--asr-backend", choices=["whisper", "wav2vec2", "faster-whisper"], default=None)
-    add_grammar_args(p)
+    add_intent_args(p)
+    add_asr_args(p)
     p.add_argument("--format", default=None, help="force the text data format (default: detected)")
     p.add_argument("--noise", default=None, help="noise recording mixed in for the SNR conditions")
     p.add_argument("--snr", type=float, nargs="+", default=None,
@@ -39,40 +37,16 @@ def add_evaluate_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=None,
                    help="inputs per model call (default: 8 for audio, the classifier's own for text)")
     p.add_argument("--limit", type=int, default=None, help="evaluate only the first N items")
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: CUDA when available)")
+    add_device_arg(p)
     p.add_argument("--max-duration", type=float, default=DEFAULT_MAX_DURATION)
     p.add_argument("-o", "--output", default=None, help="report dir (report.json + PNGs); default: print only")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=cmd_evaluate)
+    p.set_defaults(func=run)
     return p
 
 
-def _load_classifier(args: argparse.Namespace):
-    from ..default import default_intent_model
-    from ..nlu import IntentClassifier
-
-    if args.intent:
-        return IntentClassifier.from_pretrained(args.intent, device=args.device)
-    return default_intent_model(device=args.device)
-
-
-def _load_pipeline(args: argparse.Namespace):
-    from ..asr import load_asr
-    from ..cli import grammar_options, load_saved_pipeline
-    from ..pipeline import SpeechIntentPipeline
-
-    if args.pipeline:
-        return load_saved_pipeline(args)
-    asr = load_asr(args.asr, backend=args.asr_backend, device=args.device, **grammar_options(args))
-    return SpeechIntentPipeline(asr, _load_classifier(args), max_duration=args.max_duration)
-
-
-def cmd_evaluate(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     """Run the evaluation, print the tables and write the report directory when ``--output`` is given."""
-    from .manifest import is_audio_manifest, read_manifest
-    from .report import format_summary
-    from .runner import evaluate_audio, evaluate_text, write_report
-
     if args.snr and not args.noise:
         print("error: --snr needs --noise", file=sys.stderr)
         return 2
@@ -81,7 +55,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     if audio:
         items = read_manifest(args.data)[: args.limit]
-        pipe = _load_pipeline(args)
+        pipe = build_pipeline(args)
         loaded = time.perf_counter()
         reports = evaluate_audio(pipe, items, noise=args.noise, snrs=args.snr, seed=args.seed,
                                  batch_size=args.batch_size or 8, progress=not args.quiet)
@@ -89,10 +63,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                     intent=args.pipeline or args.intent or "demo-domain default", noise=args.noise,
                     snrs=[r.snr for r in reports.values() if r.snr is not None], seed=args.seed)
     else:
-        from ..data import load_examples
-
         examples = load_examples(args.data, format=args.format)[: args.limit]
-        clf = _load_classifier(args)
+        clf = load_classifier(args)
         loaded = time.perf_counter()
         reports = {"text": evaluate_text(clf, examples, batch_size=args.batch_size)}
         meta.update(intent=args.intent or "demo-domain default")

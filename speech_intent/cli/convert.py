@@ -1,0 +1,24 @@
+"""``speech-intent convert``: a CTranslate2 Whisper model -> a transformers Whisper checkpoint."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..asr import convert_ctranslate2_whisper
+from ..models import bundled_whisper_path
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser("convert", help="CTranslate2 Whisper dir -> transformers Whisper dir")
+    p.add_argument("output", help="output directory")
+    p.add_argument("--source", default=None, help="CTranslate2 model dir (default: bundled tiny.en)")
+    p.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], default="float32")
+    p.set_defaults(func=run)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    src = args.source or bundled_whisper_path()
+    out = convert_ctranslate2_whisper(src, args.output, dtype=args.dtype)
+    print(f"converted {src} -> {out}", file=sys.stderr)
+    return 0

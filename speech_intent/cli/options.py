@@ -1,0 +1,98 @@
+"""Options shared by the subcommands, and the model loading they share.
+
+Every subcommand that runs a model takes the same flags for it (``--device``, ``--asr``,
+``--asr-backend``, ``--intent``, ``--pipeline``, ``--grammar``, ``--grammar-rejection``,
+``--batch-size``, ``--max-duration``) and loads models the same way.
+"""
+from __future__ import annotations
+
+import argparse
+
+from ..asr import BACKENDS, apply_grammar, load_asr
+from ..audio import DEFAULT_MAX_DURATION
+from ..default import default_intent_model
+from ..errors import ConfigError
+from ..nlu import IntentClassifier
+from ..pipeline import SpeechIntentPipeline
+from ..validation import check_classifier_dir
+
+DEVICE_HELP = "cpu, cuda, cuda:1 (default: CUDA when available)"
+
+
+def add_device_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", default=None, help=DEVICE_HELP)
+
+
+def add_asr_args(parser: argparse.ArgumentParser) -> None:
+    """``--asr`` / ``--asr-backend`` and the grammar options."""
+    parser.add_argument("--asr", default=None, help="ASR model dir or hub name (default: bundled tiny.en)")
+    parser.add_argument("--asr-backend", choices=sorted(BACKENDS), default=None,
+                        help="force the ASR backend (default: detected from --asr)")
+    add_grammar_args(parser)
+
+
+def add_intent_args(parser: argparse.ArgumentParser, *, pipeline: bool = True) -> None:
+    """``--intent`` (and ``--pipeline``)."""
+    parser.add_argument("--intent", default=None, help="intent model dir (default: demo-domain model)")
+    if pipeline:
+        parser.add_argument("--pipeline", default=None, help="a saved pipeline dir (overrides --asr/--intent)")
+
+
+def add_model_args(parser: argparse.ArgumentParser, intent: bool = True) -> None:
+    """Everything a subcommand that runs the ASR (and intent) stage takes."""
+    add_device_arg(parser)
+    add_asr_args(parser)
+    if intent:
+        add_intent_args(parser)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--max-duration", type=float, default=DEFAULT_MAX_DURATION,
+                        help="refuse inputs longer than this many seconds")
+
+
+def add_grammar_args(parser: argparse.ArgumentParser) -> None:
+    """``--grammar`` / ``--grammar-rejection`` (grammar-constrained decoding)."""
+    parser.add_argument("--grammar", default=None, metavar="YAML",
+                        help="constrain Whisper to the sentences of this Rhino-style grammar (transformers backend;"
+                             " the bundled tiny.en is converted once when --asr is not given)")
+    parser.add_argument("--grammar-rejection", type=float, default=None, metavar="NATS",
+                        help="with --grammar: mark speech out of grammar (intent null) when free decoding beats the"
+                             " constrained one by more than this mean log-probability per token")
+
+
+def grammar_options(args: argparse.Namespace) -> dict:
+    """``load_asr`` keyword arguments for the grammar options (empty without ``--grammar``)."""
+    if getattr(args, "grammar", None) is None:
+        if getattr(args, "grammar_rejection", None) is not None:
+            raise ConfigError("--grammar-rejection needs --grammar (or a --pipeline saved with a grammar)")
+        return {}
+    return {"grammar": args.grammar, "grammar_rejection": args.grammar_rejection}
+
+
+def load_asr_stage(args: argparse.Namespace):
+    """The ASR stage named by ``--asr`` / ``--asr-backend`` / ``--grammar``."""
+    return load_asr(args.asr, backend=args.asr_backend, device=args.device, **grammar_options(args))
+
+
+def load_classifier(args: argparse.Namespace) -> IntentClassifier:
+    """``--intent DIR``, else the demo-domain default model."""
+    if args.intent:
+        return IntentClassifier.from_pretrained(args.intent, device=args.device)
+    return default_intent_model(device=args.device)
+
+
+def load_saved_pipeline(args: argparse.Namespace) -> SpeechIntentPipeline:
+    """``--pipeline DIR`` loaded, with ``--grammar`` applied to its ASR stage when given."""
+    pipe = SpeechIntentPipeline.from_pretrained(args.pipeline, device=args.device, max_duration=args.max_duration)
+    if args.grammar or args.grammar_rejection is not None:
+        apply_grammar(pipe.asr, args.grammar, args.grammar_rejection)
+    return pipe
+
+
+def build_pipeline(args: argparse.Namespace) -> SpeechIntentPipeline:
+    """``--pipeline``, else the stages from ``--asr`` / ``--intent`` (bundled defaults)."""
+    if args.pipeline:
+        return load_saved_pipeline(args)
+    if args.intent:
+        check_classifier_dir(args.intent)  # a bad intent dir fails before the ASR loads: a clear ModelLoadError
+    asr = load_asr_stage(args)
+    return SpeechIntentPipeline(asr, load_classifier(args), max_duration=args.max_duration)

@@ -1,0 +1,66 @@
+"""``speech-intent train``: fine-tune an intent (or joint intent + slot) model from labelled data."""
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+import time
+
+from ..data import detect_format, load_examples
+from ..nlu import TrainingConfig, fine_tune
+from .options import add_device_arg
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser("train", help="fine-tune an intent (or joint intent + slot) model from labelled data")
+    p.add_argument("--data", required=True, help="CSV/TSV, JSONL, BIO folder, Rasa YAML or Rhino grammar YAML")
+    p.add_argument("--format", default=None, help="force the data format (default: detected)")
+    p.add_argument("--dev", default=None, help="dev data: early stopping, best epoch, out-of-scope threshold")
+    p.add_argument("--dev-format", default=None, help="force the dev data format (default: detected)")
+    p.add_argument("--output", required=True, help="output model dir")
+    p.add_argument("--base", default=None, help="encoder to start from (default: bundled all-MiniLM-L6-v2)")
+    p.add_argument("--epochs", type=float, default=8.0, help="maximum epochs")
+    p.add_argument("--lr", type=float, default=1e-4, help="peak learning rate")
+    p.add_argument("--head-lr", type=float, default=None, help="peak learning rate of the new heads (default: --lr)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--early-stopping", type=int, default=3, metavar="N",
+                   help="with --dev: stop after N epochs without a better dev score (0: never)")
+    p.add_argument("--max-examples", type=int, default=None, metavar="N",
+                   help="grammar: sample N expansions (default 20000); other formats: a random N examples")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    add_device_arg(p)
+    p.set_defaults(func=run)
+    return p
+
+
+def _load(args: argparse.Namespace, path: str) -> list:
+    """Training examples: grammars sampled up to ``--max-examples``, other formats subsampled to it."""
+    name = (args.format or detect_format(path)).lower()
+    if name == "grammar":
+        return load_examples(path, format=name, max_examples=args.max_examples, seed=args.seed)
+    examples = load_examples(path, format=name)
+    if args.max_examples and len(examples) > args.max_examples:
+        examples = random.Random(args.seed).sample(examples, args.max_examples)
+    return examples
+
+
+def run(args: argparse.Namespace) -> int:
+    examples = _load(args, args.data)
+    dev = load_examples(args.dev, format=args.dev_format) if args.dev else None
+    config = TrainingConfig(epochs=args.epochs, learning_rate=args.lr, batch_size=args.batch_size, seed=args.seed,
+                            early_stopping=args.early_stopping, head_learning_rate=args.head_lr)
+    with_slots = sum(1 for ex in examples if ex.slots)
+    print(f"training on {len(examples)} examples ({with_slots} with slots)"
+          + (f", {len(dev)} dev examples" if dev else "") + f" -> {args.output}", file=sys.stderr)
+    start = time.perf_counter()
+    clf = fine_tune(examples, args.output, base=args.base, config=config, device=args.device, dev_examples=dev,
+                    progress=not args.quiet)
+    kind = f"joint model, {len(clf.labels)} intents, {len(clf.slot_labels)} slot tags" if clf.is_joint \
+        else f"{len(clf.labels)} intents"
+    info = clf.training or {}
+    extra = f"; best dev score {info['best_dev_score']:.4f}" if info.get("best_dev_score") is not None else ""
+    extra += f"; threshold {clf.threshold:.3f}" if clf.threshold is not None else ""
+    print(f"trained {kind} on {len(examples)} examples in {time.perf_counter() - start:.1f} s "
+          f"({info.get('epochs_run', args.epochs)} epochs{extra}); saved to {args.output}", file=sys.stderr)
+    return 0
