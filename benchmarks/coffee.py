@@ -24,7 +24,7 @@ The noise sweep runs the configuration named by ``--asr`` (default: grammar-cons
 ``--speech-loop N`` trains on the grammar sentences PLUS N other grammar sentences spoken by
 espeak-ng, mixed with synthetic training noise (babble + pink/brown, never the kitchen test
 noise) and transcribed by the same tiny.en with the domain prompt, labels projected onto the
-transcripts (``speech_intent.nlu.augment``). That model and its report go to
+transcripts (``speech_intent.augment``). That model and its report go to
 ``WORK/model-speechloop`` and ``WORK/report-speechloop``; the transcripts are cached in
 ``WORK/speechloop-N.jsonl``.
 """
@@ -203,7 +203,7 @@ def rejection_rows(args, items, prompt):
     import numpy as np
 
     from speech_intent.audio import load_audio
-    from speech_intent.evaluate.noise import mix_at_snr
+    from speech_intent.augment.noise import mix_at_snr
 
     if args.rejection < 0:
         return []
@@ -248,7 +248,7 @@ def speech_loop(args, examples, timings):
 
     from speech_intent import TextNormalizer
     from speech_intent.data import Example
-    from speech_intent.nlu.augment import project_examples
+    from speech_intent.augment import project_examples
     from speech_intent.nlu.canonical import infer_closed_values
 
     closed = infer_closed_values(examples, normalizer=TextNormalizer())
@@ -278,12 +278,12 @@ def _transcribe_job(args, closed, cache):
 
     from speech_intent import FasterWhisperASR
     from speech_intent.data import expand_grammar
-    from speech_intent.nlu.augment import DEFAULT_SNRS, EspeakSynthesizer, speak_and_transcribe
+    from speech_intent.augment import DEFAULT_SNRS, EspeakSynthesizer, speak_and_transcribe
     from speech_intent.nlu.canonical import domain_prompt
-    from speech_intent.nlu.train_noise import training_noise
+    from speech_intent.augment.noise import training_noise
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
-    logging.getLogger("speech_intent.nlu.augment").setLevel(logging.INFO)
+    logging.getLogger("speech_intent.augment").setLevel(logging.INFO)
     sentences = expand_grammar(args.data / "grammar.yaml", max_examples=args.speech_loop, seed=2)
     synth = EspeakSynthesizer()
     noise = training_noise(synth, seconds=120.0, seed=0)

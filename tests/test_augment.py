@@ -8,10 +8,9 @@ import numpy as np
 import pytest
 
 from speech_intent.data.examples import Example, spans_from_values
-from speech_intent.evaluate.noise import peak_snr_db
-from speech_intent.nlu.augment import (EspeakSynthesizer, SynthesizerUnavailable, asr_transcribed_examples,
-                                       project_example, project_examples)
-from speech_intent.nlu.train_noise import colored_noise, training_noise
+from speech_intent.augment import EspeakSynthesizer, asr_transcribed_examples, project_example, project_examples
+from speech_intent.augment.noise import colored_noise, peak_snr_db, training_noise
+from speech_intent.errors import SynthesizerUnavailable
 from speech_intent.normalize import TextNormalizer
 from speech_intent.results import Transcript
 
@@ -169,7 +168,7 @@ def test_espeak_babble_noise_and_tiny_whisper_round_trip():
 
 def test_hibari_synthesizer_when_installed():
     pytest.importorskip("hibari", reason="hibari-tts is not installed (optional: pip install hibari-tts)")
-    from speech_intent.nlu.augment import HibariSynthesizer, Synthesizer
+    from speech_intent.augment.tts import HibariSynthesizer, Synthesizer
 
     synth = HibariSynthesizer(speeds=(0.9, 1.1))
     assert isinstance(synth, Synthesizer) and synth.num_voices == 2
@@ -196,7 +195,7 @@ def test_fine_tune_keeps_the_clean_canonical_values(tiny_bert_dir, tmp_path):
 
 def test_babble_refuses_silent_synthesizers_and_empty_lengths():
     """A synthesizer that returns no audio used to loop forever."""
-    from speech_intent.nlu.train_noise import babble
+    from speech_intent.augment.noise import babble
 
     class Silent:
         num_voices, sampling_rate = 2, 16000

@@ -1,9 +1,10 @@
 """Evaluation: score an intent model on text, or a whole pipeline on audio (clean and noisy).
 
-Modules: :mod:`.manifest` (audio manifests) -> :mod:`.noise` (seeded mixing at an SNR) ->
+Modules: :mod:`.manifest` (audio manifests) ->
 :mod:`.runner` (run models, collect predictions) -> :mod:`.metrics` / :mod:`.slots`
 (scores) -> :mod:`.report` (:class:`EvaluationReport`) -> :mod:`.plots` (PNGs);
-:mod:`.cli` wires ``speech-intent evaluate``.
+``speech-intent evaluate`` is :mod:`speech_intent.cli.evaluate`; noise mixing is
+:mod:`speech_intent.augment.noise` (shared with speech-in-the-loop training).
 
 ```python
 from speech_intent.evaluate import evaluate_audio, read_manifest, write_report
@@ -13,7 +14,7 @@ write_report(reports, "eval-out")
 """
 from .manifest import ManifestError, ManifestItem, is_audio_manifest, read_labels_json, read_manifest
 from .metrics import Reference, as_reference, compute_report, error_rates, intent_scores
-from .noise import max_frame_energy, mix_at_snr, peak_snr_db
+from ..augment.noise import max_frame_energy, mix_at_snr, peak_snr_db
 from .plots import plot_acceptance_vs_snr, plot_confusion
 from .report import NO_INTENT, EvaluationReport, IntentScore, format_summary
 from .runner import BENCHMARK_SNRS, condition_name, evaluate_audio, evaluate_text, write_report

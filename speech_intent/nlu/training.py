@@ -27,6 +27,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 import torch
 
 from ..device import DeviceLike, resolve_device
+from ..models import bundled_encoder_path
 from ..normalize import TextNormalizer
 from .canonical import SlotCanonicalizer, infer_closed_values
 from .classifier import OOS_LABEL, IntentClassifier
@@ -163,7 +164,7 @@ def fine_tune(
             any training example has slots.
         closed_values: slot name -> canonical values for the slot canonicaliser (joint models);
             ``None``: inferred from the training examples. Pass the lists of the clean data when
-            training on ASR transcripts too (:mod:`~speech_intent.nlu.augment`), or misrecognised
+            training on ASR transcripts too (:mod:`~speech_intent.augment`), or misrecognised
             values would become canonical.
 
     Returns:
@@ -171,8 +172,6 @@ def fine_tune(
         attribute holds the dev scores and threshold choice.
     """
     from transformers import AutoTokenizer, DataCollatorWithPadding, EarlyStoppingCallback, Trainer, set_seed
-
-    from ..models import bundled_encoder_path
 
     config = config or TrainingConfig()
     normalizer = normalizer if normalizer is not None else TextNormalizer()

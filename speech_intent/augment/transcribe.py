@@ -2,9 +2,9 @@
 
 An intent model trained on clean text only has never seen what the ASR makes of speech
 ("cap a chino" for "cappuccino", dropped words). :func:`asr_transcribed_examples`
-synthesises each training sentence (:class:`EspeakSynthesizer`, or :class:`HibariSynthesizer`
+synthesises each training sentence (:class:`~.tts.EspeakSynthesizer`, or :class:`~.tts.HibariSynthesizer`
 when ``hibari-tts`` is installed), optionally mixes in *training* noise at a random SNR
-(:func:`~speech_intent.nlu.train_noise.training_noise`: babble + pink/brown noise; never the
+(:func:`~speech_intent.augment.noise.training_noise`: babble + pink/brown noise; never the
 evaluation noise), transcribes everything with one batched ASR call and projects the slot
 labels onto the transcripts (:func:`project_example`). Train on clean text *plus* these.
 
@@ -24,29 +24,25 @@ transcript, from ``jiwer``):
 """
 from __future__ import annotations
 
-import io
 import logging
 import math
-import shutil
-import subprocess
 import time
-from dataclasses import dataclass
-from typing import Callable, List, Optional, Protocol, Sequence, Set, Tuple, runtime_checkable
+from typing import Callable, List, Optional, Sequence, Set, Tuple
 
 import numpy as np
 
 from ..asr.base import ASRStage
-from ..audio import SAMPLE_RATE, resample
+from ..audio import SAMPLE_RATE
 from ..data.examples import Example, SlotSpan
-from ..errors import SynthesizerUnavailable
-from ..evaluate.noise import mix_at_snr
+from ..errors import ConfigError
 from ..normalize import TextNormalizer
-from .slots import normalize_example, word_bounds
+from ..nlu.slots import normalize_example, word_bounds
+from .noise import mix_at_snr
+from .tts import Synthesizer, as_mono
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["DEFAULT_SNRS", "EspeakSynthesizer", "EspeakVoice", "HibariSynthesizer", "Synthesizer",
-           "SynthesizerUnavailable", "asr_transcribed_examples", "project_example", "project_examples",
+__all__ = ["DEFAULT_SNRS", "asr_transcribed_examples", "project_example", "project_examples",
            "speak_and_transcribe"]
 
 #: Training SNRs in dB (peak-frame-energy SNR of :func:`mix_at_snr`); ``inf`` = no noise. Starts at
@@ -108,101 +104,6 @@ def project_example(example: Example, hypothesis: str, normalizer: Callable[[str
     return Example(hyp_text, example.intent, tuple(spans))
 
 
-@runtime_checkable
-class Synthesizer(Protocol):
-    """Text-to-speech: mono float32 audio at ``sampling_rate`` in one of ``num_voices`` voices."""
-
-    sampling_rate: int
-    num_voices: int
-
-    def synthesize(self, text: str, *, voice: int = 0) -> np.ndarray:
-        """Speak ``text`` with voice number ``voice`` (taken modulo ``num_voices``)."""
-        ...
-
-
-def _resample(audio: np.ndarray, rate: int, target: int) -> np.ndarray:
-    """Mono float32 at ``target`` Hz (:func:`speech_intent.audio.resample`, soxr)."""
-    audio = np.asarray(audio, dtype=np.float32)
-    return resample(audio.mean(axis=1, dtype=np.float32) if audio.ndim > 1 else audio, rate, target)
-
-
-def _finish(audio: np.ndarray, rate: int, target: int, peak: float, pad_s: float) -> np.ndarray:
-    """Resampled to ``target``, trimmed of edge silence, peak-normalised and padded with silence."""
-    audio = _resample(audio, rate, target)
-    top = float(np.max(np.abs(audio))) if audio.size else 0.0
-    if top == 0.0:
-        return audio
-    loud, margin, pad = np.flatnonzero(np.abs(audio) > top * 10 ** (-45 / 20)), int(0.05 * target), int(pad_s * target)
-    audio = audio[max(0, loud[0] - margin) : loud[-1] + 1 + margin] * (peak / top)
-    return np.pad(audio, (pad, pad)).astype(np.float32)
-
-
-@dataclass(frozen=True)
-class EspeakVoice:
-    """An espeak-ng voice (``-v``), speaking rate in words per minute (``-s``), word gap in 10 ms (``-g``)."""
-
-    name: str
-    wpm: int = 145
-    gap: int = 2
-
-
-#: English voices and rates that tiny Whisper models still understand (some slowed down a little).
-ESPEAK_VOICES: Tuple[EspeakVoice, ...] = (
-    EspeakVoice("en-us", 140, 3), EspeakVoice("en-us+f3", 130, 3), EspeakVoice("en-gb", 145, 3),
-    EspeakVoice("en-gb-x-rp", 145, 3), EspeakVoice("en+m1", 145, 3), EspeakVoice("en+m3", 130, 3),
-    EspeakVoice("en-us", 175, 0), EspeakVoice("en+f2", 160, 1), EspeakVoice("en-gb-scotland", 150, 2),
-    EspeakVoice("en-us-nyc", 150, 2), EspeakVoice("en-029", 140, 3), EspeakVoice("en+f4", 150, 2),
-)
-
-
-class EspeakSynthesizer:
-    """espeak-ng (the system program, ``espeak-ng --stdout``): deterministic, fast, robotic; needs it on ``PATH``."""
-
-    def __init__(self, voices: Sequence[EspeakVoice] = ESPEAK_VOICES, *, sampling_rate: int = SAMPLE_RATE,
-                 executable: str = "espeak-ng", peak: float = 0.7, pad_s: float = 0.1) -> None:
-        found = shutil.which(executable)
-        if found is None:
-            raise SynthesizerUnavailable(f"{executable!r} is not on PATH; install espeak-ng (apt-get install espeak-ng)")
-        if not voices:
-            raise ValueError("at least one voice is needed")
-        self.executable, self.voices = found, tuple(voices)
-        self.sampling_rate, self.num_voices, self.peak, self.pad_s = sampling_rate, len(self.voices), peak, pad_s
-
-    def synthesize(self, text: str, *, voice: int = 0) -> np.ndarray:
-        """Speak ``text``; raises :class:`SynthesizerUnavailable` if espeak-ng fails."""
-        import soundfile as sf
-
-        v = self.voices[voice % self.num_voices]
-        cmd = [self.executable, "-v", v.name, "-s", str(v.wpm), "-g", str(v.gap), "--stdout", text]
-        run = subprocess.run(cmd, capture_output=True, check=False)
-        if run.returncode != 0 or not run.stdout:
-            raise SynthesizerUnavailable(f"espeak-ng failed for voice {v.name!r}: {run.stderr.decode(errors='replace')}")
-        audio, rate = sf.read(io.BytesIO(run.stdout), dtype="float32")
-        return _finish(audio, rate, self.sampling_rate, self.peak, self.pad_s)
-
-
-class HibariSynthesizer:
-    """hibari-tts (``pip install hibari-tts``; optional, not a dependency): a neural voice at several speeds."""
-
-    def __init__(self, voices: Sequence[str] = ("heart",), speeds: Sequence[float] = (0.9, 1.0, 1.1), *,
-                 sampling_rate: int = SAMPLE_RATE, seed: int = 0, peak: float = 0.7, pad_s: float = 0.1) -> None:
-        try:
-            from hibari import Hibari
-        except ImportError as error:
-            raise SynthesizerUnavailable("hibari-tts is not installed (`pip install hibari-tts`)") from error
-        self._engines = {name: Hibari(voice=name) for name in voices}
-        self._variants = [(name, speed) for name in voices for speed in speeds]
-        self.sampling_rate, self.num_voices = sampling_rate, len(self._variants)
-        self.seed, self.peak, self.pad_s = seed, peak, pad_s
-
-    def synthesize(self, text: str, *, voice: int = 0) -> np.ndarray:
-        """Speak ``text`` (hibari's noise is seeded with ``seed``: deterministic)."""
-        name, speed = self._variants[voice % self.num_voices]
-        engine = self._engines[name]
-        audio = engine(text, speed=speed, seed=self.seed)
-        return _finish(np.asarray(audio), int(engine.sample_rate), self.sampling_rate, self.peak, self.pad_s)
-
-
 def speak_and_transcribe(texts: Sequence[str], synthesizer: Synthesizer, asr: ASRStage, *,
                          noise: Optional[np.ndarray] = None, snrs: Sequence[float] = DEFAULT_SNRS, seed: int = 0,
                          batch_size: int = 8) -> List[str]:
@@ -211,7 +112,7 @@ def speak_and_transcribe(texts: Sequence[str], synthesizer: Synthesizer, asr: AS
     Arguments as in :func:`asr_transcribed_examples`; one batched ``asr.transcribe`` call.
     """
     if not snrs:
-        raise ValueError("snrs must not be empty")
+        raise ConfigError("snrs must not be empty")
     rng = np.random.default_rng(seed)
     voices = rng.integers(0, synthesizer.num_voices, size=len(texts))
     levels = rng.choice(np.asarray(snrs, dtype=np.float64), size=len(texts))
@@ -219,7 +120,7 @@ def speak_and_transcribe(texts: Sequence[str], synthesizer: Synthesizer, asr: AS
     started = time.perf_counter()
     audio: List[np.ndarray] = []
     for index, (text, voice, snr) in enumerate(zip(texts, voices, levels)):
-        clip = _resample(synthesizer.synthesize(text, voice=int(voice)), synthesizer.sampling_rate, rate)
+        clip = as_mono(synthesizer.synthesize(text, voice=int(voice)), synthesizer.sampling_rate, rate)
         if noise is not None and math.isfinite(snr):
             clip = mix_at_snr(clip, noise, float(snr), seed=seed, index=index)
         audio.append(clip)
