@@ -11,7 +11,8 @@ from __future__ import annotations
 import sys
 
 from speech_intent import SpeechIntentPipeline
-from speech_intent.inputs import ResultWriter, expand_inputs
+from speech_intent.inputs import expand_inputs
+from speech_intent.writer import ResultWriter
 
 if len(sys.argv) != 3:
     sys.exit(__doc__)

@@ -21,7 +21,7 @@ import soundfile as sf
 from speech_intent import SpeechIntentPipeline
 from speech_intent.cli import main
 from speech_intent.errors import ModelLoadError
-from speech_intent.inputs import ResultWriter
+from speech_intent.writer import ResultWriter
 from speech_intent.results import PipelineResult
 from speech_intent.validation import check_classifier_dir
 

@@ -1,0 +1,214 @@
+"""Resumable result files: one JSONL or CSV row per finished input, flushed as it finishes."""
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import IO, Dict, Iterable, Iterator, List, Optional, Set, Tuple
+
+from .errors import DataFormatError
+from .results import PipelineResult
+
+logger = logging.getLogger(__name__)
+
+CSV_FIELDS = ["path", "transcript", "intent", "confidence", "slots", "transcript_confidence", "duration", "error",
+              "in_grammar", "file_key"]
+
+
+def file_key(path: str) -> Optional[str]:
+    """``size:mtime_ns`` of a file (changes when the file does), or ``None`` if it cannot be read."""
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    return f"{stat.st_size}:{stat.st_mtime_ns}"
+
+
+class ResultWriter:
+    """Append results to a JSONL or CSV file, one flushed line per finished input.
+
+    Resuming (``resume=True``, the default) reads an existing file first:
+
+    - a partial last line (a run killed mid-write) is cut off;
+    - :meth:`is_done` is true for an input whose latest row has no ``error`` and
+      the same ``file_key`` (size and mtime) as the file now: a rerun skips it;
+    - :meth:`pending` lists the inputs still to process *and* removes their old
+      rows (failed attempts, rows of files changed since) from the file, rewriting
+      it atomically, so after a rerun every input has exactly one row: its latest
+      outcome. Rows of paths that are not part of the run are kept untouched.
+
+    Readers of a file that may have been written without :meth:`pending` (or by an
+    interrupted run) should take the last row per ``path``: rows are only ever
+    appended in processing order, so the last one is the latest outcome.
+    """
+
+    def __init__(self, path: Optional[str], fmt: Optional[str] = None, *, resume: bool = True,
+                 stream: Optional[IO[str]] = None) -> None:
+        self.path = path
+        self.format = fmt or ("csv" if path and path.lower().endswith(".csv") else "jsonl")
+        self.resume = bool(path and resume)
+        self.done: Dict[str, str] = {}
+        self._latest: Dict[str, int] = {}  # path -> index of its last row in the file
+        self._rows = self._unparsed = 0
+        self._stream = stream
+        self._file: Optional[IO[str]] = None
+        self._csv: Optional[csv.DictWriter] = None
+        if self.resume and Path(path).is_file():  # type: ignore[arg-type]
+            _cut_partial_last_line(path)  # type: ignore[arg-type]
+            self._scan()
+        elif path and not resume:
+            self._open()  # --overwrite: start the file afresh now
+
+    # ------------------------------------------------------------------ resume
+    def _records(self) -> Iterator[Tuple[Optional[dict], str]]:
+        """Each row of the existing file as ``(parsed or None, raw line)``."""
+        assert self.path is not None
+        with open(self.path, encoding="utf-8", errors="surrogateescape", newline="") as handle:
+            if self.format == "csv":
+                reader = csv.DictReader(handle)
+                if reader.fieldnames is not None and list(reader.fieldnames) != CSV_FIELDS:
+                    raise DataFormatError(f"cannot resume: its columns {reader.fieldnames} differ from {CSV_FIELDS} "
+                                          "(use a new output file or --overwrite)", source=self.path)
+                try:
+                    for row in reader:
+                        complete = None not in row and all(v is not None for v in row.values())
+                        yield (row if complete else None), ""
+                except csv.Error as error:
+                    raise DataFormatError(f"cannot resume: unreadable CSV ({error})", source=self.path,
+                                          line=reader.line_num) from error
+            else:
+                for line in handle:
+                    if line.strip():
+                        yield _parse_json_line(line), line
+
+    def _scan(self) -> None:
+        """Latest outcome per path; ``done`` holds paths whose latest row succeeded."""
+        for index, (row, _) in enumerate(self._records()):
+            if row is None:
+                self._unparsed += 1
+                continue
+            path = row.get("path")
+            if not isinstance(path, str):
+                continue
+            self._rows += 1
+            self._latest[path] = index
+            if row.get("error") or not row.get("file_key"):
+                self.done.pop(path, None)
+            else:
+                self.done[path] = str(row["file_key"])
+        if self._unparsed:
+            logger.warning("%s: %d unreadable row(s) ignored", self.path, self._unparsed)
+
+    def is_done(self, path: str) -> bool:
+        """True if ``path``'s latest row succeeded and the file has not changed since."""
+        return path in self.done and self.done[path] == file_key(path)
+
+    def pending(self, files: Iterable[str]) -> List[str]:
+        """The inputs still to process; their superseded rows are removed from the output.
+
+        After this, appending the new results leaves exactly one row per input.
+        """
+        todo = [f for f in files if not self.is_done(f)]
+        redo = {f for f in todo if f in self._latest}
+        if self.resume and (redo or self._unparsed or self._rows > len(self._latest)):
+            self._compact(redo)
+        return todo
+
+    def _compact(self, redo: Set[str]) -> None:
+        """Rewrite the file without rows of ``redo``, unreadable rows and superseded duplicates (atomic)."""
+        assert self.path is not None
+        tmp = f"{self.path}.tmp"
+        kept = dropped = 0
+        with open(tmp, "w", encoding="utf-8", errors="surrogateescape", newline="") as out:
+            writer = csv.DictWriter(out, fieldnames=CSV_FIELDS) if self.format == "csv" else None
+            if writer is not None:
+                writer.writeheader()
+            for index, (row, line) in enumerate(self._records()):
+                path = row.get("path") if row is not None else None
+                keep = row is not None and (not isinstance(path, str)
+                                            or (path not in redo and self._latest.get(path) == index))
+                if not keep:
+                    dropped += 1
+                    continue
+                kept += 1
+                if writer is not None:
+                    writer.writerow(row)
+                else:
+                    out.write(line if line.endswith("\n") else line + "\n")
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, self.path)
+        logger.info("%s: removed %d superseded row(s), kept %d", self.path, dropped, kept)
+        self._latest = {p: i for p, i in self._latest.items() if p not in redo}
+        self._rows, self._unparsed = len(self._latest), 0
+
+    # ------------------------------------------------------------------ output
+    def _open(self) -> IO[str]:
+        if self._file is not None:
+            return self._file
+        if self.path:
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            new = not self.resume or not Path(self.path).exists() or Path(self.path).stat().st_size == 0
+            self._file = open(self.path, "a" if self.resume else "w", encoding="utf-8", errors="surrogateescape",
+                              newline="")
+        else:
+            new = True
+            self._file = self._stream or sys.stdout
+        if self.format == "csv":
+            self._csv = csv.DictWriter(self._file, fieldnames=CSV_FIELDS)
+            if new:
+                self._csv.writeheader()
+        return self._file
+
+    def write(self, result: PipelineResult) -> None:
+        """Append one result (with its ``file_key``) and flush, so a kill loses at most this line."""
+        handle = self._open()
+        row = result.to_dict()
+        row["file_key"] = file_key(result.path)
+        if self._csv is not None:
+            flat = {k: row.get(k) for k in CSV_FIELDS}
+            flat["slots"] = json.dumps(row["slots"], ensure_ascii=False) if row["slots"] else ""
+            self._csv.writerow(flat)
+        else:
+            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+        handle.flush()
+
+    def close(self) -> None:
+        """Close the output file (a stream given by the caller is left open)."""
+        if self.path and self._file is not None:
+            self._file.close()
+        self._file = None
+
+
+def _parse_json_line(line: str) -> Optional[dict]:
+    try:
+        value = json.loads(line)
+    except json.JSONDecodeError:  # a line cut short by a crash: ignore it, the file is retried
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _cut_partial_last_line(path: str) -> None:
+    """Truncate a last line without its newline: a run killed mid-write left it incomplete."""
+    size = os.path.getsize(path)
+    if size == 0:
+        return
+    with open(path, "r+b") as handle:
+        handle.seek(-1, os.SEEK_END)
+        if handle.read(1) == b"\n":
+            return
+        end = size
+        while end > 0:  # search backwards for the last newline
+            start = max(0, end - 65536)
+            handle.seek(start)
+            block = handle.read(end - start)
+            cut = block.rfind(b"\n")
+            if cut >= 0:
+                end = start + cut + 1
+                break
+            end = start
+        handle.truncate(end)
+    logger.warning("%s: removed a partial last line (%d bytes) left by an interrupted run", path, size - end)
