@@ -1,4 +1,4 @@
-"""The embedded default pipeline: runs right after ``pip install``, offline.
+"""The embedded default intent model, used by :meth:`SpeechIntentPipeline.default`: offline, after ``pip install``.
 
 ASR: the bundled Whisper tiny.en through faster-whisper (int8 on CPU).
 Intent + slots: all-MiniLM-L6-v2 fine-tuned as a joint intent + slot model
@@ -21,8 +21,8 @@ import tempfile
 from dataclasses import asdict
 from importlib import resources
 from pathlib import Path
-from typing import Optional
 
+from .data import read_rasa
 from .device import DeviceLike
 from .models import cache_dir
 from .nlu import IntentClassifier, TrainingConfig, fine_tune
@@ -50,8 +50,6 @@ def _cache_key(data: bytes) -> str:
 
 def default_intent_model(device: DeviceLike = None, *, progress: bool = True) -> IntentClassifier:
     """Load the cached demo-domain intent + slot model, fine-tuning it first if it is not cached."""
-    from .data import read_rasa
-
     data_path = demo_domain_path()
     target = cache_dir() / f"demo-intent-{_cache_key(data_path.read_bytes())}"
     if (target / "model.safetensors").is_file():
@@ -71,15 +69,3 @@ def default_intent_model(device: DeviceLike = None, *, progress: bool = True) ->
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return IntentClassifier.from_pretrained(target, device=device)
-
-
-def default_pipeline(device: DeviceLike = None, *, progress: bool = True, asr: Optional[object] = None, **kwargs):
-    """Bundled tiny.en (faster-whisper) + demo intent model, as a :class:`SpeechIntentPipeline`."""
-    from .asr import FasterWhisperASR
-    from .pipeline import SpeechIntentPipeline
-
-    # the intent model first: a first-run fine-tune is several times slower on CPU once CTranslate2
-    # is loaded (its OpenMP threads compete with torch's)
-    intent = default_intent_model(device=device, progress=progress)
-    asr_stage = asr if asr is not None else FasterWhisperASR.from_pretrained(None, device=device)
-    return SpeechIntentPipeline(asr_stage, intent, **kwargs)

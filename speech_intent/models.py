@@ -42,27 +42,3 @@ def cache_dir() -> Path:
         root = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "speech-intent"
     root.mkdir(parents=True, exist_ok=True)
     return root
-
-
-def bundled_whisper_transformers_path() -> Path:
-    """The bundled tiny.en converted to transformers format (made once, kept in the cache).
-
-    Needed by the transformers-only features (grammar-constrained decoding).
-    """
-    import shutil
-    import tempfile
-
-    from .asr.convert import convert_ctranslate2_whisper
-
-    target = cache_dir() / "whisper-tiny.en-transformers"
-    if (target / "model.safetensors").is_file():
-        return target
-    with tempfile.TemporaryDirectory(dir=cache_dir()) as scratch:  # converted aside, then moved in one step
-        converted = convert_ctranslate2_whisper(bundled_whisper_path(), Path(scratch) / "model")
-        try:
-            os.replace(converted, target)
-        except OSError:  # another process got there first
-            if not (target / "model.safetensors").is_file():
-                shutil.rmtree(target, ignore_errors=True)
-                os.replace(converted, target)
-    return target

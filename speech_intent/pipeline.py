@@ -15,9 +15,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterable, Iterator, List, Optional, Sequence, Union
 
-from .asr import ASRStage, load_asr
+from .asr import BACKENDS, ASRStage, FasterWhisperASR, load_asr
 from .audio import (DEFAULT_MAX_DURATION, DEFAULT_MIN_DURATION, SILENCE_PEAK, AudioInput, is_silent, load_audio,
                     source_name)
+from .default import default_intent_model
 from .device import DeviceLike
 from .errors import AudioError, ModelLoadError
 from .nlu import IntentClassifier
@@ -69,15 +70,17 @@ class SpeechIntentPipeline:
 
     # ------------------------------------------------------------------ loading
     @classmethod
-    def default(cls, device: DeviceLike = None, **kwargs) -> "SpeechIntentPipeline":
+    def default(cls, device: DeviceLike = None, *, progress: bool = True, asr: Optional[ASRStage] = None,
+                **kwargs) -> "SpeechIntentPipeline":
         """The embedded default: bundled Whisper tiny.en (faster-whisper) + the demo-domain intent model.
 
         Works offline. The intent model is fine-tuned on first use and cached
         (see :func:`speech_intent.default.default_intent_model`).
         """
-        from .default import default_pipeline
-
-        return default_pipeline(device=device, **kwargs)
+        # the intent model first: a first-run fine-tune is several times slower on CPU once CTranslate2
+        # is loaded (its OpenMP threads compete with torch's)
+        intent = default_intent_model(device=device, progress=progress)
+        return cls(asr if asr is not None else FasterWhisperASR.from_pretrained(None, device=device), intent, **kwargs)
 
     @classmethod
     def from_pretrained(cls, directory: Union[str, Path], *, device: DeviceLike = None, **kwargs) -> "SpeechIntentPipeline":
@@ -87,7 +90,7 @@ class SpeechIntentPipeline:
         if not config_file.is_file():
             raise ModelLoadError(directory, f"not a pipeline directory (no {PIPELINE_CONFIG})")
         config = read_json_object(config_file)
-        check_pipeline_config(config, directory, config_file, format_version=FORMAT_VERSION)
+        check_pipeline_config(config, directory, config_file, format_version=FORMAT_VERSION, backends=BACKENDS)
         asr_cfg, intent_cfg = config["asr"], config["intent"]
         check_stage_dir(directory / asr_cfg.get("path", "asr"), asr_cfg.get("backend"))
         check_classifier_dir(directory / intent_cfg.get("path", "intent"))

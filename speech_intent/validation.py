@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Union
+from typing import Any, Collection, Dict, List, Optional, Union
 
 from .errors import ModelLoadError
 
@@ -141,8 +141,10 @@ def _number(config: Dict[str, Any], key: str, file: Path, *, integer: bool = Fal
                                    f"got {value!r}")
 
 
-def check_pipeline_config(config: Dict[str, Any], directory: Path, file: Path, *, format_version: int) -> None:
-    """Validate a parsed ``pipeline.json``: stage entries, relative stage paths, option types."""
+def check_pipeline_config(config: Dict[str, Any], directory: Path, file: Path, *, format_version: int,
+                          backends: Collection[str]) -> None:
+    """Validate a parsed ``pipeline.json``: stage entries, relative stage paths, ASR backend (one of
+    ``backends``), option types."""
     version = config.get("format_version", 1)
     if isinstance(version, bool) or not isinstance(version, int) or not 1 <= version <= format_version:
         raise ModelLoadError(file, f"unsupported format_version {version!r} (this version reads 1..{format_version})")
@@ -156,11 +158,9 @@ def check_pipeline_config(config: Dict[str, Any], directory: Path, file: Path, *
                                        f"got {path!r}")
         if not (directory / path).is_dir():
             raise ModelLoadError(directory, f"pipeline is missing its {stage} stage ({path}/)")
-    from .asr import BACKENDS
-
     backend = config["asr"].get("backend")
-    if backend is not None and backend not in BACKENDS:
-        raise ModelLoadError(file, f"unknown ASR backend {backend!r}; choose from {sorted(BACKENDS)}")
+    if backend is not None and backend not in backends:
+        raise ModelLoadError(file, f"unknown ASR backend {backend!r}; choose from {sorted(backends)}")
     if not isinstance(config["asr"].get("options", {}), dict):
         raise ModelLoadError(file, "invalid pipeline config: asr.options must be an object")
     _number(config, "max_duration", file)

@@ -12,7 +12,7 @@ from typing import Any, Optional, Union
 
 from ..device import DeviceLike
 from .base import ASRStage, BaseASR
-from .convert import convert_ctranslate2_whisper
+from .convert import bundled_whisper_transformers_path, convert_ctranslate2_whisper
 from .faster_whisper import FasterWhisperASR
 from .wav2vec2 import Wav2Vec2ASR
 from .whisper import WhisperASR
@@ -69,8 +69,6 @@ def load_asr(
             raise ValueError(f"grammar-constrained decoding needs the transformers Whisper backend, not {backend!r} "
                              "(convert a CTranslate2 model with `speech-intent convert`)")
     if name_or_path is None and backend == "whisper":
-        from ..models import bundled_whisper_transformers_path
-
         name_or_path = bundled_whisper_transformers_path()
     elif name_or_path is None:
         if backend not in (None, "faster-whisper"):

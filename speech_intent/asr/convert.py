@@ -15,8 +15,11 @@ from __future__ import annotations
 import json
 import logging
 import mmap
+import os
 import re
+import shutil
 import struct
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -25,10 +28,12 @@ import numpy as np
 import torch
 
 from ..errors import CTranslate2FormatError
+from ..models import bundled_whisper_path, cache_dir
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["CTranslate2FormatError", "convert_ctranslate2_whisper", "read_ctranslate2_model"]
+__all__ = ["CTranslate2FormatError", "bundled_whisper_transformers_path", "convert_ctranslate2_whisper",
+           "read_ctranslate2_model"]
 
 SUPPORTED_BINARY_VERSIONS = (6,)
 _CT2_DTYPES: tuple[str, ...] = ("float32", "int8", "int16", "int32", "float16", "bfloat16")
@@ -315,7 +320,7 @@ def convert_ctranslate2_whisper(src: str | Path, dst: str | Path, *, dtype: str 
     )
     config.architectures = ["WhisperForConditionalGeneration"]
     state_dict = _state_dict(v, n_enc, n_dec, _TORCH_DTYPES[dtype])
-    del raw, v
+    raw = v = None  # free the dequantized arrays before saving (dim() closes over v)
     with torch.device("meta"):
         model = WhisperForConditionalGeneration(config)
     expected = model.state_dict()
@@ -346,3 +351,22 @@ def convert_ctranslate2_whisper(src: str | Path, dst: str | Path, *, dtype: str 
     processor.feature_extractor.save_pretrained(dst)  # preprocessor_config.json for older/other loaders
     logger.info("Converted %s -> %s (%s) in %.2fs", src, dst, dtype, time.perf_counter() - t0)
     return dst
+
+
+def bundled_whisper_transformers_path() -> Path:
+    """The bundled tiny.en converted to transformers format (made once, kept in the cache).
+
+    Needed by the transformers-only features (grammar-constrained decoding).
+    """
+    target = cache_dir() / "whisper-tiny.en-transformers"
+    if (target / "model.safetensors").is_file():
+        return target
+    with tempfile.TemporaryDirectory(dir=cache_dir()) as scratch:  # converted aside, then moved in one step
+        converted = convert_ctranslate2_whisper(bundled_whisper_path(), Path(scratch) / "model")
+        try:
+            os.replace(converted, target)
+        except OSError:  # another process got there first
+            if not (target / "model.safetensors").is_file():
+                shutil.rmtree(target, ignore_errors=True)
+                os.replace(converted, target)
+    return target
