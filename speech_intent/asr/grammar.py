@@ -21,8 +21,8 @@ from typing import Any, Dict, FrozenSet, List, Mapping, Optional, Sequence, Tupl
 
 import torch
 
-from ..data.examples import DataFormatError
-from ..data.grammar import _Choice, _Slot, _Word, parse_grammar
+from ..errors import DataFormatError
+from ..data.grammar import Choice, SlotRef, Word, parse_grammar
 
 logger = logging.getLogger(__name__)
 
@@ -100,14 +100,14 @@ class GrammarAutomaton:
         def compile_seq(seq, u: int) -> int:
             for node in seq:
                 v = new()
-                if isinstance(node, _Word) and _words(node.text):
+                if isinstance(node, Word) and _words(node.text):
                     chain(_words(node.text), u, v)
-                elif isinstance(node, _Word):  # punctuation only
+                elif isinstance(node, Word):  # punctuation only
                     epsilon.setdefault(u, []).append(v)
-                elif isinstance(node, _Slot):
+                elif isinstance(node, SlotRef):
                     for value in grammar.slot_values[node.type]:
                         chain(_words(value), u, v)
-                elif isinstance(node, _Choice):
+                elif isinstance(node, Choice):
                     for option in node.options:
                         epsilon.setdefault(compile_seq(option, u), []).append(v)
                     if node.optional:

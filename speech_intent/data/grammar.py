@@ -20,15 +20,36 @@ from .examples import DataFormatError, Example, SlotSpan
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["expand_grammar", "grammar_slot_values", "grammar_vocabulary", "parse_grammar"]
+__all__ = ["Choice", "Expression", "Grammar", "Node", "SlotRef", "Word", "expand_grammar", "grammar_slot_values",
+           "grammar_vocabulary", "parse_grammar"]
 
 
-# Parsed expression nodes; a sequence (_Seq) is a tuple of them, options are sequences.
-_Word = NamedTuple("_Word", [("text", str)])
-_Slot = NamedTuple("_Slot", [("type", str), ("name", str)])
-_Choice = NamedTuple("_Choice", [("options", tuple), ("optional", bool)])
-_Node = Union[_Word, _Slot, _Choice]
-_Seq = tuple[_Node, ...]
+# The parsed grammar (public: grammar-constrained decoding walks it too). An Expression is a
+# tuple of nodes; a Choice's options are Expressions.
+
+
+class Word(NamedTuple):
+    """A literal word (or punctuation) of an expression."""
+
+    text: str
+
+
+class SlotRef(NamedTuple):
+    """``$type:name``: one value of slot type ``type``, labelled as slot ``name``."""
+
+    type: str
+    name: str
+
+
+class Choice(NamedTuple):
+    """``[a, b]`` (one of the options) or ``(a, b)`` (optional: one of them or nothing)."""
+
+    options: tuple
+    optional: bool
+
+
+Node = Union[Word, SlotRef, Choice]
+Expression = tuple[Node, ...]
 _Piece = tuple[str, Union[str, None]]  # (text, slot name or None)
 
 _SLOT_REF = re.compile(r"\$([A-Za-z_][\w-]*)(?::([A-Za-z_][\w-]*))?")
@@ -43,14 +64,14 @@ class _Parser:
         self.text = text
         self.pos = 0
 
-    def parse(self) -> _Seq:
+    def parse(self) -> Expression:
         seq = self._seq(stop="")
         if self.pos < len(self.text):  # only a stray closer stops the top level early
             raise ValueError(f"unbalanced {self.text[self.pos]!r} at column {self.pos + 1}")
         return seq
 
-    def _seq(self, stop: str) -> _Seq:
-        nodes: list[_Node] = []
+    def _seq(self, stop: str) -> Expression:
+        nodes: list[Node] = []
         text = self.text
         while self.pos < len(text):
             c = text[self.pos]
@@ -64,19 +85,19 @@ class _Parser:
                 match = _SLOT_REF.match(text, self.pos)
                 if match is None:
                     raise ValueError(f"bad slot reference at column {self.pos + 1}")
-                nodes.append(_Slot(match.group(1), match.group(2) or match.group(1)))
+                nodes.append(SlotRef(match.group(1), match.group(2) or match.group(1)))
                 self.pos = match.end()
             else:  # a comma is literal text outside brackets
                 match = (_WORD_IN_CHOICE if stop else _WORD).match(text, self.pos)
-                nodes.append(_Word(match.group()))
+                nodes.append(Word(match.group()))
                 self.pos = match.end()
         return tuple(nodes)
 
-    def _choice(self, opener: str) -> _Choice:
+    def _choice(self, opener: str) -> Choice:
         closer = "]" if opener == "[" else ")"
         column = self.pos + 1
         self.pos += 1
-        options: list[_Seq] = []
+        options: list[Expression] = []
         while True:
             options.append(self._seq(stop="," + closer))
             if self.pos >= len(self.text):
@@ -89,18 +110,25 @@ class _Parser:
                 raise ValueError(f"{found!r} at column {self.pos} closes {opener!r} from column {column}")
         if any(not option for option in options):
             raise ValueError(f"empty alternative in {opener}...{closer} at column {column}")
-        return _Choice(tuple(options), optional=opener == "(")
+        return Choice(tuple(options), optional=opener == "(")
 
 
 # intents: intent -> parsed expressions; slot_values: slot type -> normalised values;
 # data: the mapping it was read from (so a consumer can save it without reading the file again)
-_Grammar = NamedTuple("_Grammar", [("source", str), ("intents", dict), ("slot_values", dict), ("data", dict)])
+class Grammar(NamedTuple):
+    """A parsed grammar: ``intents`` (intent -> its expressions), ``slot_values`` (slot type -> values),
+    ``data`` (the YAML mapping) and ``source`` (where it came from)."""
+
+    source: str
+    intents: dict
+    slot_values: dict
+    data: dict
 
 
-def _walk(seq: _Seq) -> Iterator[_Word | _Slot]:
+def _walk(seq: Expression) -> Iterator[Word | SlotRef]:
     """Every word and slot reference in ``seq``, including inside alternatives."""
     for node in seq:
-        if isinstance(node, _Choice):
+        if isinstance(node, Choice):
             for option in node.options:
                 yield from _walk(option)
         else:
@@ -114,7 +142,7 @@ def _strings(value: Any, what: str) -> list[str]:
     return [str(v) for v in value]
 
 
-def _load(path_or_dict: str | Path | Mapping[str, Any]) -> _Grammar:
+def _load(path_or_dict: str | Path | Mapping[str, Any]) -> Grammar:
     """Read, validate and parse a grammar file or already-loaded mapping."""
     if isinstance(path_or_dict, Mapping):
         source, data = "<grammar dict>", path_or_dict
@@ -128,7 +156,7 @@ def _load(path_or_dict: str | Path | Mapping[str, Any]) -> _Grammar:
     if not isinstance(context, Mapping) or not isinstance(context.get("expressions"), Mapping):
         raise DataFormatError("expected 'context:' with an 'expressions:' mapping", source=source)
     slot_values: dict[str, list[str]] = {}
-    intents: dict[str, list[_Seq]] = {}
+    intents: dict[str, list[Expression]] = {}
     try:
         for slot_type, values in (context.get("slots") or {}).items():
             normalised = [" ".join(v.split()) for v in _strings(values, f"slot type {slot_type!r}")]
@@ -142,14 +170,14 @@ def _load(path_or_dict: str | Path | Mapping[str, Any]) -> _Grammar:
     except (ValueError, AttributeError) as exc:
         raise DataFormatError(str(exc), source=source) from exc
     for intent, expressions in expression_lists.items():
-        parsed: list[_Seq] = []
+        parsed: list[Expression] = []
         for number, expression in enumerate(expressions, start=1):
             try:
                 seq = _Parser(expression).parse()
                 if not seq:
                     raise ValueError("empty expression")
                 for node in _walk(seq):
-                    if isinstance(node, _Slot) and node.type not in slot_values:
+                    if isinstance(node, SlotRef) and node.type not in slot_values:
                         raise ValueError(f"unknown slot type {node.type!r}")
             except ValueError as exc:
                 raise DataFormatError(
@@ -157,33 +185,33 @@ def _load(path_or_dict: str | Path | Mapping[str, Any]) -> _Grammar:
                 ) from exc
             parsed.append(seq)
         intents[intent] = parsed
-    return _Grammar(source, intents, slot_values, dict(data))
+    return Grammar(source, intents, slot_values, dict(data))
 
 
-def parse_grammar(path_or_dict: str | Path | Mapping[str, Any]) -> _Grammar:
-    """The parsed grammar: ``intents`` (intent -> expression trees of ``_Word`` / ``_Slot`` /
-    ``_Choice`` nodes) and ``slot_values`` (slot type -> values), for consumers that walk it
+def parse_grammar(path_or_dict: str | Path | Mapping[str, Any]) -> Grammar:
+    """The parsed grammar: ``intents`` (intent -> expression trees of ``Word`` / ``SlotRef`` /
+    ``Choice`` nodes) and ``slot_values`` (slot type -> values), for consumers that walk it
     (e.g. the ASR grammar constraint in :mod:`speech_intent.asr.grammar`)."""
     return _load(path_or_dict)
 
 
-def _count(seq: _Seq, values: Mapping[str, list[str]]) -> int:
+def _count(seq: Expression, values: Mapping[str, list[str]]) -> int:
     """Number of expansion paths of ``seq`` (an upper bound on distinct texts)."""
     total = 1
     for node in seq:
-        if isinstance(node, _Slot):
+        if isinstance(node, SlotRef):
             total *= len(values[node.type])
-        elif isinstance(node, _Choice):
+        elif isinstance(node, Choice):
             total *= sum(_count(o, values) for o in node.options) + int(node.optional)
     return total
 
 
-def _expand(seq: _Seq, values: Mapping[str, list[str]]) -> Iterator[tuple[_Piece, ...]]:
+def _expand(seq: Expression, values: Mapping[str, list[str]]) -> Iterator[tuple[_Piece, ...]]:
     """Every expansion of ``seq`` as a tuple of pieces, in grammar order."""
-    def node_options(node: _Node) -> list[tuple[_Piece, ...]]:
-        if isinstance(node, _Word):
+    def node_options(node: Node) -> list[tuple[_Piece, ...]]:
+        if isinstance(node, Word):
             return [((node.text, None),)]
-        if isinstance(node, _Slot):
+        if isinstance(node, SlotRef):
             return [((value, node.name),) for value in values[node.type]]
         options = [p for option in node.options for p in _expand(option, values)]
         return options + [()] if node.optional else options
@@ -192,13 +220,13 @@ def _expand(seq: _Seq, values: Mapping[str, list[str]]) -> Iterator[tuple[_Piece
         yield tuple(piece for part in combo for piece in part)
 
 
-def _sample(seq: _Seq, values: Mapping[str, list[str]], rng: random.Random) -> list[_Piece]:
+def _sample(seq: Expression, values: Mapping[str, list[str]], rng: random.Random) -> list[_Piece]:
     """One random expansion: uniform over each choice's options and each slot's values."""
     pieces: list[_Piece] = []
     for node in seq:
-        if isinstance(node, _Word):
+        if isinstance(node, Word):
             pieces.append((node.text, None))
-        elif isinstance(node, _Slot):
+        elif isinstance(node, SlotRef):
             pieces.append((rng.choice(values[node.type]), node.name))
         else:
             k = rng.randrange(len(node.options) + int(node.optional))
@@ -233,7 +261,7 @@ def _allocate(budget: int, capacities: list[int]) -> list[int]:
     return quotas
 
 
-def _examples_for(seq: _Seq, intent: str, quota: int, capacity: int,
+def _examples_for(seq: Expression, intent: str, quota: int, capacity: int,
                   values: Mapping[str, list[str]], rng: random.Random) -> list[Example]:
     """Up to ``quota`` distinct examples of one expression (all of them when it is small)."""
     if capacity <= 4 * quota:
@@ -290,7 +318,7 @@ def grammar_slot_values(path_or_dict: str | Path | Mapping[str, Any]) -> dict[st
     for seqs in grammar.intents.values():
         for seq in seqs:
             for node in _walk(seq):
-                if isinstance(node, _Slot):
+                if isinstance(node, SlotRef):
                     merged = out.get(node.name, []) + grammar.slot_values[node.type]
                     out[node.name] = list(dict.fromkeys(merged))
     return out
@@ -302,5 +330,5 @@ def grammar_vocabulary(path_or_dict: str | Path | Mapping[str, Any]) -> set[str]
     words = {word for values in grammar.slot_values.values() for v in values for word in v.split()}
     for seqs in grammar.intents.values():
         for seq in seqs:
-            words.update(node.text for node in _walk(seq) if isinstance(node, _Word))
+            words.update(node.text for node in _walk(seq) if isinstance(node, Word))
     return words
