@@ -5,6 +5,8 @@ from typing import Union
 
 import torch
 
+from .errors import ConfigError
+
 DeviceLike = Union[str, torch.device, None]
 DTypeLike = Union[str, torch.dtype, None]
 
@@ -21,7 +23,7 @@ def resolve_device(device: DeviceLike = None) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     resolved = torch.device(device)
     if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} requested but CUDA is not available")
+        raise ConfigError(f"device {device!r} requested but CUDA is not available")
     return resolved
 
 
@@ -34,7 +36,7 @@ def resolve_dtype(dtype: DTypeLike, device: torch.device) -> torch.dtype:
     try:
         return _DTYPES[str(dtype).lower()]
     except KeyError:
-        raise ValueError(f"unknown dtype {dtype!r}; use one of {sorted(_DTYPES)}") from None
+        raise ConfigError(f"unknown dtype {dtype!r}; use one of {sorted(_DTYPES)}") from None
 
 
 def dtype_name(dtype: torch.dtype) -> str:

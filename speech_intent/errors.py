@@ -7,13 +7,15 @@
     ├── ModelLoadError           a model directory or checkpoint that cannot be loaded safely
     │   └── CTranslate2FormatError   a CTranslate2 model.bin the converter cannot read
     ├── DataFormatError          a malformed training-data file (names file, line, record)
-    │   └── ManifestError            a malformed audio manifest
+    │   ├── ManifestError            a malformed audio manifest
+    │   └── DataNotFoundError        a data file or manifest that does not exist
     ├── ConfigError              an invalid option or argument value
     └── SynthesizerUnavailable   a text-to-speech engine that is not installed
 
 Errors about a file name it, so a batch report says exactly which input failed and why.
 Those that replace a built-in error also derive from it (``ConfigError`` and
-``DataFormatError`` are ``ValueError``\\ s), so older ``except ValueError`` code still works.
+``DataFormatError`` are ``ValueError``\\ s, ``DataNotFoundError`` is also a ``FileNotFoundError``), so
+older ``except ValueError`` code still works.
 """
 from __future__ import annotations
 
@@ -96,6 +98,10 @@ class DataFormatError(SpeechIntentError, ValueError):
 
 class ManifestError(DataFormatError):
     """An audio manifest is malformed; the message names the file, the line and the problem."""
+
+
+class DataNotFoundError(DataFormatError, FileNotFoundError):
+    """A data file, folder or manifest that does not exist."""
 
 
 class ConfigError(SpeechIntentError, ValueError):

@@ -13,6 +13,7 @@ from typing import Any, Callable
 
 import yaml
 
+from ..errors import DataNotFoundError
 from .bio import read_bio, to_bio
 from .examples import DataFormatError, Example, SlotSpan
 from .grammar import expand_grammar, grammar_slot_values, grammar_vocabulary
@@ -61,7 +62,7 @@ def load_examples(path: str | Path, format: str | None = None, **kw: Any) -> lis
     """Load labelled examples from ``path``; ``kw`` goes to the reader (e.g. ``max_examples``)."""
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"no such data file or directory: {path}")
+        raise DataNotFoundError("no such data file or directory", source=path)
     name = (format or detect_format(path)).lower()
     if name not in _READERS:
         raise DataFormatError(f"unknown format {name!r}; choose from {sorted(_READERS)}", source=path)

@@ -16,7 +16,8 @@ from typing import Any, Iterator, Mapping, NamedTuple, Union
 
 import yaml
 
-from .examples import DataFormatError, Example, SlotSpan
+from ..errors import ConfigError, DataFormatError
+from .examples import Example, SlotSpan
 
 logger = logging.getLogger(__name__)
 
@@ -285,7 +286,7 @@ def expand_grammar(path_or_dict: str | Path | Mapping[str, Any], *,
     deduplicated, shuffled and deterministic for a given ``seed``. ``None`` expands everything.
     """
     if max_examples is not None and max_examples <= 0:
-        raise ValueError(f"max_examples must be positive or None, got {max_examples}")
+        raise ConfigError(f"max_examples must be positive or None, got {max_examples}")
     grammar = _load(path_or_dict)
     rng = random.Random(seed)
     values = grammar.slot_values

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Union
 
-from ..errors import ManifestError
+from ..errors import DataNotFoundError, ManifestError
 
 logger = logging.getLogger(__name__)
 
@@ -184,7 +184,7 @@ def read_manifest(path: PathLike, *, check_files: bool = True) -> List[ManifestI
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"no such manifest file: {path}")
+        raise DataNotFoundError("no such manifest file", source=path)
     suffix = path.suffix.lower()
     if suffix in (".csv", ".tsv"):
         items = _read_csv(path, check_files)

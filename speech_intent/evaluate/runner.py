@@ -18,7 +18,7 @@ import numpy as np
 from ..audio import load_audio
 from ..augment.noise import mix_at_snr
 from ..data.examples import Example
-from ..errors import AudioError
+from ..errors import AudioError, ConfigError
 from ..normalize import TextNormalizer
 from .manifest import ManifestItem, read_manifest
 from .metrics import Normalize, compute_report
@@ -52,7 +52,7 @@ def evaluate_text(
     Slots are scored as word-level BIO (seqeval) on the classifier's normalised text.
     """
     if not examples:
-        raise ValueError("no examples to evaluate")
+        raise ConfigError("no examples to evaluate")
     start = time.perf_counter()
     predictions = classifier([e.text for e in examples], batch_size=batch_size)
     logger.info("classified %d texts in %.1f s", len(examples), time.perf_counter() - start)
@@ -103,9 +103,9 @@ def evaluate_audio(
     """
     items = read_manifest(manifest_items) if isinstance(manifest_items, (str, Path)) else list(manifest_items)
     if not items:
-        raise ValueError("no manifest items to evaluate")
+        raise ConfigError("no manifest items to evaluate")
     if snrs and noise is None:
-        raise ValueError("SNR conditions need a noise recording (noise=...)")
+        raise ConfigError("SNR conditions need a noise recording (noise=...)")
     snr_list: List[float] = [float(s) for s in (snrs or (BENCHMARK_SNRS if noise is not None else ()))]
     rate = int(getattr(pipeline.asr, "sampling_rate", 16000))
     max_duration = getattr(pipeline, "max_duration", None)
@@ -147,7 +147,7 @@ def write_report(
     if isinstance(reports, EvaluationReport):
         reports = {reports.condition: reports}
     if not reports:
-        raise ValueError("no reports to write")
+        raise ConfigError("no reports to write")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     document = {

@@ -22,6 +22,7 @@ from transformers import AutoConfig, AutoModel, PreTrainedConfig, PreTrainedMode
 from transformers.configuration_utils import SubConfigSpec
 from transformers.utils import ModelOutput
 
+from ..errors import ConfigError
 from .slots import IGNORE_INDEX, OUTSIDE
 
 logger = logging.getLogger(__name__)
@@ -113,7 +114,7 @@ class JointIntentSlotModel(PreTrainedModel):
     ) -> "JointIntentSlotModel":
         """New heads on a pretrained encoder checkpoint (safetensors, e.g. the bundled MiniLM)."""
         if not slot_labels or slot_labels[0] != OUTSIDE:
-            raise ValueError(f"slot_labels must start with {OUTSIDE!r}")
+            raise ConfigError(f"slot_labels must start with {OUTSIDE!r}")
         base_config = AutoConfig.from_pretrained(str(name_or_path))
         if isinstance(base_config, JointIntentSlotConfig):  # continue from a joint checkpoint's encoder
             pretrained = cls.from_pretrained(str(name_or_path), use_safetensors=True).encoder

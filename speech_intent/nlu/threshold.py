@@ -16,6 +16,8 @@ from typing import Any, Dict, Optional, Sequence
 
 import numpy as np
 
+from ..errors import ConfigError
+
 logger = logging.getLogger(__name__)
 
 
@@ -55,7 +57,7 @@ def choose_threshold(
 ) -> ThresholdChoice:
     """Pick a threshold from dev predictions (``predicted``: top label, ``None`` for the out-of-scope class)."""
     if not len(confidences) == len(predicted) == len(gold):
-        raise ValueError("confidences, predicted and gold must have the same length")
+        raise ConfigError("confidences, predicted and gold must have the same length")
     conf = np.asarray(confidences, dtype=np.float64)
     n = len(conf)
     correct_in = np.array([g is not None and p == g for p, g in zip(predicted, gold)], dtype=bool)

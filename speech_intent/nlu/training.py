@@ -27,6 +27,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 import torch
 
 from ..device import DeviceLike, resolve_device
+from ..errors import ConfigError
 from ..models import bundled_encoder_path
 from ..normalize import TextNormalizer
 from .canonical import SlotCanonicalizer, infer_closed_values
@@ -179,9 +180,9 @@ def fine_tune(
     base = str(base or bundled_encoder_path())
     train = prepare_examples(examples, normalizer)
     if not train:
-        raise ValueError("no training examples")
+        raise ConfigError("no training examples")
     if all(ex.intent == OOS_LABEL for ex in train):
-        raise ValueError("every training example is out of scope (intent None); at least one intent is needed")
+        raise ConfigError("every training example is out of scope (intent None); at least one intent is needed")
     joint = any(ex.slots for ex in train) if joint is None else joint
     intents = sorted({ex.intent for ex in train})
     label2id = {label: i for i, label in enumerate(intents)}
@@ -191,7 +192,7 @@ def fine_tune(
 
     tokenizer = AutoTokenizer.from_pretrained(base)
     if joint and not getattr(tokenizer, "is_fast", False):
-        raise ValueError(f"joint slot training needs a fast tokenizer; {base} has none")
+        raise ConfigError(f"joint slot training needs a fast tokenizer; {base} has none")
     model = _build_model(base, intents, slot_labels, config)
     train_set = encode(tokenizer, train, label2id, slot_labels=slot_labels, max_length=config.max_length)
     dev_set = encode(tokenizer, dev, label2id, slot_labels=slot_labels, max_length=config.max_length) if dev else None
