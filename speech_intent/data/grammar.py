@@ -16,7 +16,8 @@ from typing import Any, Iterator, Mapping, NamedTuple, Union
 
 import yaml
 
-from .examples import DataFormatError, Example, SlotSpan
+from ..slots import SlotSpan
+from .examples import DataFormatError, Example
 
 logger = logging.getLogger(__name__)
 
