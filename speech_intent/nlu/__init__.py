@@ -2,7 +2,7 @@
 from .classifier import OOS_LABEL, IntentClassifier
 from .joint import JointIntentSlotConfig, JointIntentSlotModel
 from .metrics import NLUMetrics, nlu_metrics
-from .slots import NormalizedExample, normalize_example, tags_to_slots, word_tags
+from ..slots import NormalizedExample, normalize_example, tags_to_slots, word_tags
 from .threshold import ThresholdChoice, choose_threshold
 from .training import TrainingConfig, fine_tune
 

@@ -41,7 +41,7 @@ from ..data.examples import Example, SlotSpan
 from ..errors import SynthesizerUnavailable
 from ..evaluate.noise import mix_at_snr
 from ..normalize import TextNormalizer
-from .slots import normalize_example, word_bounds
+from ..slots import normalize_example, word_bounds
 
 logger = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ from transformers import AutoConfig, AutoModel, PreTrainedConfig, PreTrainedMode
 from transformers.configuration_utils import SubConfigSpec
 from transformers.utils import ModelOutput
 
-from .slots import IGNORE_INDEX, OUTSIDE
+from .subwords import IGNORE_INDEX, OUTSIDE
 
 logger = logging.getLogger(__name__)
 

@@ -33,7 +33,7 @@ from .classifier import OOS_LABEL, IntentClassifier
 from .dataset import JointCollator, encode, prepare_examples
 from .joint import JointIntentSlotModel, slot_label_list
 from .metrics import trainer_metrics
-from .slots import NormalizedExample
+from ..slots import NormalizedExample
 from .threshold import choose_threshold
 
 logger = logging.getLogger(__name__)
