@@ -1,8 +1,8 @@
 """Evaluation: score an intent model on text, or a whole pipeline on audio (clean and noisy).
 
 Modules: :mod:`.manifest` (audio manifests) -> :mod:`.noise` (seeded mixing at an SNR) ->
-:mod:`.runner` (run models, collect predictions) -> :mod:`.metrics` / :mod:`.slots`
-(scores) -> :mod:`.report` (:class:`EvaluationReport`) -> :mod:`.plots` (PNGs);
+:mod:`.runner` (run models, collect predictions) -> :mod:`.metrics` (scores; slots with
+:mod:`speech_intent.slots`) -> :mod:`.report` (:class:`EvaluationReport`) -> :mod:`.plots` (PNGs);
 :mod:`.cli` wires ``speech-intent evaluate``.
 
 ```python
