@@ -13,8 +13,8 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence
 
 import torch
 
-from .classifier import OOS_LABEL
 from ..slots import OUTSIDE, NormalizedExample, normalize_example, word_tags
+from .classifier import OOS_LABEL
 from .subwords import IGNORE_INDEX, align_labels
 
 logger = logging.getLogger(__name__)
