@@ -4,10 +4,11 @@ Trains on ``../shared/data/snips/train`` (13,084 utterances), uses ``dev`` for e
 stopping / best-epoch selection, scores ``test`` (700):
 
 - intent accuracy;
-- slot F1 (seqeval, entity level, on word-level BIO tags of the normalised text:
-  gold spans are moved into normalised text with ``normalize_example``, predictions
-  come from ``IntentClassifier.slot_spans``; spelled-out numbers change word counts but
-  not the number of entities);
+- slot F1 as defined in ``speech_intent.slots`` (seqeval, entity level, on word-level
+  BIO tags of the normalised text; the same per-utterance alignment ``aligned_bio`` and
+  scorer ``slot_scores`` as ``speech-intent evaluate``): gold spans are moved into
+  normalised text piece by piece, predictions come from ``IntentClassifier.slot_spans``;
+  spelled-out numbers change word counts but not the number of entities;
 - sentence accuracy (intent right and every word's tag right);
 
 plus training time, epochs run and device. No out-of-scope threshold is chosen
@@ -70,19 +71,18 @@ def _subset(examples: List[Any], limit: Optional[int], seed: int) -> List[Any]:
 
 def evaluate(classifier: Any, examples: List[Any], batch_size: int = 64) -> Dict[str, Any]:
     """Score a joint classifier on examples: intent accuracy, slot P/R/F1 and sentence accuracy."""
-    from speech_intent.nlu import nlu_metrics, normalize_example, word_tags
+    from speech_intent.nlu import nlu_metrics
+    from speech_intent.slots import aligned_bio, normalize_spans
 
-    gold = [normalize_example(ex, classifier.normalizer) for ex in examples]
     predictions = classifier([ex.text for ex in examples], batch_size=batch_size)
     gold_tags, pred_tags, mismatches = [], [], 0
-    for g, p in zip(gold, predictions):
-        tags = word_tags(g.text, g.slots)
-        gold_tags.append(tags)
-        if p.text == g.text:
-            pred_tags.append(word_tags(p.text, p.slot_spans))
-        else:  # whole-text and piecewise normalisation differ (rare): score as all wrong
-            mismatches += 1
-            pred_tags.append(["X"] * len(tags))
+    for ex, p in zip(examples, predictions):
+        # whole-text and piecewise normalisation can differ (rare): predictions are then projected
+        # onto the gold words, as in ``evaluate``
+        mismatches += p.text.split() != normalize_spans(ex.text, ex.slots, classifier.normalize)[0].split()
+        gold, pred = aligned_bio(ex.text, ex.slots, p.text, p.slot_spans, classifier.normalize)
+        gold_tags.append(gold)
+        pred_tags.append(pred)
     metrics = nlu_metrics([ex.intent for ex in examples], [p.intent for p in predictions], gold_tags, pred_tags)
     return {**metrics.to_dict(), "text_mismatches": mismatches}
 

@@ -1,8 +1,11 @@
 """Typed results of each stage. Every result is a dataclass with ``to_dict()``."""
 from __future__ import annotations
 
+import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
+
+from .slots import SlotSpan
 
 
 @dataclass
@@ -30,18 +33,18 @@ class Transcript:
         return asdict(self)
 
 
-@dataclass
-class SlotValue:
-    """One slot filled from a text: its value and character span in that text."""
-
-    name: str
-    value: str
-    start: int
-    end: int
-    raw: Optional[str] = None
-
-    def to_dict(self) -> Dict[str, Any]:
-        return asdict(self)
+def __getattr__(name: str) -> Any:
+    """``SlotValue``: a deprecated alias of :class:`~speech_intent.slots.SlotSpan`."""
+    if name == "SlotValue":
+        warnings.warn(
+            "speech_intent.results.SlotValue is deprecated; use speech_intent.slots.SlotSpan. "
+            "Its fields are in a different order: SlotSpan(name, start, end, value, raw), "
+            "not SlotValue(name, value, start, end, raw); pass them by keyword.",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return SlotSpan
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass
@@ -54,7 +57,8 @@ class IntentPrediction:
         confidence: softmax probability of the top label.
         top_k: the best labels with their probabilities, best first.
         slots: slot name -> value (joint models; empty for intent-only models).
-        slot_spans: the same slots with character spans into ``text``.
+        slot_spans: the same slots as :class:`~speech_intent.slots.SlotSpan` with character spans
+            into ``text`` (``raw``: the text found there when ``value`` was canonicalised).
     """
 
     text: str
@@ -62,7 +66,7 @@ class IntentPrediction:
     confidence: float
     top_k: List[Tuple[str, float]] = field(default_factory=list)
     slots: Dict[str, str] = field(default_factory=dict)
-    slot_spans: List[SlotValue] = field(default_factory=list)
+    slot_spans: List[SlotSpan] = field(default_factory=list)
 
     def to_dict(self) -> Dict[str, Any]:
         return {

@@ -14,7 +14,7 @@ from speech_intent.evaluate import (EvaluationReport, ManifestError, ManifestIte
                                     read_manifest, write_report)
 from speech_intent.augment.noise import scale_noise
 from speech_intent.normalize import TextNormalizer
-from speech_intent.results import IntentPrediction, PipelineResult, SlotValue
+from speech_intent.results import IntentPrediction, PipelineResult
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -29,7 +29,7 @@ def _ex(text: str, intent, **slots) -> Example:
 def _pred(text: str, intent, **slots) -> IntentPrediction:
     """A prediction on normalised text, with spans located in it."""
     text = TextNormalizer()(text)
-    spans = [SlotValue(n, v, text.index(v), text.index(v) + len(v)) for n, v in slots.items()]
+    spans = [SlotSpan(n, text.index(v), text.index(v) + len(v), v) for n, v in slots.items()]
     return IntentPrediction(text=text, intent=intent, confidence=0.9, slots=dict(slots), slot_spans=spans)
 
 

@@ -36,7 +36,7 @@ from ..audio import SAMPLE_RATE
 from ..data.examples import Example, SlotSpan
 from ..errors import ConfigError
 from ..normalize import TextNormalizer
-from ..nlu.slots import normalize_example, word_bounds
+from ..slots import normalize_example, word_bounds
 from .noise import mix_at_snr
 from .tts import Synthesizer, as_mono
 

@@ -15,7 +15,8 @@ import yaml
 
 from ..errors import DataNotFoundError
 from .bio import read_bio, to_bio
-from .examples import DataFormatError, Example, SlotSpan
+from ..slots import SlotSpan
+from .examples import DataFormatError, Example
 from .grammar import expand_grammar, grammar_slot_values, grammar_vocabulary
 from .rasa import parse_markup, read_rasa, to_markup
 from .tabular import read_csv, read_jsonl, save_jsonl

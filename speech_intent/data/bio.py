@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import logging
-import re
 from pathlib import Path
 
-from .examples import DataFormatError, Example, SlotSpan
+from ..slots import tags_to_slots, word_bounds, word_tags
+from .examples import DataFormatError, Example
 
 logger = logging.getLogger(__name__)
 
@@ -23,30 +23,13 @@ def bio_to_example(tokens: list[str], tags: list[str], intent: str | None) -> Ex
     """
     if len(tokens) != len(tags):
         raise ValueError(f"{len(tokens)} tokens but {len(tags)} tags")
-    spans: list[SlotSpan] = []
-    text = " ".join(tokens)
-    pos = 0
-    current: tuple[str, int, int] | None = None  # (name, start, end)
     for token, tag in zip(tokens, tags):
-        start, end = pos, pos + len(token)
-        pos = end + 1
-        if tag == "O":
-            prefix, name = "O", ""
-        elif len(tag) > 2 and tag[:2] in ("B-", "I-"):
-            prefix, name = tag[0], tag[2:]
-        else:
+        if tag != "O" and not (len(tag) > 2 and tag[:2] in ("B-", "I-")):
             raise ValueError(f"bad BIO tag {tag!r} on token {token!r}")
-        if prefix == "I" and current is not None and current[0] == name:
-            current = (name, current[1], end)
-            continue
-        if current is not None:
-            spans.append(SlotSpan(current[0], current[1], current[2], text[current[1] : current[2]]))
-            current = None
-        if prefix != "O":
-            current = (name, start, end)
-    if current is not None:
-        spans.append(SlotSpan(current[0], current[1], current[2], text[current[1] : current[2]]))
-    return Example(text, intent, tuple(spans))
+    text = " ".join(tokens)
+    if len(word_bounds(text)) != len(tokens):
+        raise ValueError(f"tokens must be non-empty and without whitespace: {tokens!r}")
+    return Example(text, intent, tuple(tags_to_slots(text, tags)))
 
 
 def _read_lines(path: Path) -> list[str]:
@@ -79,21 +62,7 @@ def read_bio(directory: str | Path) -> list[Example]:
 def to_bio(example: Example) -> tuple[list[str], list[str]]:
     """Split the text on whitespace and tag each token ``O``/``B-slot``/``I-slot``.
 
-    A token overlapping a span gets that span's tag: ``B-`` for the first such token.
+    A token overlapping a span gets that span's tag: ``B-`` for the first such token
+    (:func:`speech_intent.slots.word_tags`).
     """
-    tokens: list[str] = []
-    tags: list[str] = []
-    spans = example.slots
-    k = 0
-    opened = -1  # index of the span that already has its B- token
-    for match in re.finditer(r"\S+", example.text):
-        start, end = match.span()
-        while k < len(spans) and spans[k].end <= start:
-            k += 1
-        tokens.append(match.group())
-        if k < len(spans) and spans[k].start < end:
-            tags.append(("I-" if opened == k else "B-") + spans[k].name)
-            opened = k
-        else:
-            tags.append("O")
-    return tokens, tags
+    return example.text.split(), word_tags(example.text, example.slots)

@@ -17,7 +17,8 @@ from typing import Any, Iterator, Mapping, NamedTuple, Union
 import yaml
 
 from ..errors import ConfigError, DataFormatError
-from .examples import Example, SlotSpan
+from ..slots import SlotSpan
+from .examples import Example
 
 logger = logging.getLogger(__name__)
 

@@ -10,7 +10,8 @@ from typing import Iterator
 
 import yaml
 
-from .examples import DataFormatError, Example, SlotSpan
+from ..slots import SlotSpan
+from .examples import DataFormatError, Example
 
 logger = logging.getLogger(__name__)
 

@@ -8,7 +8,8 @@ import logging
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from .examples import DataFormatError, Example, SlotSpan, span_from_dict, spans_from_values
+from ..slots import SlotSpan, span_from_dict, spans_from_values
+from .examples import DataFormatError, Example
 
 logger = logging.getLogger(__name__)
 

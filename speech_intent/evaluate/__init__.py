@@ -1,10 +1,10 @@
 """Evaluation: score an intent model on text, or a whole pipeline on audio (clean and noisy).
 
-Modules: :mod:`.manifest` (audio manifests) ->
-:mod:`.runner` (run models, collect predictions) -> :mod:`.metrics` / :mod:`.slots`
-(scores) -> :mod:`.report` (:class:`EvaluationReport`) -> :mod:`.plots` (PNGs);
-``speech-intent evaluate`` is :mod:`speech_intent.cli.evaluate`; noise mixing is
-:mod:`speech_intent.augment.noise` (shared with speech-in-the-loop training).
+Modules: :mod:`.manifest` (audio manifests) -> :mod:`.runner` (run models, collect predictions) ->
+:mod:`.metrics` (scores; slots with :mod:`speech_intent.slots`) -> :mod:`.report`
+(:class:`EvaluationReport`) -> :mod:`.plots` (PNGs). ``speech-intent evaluate`` is
+:mod:`speech_intent.cli.evaluate`; noise mixing is :mod:`speech_intent.augment.noise` (shared with
+speech-in-the-loop training).
 
 ```python
 from speech_intent.evaluate import evaluate_audio, read_manifest, write_report

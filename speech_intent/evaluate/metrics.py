@@ -12,11 +12,11 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
-from ..data.examples import Example, SlotSpan, spans_from_values
+from ..data.examples import Example
 from ..normalize import TextNormalizer
+from ..slots import SlotSpan, aligned_bio, locate_values, slot_scores, slots_accepted, spans_from_values, value_scores
 from .manifest import ManifestItem
 from .report import NO_INTENT, EvaluationReport, IntentScore
-from .slots import CharSpan, aligned_bio, bio_scores, locate_values, slots_accepted, value_scores
 
 logger = logging.getLogger(__name__)
 
@@ -128,10 +128,10 @@ def _oos(gold: Sequence[Optional[str]], pred: Sequence[Optional[str]]) -> Tuple[
     return (both / predicted if predicted else 0.0), both / sum(g is None for g in gold)
 
 
-def _predicted_spans(prediction: Any, normalize: Normalize) -> List[CharSpan]:
+def _predicted_spans(prediction: Any, normalize: Normalize) -> List[SlotSpan]:
     spans = getattr(prediction, "slot_spans", None) or []
     if spans:
-        return [(s.name, s.start, s.end) for s in spans]
+        return list(spans)
     slots = getattr(prediction, "slots", None) or {}
     return locate_values(prediction.text or "", slots, normalize) if slots else []
 
@@ -158,9 +158,10 @@ def compute_report(
 
     Args:
         condition / snr: how the inputs were presented (stored in the report).
-        slot_mode: ``"bio"`` (word-level BIO with seqeval; needs gold spans and the same text on both
-            sides), ``"value"`` ((name, normalised value) pairs; for ASR output) or ``"auto"``
-            (``"value"`` when predictions carry a transcript, else ``"bio"``).
+        slot_mode: ``"bio"`` (slot F1 as defined in :mod:`speech_intent.slots`: word-level BIO with
+            seqeval; needs gold spans and the same text on both sides), ``"value"`` ((name, normalised
+            value) pairs; for ASR output) or ``"auto"`` (``"value"`` when predictions carry a
+            transcript, else ``"bio"``).
         normalizer: compares slot values and transcripts (default :class:`TextNormalizer`).
         bio_normalizer: maps gold text to the prediction text for BIO tagging (default:
             ``normalizer``; pass the classifier's own normaliser).
@@ -202,7 +203,7 @@ def compute_report(
             tags = [aligned_bio(r.text or "", r.spans, "" if e else (p.text or ""),
                                 [] if e else _predicted_spans(p, bnorm), bnorm)
                     for r, p, e in zip(refs, predictions, errors)]
-            report.slot_precision, report.slot_recall, report.slot_f1 = bio_scores(
+            report.slot_precision, report.slot_recall, report.slot_f1 = slot_scores(
                 [g for g, _ in tags], [q for _, q in tags])
         else:
             values = value_scores([r.slots for r in refs], [list(s.items()) for s in pred_slots], norm)

@@ -1,8 +1,8 @@
 """Intent stages: text in, :class:`~speech_intent.results.IntentPrediction` out (with slots for joint models)."""
+from ..slots import NormalizedExample, normalize_example, tags_to_slots, word_tags
 from .classifier import OOS_LABEL, IntentClassifier
 from .joint import JointIntentSlotConfig, JointIntentSlotModel
 from .metrics import NLUMetrics, nlu_metrics
-from .slots import NormalizedExample, normalize_example, tags_to_slots, word_tags
 from .threshold import ThresholdChoice, choose_threshold
 from .training import TrainingConfig, fine_tune
 

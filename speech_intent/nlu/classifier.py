@@ -21,10 +21,11 @@ import torch
 from ..device import DeviceLike, DTypeLike, resolve_device, resolve_dtype
 from ..errors import ModelLoadError
 from ..normalize import TextNormalizer
-from ..results import IntentPrediction, SlotValue
+from ..results import IntentPrediction
+from ..slots import SlotSpan, slot_dict, tags_to_slots
 from .canonical import SlotCanonicalizer
 from .joint import JointIntentSlotModel, is_joint_config
-from .slots import decode_tags, slot_dict, tags_to_slots
+from .subwords import decode_tags
 
 logger = logging.getLogger(__name__)
 
@@ -167,9 +168,9 @@ class IntentClassifier:
                                             slots=slot_dict(found), slot_spans=found))
         return results
 
-    def _canonical(self, span: SlotValue) -> SlotValue:
+    def _canonical(self, span: SlotSpan) -> SlotSpan:
         value, _ = self.canonicalizer.match(span.name, span.value)
-        return SlotValue(name=span.name, value=value, start=span.start, end=span.end, raw=span.raw or span.value)
+        return SlotSpan(name=span.name, start=span.start, end=span.end, value=value, raw=span.raw or span.value)
 
     def predict_proba(self, texts: Sequence[str], *, batch_size: Optional[int] = None) -> torch.Tensor:
         """Softmax probabilities, shape ``(len(texts), num_labels)``, on CPU, input order."""
@@ -178,11 +179,11 @@ class IntentClassifier:
     @torch.inference_mode()
     def _run(
         self, texts: Sequence[str], *, batch_size: Optional[int], slots: bool
-    ) -> Tuple[torch.Tensor, List[List[SlotValue]]]:
+    ) -> Tuple[torch.Tensor, List[List[SlotSpan]]]:
         """Intent probabilities and (when ``slots``) decoded slot spans, batched by length."""
         batch_size = batch_size or self.batch_size
         out = torch.zeros(len(texts), len(self.labels))
-        spans: List[List[SlotValue]] = [[] for _ in texts]
+        spans: List[List[SlotSpan]] = [[] for _ in texts]
         order = sorted(range(len(texts)), key=lambda i: len(texts[i] or ""))
         for start in range(0, len(order), batch_size):
             idx = order[start : start + batch_size]

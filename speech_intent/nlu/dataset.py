@@ -3,7 +3,7 @@
 Examples with ``intent=None`` become the explicit out-of-scope class
 :data:`~speech_intent.nlu.classifier.OOS_LABEL` (predicted back as ``intent=None``).
 Slot spans are moved into the normalised text with
-:func:`~speech_intent.nlu.slots.normalize_example` and labelled on the first
+:func:`~speech_intent.slots.normalize_example` and labelled on the first
 sub-word of each word.
 """
 from __future__ import annotations
@@ -13,8 +13,9 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence
 
 import torch
 
+from ..slots import OUTSIDE, NormalizedExample, normalize_example, word_tags
 from .classifier import OOS_LABEL
-from .slots import IGNORE_INDEX, OUTSIDE, NormalizedExample, align_labels, normalize_example, word_tags
+from .subwords import IGNORE_INDEX, align_labels
 
 logger = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ from transformers.configuration_utils import SubConfigSpec
 from transformers.utils import ModelOutput
 
 from ..errors import ConfigError
-from .slots import IGNORE_INDEX, OUTSIDE
+from .subwords import IGNORE_INDEX, OUTSIDE
 
 logger = logging.getLogger(__name__)
 

@@ -1,8 +1,10 @@
-"""Intent accuracy, slot F1 (seqeval, word-level BIO) and sentence accuracy.
+"""Intent accuracy, slot F1 and sentence accuracy.
 
 Used for model selection during training (dev set, each epoch) and by the
-SNIPS benchmark. Sentence accuracy counts an utterance right only when its
-intent and every word's slot tag are right.
+SNIPS benchmark. Slot precision / recall / F1 come from
+:func:`speech_intent.slots.slot_scores` (the library's one definition of slot
+F1). Sentence accuracy counts an utterance right only when its intent and
+every word's slot tag are right.
 """
 from __future__ import annotations
 
@@ -11,7 +13,8 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from .slots import IGNORE_INDEX
+from ..slots import slot_scores
+from .subwords import IGNORE_INDEX
 
 
 @dataclass
@@ -42,7 +45,10 @@ def nlu_metrics(
     gold_tags: Optional[Sequence[Sequence[str]]] = None,
     pred_tags: Optional[Sequence[Sequence[str]]] = None,
 ) -> NLUMetrics:
-    """Score predictions; tag lists are word-level BIO, one list per utterance (same lengths)."""
+    """Score predictions; tag lists are word-level BIO, one list per utterance (same lengths).
+
+    Without any slot entity in gold or predicted tags, slot precision, recall and F1 are 1.0.
+    """
     if len(gold_intents) != len(pred_intents):
         raise ValueError(f"{len(gold_intents)} gold intents but {len(pred_intents)} predictions")
     n = len(gold_intents)
@@ -50,18 +56,9 @@ def nlu_metrics(
     metrics = NLUMetrics(examples=n, intent_accuracy=sum(intent_ok) / n if n else 0.0)
     if gold_tags is None or pred_tags is None:
         return metrics
-    from seqeval.metrics import f1_score, precision_score, recall_score
-
     gold = [list(t) for t in gold_tags]
     pred = [list(t) for t in pred_tags]
-    for i, (g, p) in enumerate(zip(gold, pred)):
-        if len(g) != len(p):
-            raise ValueError(f"utterance {i}: {len(g)} gold tags but {len(p)} predicted")
-    metrics.slot_precision = float(precision_score(gold, pred, zero_division=0)) if n else 0.0
-    metrics.slot_recall = float(recall_score(gold, pred, zero_division=0)) if n else 0.0
-    metrics.slot_f1 = float(f1_score(gold, pred, zero_division=0)) if n else 0.0
-    if not any(t != "O" for tags in gold for t in tags) and not any(t != "O" for tags in pred for t in tags):
-        metrics.slot_f1 = 1.0  # no slots anywhere and none predicted: nothing missed
+    metrics.slot_precision, metrics.slot_recall, metrics.slot_f1 = slot_scores(gold, pred)
     sentence_ok = [ok and g == p for ok, g, p in zip(intent_ok, gold, pred)]
     metrics.sentence_accuracy = sum(sentence_ok) / n if n else 0.0
     return metrics

@@ -30,12 +30,12 @@ from ..device import DeviceLike, resolve_device
 from ..errors import ConfigError
 from ..models import bundled_encoder_path
 from ..normalize import TextNormalizer
+from ..slots import NormalizedExample
 from .canonical import SlotCanonicalizer, infer_closed_values
 from .classifier import OOS_LABEL, IntentClassifier
 from .dataset import JointCollator, encode, prepare_examples
 from .joint import JointIntentSlotModel, slot_label_list
 from .metrics import trainer_metrics
-from .slots import NormalizedExample
 from .threshold import choose_threshold
 
 logger = logging.getLogger(__name__)
