@@ -109,7 +109,7 @@ def _load(row: Row, paths: Dict[str, Optional[str]]):
     if row.kind == "anchor":
         from faster_whisper import WhisperModel
 
-        from speech_intent.asr.base import available_cpus
+        from speech_intent.asr.whisper_common import available_cpus
         from speech_intent.models import bundled_whisper_path
 
         model = WhisperModel(str(bundled_whisper_path()), device=row.device, compute_type="float16" if cuda else "int8",

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from speech_intent.asr import FasterWhisperASR, WhisperASR
-from speech_intent.asr.base import (COMPRESSION_RATIO_THRESHOLD, WHISPER_FRAMES, compression_ratio, context_frames,
-                                    encoder_step)
+from speech_intent.asr.whisper_common import (COMPRESSION_RATIO_THRESHOLD, WHISPER_FRAMES, compression_ratio,
+                                              context_frames, encoder_step)
 
 
 def test_context_frames():
@@ -59,7 +59,7 @@ def test_whisper_encoder_slicing_and_short_context(tiny_whisper_dir, sine):
 
 @pytest.mark.slow
 def test_faster_whisper_slicing_threads_and_short_context(sine):
-    from speech_intent.asr.base import available_cpus
+    from speech_intent.asr.whisper_common import available_cpus
 
     asr = FasterWhisperASR.from_pretrained(None, device="cpu")
     assert asr.num_workers == 1

@@ -22,8 +22,9 @@ import numpy as np
 
 from ..errors import ModelLoadError
 from ..results import Transcript
-from .base import (COMPRESSION_RATIO_THRESHOLD, ENCODER_BUDGET, BaseASR, available_cpus, compression_ratio,
-                   context_frames, encoder_step)
+from .base import BaseASR
+from .whisper_common import (COMPRESSION_RATIO_THRESHOLD, ENCODER_BUDGET, available_cpus, compression_ratio,
+                             context_frames, encoder_step)
 
 logger = logging.getLogger(__name__)
 
@@ -48,8 +49,8 @@ class FasterWhisperASR(BaseASR):
         min_context: shortest encoder context in seconds when ``context_margin`` is set.
 
     On CPU the encoder runs on small slices of a batch (``encoder_budget``, clips x
-    frames^2 per call, default :data:`~speech_intent.asr.base.ENCODER_BUDGET`) and the
-    decoder on the whole batch: same results, less time than either one call per batch
+    frames^2 per call, default :data:`~speech_intent.asr.whisper_common.ENCODER_BUDGET`) and
+    the decoder on the whole batch: same results, less time than either one call per batch
     or one file at a time. With several CTranslate2 workers (``num_workers`` in
     :meth:`from_pretrained`) a batch is split across them and decoded in parallel.
     """

@@ -36,9 +36,10 @@ import torch
 from ..device import DeviceLike, DTypeLike, resolve_device, resolve_dtype
 from ..errors import ModelLoadError
 from ..results import Transcript
+from .base import BaseASR, mean_logprob_confidence
 from .grammar import GrammarAutomaton, GrammarLogitsProcessor, load_constraint, text_start
-from .base import (COMPRESSION_RATIO_THRESHOLD, ENCODER_BUDGET, BaseASR, compression_ratio, context_frames,
-                   encoder_step, mean_logprob_confidence)
+from .whisper_common import (COMPRESSION_RATIO_THRESHOLD, ENCODER_BUDGET, compression_ratio, context_frames,
+                             encoder_step)
 
 logger = logging.getLogger(__name__)
 
