@@ -1,7 +1,8 @@
 """Helpers shared by the two Whisper backends (transformers and CTranslate2).
 
 Shorter encoder context (:func:`context_frames`), CPU encoder slicing (:func:`encoder_step`),
-Whisper's repetition test (:func:`compression_ratio`) and the usable CPU count.
+Whisper's repetition test (:func:`compression_ratio`), the usable CPU count, and the error
+for a grammar given to a backend without grammar decoding.
 """
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import math
 import os
 import zlib
 from typing import Optional, Sequence
+
+from ..errors import ConfigError
 
 #: Whisper's encoder window: 30 s of 10 ms log-Mel frames.
 WHISPER_FRAMES = 3000
@@ -67,3 +70,8 @@ def available_cpus() -> int:
     except (AttributeError, OSError):  # pragma: no cover - not Linux
         return max(1, os.cpu_count() or 1)
 
+
+def grammar_unsupported(backend: str) -> ConfigError:
+    """The error for a grammar given to a backend that cannot decode with one."""
+    return ConfigError(f"grammar-constrained decoding needs the transformers Whisper backend, not {backend!r} "
+                       "(convert a CTranslate2 model with `speech-intent convert`)")
