@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import replace
 from pathlib import Path
 from typing import Iterable, Iterator, List, Optional, Sequence, Union
 
@@ -22,7 +23,7 @@ from .device import DeviceLike
 from .errors import AudioError, ConfigError, ModelLoadError
 from .nlu import IntentClassifier
 from .nlu.canonical import domain_prompt
-from .results import PipelineResult
+from .results import IntentPrediction, PipelineResult, Transcript
 from .validation import check_classifier_dir, check_pipeline_config, check_stage_dir, read_json_object
 
 logger = logging.getLogger(__name__)
@@ -189,7 +190,9 @@ class SpeechIntentPipeline:
                 logger.warning("skipping %s", error)
                 continue
             if self.silence_threshold is not None and is_silent(audio, self.silence_threshold):
-                _fill_silent(results[i], len(audio) / self.asr.sampling_rate)
+                # nothing said, no intent (not an error)
+                results[i].transcription = Transcript("", 0.0, duration=len(audio) / self.asr.sampling_rate)
+                results[i].prediction = IntentPrediction("", None, 0.0)
                 logger.info("%s: digital silence, ASR skipped", results[i].path)
                 continue
             arrays.append(audio)
@@ -220,30 +223,12 @@ class SpeechIntentPipeline:
         transcripts = self.asr.transcribe(arrays, batch_size=batch_size, **({"prompt": prompt} if prompt else {}))
         predictions = self.intent([t.text for t in transcripts], top_k=self.top_k)
         for result, transcript, prediction in zip(results, transcripts, predictions):
-            result.transcript = transcript.text
-            result.transcript_confidence = transcript.confidence
-            result.duration = transcript.duration
-            result.text = prediction.text
-            result.intent = prediction.intent
-            result.confidence = prediction.confidence
-            result.top_k = prediction.top_k
-            result.slots = prediction.slots
-            result.in_grammar = getattr(transcript, "in_grammar", None)
-            if result.in_grammar is False:  # the ASR heard speech outside its grammar: not understood
-                result.intent, result.slots = None, {}
+            if getattr(transcript, "in_grammar", None) is False:  # speech outside the ASR's grammar: not understood
+                prediction = replace(prediction, intent=None, slots={}, slot_spans=[])
+            result.transcription, result.prediction = transcript, prediction
 
 
 def _failed(path: str, error: Exception) -> PipelineResult:
     """The result of an input a model stage raised on (logged with its traceback)."""
     logger.error("processing %s failed", path, exc_info=error)
     return PipelineResult(path=path, error=f"{path}: processing failed ({type(error).__name__}: {error})")
-
-
-def _fill_silent(result: PipelineResult, duration: float) -> None:
-    """The result of a digitally silent input: nothing said, no intent (not an error)."""
-    result.transcript = ""
-    result.transcript_confidence = 0.0
-    result.duration = duration
-    result.text = ""
-    result.intent = None
-    result.confidence = 0.0

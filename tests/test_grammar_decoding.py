@@ -120,7 +120,8 @@ def test_grammar_is_saved_with_the_stage_and_the_pipeline(tiny_whisper_dir, tiny
     assert loaded.asr.options.grammar_rejection == -float("inf")
     result = loaded([_sine()])[0]
     assert result.ok and result.in_grammar is False and result.intent is None and result.slots == {}
-    assert result.to_dict()["in_grammar"] is False
+    assert result.slot_spans == [] and result.prediction.intent is None and result.text == result.prediction.text
+    assert result.to_dict()["in_grammar"] is False and isinstance(result.to_dict()["grammar_margin"], float)
     import csv
 
     from speech_intent.inputs import ResultWriter
