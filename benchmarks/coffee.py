@@ -162,9 +162,10 @@ def ablation_rows(args, asr, intent, items) -> list:
     for name, use_prompt, use_canon in (("base", False, False), ("+prompt", True, False), ("+canon", False, True),
                                         ("+prompt+canon", True, True)):
         intent.canonicalizer = canon if use_canon else None
-        asr.initial_prompt = prompt_text if use_prompt else None  # set by hand: the pipeline keeps it
+        asr.configure(prompt=prompt_text if use_prompt else None)  # the stage's own prompt: the pipeline keeps it
         run(name, SpeechIntentPipeline(asr, intent, domain_prompt=False))
-    intent.canonicalizer, asr.initial_prompt = canon, None
+    intent.canonicalizer = canon
+    asr.configure(prompt=None)
     for beams in dict.fromkeys((1, args.beams)):
         run(f"+grammar b={beams}", SpeechIntentPipeline(grammar_asr(args, beams), intent))
     run(f"+grammar b={args.beams}, no prompt", SpeechIntentPipeline(grammar_asr(args, args.beams), intent,
@@ -208,8 +209,8 @@ def rejection_rows(args, items, prompt):
     if args.rejection < 0:
         return []
     asr = grammar_asr(args, args.beams)
-    asr.grammar_rejection = float("inf")  # score both decodings, reject nothing: the margins are read here
-    asr.prompt = prompt
+    # score both decodings, reject nothing: the margins are read here
+    asr.configure(grammar_rejection=float("inf"), prompt=prompt)
     coffee = [load_audio(i.audio) for i in items]
     noise = load_audio(args.data / "noise" / "kitchen.wav", max_duration=None)
     sets = [("coffee dev", coffee, True)]
@@ -288,8 +289,8 @@ def _transcribe_job(args, closed, cache):
     synth = EspeakSynthesizer()
     noise = training_noise(synth, seconds=120.0, seed=0)
     snrs = tuple(args.speech_loop_snr or DEFAULT_SNRS)
-    asr = FasterWhisperASR.from_pretrained(None, device=args.device, cpu_threads=args.cpu_threads)
-    asr.initial_prompt = domain_prompt(closed)
+    asr = FasterWhisperASR.from_pretrained(None, device=args.device, cpu_threads=args.cpu_threads,
+                                           prompt=domain_prompt(closed))
     hypotheses = speak_and_transcribe([ex.text for ex in sentences], synth, asr, noise=noise, snrs=snrs, seed=0,
                                       batch_size=args.batch_size)
     args.work.mkdir(parents=True, exist_ok=True)

@@ -48,8 +48,8 @@ def transcribe(items, noise_file: Path, snrs, batch_size: int, cache: Path) -> d
     grammar = coffee.DATA / "grammar.yaml"
     closed = infer_closed_values(expand_grammar(grammar, max_examples=coffee.DEFAULT_MAX_EXAMPLES, seed=0),
                                  normalizer=TextNormalizer())
-    asr = FasterWhisperASR.from_pretrained(None, device="cpu")
-    asr.initial_prompt = domain_prompt(closed)  # what SpeechIntentPipeline gives a coffee model's ASR
+    # the prompt SpeechIntentPipeline gives a coffee model's ASR
+    asr = FasterWhisperASR.from_pretrained(None, device="cpu", prompt=domain_prompt(closed))
     clips = [load_audio(item.audio) for item in items]
     noise = load_audio(noise_file, max_duration=None)
     out = {"clean": [t.text for t in asr.transcribe(clips, batch_size=batch_size)]}

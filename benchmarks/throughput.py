@@ -109,7 +109,7 @@ def _load(row: Row, paths: Dict[str, Optional[str]]):
     if row.kind == "anchor":
         from faster_whisper import WhisperModel
 
-        from speech_intent.asr.base import available_cpus
+        from speech_intent.asr.whisper_common import available_cpus
         from speech_intent.models import bundled_whisper_path
 
         model = WhisperModel(str(bundled_whisper_path()), device=row.device, compute_type="float16" if cuda else "int8",
@@ -149,11 +149,11 @@ def _load(row: Row, paths: Dict[str, Optional[str]]):
         asr = WhisperASR.from_pretrained(paths["hf"], device=row.device,
                                          grammar=paths["grammar"] if row.backend == "grammar" else None)
     if row.whole_encoder:
-        asr.encoder_budget = float("inf")  # one encoder call per batch
+        asr.configure(encoder_budget=float("inf"))  # one encoder call per batch
     pipe = SpeechIntentPipeline(asr, intent)
 
     def run(files, batch, margin=None):
-        asr.context_margin = margin
+        asr.configure(context_margin=margin)
         results = pipe(files, batch_size=batch)
         failed = [r.error for r in results if r.error]
         if failed:  # the pipeline isolates failures per file; a benchmark must not time them

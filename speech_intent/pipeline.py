@@ -5,25 +5,26 @@ file becomes a result with ``error`` set, the rest go on), transcribed in one
 batched ASR call and classified in one batched NLU call. Digitally silent
 inputs (peak under ``silence_threshold``) skip ASR and get an empty transcript
 with ``intent=None``. If a stage raises on a chunk, its inputs are retried one by
-one so only the input that fails gets an ``error``.
+one so only the input that fails gets an ``error``. The ASR stage is never changed by
+a call (its domain prompt is passed per call), so one pipeline can serve several threads.
 """
 from __future__ import annotations
 
 import json
 import logging
-from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Iterable, Iterator, List, Optional, Sequence, Union
 
-from .asr import BACKENDS, ASRStage, FasterWhisperASR, load_asr
+from .asr import BACKENDS, ASRStage, FasterWhisperASR, detect_backend, load_asr
 from .audio import (DEFAULT_MAX_DURATION, DEFAULT_MIN_DURATION, SILENCE_PEAK, AudioInput, is_silent, load_audio,
                     source_name)
 from .default import default_intent_model
 from .device import DeviceLike
-from .errors import AudioError, ModelLoadError
+from .errors import AudioError, ConfigError, ModelLoadError
 from .nlu import IntentClassifier
 from .nlu.canonical import domain_prompt
-from .results import PipelineResult
+from .results import IntentPrediction, PipelineResult, Transcript
 from .validation import check_classifier_dir, check_pipeline_config, check_stage_dir, read_json_object
 
 logger = logging.getLogger(__name__)
@@ -92,10 +93,15 @@ class SpeechIntentPipeline:
         config = read_json_object(config_file)
         check_pipeline_config(config, directory, config_file, format_version=FORMAT_VERSION, backends=BACKENDS)
         asr_cfg, intent_cfg = config["asr"], config["intent"]
-        check_stage_dir(directory / asr_cfg.get("path", "asr"), asr_cfg.get("backend"))
+        asr_dir = directory / asr_cfg.get("path", "asr")
+        check_stage_dir(asr_dir, asr_cfg.get("backend"))
         check_classifier_dir(directory / intent_cfg.get("path", "intent"))
-        asr = load_asr(directory / asr_cfg.get("path", "asr"), backend=asr_cfg.get("backend"), device=device,
-                       **asr_cfg.get("options", {}))
+        backend = asr_cfg.get("backend") or detect_backend(asr_dir)
+        try:  # older versions saved other names for some options: from_dict renames them (with a warning)
+            options = BACKENDS[backend].options_class.from_dict(asr_cfg.get("options", {}))
+        except ConfigError as error:
+            raise ConfigError(f"{config_file}: asr.options: {error}") from error
+        asr = load_asr(asr_dir, backend=backend, device=device, options=options)
         intent = IntentClassifier.from_pretrained(directory / intent_cfg.get("path", "intent"), device=device)
         keys = ("max_duration", "min_duration", "silence_threshold", "top_k", "domain_prompt")
         options = {k: config[k] for k in keys if k in config}
@@ -110,7 +116,7 @@ class SpeechIntentPipeline:
         self.intent.save_pretrained(directory / "intent")
         config = {
             "format_version": FORMAT_VERSION,
-            "asr": {"backend": self.asr.backend, "path": "asr", "options": _asr_options(self.asr)},
+            "asr": {"backend": self.asr.backend, "path": "asr", "options": self.asr.options.to_dict()},
             "intent": {"type": "intent-classifier", "path": "intent"},
             "max_duration": self.max_duration,
             "min_duration": self.min_duration,
@@ -128,6 +134,14 @@ class SpeechIntentPipeline:
         canonicalizer = getattr(self.intent, "canonicalizer", None)
         return domain_prompt(canonicalizer.values) if canonicalizer is not None else None
 
+    def _asr_prompt(self) -> Optional[str]:
+        """The prompt passed to each ASR call: the domain prompt when the stage takes a prompt and
+        has none of its own (its own ``options.prompt`` then applies), else ``None``."""
+        own_prompt = getattr(getattr(self.asr, "options", None), "prompt", None)
+        if own_prompt or not getattr(self.asr, "accepts_prompt", False):
+            return None
+        return self.prompt_text
+
     # ---------------------------------------------------------------- inference
     def __call__(
         self, inputs: Union[AudioInput, Sequence[AudioInput]], *, batch_size: int = 8, progress: bool = False
@@ -142,8 +156,8 @@ class SpeechIntentPipeline:
         self, inputs: Iterable[AudioInput], *, batch_size: int = 8, progress: bool = False, total: Optional[int] = None
     ) -> Iterator[PipelineResult]:
         """Yield results as each chunk of ``batch_size`` inputs finishes (bounded memory)."""
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ConfigError(f"batch_size must be an integer >= 1, got {batch_size!r}")
         bar = None
         if progress:
             from tqdm.auto import tqdm
@@ -179,7 +193,9 @@ class SpeechIntentPipeline:
                 logger.warning("skipping %s", error)
                 continue
             if self.silence_threshold is not None and is_silent(audio, self.silence_threshold):
-                _fill_silent(results[i], len(audio) / self.asr.sampling_rate)
+                # nothing said, no intent (not an error)
+                results[i].transcription = Transcript("", 0.0, duration=len(audio) / self.asr.sampling_rate)
+                results[i].prediction = IntentPrediction("", None, 0.0)
                 logger.info("%s: digital silence, ASR skipped", results[i].path)
                 continue
             arrays.append(audio)
@@ -206,58 +222,16 @@ class SpeechIntentPipeline:
 
     def _recognise(self, arrays: list, results: List[PipelineResult], batch_size: int) -> None:
         """ASR then NLU on decoded arrays, filling ``results`` in place."""
-        with _prompted(self.asr, self.prompt_text):
-            transcripts = self.asr.transcribe(arrays, batch_size=batch_size)
+        prompt = self._asr_prompt()
+        transcripts = self.asr.transcribe(arrays, batch_size=batch_size, **({"prompt": prompt} if prompt else {}))
         predictions = self.intent([t.text for t in transcripts], top_k=self.top_k)
         for result, transcript, prediction in zip(results, transcripts, predictions):
-            result.transcript = transcript.text
-            result.transcript_confidence = transcript.confidence
-            result.duration = transcript.duration
-            result.text = prediction.text
-            result.intent = prediction.intent
-            result.confidence = prediction.confidence
-            result.top_k = prediction.top_k
-            result.slots = prediction.slots
-            result.in_grammar = getattr(transcript, "in_grammar", None)
-            if result.in_grammar is False:  # the ASR heard speech outside its grammar: not understood
-                result.intent, result.slots = None, {}
-
-
-@contextmanager
-def _prompted(asr: ASRStage, prompt: Optional[str]) -> Iterator[None]:
-    """Give the ASR stage ``prompt`` for one call, unless it has a prompt of its own."""
-    attribute = next((a for a in PROMPT_ATTRIBUTES if hasattr(asr, a)), None)
-    if not prompt or attribute is None or getattr(asr, attribute):
-        yield
-        return
-    setattr(asr, attribute, prompt)
-    try:
-        yield
-    finally:
-        setattr(asr, attribute, None)
+            if getattr(transcript, "in_grammar", None) is False:  # speech outside the ASR's grammar: not understood
+                prediction = replace(prediction, intent=None, slots={}, slot_spans=[])
+            result.transcription, result.prediction = transcript, prediction
 
 
 def _failed(path: str, error: Exception) -> PipelineResult:
     """The result of an input a model stage raised on (logged with its traceback)."""
     logger.error("processing %s failed", path, exc_info=error)
     return PipelineResult(path=path, error=f"{path}: processing failed ({type(error).__name__}: {error})")
-
-
-def _fill_silent(result: PipelineResult, duration: float) -> None:
-    """The result of a digitally silent input: nothing said, no intent (not an error)."""
-    result.transcript = ""
-    result.transcript_confidence = 0.0
-    result.duration = duration
-    result.text = ""
-    result.intent = None
-    result.confidence = 0.0
-
-
-PROMPT_ATTRIBUTES = ("initial_prompt", "prompt")  # FasterWhisperASR, WhisperASR
-
-
-def _asr_options(asr: ASRStage) -> dict:
-    """Decoding options worth restoring with the stage (not weights)."""
-    keys = ("beam_size", "num_beams", "language", "task", "initial_prompt", "prompt", "max_new_tokens",
-            "grammar_rejection")
-    return {k: getattr(asr, k) for k in keys if getattr(asr, k, None) is not None}

@@ -81,35 +81,86 @@ class IntentPrediction:
 
 @dataclass
 class PipelineResult:
-    """One input's end-to-end result. ``error`` is set (and the rest empty) when it failed."""
+    """One input's end-to-end result: what the ASR heard and what the intent stage made of it.
+
+    Attributes:
+        path: the input's file name (or ``<array #i>`` / ``<bytes #i>``).
+        transcription: the ASR stage's :class:`Transcript` (``None`` when the input failed).
+        prediction: the intent stage's :class:`IntentPrediction` of it (``None`` when the input
+            failed; intent ``None`` and no slots when the ASR judged the speech out of grammar).
+        error: why the input failed, or ``None``.
+
+    The flat names of earlier versions (``transcript``, ``intent``, ``slots``, ...) are read-only
+    properties over the two parts; ``to_dict()`` gives the same flat keys.
+    """
 
     path: str
-    transcript: Optional[str] = None
-    transcript_confidence: Optional[float] = None
-    text: Optional[str] = None
-    intent: Optional[str] = None
-    confidence: Optional[float] = None
-    top_k: List[Tuple[str, float]] = field(default_factory=list)
-    slots: Dict[str, str] = field(default_factory=dict)
-    duration: Optional[float] = None
+    transcription: Optional[Transcript] = None
+    prediction: Optional[IntentPrediction] = None
     error: Optional[str] = None
-    in_grammar: Optional[bool] = None
 
     @property
     def ok(self) -> bool:
         return self.error is None
 
+    # the ASR side
+    @property
+    def transcript(self) -> Optional[str]:
+        """The ASR's text (``transcription.text``)."""
+        return self.transcription.text if self.transcription is not None else None
+
+    @property
+    def transcript_confidence(self) -> Optional[float]:
+        return self.transcription.confidence if self.transcription is not None else None
+
+    @property
+    def duration(self) -> Optional[float]:
+        return self.transcription.duration if self.transcription is not None else None
+
+    @property
+    def in_grammar(self) -> Optional[bool]:
+        return self.transcription.in_grammar if self.transcription is not None else None
+
+    @property
+    def grammar_margin(self) -> Optional[float]:
+        return self.transcription.grammar_margin if self.transcription is not None else None
+
+    # the intent side
+    @property
+    def text(self) -> Optional[str]:
+        """The classified text, after normalisation (``prediction.text``)."""
+        return self.prediction.text if self.prediction is not None else None
+
+    @property
+    def intent(self) -> Optional[str]:
+        return self.prediction.intent if self.prediction is not None else None
+
+    @property
+    def confidence(self) -> Optional[float]:
+        return self.prediction.confidence if self.prediction is not None else None
+
+    @property
+    def top_k(self) -> List[Tuple[str, float]]:
+        return self.prediction.top_k if self.prediction is not None else []
+
+    @property
+    def slots(self) -> Dict[str, str]:
+        return self.prediction.slots if self.prediction is not None else {}
+
+    @property
+    def slot_spans(self) -> list:
+        return self.prediction.slot_spans if self.prediction is not None else []
+
     def to_dict(self) -> Dict[str, Any]:
-        return {
-            "path": self.path,
-            "transcript": self.transcript,
-            "transcript_confidence": self.transcript_confidence,
-            "text": self.text,
-            "intent": self.intent,
-            "confidence": self.confidence,
-            "top_k": [{"intent": label, "confidence": p} for label, p in self.top_k],
-            "slots": dict(self.slots),
-            "duration": self.duration,
-            "error": self.error,
-            "in_grammar": self.in_grammar,
-        }
+        """Flat keys: ``path``, the transcription's (its ``text`` / ``confidence`` as ``transcript`` /
+        ``transcript_confidence``), the prediction's, ``error``. A failed input has the same keys,
+        null or empty."""
+        # a missing part is written as an empty one: same keys, null values (empty top_k, slots, spans)
+        transcription = self.transcription or Transcript(None, None)  # type: ignore[arg-type]
+        prediction = self.prediction or IntentPrediction(None, None, None)  # type: ignore[arg-type]
+        heard = {_TRANSCRIPT_KEYS.get(key, key): value for key, value in transcription.to_dict().items()}
+        return {"path": self.path, **heard, **prediction.to_dict(), "error": self.error}
+
+
+#: ``Transcript.to_dict()`` keys renamed in ``PipelineResult.to_dict()`` (the prediction has its own).
+_TRANSCRIPT_KEYS = {"text": "transcript", "confidence": "transcript_confidence"}

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from speech_intent.asr import FasterWhisperASR, WhisperASR
-from speech_intent.asr.base import (COMPRESSION_RATIO_THRESHOLD, WHISPER_FRAMES, compression_ratio, context_frames,
-                                    encoder_step)
+from speech_intent.asr.whisper_common import (COMPRESSION_RATIO_THRESHOLD, WHISPER_FRAMES, compression_ratio,
+                                              context_frames, encoder_step)
 
 
 def test_context_frames():
@@ -46,27 +46,27 @@ def test_short_encoder_matches_transformers_encoder(tiny_whisper_dir):
 def test_whisper_encoder_slicing_and_short_context(tiny_whisper_dir, sine):
     asr = WhisperASR.from_pretrained(tiny_whisper_dir, device="cpu", max_new_tokens=8)
     clips = [sine, sine[:8000], np.zeros(24000, dtype=np.float32)]
-    asr.encoder_budget = float("inf")
+    asr.configure(encoder_budget=float("inf"))
     whole = asr.transcribe(clips, batch_size=3)
-    asr.encoder_budget = 1.0  # one clip per encoder call
+    asr.configure(encoder_budget=1.0)  # one clip per encoder call
     sliced = asr.transcribe(clips, batch_size=3)
     assert [t.text for t in whole] == [t.text for t in sliced]
     assert [t.confidence for t in whole] == pytest.approx([t.confidence for t in sliced], abs=1e-5)
-    asr.context_margin = 1.0
+    asr.configure(context_margin=1.0)
     short = asr.transcribe(clips, batch_size=3)
     assert len(short) == 3 and all(0.0 <= t.confidence <= 1.0 for t in short)
 
 
 @pytest.mark.slow
 def test_faster_whisper_slicing_threads_and_short_context(sine):
-    from speech_intent.asr.base import available_cpus
+    from speech_intent.asr.whisper_common import available_cpus
 
     asr = FasterWhisperASR.from_pretrained(None, device="cpu")
     assert asr.num_workers == 1
     clips = [sine, np.zeros(16000, dtype=np.float32), np.tile(sine, 3)]
-    asr.encoder_budget = float("inf")
+    asr.configure(encoder_budget=float("inf"))
     whole = asr.transcribe(clips, batch_size=3)
-    asr.encoder_budget = 1.0
+    asr.configure(encoder_budget=1.0)
     sliced = asr.transcribe(clips, batch_size=3)
     assert [(t.text, t.confidence) for t in whole] == [(t.text, t.confidence) for t in sliced]
     short = FasterWhisperASR.from_pretrained(None, device="cpu", context_margin=2.0).transcribe(clips, batch_size=3)

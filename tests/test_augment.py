@@ -156,7 +156,7 @@ def test_espeak_babble_noise_and_tiny_whisper_round_trip():
     assert np.isfinite(peak_snr_db(speech, noise))
 
     asr = FasterWhisperASR.from_pretrained(None, device="cpu", cpu_threads=1)
-    asr.initial_prompt = "small, medium, large; latte, mocha, cappuccino."
+    asr.configure(prompt="small, medium, large; latte, mocha, cappuccino.")
     clean = [order("can I get a large latte", size="large", coffeeDrink="latte"),
              order("give me a small mocha", size="small", coffeeDrink="mocha")]
     out = asr_transcribed_examples(clean, synth, asr, noise=noise, snrs=(20.0,), seed=0, batch_size=2)

@@ -5,6 +5,7 @@ import numpy as np
 
 from speech_intent import IntentClassifier, SpeechIntentPipeline
 from speech_intent.asr.base import BaseASR
+from speech_intent.asr.options import FasterWhisperOptions
 from speech_intent.data import Example, SlotSpan
 from speech_intent.nlu.canonical import SlotCanonicalizer, domain_prompt, infer_closed_values
 from speech_intent.results import Transcript
@@ -45,30 +46,50 @@ def test_domain_prompt_lists_values_within_budget():
 
 
 class _RecordingASR(BaseASR):
-    backend = "recording"
+    """A stage that takes a prompt per call and records the prompt each batch was given."""
 
-    def __init__(self) -> None:
-        self.initial_prompt = None
+    backend = "recording"
+    options_class = FasterWhisperOptions  # options with a ``prompt``
+    accepts_prompt = True
+
+    def __init__(self, prompt=None) -> None:
+        self.options = FasterWhisperOptions(prompt=prompt)
         self.seen = []
 
-    def _transcribe_batch(self, batch):
-        self.seen.append(self.initial_prompt)
+    def _transcribe_batch(self, batch, prompt=None):
+        self.seen.append(prompt)
         return [Transcript(text="a light rose latte", confidence=1.0) for _ in batch]
 
     def save_pretrained(self, save_directory) -> None:  # pragma: no cover - not saved here
         raise NotImplementedError
 
 
-def test_pipeline_gives_the_domain_prompt_to_the_asr_for_the_call_only(tiny_bert_dir, tmp_path):
+class _NoPromptASR(_RecordingASR):
+    accepts_prompt = False
+
+    def _transcribe_batch(self, batch):  # the protocol without prompts: never given one
+        return super()._transcribe_batch(batch, prompt="(none)")
+
+
+def _state(asr) -> dict:
+    return {k: v for k, v in vars(asr).items() if k != "seen"}
+
+
+def test_pipeline_gives_the_domain_prompt_to_the_asr_per_call(tiny_bert_dir, tmp_path):
     intent = IntentClassifier.from_pretrained(tiny_bert_dir, device="cpu", canonicalizer=SlotCanonicalizer(VALUES))
     intent.save_pretrained(tmp_path / "m")
     assert IntentClassifier.from_pretrained(tmp_path / "m").canonicalizer == intent.canonicalizer
     asr = _RecordingASR()
+    before = _state(asr)
     clip = (0.1 * np.sin(np.arange(16000) / 5)).astype(np.float32)
     SpeechIntentPipeline(asr, intent)([clip])
-    assert asr.seen[-1] == domain_prompt(VALUES) and asr.initial_prompt is None
+    assert asr.seen[-1] == domain_prompt(VALUES)
+    assert _state(asr) == before and asr.options.prompt is None  # the stage object is never changed
     SpeechIntentPipeline(asr, intent, domain_prompt=False)([clip])
     assert asr.seen[-1] is None
-    asr.initial_prompt = "my own prompt"
-    SpeechIntentPipeline(asr, intent)([clip])
-    assert asr.seen[-1] == "my own prompt"
+    own = _RecordingASR(prompt="my own prompt")  # a prompt of its own is kept
+    before = _state(own)
+    SpeechIntentPipeline(own, intent)([clip])
+    assert own.seen == ["my own prompt"] and _state(own) == before
+    silent = _NoPromptASR()  # a stage without prompts gets none (and does not fail)
+    assert SpeechIntentPipeline(silent, intent)([clip])[0].ok and silent.seen == ["(none)"]

@@ -14,7 +14,7 @@ from speech_intent.evaluate import (EvaluationReport, ManifestError, ManifestIte
                                     read_manifest, write_report)
 from speech_intent.augment.noise import scale_noise
 from speech_intent.normalize import TextNormalizer
-from speech_intent.results import IntentPrediction, PipelineResult
+from speech_intent.results import IntentPrediction, PipelineResult, Transcript
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -31,6 +31,12 @@ def _pred(text: str, intent, **slots) -> IntentPrediction:
     text = TextNormalizer()(text)
     spans = [SlotSpan(n, text.index(v), text.index(v) + len(v), v) for n, v in slots.items()]
     return IntentPrediction(text=text, intent=intent, confidence=0.9, slots=dict(slots), slot_spans=spans)
+
+
+def _heard(path: str, transcript: str, text: str, intent, slots=None) -> PipelineResult:
+    """An audio input's result: the ASR's ``transcript``, then ``intent`` and ``slots`` (no spans) on ``text``."""
+    return PipelineResult(path, Transcript(transcript, 1.0),
+                          IntentPrediction(text=text, intent=intent, confidence=0.9, slots=dict(slots or {})))
 
 
 # ----------------------------------------------------------------------------- metrics
@@ -77,10 +83,10 @@ def test_acceptance_needs_the_right_intent_and_value_level_slots_for_audio():
         ManifestItem(Path("/x/3.wav"), "order", {"drink": "tea"}, "tea"),
     ]
     preds = [
-        PipelineResult("/x/1.wav", transcript="A large latte.", text="a large latte", intent="order",
-                       slots={"size": "large", "drink": "latte", "milk": "oat"}),
-        PipelineResult("/x/2.wav", transcript="a twelve ounce mocha", text="a twelve ounce mocha",
-                       intent="cancel", slots={"drink": "twelve ounce mocha"}),
+        _heard("/x/1.wav", "A large latte.", "a large latte", "order",
+               slots={"size": "large", "drink": "latte", "milk": "oat"}),
+        _heard("/x/2.wav", "a twelve ounce mocha", "a twelve ounce mocha", "cancel",
+               slots={"drink": "twelve ounce mocha"}),
         PipelineResult("/x/3.wav", error="/x/3.wav: cannot decode audio"),
     ]
     report = compute_report(gold, preds)
@@ -96,7 +102,7 @@ def test_acceptance_needs_the_right_intent_and_value_level_slots_for_audio():
 
 def test_wer_against_hand_computed_value():
     gold = [ManifestItem(Path("/a.wav"), "lights", {}, "Turn on the lights!")]
-    preds = [PipelineResult("/a.wav", transcript="turn the light", text="turn the light", intent="lights")]
+    preds = [_heard("/a.wav", "turn the light", "turn the light", "lights")]
     report = compute_report(gold, preds)
     assert report.wer == pytest.approx(0.5)  # one deletion + one substitution over four words
     assert report.slot_mode is None and report.command_acceptance == 1.0
@@ -232,7 +238,7 @@ def _noisy_reports():
     gold = [ManifestItem(Path("/a.wav"), "x", {}, None), ManifestItem(Path("/b.wav"), "y", {}, None)]
     out = {}
     for snr, intents in ((None, ["x", "y"]), (6.0, ["y", "y"]), (12.0, ["x", "y"])):
-        preds = [PipelineResult(g.audio.as_posix(), transcript="t", text="t", intent=i) for g, i in zip(gold, intents)]
+        preds = [_heard(g.audio.as_posix(), "t", "t", i) for g, i in zip(gold, intents)]
         name = "clean" if snr is None else f"{snr:g}dB"
         out[name] = compute_report(gold, preds, condition=name, snr=snr)
     return out

@@ -6,8 +6,9 @@ import pytest
 import torch
 
 from speech_intent import IntentClassifier, SpeechIntentPipeline
-from speech_intent.asr import WhisperASR
+from speech_intent.asr import FasterWhisperASR, WhisperASR
 from speech_intent.asr.grammar import GrammarAutomaton, GrammarLogitsProcessor
+from speech_intent.errors import ConfigError
 
 GRAMMAR = {
     "context": {
@@ -101,7 +102,7 @@ def test_rejection_compares_free_and_constrained_scores(tiny_whisper_dir, automa
     kept = asr.transcribe(clips)
     assert all(t.in_grammar and automaton.matches(t.text) for t in kept)
     assert all(isinstance(t.grammar_margin, float) and np.isfinite(t.grammar_margin) for t in kept)
-    asr.grammar_rejection = -float("inf")  # nothing is in grammar: the free transcripts come back
+    asr.configure(grammar_rejection=-float("inf"))  # nothing is in grammar: the free transcripts come back
     rejected = asr.transcribe(clips)
     asr.set_grammar(None)
     assert [t.text for t in rejected] == [t.text for t in asr.transcribe(clips)]
@@ -115,10 +116,12 @@ def test_grammar_is_saved_with_the_stage_and_the_pipeline(tiny_whisper_dir, tiny
     pipe.save_pretrained(tmp_path / "pipe")
     loaded = SpeechIntentPipeline.from_pretrained(tmp_path / "pipe", device="cpu")
     assert loaded.asr.grammar_source == GRAMMAR and loaded.asr.grammar_rejection == 0.5
-    loaded.asr.grammar_rejection = -float("inf")
+    loaded.asr.grammar_rejection = -float("inf")  # attribute assignment still sets the option
+    assert loaded.asr.options.grammar_rejection == -float("inf")
     result = loaded([_sine()])[0]
     assert result.ok and result.in_grammar is False and result.intent is None and result.slots == {}
-    assert result.to_dict()["in_grammar"] is False
+    assert result.slot_spans == [] and result.prediction.intent is None and result.text == result.prediction.text
+    assert result.to_dict()["in_grammar"] is False and isinstance(result.to_dict()["grammar_margin"], float)
     import csv
 
     from speech_intent.writer import ResultWriter
@@ -141,10 +144,14 @@ def test_load_asr_and_cli_take_a_grammar(tiny_whisper_dir, tiny_wav2vec2_dir, tm
 
     assert load_asr(tiny_whisper_dir, device="cpu", grammar=GRAMMAR)._constraint is not None
     wav2vec2 = load_asr(tiny_wav2vec2_dir, device="cpu")
-    with pytest.raises(ValueError, match="transformers Whisper"):
+    with pytest.raises(ConfigError, match="transformers Whisper"):
         load_asr(tiny_wav2vec2_dir, device="cpu", grammar=GRAMMAR)
-    with pytest.raises(ValueError, match="transformers Whisper"):
+    with pytest.raises(ConfigError, match="transformers Whisper"):
         apply_grammar(wav2vec2, GRAMMAR)
+    with pytest.raises(ConfigError, match="transformers Whisper"):  # refused before any model is loaded
+        FasterWhisperASR.from_pretrained(tmp_path / "no-such-model", grammar=GRAMMAR)
+    with pytest.raises(ConfigError, match="transformers Whisper"):
+        FasterWhisperASR(object(), grammar=GRAMMAR)
     grammar = tmp_path / "grammar.yaml"
     grammar.write_text(yaml.safe_dump(GRAMMAR))
     sf.write(tmp_path / "a.wav", _sine(), 16000)
@@ -224,7 +231,7 @@ def test_beams_and_rejection_follow_the_grammar_unless_given(tiny_whisper_dir, t
 
     asr = WhisperASR.from_pretrained(tiny_whisper_dir, device="cpu", max_new_tokens=8)
     assert asr.num_beams == 1 and not asr.constrained
-    with pytest.raises(ValueError, match="needs a grammar"):
+    with pytest.raises(ConfigError, match="needs a grammar"):
         apply_grammar(asr, None, 0.5)
     apply_grammar(asr, GRAMMAR)  # like `--pipeline P --grammar G`: the same 4 beams as `--grammar` at load
     assert asr.num_beams == 4 and asr.grammar_rejection is None

@@ -21,8 +21,8 @@ import soundfile as sf
 from speech_intent import SpeechIntentPipeline
 from speech_intent.cli import main
 from speech_intent.errors import ModelLoadError
+from speech_intent.results import PipelineResult, Transcript
 from speech_intent.writer import ResultWriter
-from speech_intent.results import PipelineResult
 from speech_intent.validation import check_classifier_dir
 
 from .conftest import REPO
@@ -181,7 +181,7 @@ def test_a_stage_raising_on_one_input_fails_only_that_input(tiny_pipeline_dir):
 
 
 def _result(path: str, error: str = "") -> PipelineResult:
-    return PipelineResult(path=path, transcript="" if error else "hi", error=error or None)
+    return PipelineResult(path=path, transcription=None if error else Transcript("hi", 1.0), error=error or None)
 
 
 @pytest.mark.parametrize("fmt", ["jsonl", "csv"])

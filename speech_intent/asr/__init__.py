@@ -3,25 +3,31 @@
 - :class:`WhisperASR`: Whisper on transformers (GPU-friendly, fp16/bf16).
 - :class:`Wav2Vec2ASR`: CTC models on transformers.
 - :class:`FasterWhisperASR`: Whisper on CTranslate2 (the CPU default).
+
+Each stage's decoding options are a frozen dataclass (:mod:`speech_intent.asr.options`).
 """
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Mapping, Optional, Union
 
 from ..device import DeviceLike
+from ..errors import ConfigError
 from .base import ASRStage, BaseASR
 from .convert import bundled_whisper_transformers_path, convert_ctranslate2_whisper
 from .faster_whisper import FasterWhisperASR
+from .options import ASROptions, FasterWhisperOptions, Wav2Vec2Options, WhisperOptions
 from .wav2vec2 import Wav2Vec2ASR
 from .whisper import WhisperASR
+from .whisper_common import grammar_unsupported
 
 BACKENDS = {"whisper": WhisperASR, "wav2vec2": Wav2Vec2ASR, "faster-whisper": FasterWhisperASR}
 
 __all__ = [
-    "ASRStage", "BaseASR", "WhisperASR", "Wav2Vec2ASR", "FasterWhisperASR", "BACKENDS",
-    "detect_backend", "load_asr", "apply_grammar", "convert_ctranslate2_whisper",
+    "ASRStage", "BaseASR", "WhisperASR", "Wav2Vec2ASR", "FasterWhisperASR", "BACKENDS", "ASROptions",
+    "WhisperOptions", "FasterWhisperOptions", "Wav2Vec2Options", "detect_backend", "load_asr", "apply_grammar",
+    "convert_ctranslate2_whisper",
 ]
 
 
@@ -54,6 +60,7 @@ def load_asr(
     backend: Optional[str] = None,
     device: DeviceLike = None,
     grammar: Any = None,
+    options: Union[ASROptions, Mapping[str, Any], None] = None,
     **kwargs,
 ) -> BaseASR:
     """Load an ASR stage; ``None`` is the bundled tiny.en: on faster-whisper, or with
@@ -61,22 +68,26 @@ def load_asr(
 
     ``grammar`` (a grammar file / mapping) turns on grammar-constrained decoding, which
     needs the transformers Whisper backend (chosen by itself for the bundled model).
+    ``options`` (the backend's options dataclass or a mapping of its fields) and keyword
+    arguments with option names (``num_beams=4``, ``prompt=...``) set decoding options; other
+    keyword arguments go to the backend's ``from_pretrained`` (``dtype``, ``cpu_threads``, ...).
     """
+    if options is not None:
+        kwargs["options"] = options
     if grammar is not None:
         kwargs["grammar"] = grammar
         backend = backend or ("whisper" if name_or_path is None else detect_backend(name_or_path))
         if backend != "whisper":
-            raise ValueError(f"grammar-constrained decoding needs the transformers Whisper backend, not {backend!r} "
-                             "(convert a CTranslate2 model with `speech-intent convert`)")
+            raise grammar_unsupported(backend)
     if name_or_path is None and backend == "whisper":
         name_or_path = bundled_whisper_transformers_path()
     elif name_or_path is None:
         if backend not in (None, "faster-whisper"):
-            raise ValueError(f"the bundled model runs on faster-whisper or whisper, not {backend!r}")
+            raise ConfigError(f"the bundled model runs on faster-whisper or whisper, not {backend!r}")
         return FasterWhisperASR.from_pretrained(None, device=device, **kwargs)
     backend = backend or detect_backend(name_or_path)
     if backend not in BACKENDS:
-        raise ValueError(f"unknown ASR backend {backend!r}; choose from {sorted(BACKENDS)}")
+        raise ConfigError(f"unknown ASR backend {backend!r}; choose from {sorted(BACKENDS)}")
     return BACKENDS[backend].from_pretrained(name_or_path, device=device, **kwargs)
 
 
@@ -85,10 +96,10 @@ def apply_grammar(asr: BaseASR, grammar: Any = None, rejection: Optional[float] 
     grammar when given, ``rejection`` its out-of-grammar margin when given (the stage must then
     have a grammar, its own or this one); what is not given is kept."""
     if not hasattr(asr, "set_grammar"):
-        raise ValueError(f"grammar-constrained decoding needs the transformers Whisper backend, not {asr.backend!r}")
+        raise grammar_unsupported(asr.backend)
     if grammar is not None:
         asr.set_grammar(grammar)
     if rejection is not None:
         if not asr.constrained:
-            raise ValueError("grammar rejection needs a grammar (--grammar, or a pipeline saved with one)")
-        asr.grammar_rejection = rejection
+            raise ConfigError("grammar rejection needs a grammar (--grammar, or a pipeline saved with one)")
+        asr.configure(grammar_rejection=rejection)

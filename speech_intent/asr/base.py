@@ -1,48 +1,45 @@
-"""The protocol every ASR stage follows, and the batching they share.
+"""The protocol every ASR stage follows, and the batching and options handling they share.
 
 A stage takes a batch of audio (paths, bytes or arrays) and returns one
 :class:`~speech_intent.results.Transcript` per input, in input order.
-Inputs are length-sorted into batches so padding is minimal.
+Inputs are length-sorted into batches so padding is minimal. Its decoding options are one
+frozen dataclass, ``stage.options`` (see :mod:`speech_intent.asr.options`); a prompt can be
+given per call, so one stage can serve concurrent calls with different prompts.
 """
 from __future__ import annotations
 
 import logging
-import math
-import os
-import zlib
 from abc import ABC, abstractmethod
+from dataclasses import replace
 from pathlib import Path
-from typing import ClassVar, List, Optional, Protocol, Sequence, Union, runtime_checkable
+from typing import Any, ClassVar, List, Optional, Protocol, Sequence, Type, Union, runtime_checkable
 
 import numpy as np
 
 from ..audio import DEFAULT_MAX_DURATION, SAMPLE_RATE, AudioInput, load_audio, source_name
+from ..errors import ConfigError
 from ..results import Transcript
+from .options import ASROptions
 
 logger = logging.getLogger(__name__)
-
-#: Whisper's encoder window: 30 s of 10 ms log-Mel frames.
-WHISPER_FRAMES = 3000
-#: Log-Mel hop (samples at 16 kHz) and frames per second.
-WHISPER_HOP = 160
-FRAMES_PER_SECOND = 100
-#: CPU encoder slicing: clips x frames^2 per encoder call. The encoder's attention matrices
-#: grow with frames^2; keeping them cache-sized was fastest on 2 cores (30 s: 1 clip per call,
-#: 15 s: 2, 10 s: 4). Results are identical; only the decoder needs the whole batch at once.
-ENCODER_BUDGET = 4.5e6
-#: Whisper's own hallucination test: text that gzip-compresses better than this is a repetition loop.
-COMPRESSION_RATIO_THRESHOLD = 2.4
 
 
 @runtime_checkable
 class ASRStage(Protocol):
-    """What the pipeline needs from an ASR stage."""
+    """What the pipeline needs from an ASR stage.
+
+    ``accepts_prompt``: whether ``transcribe`` takes a ``prompt`` (decoder context text);
+    ``options``: the stage's decoding options (an :class:`~speech_intent.asr.options.ASROptions`).
+    """
 
     backend: str
     sampling_rate: int
+    accepts_prompt: bool
+    options: Any
 
-    def transcribe(self, audio: Sequence[np.ndarray], *, batch_size: Optional[int] = None) -> List[Transcript]:
-        """Transcribe decoded mono float32 arrays at ``sampling_rate``."""
+    def transcribe(self, audio: Sequence[np.ndarray], *, batch_size: Optional[int] = None,
+                   prompt: Optional[str] = None) -> List[Transcript]:
+        """Transcribe decoded mono float32 arrays at ``sampling_rate``; ``prompt`` for this call only."""
         ...
 
     def save_pretrained(self, save_directory: Union[str, Path]) -> None:
@@ -51,14 +48,55 @@ class ASRStage(Protocol):
 
 
 class BaseASR(ABC):
-    """Shared behaviour: input decoding, length-sorted batching, order restoring."""
+    """Shared behaviour: input decoding, length-sorted batching, order restoring, options.
+
+    Option names can also be read and assigned as attributes (``asr.context_margin = 2.0`` is
+    ``asr.configure(context_margin=2.0)``); legacy names (``initial_prompt``, ``beam_size``) warn.
+    """
 
     backend: ClassVar[str] = "base"
+    #: The options dataclass of this backend.
+    options_class: ClassVar[Type[ASROptions]] = ASROptions
+    #: Whether ``transcribe`` takes a per-call ``prompt`` (and ``_transcribe_batch`` gets it).
+    accepts_prompt: ClassVar[bool] = False
     sampling_rate: int = SAMPLE_RATE
-    default_batch_size: int = 8
     max_duration: Optional[float] = DEFAULT_MAX_DURATION
+    options: ASROptions = ASROptions()
 
-    def __call__(self, inputs: Sequence[AudioInput], *, batch_size: Optional[int] = None) -> List[Transcript]:
+    def configure(self, **changes: Any) -> "BaseASR":
+        """Replace ``self.options`` by a copy with ``changes`` (checked; unknown names raise
+        :class:`~speech_intent.errors.ConfigError`). Returns the stage."""
+        self.options = replace(self.options, **self.options_class.canonical(changes))
+        return self
+
+    def _apply_options(self, options: ASROptions) -> None:
+        """Hook run before ``options`` replace ``self.options`` (may raise to refuse them)."""
+
+    @classmethod
+    def _option_name(cls, name: str) -> Optional[str]:
+        return None if name.startswith("_") else cls.options_class.canonical_name(name, stacklevel=3)
+
+    def __getattr__(self, name: str) -> Any:  # only called when normal lookup fails
+        option = self._option_name(name)
+        if option is None:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        return getattr(self.options, name) if option == name else getattr(self, option)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "options":
+            if not isinstance(value, self.options_class):
+                raise ConfigError(f"{type(self).__name__}.options must be a {self.options_class.__name__}, "
+                                  f"got {type(value).__name__}")
+            self._apply_options(value)
+        else:
+            option = self._option_name(name)
+            if option is not None:
+                self.options = replace(self.options, **{option: value})
+                return
+        object.__setattr__(self, name, value)
+
+    def __call__(self, inputs: Sequence[AudioInput], *, batch_size: Optional[int] = None,
+                 prompt: Optional[str] = None) -> List[Transcript]:
         """Decode ``inputs`` (paths, bytes, arrays) and transcribe them.
 
         Raises:
@@ -71,26 +109,36 @@ class BaseASR(ABC):
             load_audio(x, sampling_rate=self.sampling_rate, max_duration=self.max_duration, name=source_name(x, i))
             for i, x in enumerate(inputs)
         ]
-        return self.transcribe(arrays, batch_size=batch_size)
+        return self.transcribe(arrays, batch_size=batch_size, prompt=prompt)
 
-    def transcribe(self, audio: Sequence[np.ndarray], *, batch_size: Optional[int] = None) -> List[Transcript]:
-        """Transcribe decoded arrays in length-sorted batches; results keep input order."""
-        batch_size = batch_size or self.default_batch_size
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    def transcribe(self, audio: Sequence[np.ndarray], *, batch_size: Optional[int] = None,
+                   prompt: Optional[str] = None) -> List[Transcript]:
+        """Transcribe decoded arrays in length-sorted batches; results keep input order.
+
+        ``batch_size``: ``None`` = ``options.batch_size``. ``prompt``: decoder context for this
+        call only (``None`` = ``options.prompt``); only stages with ``accepts_prompt`` take one.
+        """
+        batch_size = self.options.batch_size if batch_size is None else batch_size
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ConfigError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+        extra = {}
+        if self.accepts_prompt:
+            extra["prompt"] = prompt if prompt is not None else getattr(self.options, "prompt", None)
+        elif prompt is not None:
+            raise ConfigError(f"the {self.backend} ASR stage takes no prompt")
         order = sorted(range(len(audio)), key=lambda i: -len(audio[i]))
         results: List[Optional[Transcript]] = [None] * len(audio)
         for start in range(0, len(order), batch_size):
             idx = order[start : start + batch_size]
             batch = [np.asarray(audio[i], dtype=np.float32) for i in idx]
-            for i, transcript in zip(idx, self._transcribe_batch(batch)):
+            for i, transcript in zip(idx, self._transcribe_batch(batch, **extra)):
                 transcript.duration = len(audio[i]) / self.sampling_rate
                 results[i] = transcript
         return results  # type: ignore[return-value]
 
     @abstractmethod
-    def _transcribe_batch(self, batch: List[np.ndarray]) -> List[Transcript]:
-        """Run the model once on a batch of arrays."""
+    def _transcribe_batch(self, batch: List[np.ndarray], prompt: Optional[str] = None) -> List[Transcript]:
+        """Run the model once on a batch of arrays (``prompt`` only when ``accepts_prompt``)."""
 
     @abstractmethod
     def save_pretrained(self, save_directory: Union[str, Path]) -> None:
@@ -104,48 +152,3 @@ def mean_logprob_confidence(logprobs: np.ndarray, mask: np.ndarray) -> np.ndarra
     with np.errstate(invalid="ignore", divide="ignore"):
         conf = np.exp(np.where(counts > 0, sums / np.maximum(counts, 1), -np.inf))
     return conf.astype(np.float64)
-
-
-def context_frames(
-    num_samples: Sequence[int],
-    margin: Optional[float],
-    *,
-    min_context: float = 0.0,
-    full: int = WHISPER_FRAMES,
-    hop: int = WHISPER_HOP,
-    multiple: int = 100,
-) -> int:
-    """Encoder frames for a batch of Whisper inputs (shorter-context mode).
-
-    ``margin=None`` gives the model's full window ``full`` (30 s for Whisper: what it
-    was trained on). Otherwise: the longest clip plus ``margin`` seconds of padding,
-    at least ``min_context`` seconds, rounded up to ``multiple`` frames (fewer
-    distinct shapes) and capped at ``full``. Always even (the encoder's second
-    convolution has stride 2).
-    """
-    if margin is None:
-        return full
-    longest = max((n for n in num_samples), default=0) / hop
-    frames = max(longest + margin * FRAMES_PER_SECOND, min_context * FRAMES_PER_SECOND, 2)
-    frames = int(math.ceil(frames / multiple) * multiple)
-    frames += frames % 2
-    return min(frames, full)
-
-
-def encoder_step(frames: int, budget: float = ENCODER_BUDGET) -> int:
-    """Clips per encoder call for inputs of ``frames`` frames under ``budget`` (at least 1)."""
-    return max(1, int(min(budget / max(frames, 1) ** 2, 1e9)))
-
-
-def compression_ratio(text: str) -> float:
-    """UTF-8 length over zlib-compressed length (Whisper's repetition / hallucination signal)."""
-    raw = text.encode("utf-8")
-    return len(raw) / len(zlib.compress(raw)) if raw else 0.0
-
-
-def available_cpus() -> int:
-    """CPU cores this process may run on (affinity-aware), at least 1."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):  # pragma: no cover - not Linux
-        return max(1, os.cpu_count() or 1)

@@ -16,21 +16,23 @@ from __future__ import annotations
 import logging
 import shutil
 from pathlib import Path
-from typing import List, Optional, Union
+from typing import Any, List, Mapping, Optional, Union
 
 import numpy as np
 
 from ..errors import ModelLoadError
 from ..results import Transcript
-from .base import (COMPRESSION_RATIO_THRESHOLD, ENCODER_BUDGET, BaseASR, available_cpus, compression_ratio,
-                   context_frames, encoder_step)
+from .base import BaseASR
+from .options import FasterWhisperOptions, merge_options
+from .whisper_common import (COMPRESSION_RATIO_THRESHOLD, available_cpus, compression_ratio, context_frames,
+                             encoder_step, grammar_unsupported)
 
 logger = logging.getLogger(__name__)
 
 #: Whisper's "no speech" rule: both conditions mean the window held no speech.
 NO_SPEECH_THRESHOLD = 0.6
 LOGPROB_THRESHOLD = -1.0
-#: Default thread cap: tiny/base models stop scaling well beyond this (not measured above 2 cores).
+#: Default thread cap: small models stop scaling well beyond a few threads.
 MAX_DEFAULT_THREADS = 8
 
 
@@ -40,56 +42,57 @@ class FasterWhisperASR(BaseASR):
     Args:
         model: a ``faster_whisper.WhisperModel``.
         model_path: the directory it was loaded from (for ``save_pretrained``).
-        beam_size: 1 = greedy.
-        language / task: for multilingual models (``None`` language = English).
-        initial_prompt: text given to the decoder as previous context (domain bias).
-        context_margin: seconds of padding after the longest clip of a batch for the
-            shorter encoder context; ``None`` (default) = Whisper's full 30 s window.
-        min_context: shortest encoder context in seconds when ``context_margin`` is set.
+        options: a :class:`~speech_intent.asr.options.FasterWhisperOptions` (or its ``to_dict()``);
+            ``None`` = defaults (greedy; ``language=None`` = English on multilingual models).
+            Keyword arguments with option names override single fields.
+        grammar: not supported here (grammar decoding needs the transformers backend,
+            :class:`~speech_intent.asr.WhisperASR`): anything but ``None`` raises ConfigError.
 
     On CPU the encoder runs on small slices of a batch (``encoder_budget``, clips x
-    frames^2 per call, default :data:`~speech_intent.asr.base.ENCODER_BUDGET`) and the
-    decoder on the whole batch: same results, less time than either one call per batch
+    frames^2 per call, default :data:`~speech_intent.asr.whisper_common.ENCODER_BUDGET`) and
+    the decoder on the whole batch: same results, less time than either one call per batch
     or one file at a time. With several CTranslate2 workers (``num_workers`` in
     :meth:`from_pretrained`) a batch is split across them and decoded in parallel.
     """
 
     backend = "faster-whisper"
+    options_class = FasterWhisperOptions
+    accepts_prompt = True
 
     def __init__(
         self,
         model,
         *,
         model_path: Optional[Union[str, Path]] = None,
-        beam_size: int = 1,
-        language: Optional[str] = None,
-        task: str = "transcribe",
-        initial_prompt: Optional[str] = None,
-        max_new_tokens: int = 128,
-        batch_size: int = 8,
-        context_margin: Optional[float] = None,
-        min_context: float = 10.0,
+        options: Union[FasterWhisperOptions, Mapping[str, Any], None] = None,
+        grammar: Any = None,
+        **overrides: Any,
     ) -> None:
-        from faster_whisper.tokenizer import Tokenizer
-
+        if grammar is not None:
+            raise grammar_unsupported(self.backend)
         self.model = model
         self.model_path = Path(model_path) if model_path else None
-        self.beam_size = beam_size
-        self.max_new_tokens = max_new_tokens
-        self.initial_prompt = initial_prompt
-        self.language = language
-        self.task = task
-        self.default_batch_size = batch_size
-        self.context_margin = context_margin
-        self.min_context = min_context
         self.num_workers = max(1, int(getattr(model.model, "num_workers", 1)))
-        self.encoder_budget = ENCODER_BUDGET
         self.sampling_rate = int(model.feature_extractor.sampling_rate)
-        multilingual = bool(model.model.is_multilingual)
+        self.options = merge_options(FasterWhisperOptions, options, overrides)
+
+    def _apply_options(self, options: FasterWhisperOptions) -> None:  # type: ignore[override]
+        """A new tokenizer when the language or task changes (they are part of its prompt)."""
+        current = self.__dict__.get("options")
+        if current is not None and (current.language, current.task) == (options.language, options.task):
+            return
+        from faster_whisper.tokenizer import Tokenizer
+
+        multilingual = bool(self.model.model.is_multilingual)
         self.tokenizer = Tokenizer(
-            model.hf_tokenizer, multilingual, task=task if multilingual else None,
-            language=(language or "en") if multilingual else None,
+            self.model.hf_tokenizer, multilingual, task=options.task if multilingual else None,
+            language=(options.language or "en") if multilingual else None,
         )
+
+    @property
+    def num_beams(self) -> int:
+        """The beam size in use (``options.num_beams``; ``None`` = 1, greedy)."""
+        return self.options.num_beams or 1
 
     @classmethod
     def from_pretrained(
@@ -101,6 +104,7 @@ class FasterWhisperASR(BaseASR):
         dtype: Optional[str] = None,
         cpu_threads: Optional[int] = None,
         num_workers: int = 1,
+        grammar: Any = None,
         **kwargs,
     ) -> "FasterWhisperASR":
         """Load a CTranslate2 Whisper model: a local dir, a size name (``"small"``) or hub id.
@@ -108,8 +112,11 @@ class FasterWhisperASR(BaseASR):
         ``None`` loads the bundled tiny.en. ``compute_type`` (or ``dtype``) defaults to
         int8 on CPU and float16 on CUDA. ``cpu_threads`` (threads per worker) defaults
         to the available cores (at most 8) divided by ``num_workers``; ``num_workers`` > 1 decodes
-        parts of a batch in parallel.
+        parts of a batch in parallel. Other keyword arguments go to the constructor (``options=``,
+        option names); a ``grammar`` raises ConfigError before anything is loaded.
         """
+        if grammar is not None:
+            raise grammar_unsupported(cls.backend)
         from faster_whisper import WhisperModel
 
         from ..device import resolve_device
@@ -140,8 +147,8 @@ class FasterWhisperASR(BaseASR):
             if item.is_file():
                 shutil.copy2(item, out / item.name)
 
-    def _prompt(self) -> List[int]:
-        previous = self.tokenizer.encode(" " + self.initial_prompt.strip()) if self.initial_prompt else []
+    def _prompt(self, prompt: Optional[str]) -> List[int]:
+        previous = self.tokenizer.encode(" " + prompt.strip()) if prompt else []
         return self.model.get_prompt(self.tokenizer, previous, without_timestamps=True)
 
     def _features(self, batch: List[np.ndarray], frames: Optional[int] = None) -> np.ndarray:
@@ -159,19 +166,19 @@ class FasterWhisperASR(BaseASR):
         import ctranslate2
 
         whisper = self.model.model
-        step = encoder_step(features.shape[-1], self.encoder_budget)
+        step = encoder_step(features.shape[-1], self.options.encoder_budget)
         if whisper.device != "cpu" or step >= len(features):
             return ctranslate2.StorageView.from_array(features)  # generate() encodes them itself
         encoded = [np.asarray(whisper.encode(ctranslate2.StorageView.from_array(features[i : i + step])))
                    for i in range(0, len(features), step)]
         return ctranslate2.StorageView.from_array(np.concatenate(encoded))
 
-    def _generate(self, features: np.ndarray) -> list:
+    def _generate(self, features: np.ndarray, prompt_text: Optional[str]) -> list:
         """Encode, then one ``generate`` call per worker on contiguous slices of the batch."""
-        prompt = self._prompt()
+        prompt = self._prompt(prompt_text)
         options = dict(
-            beam_size=self.beam_size,
-            max_length=min(len(prompt) + self.max_new_tokens, self.model.max_length),
+            beam_size=self.num_beams,
+            max_length=min(len(prompt) + self.options.max_new_tokens, self.model.max_length),
             return_scores=True,
             return_no_speech_prob=True,
             suppress_blank=True,
@@ -196,17 +203,18 @@ class FasterWhisperASR(BaseASR):
             text, avg_logprob = "", float("-inf")
         return Transcript(text=text, confidence=float(np.exp(avg_logprob)) if text else 0.0)
 
-    def _transcribe_batch(self, batch: List[np.ndarray]) -> List[Transcript]:
+    def _transcribe_batch(self, batch: List[np.ndarray], prompt: Optional[str] = None) -> List[Transcript]:
         extractor = self.model.feature_extractor
-        frames = context_frames([len(a) for a in batch], self.context_margin, min_context=self.min_context,
-                                full=extractor.nb_max_frames, hop=extractor.hop_length)
-        out = [self._to_transcript(r) for r in self._generate(self._features(batch, frames))]
+        frames = context_frames([len(a) for a in batch], self.options.context_margin,
+                                min_context=self.options.min_context, full=extractor.nb_max_frames,
+                                hop=extractor.hop_length)
+        out = [self._to_transcript(r) for r in self._generate(self._features(batch, frames), prompt)]
         if frames < extractor.nb_max_frames:
             loops = [i for i, t in enumerate(out) if compression_ratio(t.text) > COMPRESSION_RATIO_THRESHOLD]
             if loops:
                 logger.debug("%d of %d clips look like repetition loops at %d frames; decoding them on 30 s",
                              len(loops), len(batch), frames)
-                again = self._generate(self._features([batch[i] for i in loops]))
+                again = self._generate(self._features([batch[i] for i in loops]), prompt)
                 for i, result in zip(loops, again):
                     out[i] = self._to_transcript(result)
         return out

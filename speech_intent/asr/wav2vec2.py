@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import List, Union
+from typing import Any, List, Mapping, Union
 
 import numpy as np
 import torch
@@ -16,6 +16,7 @@ from ..device import DeviceLike, DTypeLike, resolve_device, resolve_dtype
 from ..errors import ModelLoadError
 from ..results import Transcript
 from .base import BaseASR, mean_logprob_confidence
+from .options import Wav2Vec2Options, merge_options
 
 logger = logging.getLogger(__name__)
 
@@ -27,10 +28,15 @@ class Wav2Vec2ASR(BaseASR):
         model: a loaded CTC model (``AutoModelForCTC``).
         processor: the matching processor (feature extractor + CTC tokenizer).
         device / dtype: explicit placement and precision (``None`` = auto).
-        lowercase: lowercase the output (CTC vocabularies are often upper case).
+        options: a :class:`~speech_intent.asr.options.Wav2Vec2Options` (or its ``to_dict()``);
+            keyword arguments ``batch_size=`` / ``lowercase=`` override single fields.
+
+    CTC decoding takes no prompt (``accepts_prompt = False``).
     """
 
     backend = "wav2vec2"
+    options_class = Wav2Vec2Options
+    accepts_prompt = False
 
     def __init__(
         self,
@@ -39,16 +45,15 @@ class Wav2Vec2ASR(BaseASR):
         *,
         device: DeviceLike = None,
         dtype: DTypeLike = None,
-        lowercase: bool = True,
-        batch_size: int = 8,
+        options: Union[Wav2Vec2Options, Mapping[str, Any], None] = None,
+        **overrides: Any,
     ) -> None:
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
         self.model = model.to(device=self.device, dtype=self.dtype).eval()
         self.processor = processor
         self.sampling_rate = int(processor.feature_extractor.sampling_rate)
-        self.lowercase = lowercase
-        self.default_batch_size = batch_size
+        self.options = merge_options(Wav2Vec2Options, options, overrides)
 
     @classmethod
     def from_pretrained(
@@ -69,7 +74,7 @@ class Wav2Vec2ASR(BaseASR):
         self.processor.save_pretrained(str(save_directory))
 
     @torch.inference_mode()
-    def _transcribe_batch(self, batch: List[np.ndarray]) -> List[Transcript]:
+    def _transcribe_batch(self, batch: List[np.ndarray]) -> List[Transcript]:  # type: ignore[override]
         extractor = self.processor.feature_extractor
         use_mask = bool(getattr(extractor, "return_attention_mask", True))
         inputs = extractor(
@@ -92,7 +97,7 @@ class Wav2Vec2ASR(BaseASR):
         emitted = (valid & (ids_cpu != pad_id)).numpy()
         conf = mean_logprob_confidence(best.cpu().numpy(), emitted)
         return [
-            Transcript(text=(t.lower() if self.lowercase else t).strip(), confidence=float(c))
+            Transcript(text=(t.lower() if self.options.lowercase else t).strip(), confidence=float(c))
             for t, c in zip(texts, conf)
         ]
 

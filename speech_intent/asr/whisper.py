@@ -1,9 +1,10 @@
 """Whisper through Hugging Face transformers (`WhisperForConditionalGeneration`).
 
 Batched ``generate`` on log-Mel features; fp16/bf16 on CUDA; language and task
-options for multilingual checkpoints; optional decoder prompt (domain bias). On CPU
-the encoder runs on small slices of a batch (``encoder_budget``) and the decoder on
-the whole batch: identical results, ~10% less time for tiny.en on 2 cores.
+options for multilingual checkpoints; optional decoder prompt (domain bias), per call or
+as ``options.prompt``. On CPU the encoder runs on small slices of a batch
+(``encoder_budget``) and the decoder on the whole batch: identical results, less time
+(``benchmarks/throughput.py`` measures it).
 
 Shorter encoder context (opt-in, ``context_margin``): transformers' ``WhisperEncoder``
 refuses anything but 3000 frames, so for shorter windows this module runs the
@@ -20,8 +21,7 @@ transcript's mean token log-probability beats the constrained one by more than
 that margin (nats per token), both scored the same way (a teacher-forced forward pass).
 
 GPU options (``attn_implementation="sdpa"`` is transformers' default; ``compile=True``
-uses a static decoder cache and ``torch.compile``) are implemented but were not
-measured on this project's CPU-only benchmark machine.
+uses a static decoder cache and ``torch.compile``) are implemented but not benchmarked.
 """
 from __future__ import annotations
 
@@ -34,17 +34,19 @@ import numpy as np
 import torch
 
 from ..device import DeviceLike, DTypeLike, resolve_device, resolve_dtype
-from ..errors import ModelLoadError
+from ..errors import ConfigError, ModelLoadError
 from ..results import Transcript
+from .base import BaseASR, mean_logprob_confidence
 from .grammar import GrammarAutomaton, GrammarLogitsProcessor, load_constraint, text_start
-from .base import (COMPRESSION_RATIO_THRESHOLD, ENCODER_BUDGET, BaseASR, compression_ratio, context_frames,
-                   encoder_step, mean_logprob_confidence)
+from .options import WhisperOptions, merge_options
+from .whisper_common import COMPRESSION_RATIO_THRESHOLD, compression_ratio, context_frames, encoder_step
 
 logger = logging.getLogger(__name__)
 
 #: File a grammar constraint is saved to next to the weights.
 GRAMMAR_FILE = "grammar.yaml"
-#: Beam size of grammar-constrained decoding unless given (chosen on the coffee benchmark).
+#: Beam size of grammar-constrained decoding unless given (constrained decoding needs a few
+#: hypotheses; chosen on the coffee benchmark, ``benchmarks/coffee.py``).
 GRAMMAR_BEAMS = 4
 
 
@@ -74,7 +76,7 @@ def beam_search_cache():
     Beam search reorders the cache after every step, but only within each clip's beams, and
     the cross-attention keys/values of a clip's beams are identical copies (one encoder output,
     expanded per beam): reordering them is a copy that changes nothing. transformers copies
-    them anyway, which was ~40% of constrained 4-beam decoding time for tiny.en on CPU.
+    them anyway, a large share of constrained beam-search time on CPU.
     """
     from transformers.cache_utils import DynamicCache, EncoderDecoderCache
 
@@ -92,23 +94,20 @@ class WhisperASR(BaseASR):
         model: a loaded ``WhisperForConditionalGeneration``.
         processor: the matching ``WhisperProcessor``.
         device / dtype: where and in which precision to run (explicit; ``None`` = auto).
-        language / task: passed to ``generate`` for multilingual models.
-        num_beams: beam size (1 = greedy); ``None`` = 1, or 4 with a grammar (constrained
-            decoding needs a few hypotheses: 96% vs 87% command acceptance at 6 dB on the
-            coffee benchmark).
-        prompt: optional text given to the decoder as previous context (biases spelling).
-        context_margin: seconds of padding after the longest clip of a batch for the
-            shorter encoder context; ``None`` (default) = Whisper's full 30 s window.
-        min_context: shortest encoder context in seconds when ``context_margin`` is set.
-        compile: static decoder cache + ``torch.compile`` of the forward pass (GPU
-            option; the first batches compile, later ones are faster; best with the
-            full window, as every new shorter-context length compiles again).
+        options: a :class:`~speech_intent.asr.options.WhisperOptions` (or its ``to_dict()``);
+            ``None`` = defaults. Keyword arguments with option names (``num_beams=4``,
+            ``prompt=...``, ``context_margin=...``) override single fields.
         grammar: a grammar file / mapping / compiled automaton to constrain decoding to.
-        grammar_rejection: margin for out-of-grammar rejection (``None`` = no free decoding,
-            every clip gets the constrained transcript).
+
+    ``num_beams`` reads the beams in use: ``options.num_beams``, else 4 with a grammar
+    (``GRAMMAR_BEAMS``) and 1 without. ``compile`` (GPU option): the first batches compile,
+    later ones are faster; best with the full window, as every new shorter-context length
+    compiles again.
     """
 
     backend = "whisper"
+    options_class = WhisperOptions
+    accepts_prompt = True
 
     def __init__(
         self,
@@ -117,42 +116,36 @@ class WhisperASR(BaseASR):
         *,
         device: DeviceLike = None,
         dtype: DTypeLike = None,
-        language: Optional[str] = None,
-        task: str = "transcribe",
-        num_beams: Optional[int] = None,
-        max_new_tokens: int = 128,
-        prompt: Optional[str] = None,
-        batch_size: int = 8,
-        context_margin: Optional[float] = None,
-        min_context: float = 10.0,
-        compile: bool = False,
+        options: Union[WhisperOptions, Mapping[str, Any], None] = None,
         grammar: Union[str, Path, Mapping[str, Any], GrammarAutomaton, None] = None,
-        grammar_rejection: Optional[float] = None,
+        **overrides: Any,
     ) -> None:
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
         self.model = model.to(device=self.device, dtype=self.dtype).eval()
         self.processor = processor
         self.sampling_rate = int(processor.feature_extractor.sampling_rate)
-        self.language = language
-        self.task = task
-        self._num_beams_given = num_beams is not None
-        self.num_beams = num_beams if num_beams is not None else 1
-        self.max_new_tokens = max_new_tokens
-        self.prompt = prompt
-        self.default_batch_size = batch_size
-        self.context_margin = context_margin
-        self.min_context = min_context
-        self.compile = compile
-        self.encoder_budget = ENCODER_BUDGET
-        self.grammar_rejection = grammar_rejection
         self.grammar_source: Optional[Dict[str, Any]] = None
         self._constraint: Optional[GrammarLogitsProcessor] = None
+        self._compiled = False
+        self.options = merge_options(WhisperOptions, options, overrides)
         self.set_grammar(grammar)
-        if compile:
+
+    def _apply_options(self, options: WhisperOptions) -> None:  # type: ignore[override]
+        """``compile=True`` compiles the model once; it cannot be undone on a loaded stage."""
+        if options.compile and not self._compiled:
             # transformers' documented recipe: a static cache makes decoder shapes fixed.
             self.model.generation_config.cache_implementation = "static"
             self.model.forward = torch.compile(self.model.forward, mode="reduce-overhead", fullgraph=True)
+            self._compiled = True
+        elif self._compiled and not options.compile:
+            raise ConfigError("compile=True cannot be undone on a loaded stage; load it again without it")
+
+    @property
+    def num_beams(self) -> int:
+        """The beam size in use: ``options.num_beams``, else 4 with a grammar and 1 without."""
+        given = self.options.num_beams
+        return given if given is not None else (GRAMMAR_BEAMS if self.constrained else 1)
 
     @classmethod
     def from_pretrained(
@@ -168,7 +161,8 @@ class WhisperASR(BaseASR):
 
         ``attn_implementation`` (``"sdpa"``, ``"eager"``, ...) is passed to transformers;
         ``None`` keeps its default (SDPA where available). A grammar saved with the stage is
-        used unless ``grammar`` is given (``grammar=False``: none).
+        used unless ``grammar`` is given (``grammar=False``: none). Other keyword arguments go to
+        the constructor (``options=``, option names such as ``num_beams=``).
         """
         from transformers import WhisperForConditionalGeneration, WhisperProcessor
 
@@ -210,9 +204,9 @@ class WhisperASR(BaseASR):
     def set_grammar(self, grammar: Union[str, Path, Mapping[str, Any], GrammarAutomaton, None]) -> None:
         """Constrain decoding to ``grammar`` (a file, mapping or compiled automaton); ``None`` = free.
 
-        Unless ``num_beams`` was given, a grammar also sets 4 beams (``GRAMMAR_BEAMS``) and ``None``
-        greedy decoding. Raises :class:`~speech_intent.errors.DataFormatError` for a bad grammar
-        (the stage is left unchanged).
+        Unless ``options.num_beams`` is set, a grammar also means 4 beams (``GRAMMAR_BEAMS``) and
+        ``None`` greedy decoding. Raises :class:`~speech_intent.errors.DataFormatError` for a bad
+        grammar (the stage is left unchanged).
         """
         if grammar is None:
             self._constraint, self.grammar_source = None, None
@@ -223,24 +217,21 @@ class WhisperASR(BaseASR):
                 automaton, self.processor.tokenizer, eos_token_id=config.eos_token_id,
                 start_token_id=config.decoder_start_token_id)
             self.grammar_source = automaton.source
-        if not self._num_beams_given:
-            self.num_beams = GRAMMAR_BEAMS if grammar is not None else 1
 
-    def _generate_kwargs(self) -> dict:
-        kwargs: dict = {"num_beams": self.num_beams, "max_new_tokens": self.max_new_tokens}
+    def _generate_kwargs(self, prompt: Optional[str]) -> dict:
+        options = self.options
+        kwargs: dict = {"num_beams": self.num_beams}
         if getattr(self.model.generation_config, "is_multilingual", False):
-            kwargs["task"] = self.task
-            if self.language:
-                kwargs["language"] = self.language
+            kwargs["task"] = options.task
+            if options.language:
+                kwargs["language"] = options.language
         prefix = 4  # <|startoftranscript|>, language, task, <|notimestamps|>
-        if self.prompt:
-            kwargs["prompt_ids"] = torch.as_tensor(
-                self.processor.get_prompt_ids(self.prompt), device=self.device
-            )
+        if prompt:
+            kwargs["prompt_ids"] = torch.as_tensor(self.processor.get_prompt_ids(prompt), device=self.device)
             prefix += len(kwargs["prompt_ids"])
         # the decoder's position table bounds prefix + new tokens (448 for the released models)
         room = int(getattr(self.model.config, "max_target_positions", 448)) - prefix
-        kwargs["max_new_tokens"] = max(1, min(self.max_new_tokens, room))
+        kwargs["max_new_tokens"] = max(1, min(options.max_new_tokens, room))
         return kwargs
 
     def _encode_short(self, input_features: torch.Tensor) -> torch.Tensor:
@@ -257,7 +248,7 @@ class WhisperASR(BaseASR):
         """Clips per encoder call: slices of ``encoder_budget`` on CPU, the whole batch elsewhere."""
         if self.device.type != "cpu":
             return len(input_features)
-        return encoder_step(input_features.shape[-1], self.encoder_budget)
+        return encoder_step(input_features.shape[-1], self.options.encoder_budget)
 
     def _encoder_hidden(self, input_features: torch.Tensor, full: bool) -> torch.Tensor:
         """Encoder output, on CPU in slices of ``encoder_budget`` clips x frames^2 (same results)."""
@@ -275,7 +266,7 @@ class WhisperASR(BaseASR):
             return {"input_features": input_features}
         return {"encoder_outputs": BaseModelOutput(last_hidden_state=self._encoder_hidden(input_features, full))}
 
-    def _run(self, batch: List[np.ndarray], frames: int) -> List[Transcript]:
+    def _run(self, batch: List[np.ndarray], frames: int, prompt: Optional[str]) -> List[Transcript]:
         """Features over ``frames`` (audio zero-padded to that length), then batched ``generate``."""
         extractor = self.processor.feature_extractor
         features = extractor(
@@ -286,24 +277,25 @@ class WhisperASR(BaseASR):
         inputs = self._encoder_inputs(input_features, full=frames >= extractor.nb_max_frames)
         attention_mask = features.attention_mask.to(self.device, non_blocking=True)
         if self._constraint is not None:
-            return self._run_constrained(inputs["encoder_outputs"], attention_mask)
+            return self._run_constrained(inputs["encoder_outputs"], attention_mask, prompt)
         if self.num_beams > 1:  # confidence by teacher forcing (transition scores of beams are unreliable)
-            texts, logprobs = self._generate_scored(inputs["encoder_outputs"].last_hidden_state, attention_mask)
+            texts, logprobs = self._generate_scored(inputs["encoder_outputs"].last_hidden_state, attention_mask,
+                                                    prompt)
             return [Transcript(text=t, confidence=float(np.exp(lp))) for t, lp in zip(texts, logprobs)]
         with _quiet_length_notice():
             out = self.model.generate(**inputs, attention_mask=attention_mask, return_dict_in_generate=True,
-                                      output_scores=True, **self._generate_kwargs())
-        texts = self._decode(out.sequences)
+                                      output_scores=True, **self._generate_kwargs(prompt))
+        texts = self._decode(out.sequences, prompt)
         scores = self._token_logprobs(out)
         return [Transcript(text=t, confidence=float(c)) for t, c in zip(texts, scores)]
 
-    def _decode(self, sequences: torch.Tensor) -> List[str]:
+    def _decode(self, sequences: torch.Tensor, prompt: Optional[str]) -> List[str]:
         texts = self.processor.tokenizer.batch_decode(sequences, skip_special_tokens=True)
-        if self.prompt:  # transformers keeps the prompt in the decoded text for some versions
-            texts = [t.replace(self.prompt, "", 1) if t.strip().startswith(self.prompt.strip()) else t for t in texts]
+        if prompt:  # transformers keeps the prompt in the decoded text for some versions
+            texts = [t.replace(prompt, "", 1) if t.strip().startswith(prompt.strip()) else t for t in texts]
         return [t.strip() for t in texts]
 
-    def _generate_scored(self, hidden: torch.Tensor, attention_mask: torch.Tensor,
+    def _generate_scored(self, hidden: torch.Tensor, attention_mask: torch.Tensor, prompt: Optional[str],
                          logits_processor=None) -> Tuple[List[str], np.ndarray]:
         """``generate`` from encoder states, then texts and teacher-forced mean log-probabilities."""
         from transformers.modeling_outputs import BaseModelOutput
@@ -315,8 +307,8 @@ class WhisperASR(BaseASR):
         with _quiet_length_notice():
             sequences = self.model.generate(encoder_outputs=BaseModelOutput(last_hidden_state=hidden),
                                             attention_mask=attention_mask, return_dict_in_generate=True,
-                                            **extra, **self._generate_kwargs()).sequences
-        return self._decode(sequences), self._sequence_logprobs(hidden, sequences)
+                                            **extra, **self._generate_kwargs(prompt)).sequences
+        return self._decode(sequences, prompt), self._sequence_logprobs(hidden, sequences)
 
     @property
     def _cache_argument(self) -> str:
@@ -325,21 +317,23 @@ class WhisperASR(BaseASR):
 
         return "cache" if "cache" in inspect.signature(self.model.forward).parameters else "past_key_values"
 
-    def _run_constrained(self, encoder_outputs, attention_mask: torch.Tensor) -> List[Transcript]:
+    def _run_constrained(self, encoder_outputs, attention_mask: torch.Tensor,
+                         prompt: Optional[str]) -> List[Transcript]:
         """Grammar-constrained decoding, plus free decoding and scoring when rejection is on."""
         from transformers import LogitsProcessorList
 
         hidden = encoder_outputs.last_hidden_state
-        texts, con_lp = self._generate_scored(hidden, attention_mask, LogitsProcessorList([self._constraint]))
+        constraint, rejection = self._constraint, self.options.grammar_rejection
+        texts, con_lp = self._generate_scored(hidden, attention_mask, prompt, LogitsProcessorList([constraint]))
         # a constrained decoding cut off by max_new_tokens (or ended at a dead end) is not a sentence
-        complete = [self._constraint.automaton.matches(t) for t in texts]
-        if self.grammar_rejection is None:
+        complete = [constraint.automaton.matches(t) for t in texts]
+        if rejection is None:
             return [Transcript(text=t, confidence=float(np.exp(lp)), in_grammar=ok)
                     for t, lp, ok in zip(texts, con_lp, complete)]
-        free_texts, free_lp = self._generate_scored(hidden, attention_mask)
+        free_texts, free_lp = self._generate_scored(hidden, attention_mask, prompt)
         out = []
         for text, lp, free_text, flp, ok in zip(texts, con_lp, free_texts, free_lp, complete):
-            inside = bool(ok and flp - lp <= self.grammar_rejection)
+            inside = bool(ok and flp - lp <= rejection)
             out.append(Transcript(text=text if inside else free_text, confidence=float(np.exp(lp if inside else flp)),
                                   in_grammar=inside, grammar_margin=float(flp - lp)))
         return out
@@ -364,17 +358,19 @@ class WhisperASR(BaseASR):
         return means
 
     @torch.inference_mode()
-    def _transcribe_batch(self, batch: List[np.ndarray]) -> List[Transcript]:
+    def _transcribe_batch(self, batch: List[np.ndarray], prompt: Optional[str] = None) -> List[Transcript]:
         extractor = self.processor.feature_extractor
-        frames = context_frames([len(a) for a in batch], self.context_margin, min_context=self.min_context,
-                                full=extractor.nb_max_frames, hop=extractor.hop_length)
-        out = self._run(batch, frames)
+        frames = context_frames([len(a) for a in batch], self.options.context_margin,
+                                min_context=self.options.min_context, full=extractor.nb_max_frames,
+                                hop=extractor.hop_length)
+        out = self._run(batch, frames, prompt)
         if frames < extractor.nb_max_frames:
             loops = [i for i, t in enumerate(out) if compression_ratio(t.text) > COMPRESSION_RATIO_THRESHOLD]
             if loops:
                 logger.debug("%d of %d clips look like repetition loops at %d frames; decoding them on 30 s",
                              len(loops), len(batch), frames)
-                for i, transcript in zip(loops, self._run([batch[i] for i in loops], extractor.nb_max_frames)):
+                again = self._run([batch[i] for i in loops], extractor.nb_max_frames, prompt)
+                for i, transcript in zip(loops, again):
                     out[i] = transcript
         return out
 
