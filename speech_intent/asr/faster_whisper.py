@@ -20,7 +20,9 @@ from typing import Any, List, Mapping, Optional, Union
 
 import numpy as np
 
+from ..device import resolve_device
 from ..errors import ModelLoadError
+from ..models import bundled_whisper_path
 from ..results import Transcript
 from .base import BaseASR
 from .options import FasterWhisperOptions, merge_options
@@ -119,8 +121,6 @@ class FasterWhisperASR(BaseASR):
             raise grammar_unsupported(cls.backend)
         from faster_whisper import WhisperModel
 
-        from ..device import resolve_device
-        from ..models import bundled_whisper_path
 
         resolved = resolve_device(device)
         compute_type = compute_type or dtype or ("float16" if resolved.type == "cuda" else "int8")

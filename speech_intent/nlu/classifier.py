@@ -23,6 +23,7 @@ from ..errors import ModelLoadError
 from ..normalize import TextNormalizer
 from ..results import IntentPrediction
 from ..slots import SlotSpan, slot_dict, tags_to_slots
+from ..validation import check_classifier_dir
 from .canonical import SlotCanonicalizer
 from .joint import JointIntentSlotModel, is_joint_config
 from .subwords import decode_tags
@@ -99,8 +100,6 @@ class IntentClassifier:
     ) -> "IntentClassifier":
         """Load a sequence-classification or joint intent + slot checkpoint (safetensors only, no remote code)."""
         from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
-
-        from ..validation import check_classifier_dir
 
         if Path(name_or_path).is_dir():  # local checkpoints: clear errors for bad labels / heads / pickles
             check_classifier_dir(name_or_path)
