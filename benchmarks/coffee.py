@@ -248,8 +248,8 @@ def speech_loop(args, examples, timings):
     import multiprocessing
 
     from speech_intent import TextNormalizer
-    from speech_intent.data import Example
     from speech_intent.augment import project_examples
+    from speech_intent.data import Example
     from speech_intent.nlu.canonical import infer_closed_values
 
     closed = infer_closed_values(examples, normalizer=TextNormalizer())
@@ -278,10 +278,10 @@ def _transcribe_job(args, closed, cache):
     import logging
 
     from speech_intent import FasterWhisperASR
-    from speech_intent.data import expand_grammar
     from speech_intent.augment import DEFAULT_SNRS, EspeakSynthesizer, speak_and_transcribe
-    from speech_intent.nlu.canonical import domain_prompt
     from speech_intent.augment.noise import training_noise
+    from speech_intent.data import expand_grammar
+    from speech_intent.nlu.canonical import domain_prompt
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
     logging.getLogger("speech_intent.augment").setLevel(logging.INFO)

@@ -35,8 +35,16 @@ MB = 1024 * 1024
 def make_pipeline(out: Path, asr: str) -> Path:
     """Save a small pipeline to ``out``: random tiny wav2vec2 (or bundled tiny.en) + random tiny BERT."""
     import torch
-    from transformers import (AutoTokenizer, BertConfig, BertForSequenceClassification, Wav2Vec2Config,
-                              Wav2Vec2CTCTokenizer, Wav2Vec2FeatureExtractor, Wav2Vec2ForCTC, Wav2Vec2Processor)
+    from transformers import (
+        AutoTokenizer,
+        BertConfig,
+        BertForSequenceClassification,
+        Wav2Vec2Config,
+        Wav2Vec2CTCTokenizer,
+        Wav2Vec2FeatureExtractor,
+        Wav2Vec2ForCTC,
+        Wav2Vec2Processor,
+    )
 
     from speech_intent import FasterWhisperASR, IntentClassifier, SpeechIntentPipeline, Wav2Vec2ASR
     from speech_intent.models import bundled_encoder_path

@@ -7,8 +7,8 @@ Data flow: :mod:`~speech_intent.audio` -> :mod:`~speech_intent.asr` ->
 from .asr import FasterWhisperASR, Wav2Vec2ASR, WhisperASR, convert_ctranslate2_whisper, load_asr
 from .audio import load_audio
 from .errors import AudioError, ModelLoadError, SpeechIntentError
-from .normalize import TextNormalizer
 from .nlu import IntentClassifier, TrainingConfig, fine_tune
+from .normalize import TextNormalizer
 from .pipeline import SpeechIntentPipeline
 from .results import IntentPrediction, PipelineResult, Transcript
 

@@ -17,8 +17,15 @@ from pathlib import Path
 from typing import Iterable, Iterator, List, Optional, Sequence, Union
 
 from .asr import BACKENDS, ASRStage, FasterWhisperASR, detect_backend, load_asr
-from .audio import (DEFAULT_MAX_DURATION, DEFAULT_MIN_DURATION, SILENCE_PEAK, AudioInput, is_silent, load_audio,
-                    source_name)
+from .audio import (
+    DEFAULT_MAX_DURATION,
+    DEFAULT_MIN_DURATION,
+    SILENCE_PEAK,
+    AudioInput,
+    is_silent,
+    load_audio,
+    source_name,
+)
 from .default import default_intent_model
 from .device import DeviceLike
 from .errors import AudioError, ConfigError, ModelLoadError

@@ -18,8 +18,13 @@ __all__ = ["tiny_bert", "tiny_wav2vec2", "tiny_whisper"]
 def tiny_whisper(out: PathLike, tokenizer_file: PathLike, *, seed: int = 0, max_length: int = 16) -> Path:
     """A 2-layer random Whisper with a real Whisper ``tokenizer.json`` and the standard feature extractor."""
     import torch
-    from transformers import (WhisperConfig, WhisperFeatureExtractor, WhisperForConditionalGeneration,
-                              WhisperProcessor, WhisperTokenizerFast)
+    from transformers import (
+        WhisperConfig,
+        WhisperFeatureExtractor,
+        WhisperForConditionalGeneration,
+        WhisperProcessor,
+        WhisperTokenizerFast,
+    )
 
     out = Path(out)
     tokenizer = WhisperTokenizerFast(tokenizer_file=str(tokenizer_file), bos_token="<|endoftext|>",
@@ -47,8 +52,13 @@ def tiny_whisper(out: PathLike, tokenizer_file: PathLike, *, seed: int = 0, max_
 def tiny_wav2vec2(out: PathLike, *, seed: int = 0) -> Path:
     """A 2-layer random wav2vec2 CTC model with an upper-case character vocabulary."""
     import torch
-    from transformers import (Wav2Vec2Config, Wav2Vec2CTCTokenizer, Wav2Vec2FeatureExtractor, Wav2Vec2ForCTC,
-                              Wav2Vec2Processor)
+    from transformers import (
+        Wav2Vec2Config,
+        Wav2Vec2CTCTokenizer,
+        Wav2Vec2FeatureExtractor,
+        Wav2Vec2ForCTC,
+        Wav2Vec2Processor,
+    )
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -5,8 +5,13 @@ import numpy as np
 import pytest
 
 from speech_intent.asr import FasterWhisperASR, WhisperASR
-from speech_intent.asr.whisper_common import (COMPRESSION_RATIO_THRESHOLD, WHISPER_FRAMES, compression_ratio,
-                                              context_frames, encoder_step)
+from speech_intent.asr.whisper_common import (
+    COMPRESSION_RATIO_THRESHOLD,
+    WHISPER_FRAMES,
+    compression_ratio,
+    context_frames,
+    encoder_step,
+)
 
 
 def test_context_frames():

@@ -7,9 +7,9 @@ from typing import List, Optional, Sequence
 import numpy as np
 import pytest
 
-from speech_intent.data.examples import Example, spans_from_values
 from speech_intent.augment import EspeakSynthesizer, asr_transcribed_examples, project_example, project_examples
 from speech_intent.augment.noise import colored_noise, peak_snr_db, training_noise
+from speech_intent.data.examples import Example, spans_from_values
 from speech_intent.errors import SynthesizerUnavailable
 from speech_intent.normalize import TextNormalizer
 from speech_intent.results import Transcript

@@ -8,11 +8,22 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from speech_intent.data import Example, SlotSpan
-from speech_intent.evaluate import (EvaluationReport, ManifestError, ManifestItem, compute_report, evaluate_audio,
-                                    evaluate_text, is_audio_manifest, max_frame_energy, mix_at_snr, peak_snr_db,
-                                    read_manifest, write_report)
 from speech_intent.augment.noise import scale_noise
+from speech_intent.data import Example, SlotSpan
+from speech_intent.evaluate import (
+    EvaluationReport,
+    ManifestError,
+    ManifestItem,
+    compute_report,
+    evaluate_audio,
+    evaluate_text,
+    is_audio_manifest,
+    max_frame_energy,
+    mix_at_snr,
+    peak_snr_db,
+    read_manifest,
+    write_report,
+)
 from speech_intent.normalize import TextNormalizer
 from speech_intent.results import IntentPrediction, PipelineResult, Transcript
 

@@ -9,8 +9,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from speech_intent.data import Example, SlotSpan, parse_markup
-from speech_intent.nlu import (OOS_LABEL, IntentClassifier, JointIntentSlotModel, TrainingConfig, choose_threshold,
-                               fine_tune, nlu_metrics, normalize_example, tags_to_slots, word_tags)
+from speech_intent.nlu import (
+    OOS_LABEL,
+    IntentClassifier,
+    JointIntentSlotModel,
+    TrainingConfig,
+    choose_threshold,
+    fine_tune,
+    nlu_metrics,
+    normalize_example,
+    tags_to_slots,
+    word_tags,
+)
 from speech_intent.nlu.subwords import IGNORE_INDEX, align_labels, decode_tags
 from speech_intent.normalize import TextNormalizer
 

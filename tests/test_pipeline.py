@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from speech_intent import (FasterWhisperASR, IntentClassifier, SpeechIntentPipeline, Wav2Vec2ASR, WhisperASR)
+from speech_intent import FasterWhisperASR, IntentClassifier, SpeechIntentPipeline, Wav2Vec2ASR, WhisperASR
 from speech_intent.errors import ModelLoadError
 
 from .conftest import LABELS

@@ -22,8 +22,8 @@ from speech_intent import SpeechIntentPipeline
 from speech_intent.cli import main
 from speech_intent.errors import ModelLoadError
 from speech_intent.results import PipelineResult, Transcript
-from speech_intent.writer import ResultWriter
 from speech_intent.validation import check_classifier_dir
+from speech_intent.writer import ResultWriter
 
 from .conftest import REPO
 

@@ -17,8 +17,19 @@ from speech_intent.evaluate import compute_report, evaluate_text
 from speech_intent.nlu import nlu_metrics
 from speech_intent.normalize import TextNormalizer
 from speech_intent.results import IntentPrediction
-from speech_intent.slots import (SlotSpan, aligned_bio, locate_values, normalize_example, normalize_spans,
-                                 project_spans, slot_dict, slot_scores, span_from_dict, tags_to_slots, word_tags)
+from speech_intent.slots import (
+    SlotSpan,
+    aligned_bio,
+    locate_values,
+    normalize_example,
+    normalize_spans,
+    project_spans,
+    slot_dict,
+    slot_scores,
+    span_from_dict,
+    tags_to_slots,
+    word_tags,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -272,8 +272,15 @@ def convert_ctranslate2_whisper(src: str | Path, dst: str | Path, *, dtype: str 
     for required in ("model.bin", "config.json", "tokenizer.json"):
         if not (src / required).is_file():
             raise CTranslate2FormatError(f"{src / required}: required file not found")
-    from transformers import (AddedToken, GenerationConfig, WhisperConfig, WhisperFeatureExtractor,
-                              WhisperForConditionalGeneration, WhisperProcessor, WhisperTokenizer)
+    from transformers import (
+        AddedToken,
+        GenerationConfig,
+        WhisperConfig,
+        WhisperFeatureExtractor,
+        WhisperForConditionalGeneration,
+        WhisperProcessor,
+        WhisperTokenizer,
+    )
     spec, revision, raw = read_ctranslate2_model(src / "model.bin")
     if spec != "WhisperSpec":
         raise CTranslate2FormatError(f"{src / 'model.bin'}: spec {spec!r} is not a Whisper model (WhisperSpec)")

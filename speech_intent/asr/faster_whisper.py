@@ -26,8 +26,14 @@ from ..models import bundled_whisper_path
 from ..results import Transcript
 from .base import BaseASR
 from .options import FasterWhisperOptions, merge_options
-from .whisper_common import (COMPRESSION_RATIO_THRESHOLD, available_cpus, compression_ratio, context_frames,
-                             encoder_step, grammar_unsupported)
+from .whisper_common import (
+    COMPRESSION_RATIO_THRESHOLD,
+    available_cpus,
+    compression_ratio,
+    context_frames,
+    encoder_step,
+    grammar_unsupported,
+)
 
 logger = logging.getLogger(__name__)
 

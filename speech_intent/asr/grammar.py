@@ -21,8 +21,8 @@ from typing import Any, Dict, FrozenSet, List, Mapping, Optional, Sequence, Tupl
 
 import torch
 
-from ..errors import DataFormatError
 from ..data.grammar import Choice, SlotRef, Word, parse_grammar
+from ..errors import DataFormatError
 
 logger = logging.getLogger(__name__)
 

@@ -11,10 +11,10 @@ import sys
 import time
 from pathlib import Path
 
+from ..audio import DEFAULT_MAX_DURATION
 from ..data import load_examples
 from ..evaluate import evaluate_audio, evaluate_text, format_summary, is_audio_manifest, read_manifest, write_report
 from .options import add_asr_args, add_device_arg, add_intent_args, build_pipeline, load_classifier
-from ..audio import DEFAULT_MAX_DURATION
 
 _DESCRIPTION = ("Score a model. Text data is classified directly; an audio manifest goes through the whole "
                 "pipeline, clean and, with --noise, at each --snr. Prints the tables; --output writes "

@@ -14,8 +14,8 @@ from typing import Any, Callable
 import yaml
 
 from ..errors import DataNotFoundError
-from .bio import read_bio, to_bio
 from ..slots import SlotSpan
+from .bio import read_bio, to_bio
 from .examples import DataFormatError, Example
 from .grammar import expand_grammar, grammar_slot_values, grammar_vocabulary
 from .rasa import parse_markup, read_rasa, to_markup

@@ -12,9 +12,9 @@ reports = evaluate_audio(pipe, read_manifest("dev/labels.json"), noise="kitchen.
 write_report(reports, "eval-out")
 ```
 """
+from ..augment.noise import max_frame_energy, mix_at_snr, peak_snr_db
 from .manifest import ManifestError, ManifestItem, is_audio_manifest, read_labels_json, read_manifest
 from .metrics import Reference, as_reference, compute_report, error_rates, intent_scores
-from ..augment.noise import max_frame_energy, mix_at_snr, peak_snr_db
 from .plots import plot_acceptance_vs_snr, plot_confusion
 from .report import NO_INTENT, EvaluationReport, IntentScore, format_summary
 from .runner import BENCHMARK_SNRS, condition_name, evaluate_audio, evaluate_text, write_report
