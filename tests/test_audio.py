@@ -1,12 +1,17 @@
-"""Audio loading: formats, rates, channels, and typed errors naming the file."""
+"""Audio loading: formats, rates, channels, typed errors naming the file, and property tests that
+load_audio never fails in an untyped way (a longer run of them: ``benchmarks/fuzz.py``)."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import soundfile as sf
+from hypothesis import given
+from hypothesis import strategies as st
 
 from speech_intent.audio import load_audio
 from speech_intent.errors import AudioError
+
+from .strategies import FAST, audio_bytes, sample_arrays, sampling_rates
 
 
 def _tone(rate: int, seconds: float = 1.0, channels: int = 1) -> np.ndarray:
@@ -75,3 +80,29 @@ def test_directory_non_finite_empty_and_too_long(tmp_path):
     with pytest.raises(AudioError, match="limit"):
         load_audio(np.zeros(16000 * 31, dtype=np.float32))
     assert len(load_audio(np.zeros(16000 * 31, dtype=np.float32), max_duration=None)) == 16000 * 31
+
+
+def _check_loaded(audio) -> None:
+    assert isinstance(audio, np.ndarray) and audio.dtype == np.float32 and audio.ndim == 1
+    assert audio.size > 0 and np.isfinite(audio).all()
+
+
+@FAST
+@given(audio_bytes())
+def test_load_audio_on_any_bytes_returns_audio_or_raises_audio_error(data):
+    try:
+        _check_loaded(load_audio(data, name="<fuzz>"))
+    except AudioError as error:
+        assert error.source == "<fuzz>" and error.reason
+
+
+@FAST
+@given(sample_arrays(), sampling_rates(), st.booleans())
+def test_load_audio_on_any_array_returns_audio_or_raises_audio_error(array, rate, as_tuple):
+    try:
+        audio = load_audio((array, rate) if as_tuple else array,
+                           input_sampling_rate=rate if isinstance(rate, int) and rate > 0 else None)
+    except AudioError as error:
+        assert error.reason
+        return
+    _check_loaded(audio)
