@@ -70,3 +70,10 @@ def tiny_pipeline_dir(tmp_path_factory, tiny_wav2vec2_dir, tiny_bert_dir) -> Pat
     SpeechIntentPipeline(Wav2Vec2ASR.from_pretrained(tiny_wav2vec2_dir, device="cpu"),
                          IntentClassifier.from_pretrained(tiny_bert_dir, device="cpu")).save_pretrained(out)
     return out
+
+
+# ------------------------------------------------------------------ helpers shared by several test modules
+def _signal(rate: int, seconds: float, seed: int = 0) -> np.ndarray:
+    t = np.arange(int(rate * seconds)) / rate
+    noise = np.random.default_rng(seed).standard_normal(len(t))
+    return (0.3 * np.sin(2 * np.pi * 330 * t) + 0.05 * noise).astype(np.float32)

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from speech_intent.audio import load_audio
 from speech_intent.errors import AudioError
 
+from .conftest import _signal
 from .strategies import FAST, audio_bytes, sample_arrays, sampling_rates
 
 
@@ -106,3 +107,19 @@ def test_load_audio_on_any_array_returns_audio_or_raises_audio_error(array, rate
         assert error.reason
         return
     _check_loaded(audio)
+
+
+def test_array_inputs_are_scaled_before_downmixing_and_validated():
+    from speech_intent.audio import load_audio
+    from speech_intent.errors import AudioError
+
+    x = _signal(16000, 0.5)
+    stereo16 = (np.stack([x, x], axis=1) * 32767).astype(np.int16)
+    np.testing.assert_allclose(load_audio(stereo16), x, atol=1e-3)  # int stereo: scaled, then averaged
+    np.testing.assert_allclose(load_audio(stereo16.T.copy()), x, atol=1e-3)  # (channels, frames) layout
+    for bad, reason in [((x, float("nan")), "invalid sampling rate"), ((x, 10), "unsupported sampling rate"),
+                        (x[:1000], "too short"), (x.astype(np.complex64), "unsupported sample dtype"),
+                        (np.array(["a"] * 4000), "unsupported sample dtype"), (x.reshape(2, 5, -1), "1-D or 2-D")]:
+        with pytest.raises(AudioError, match=reason):
+            load_audio(bad)
+    assert len(load_audio(x[:1000], min_duration=None)) == 1000
