@@ -9,14 +9,13 @@ import pytest
 import soundfile as sf
 
 from speech_intent.augment.noise import scale_noise
-from speech_intent.data import Example, SlotSpan
+from speech_intent.data import SlotSpan
 from speech_intent.evaluate import (
     EvaluationReport,
     ManifestError,
     ManifestItem,
     compute_report,
     evaluate_audio,
-    evaluate_text,
     is_audio_manifest,
     max_frame_energy,
     mix_at_snr,
@@ -27,14 +26,10 @@ from speech_intent.evaluate import (
 from speech_intent.normalize import TextNormalizer
 from speech_intent.results import IntentPrediction, PipelineResult, Transcript
 
+from .conftest import _ex
+
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-
-
-def _ex(text: str, intent, **slots) -> Example:
-    spans = tuple(SlotSpan(name, text.index(value), text.index(value) + len(value), value)
-                  for name, value in slots.items())
-    return Example(text, intent, spans)
 
 
 def _pred(text: str, intent, **slots) -> IntentPrediction:
@@ -296,22 +291,6 @@ def test_evaluate_audio_end_to_end_with_noise(tiny_pipeline, clips, tmp_path):
     assert [i["transcript"] for i in again["6dB"].items] == [i["transcript"] for i in reports["6dB"].items]
     written = write_report(reports, tmp_path / "report")
     assert written["acceptance_vs_snr"].is_file() and json.loads(written["report"].read_text())["summary"]
-
-
-def test_evaluate_text_and_cli(tiny_bert_dir, tmp_path, capsys):
-    from speech_intent import IntentClassifier
-    from speech_intent.cli import main
-
-    data = tmp_path / "intents.csv"
-    data.write_text("text,intent\nplay some jazz,play_music\nwake me at 7,set_alarm\nis it raining,get_weather\n")
-    clf = IntentClassifier.from_pretrained(tiny_bert_dir, device="cpu")
-    report = evaluate_text(clf, [_ex("play some jazz", "play_music"), _ex("wake me at 7", "set_alarm")])
-    assert report.condition == "text" and report.n == 2 and report.slot_mode is None
-    assert main(["evaluate", str(data), "--intent", str(tiny_bert_dir), "--device", "cpu",
-                 "-o", str(tmp_path / "out")]) == 0
-    assert "intent accuracy" in capsys.readouterr().out
-    assert json.loads((tmp_path / "out" / "report.json").read_text())["conditions"]["text"]["n"] == 3
-    assert main(["evaluate", str(data), "--snr", "6"]) == 2
 
 
 @pytest.mark.slow

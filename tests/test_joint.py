@@ -24,19 +24,7 @@ from speech_intent.nlu import (
 from speech_intent.nlu.subwords import IGNORE_INDEX, align_labels, decode_tags
 from speech_intent.normalize import TextNormalizer
 
-from .conftest import LABELS
-
-CITIES = ["paris", "london", "new york", "tokyo", "berlin"]
-SONGS = ["jazz", "rock", "bohemian rhapsody", "the beatles"]
-
-
-def _toy_data() -> list:
-    data = [parse_markup(f"{v} the weather in [{c}](city)", "get_weather")
-            for v in ("what is", "how is", "tell me") for c in CITIES]
-    data += [parse_markup(f"{v} [{s}](song)", "play_music") for v in ("play", "put on", "start playing") for s in SONGS]
-    data += [parse_markup(f"wake me at [{t}](time)", "set_alarm") for t in ("7:30", "6 am", "noon", "8:15")]
-    data += [Example("tell me a joke", None), Example("who are you", None)]
-    return data
+from .conftest import LABELS, _toy_data
 
 
 @pytest.fixture(scope="module")
@@ -235,7 +223,7 @@ def test_nlu_metrics_sentence_accuracy():
     assert set(m.to_dict()) >= {"intent_accuracy", "slot_f1", "sentence_accuracy", "score"}
 
 
-# ------------------------------------------------------------------ pipeline and CLI
+# ------------------------------------------------------------------ pipeline
 def test_pipeline_results_carry_the_joint_slots(toy_joint, sine):
     from speech_intent import SpeechIntentPipeline
     from speech_intent.results import Transcript
@@ -250,24 +238,3 @@ def test_pipeline_results_carry_the_joint_slots(toy_joint, sine):
     result = SpeechIntentPipeline(FixedASR(), toy_joint)([sine])[0]
     assert result.intent == "get_weather" and result.slots == {"city": "paris"}
     assert result.to_dict()["slots"] == {"city": "paris"}
-
-
-def test_cli_train_with_dev_data_trains_a_joint_model(tiny_bert_dir, tmp_path, capsys):
-    from speech_intent.cli import main
-    from speech_intent.data import to_markup
-
-    lines = ["version: '3.1'", "nlu:"]
-    for intent in ("get_weather", "play_music", "set_alarm"):
-        lines += [f"- intent: {intent}", "  examples: |"]
-        lines += [f"    - {to_markup(ex)}" for ex in _toy_data() if ex.intent == intent]
-    data = tmp_path / "nlu.yml"
-    data.write_text("\n".join(lines) + "\n")
-    out = tmp_path / "model"
-    rc = main(["train", "--data", str(data), "--dev", str(data), "--output", str(out), "--base", str(tiny_bert_dir),
-               "--epochs", "2", "--lr", "5e-3", "--batch-size", "16", "--early-stopping", "1", "--max-examples", "20",
-               "--device", "cpu", "-q"])
-    assert rc == 0
-    err = capsys.readouterr().err
-    assert "training on 20 examples" in err and "trained joint model" in err
-    clf = IntentClassifier.from_pretrained(out, device="cpu")
-    assert clf.is_joint and clf.threshold is not None and clf.training["dev_examples"] == 31
