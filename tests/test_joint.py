@@ -14,9 +14,7 @@ from speech_intent.nlu import (
     IntentClassifier,
     JointIntentSlotModel,
     TrainingConfig,
-    choose_threshold,
     fine_tune,
-    nlu_metrics,
     normalize_example,
     tags_to_slots,
     word_tags,
@@ -179,17 +177,6 @@ def test_joint_fine_tune_is_deterministic_on_cpu(tiny_bert_dir, tmp_path):
     assert [p.slot_spans for p in a(texts)] == [p.slot_spans for p in b(texts)]
 
 
-def test_plain_fine_tune_with_dev_and_out_of_scope_examples(tiny_bert_dir, tmp_path):
-    data = [(ex.text, ex.intent) for ex in _toy_data()]  # no slots: a plain sequence classifier
-    config = TrainingConfig(epochs=3, learning_rate=5e-3, batch_size=16, seed=0, early_stopping=1)
-    clf = fine_tune(data, tmp_path / "plain", base=tiny_bert_dir, config=config, device="cpu", progress=False,
-                    dev_examples=data[::3])
-    assert not clf.is_joint and OOS_LABEL in clf.labels
-    assert clf.training["best_dev_score"] is not None and clf.threshold == clf.training["threshold"]["threshold"]
-    again = IntentClassifier.from_pretrained(tmp_path / "plain", device="cpu")
-    assert again.threshold == clf.threshold and again("play jazz")[0].slots == {}
-
-
 def test_head_learning_rate_applies_to_the_new_heads_only(tiny_bert_dir):
     from speech_intent.nlu.training import _head_optimizer
 
@@ -201,26 +188,6 @@ def test_head_learning_rate_applies_to_the_new_heads_only(tiny_bert_dir):
     assert rate[id(model.encoder.embeddings.word_embeddings.weight)] == 1e-4
     assert decay[id(model.slot_head.bias)] == 0.0 and decay[id(model.slot_head.weight)] == 0.01
     assert len(rate) == sum(1 for p in model.parameters() if p.requires_grad)
-
-
-# ------------------------------------------------------------------ thresholds and metrics
-def test_choose_threshold_on_dev():
-    # with out-of-scope dev examples: best accuracy, lowest such threshold
-    choice = choose_threshold([0.9, 0.8, 0.3, 0.2, 0.95], ["a", "b", "a", "b", "a"], ["a", "b", None, None, "a"])
-    assert choice.method == "best-accuracy" and choice.threshold == 0.8 and choice.accuracy == 1.0
-    # in scope only: keep >= 99% of the right answers (here: all of them)
-    choice = choose_threshold([0.9, 0.8, 0.3, 0.2, 0.95], ["a", "b", "a", "b", "a"], ["a", "b", "a", "a", "a"])
-    assert choice.method == "in-scope-recall" and choice.threshold == 0.3 and choice.in_scope_recall == 1.0
-    confidences = [i / 200 for i in range(200)]
-    choice = choose_threshold(confidences, ["a"] * 200, ["a"] * 200, target_recall=0.99)
-    assert choice.threshold == 0.01 and choice.in_scope_recall == 0.99
-
-
-def test_nlu_metrics_sentence_accuracy():
-    m = nlu_metrics(["a", "b", "a"], ["a", "b", "b"], [["B-x", "O"], ["O"], ["B-x"]], [["B-x", "O"], ["B-x"], ["B-x"]])
-    assert m.intent_accuracy == pytest.approx(2 / 3) and m.sentence_accuracy == pytest.approx(1 / 3)
-    assert m.slot_precision == pytest.approx(2 / 3) and m.slot_recall == 1.0
-    assert set(m.to_dict()) >= {"intent_accuracy", "slot_f1", "sentence_accuracy", "score"}
 
 
 # ------------------------------------------------------------------ pipeline
