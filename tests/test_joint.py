@@ -1,26 +1,13 @@
-"""Joint intent + slot model: span normalisation, BIO alignment, save/load, training, decoding."""
+"""Joint intent + slot model: BIO labels on sub-words, save/load, training, decoding, slots in pipeline results."""
 from __future__ import annotations
 
 import json
 
 import pytest
 import torch
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
-from speech_intent.data import Example, SlotSpan, parse_markup
-from speech_intent.nlu import (
-    OOS_LABEL,
-    IntentClassifier,
-    JointIntentSlotModel,
-    TrainingConfig,
-    fine_tune,
-    normalize_example,
-    tags_to_slots,
-    word_tags,
-)
+from speech_intent.nlu import OOS_LABEL, IntentClassifier, JointIntentSlotModel, TrainingConfig, fine_tune
 from speech_intent.nlu.subwords import IGNORE_INDEX, align_labels, decode_tags
-from speech_intent.normalize import TextNormalizer
 
 from .conftest import LABELS, _toy_data
 
@@ -41,42 +28,7 @@ def toy_joint(tiny_bert_dir, tmp_path_factory) -> IntentClassifier:
                      device="cpu", progress=False, dev_examples=data[::4])
 
 
-# ------------------------------------------------------------------ spans and BIO
-def test_normalize_example_moves_spans_into_normalised_text():
-    ex = parse_markup("Wake me at [7:30](time) on [Friday](date)!", "set_alarm")
-    norm = normalize_example(ex, TextNormalizer())
-    assert norm.text == "wake me at seven thirty on friday"
-    assert [(s.name, s.value, s.raw) for s in norm.slots] == [("time", "seven thirty", "7:30"),
-                                                              ("date", "friday", "Friday")]
-    assert all(norm.text[s.start:s.end] == s.value for s in norm.slots)
-    assert word_tags(norm.text, norm.slots) == ["O", "O", "O", "B-time", "I-time", "O", "B-date"]
-    # a slot that normalises to nothing is dropped; pairs without slots work too
-    assert normalize_example(Example("go ?", "x", (SlotSpan("p", 3, 4, "?"),)), TextNormalizer()).slots == []
-    assert normalize_example(("Hello,  World", "greet"), None).text == "Hello, World"
-
-
-_WORDS = st.sampled_from(["set", "an", "alarm", "7:30", "12-ounce", "Dr.", "$5", "it's", "?", "a.m.", "Paris", "2nd"])
-
-
-@settings(max_examples=60, deadline=None)
-@given(st.lists(st.tuples(st.lists(_WORDS, min_size=1, max_size=3), st.booleans()), min_size=1, max_size=5))
-def test_normalised_spans_always_match_their_text(chunks):
-    text, spans = "", []
-    for i, (words, is_slot) in enumerate(chunks):
-        piece = " ".join(words)
-        if text:
-            text += " "
-        if is_slot:
-            spans.append(SlotSpan(f"s{i}", len(text), len(text) + len(piece), piece))
-        text += piece
-    norm = normalize_example(Example(text, "x", tuple(spans)), TextNormalizer())
-    assert all(norm.text[s.start:s.end] == s.value and s.value for s in norm.slots)
-    assert "  " not in norm.text and norm.text == norm.text.strip()
-    tags = word_tags(norm.text, norm.slots)
-    assert [(s.name, s.start, s.end) for s in tags_to_slots(norm.text, tags)] == \
-        [(s.name, s.start, s.end) for s in norm.slots]
-
-
+# ------------------------------------------------------------------ BIO labels on sub-words
 def test_bio_labels_sit_on_first_subwords_only(tokenizer):
     text = "play mozartish tunes at o'clock"
     enc = tokenizer(text, return_offsets_mapping=True)
@@ -91,13 +43,6 @@ def test_bio_labels_sit_on_first_subwords_only(tokenizer):
     # decoding reads the same positions back
     assert decode_tags(enc["offset_mapping"], text, labels, ["O", "B-a", "I-a", "B-b", "I-b"]) == \
         ["B-b", "B-a", "I-a", "O", "I-b"]
-
-
-def test_tags_to_slots_is_lenient_and_spans_match_text():
-    text = "fly from new york to los angeles"
-    slots = tags_to_slots(text, ["O", "O", "B-from", "I-from", "O", "I-to", "I-to"])
-    assert [(s.name, s.value) for s in slots] == [("from", "new york"), ("to", "los angeles")]
-    assert all(text[s.start:s.end] == s.value for s in slots)
 
 
 # ------------------------------------------------------------------ model
