@@ -8,13 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from speech_intent import SpeechIntentPipeline
+from speech_intent import IntentClassifier, SpeechIntentPipeline
 from speech_intent.errors import ModelLoadError
 from speech_intent.validation import check_classifier_dir
 
 from .conftest import REPO
 
 
+# ------------------------------------------------------------------ checkpoints: safetensors, coherent labels
 def _edit_json(path: Path, **changes) -> None:
     data = json.loads(path.read_text())
     for key, value in changes.items():
@@ -71,6 +72,35 @@ def test_pickle_only_and_mislabelled_checkpoints_give_clear_model_load_errors(ti
         check_classifier_dir(corrupt / "intent")
 
 
+def test_pickle_only_checkpoints_are_refused(tiny_bert_dir, tmp_path):
+    import shutil
+
+    from speech_intent.nlu import IntentClassifier
+
+    pickled = tmp_path / "pickled"
+    shutil.copytree(tiny_bert_dir, pickled)
+    (pickled / "model.safetensors").rename(pickled / "pytorch_model.bin")
+    with pytest.raises(ModelLoadError, match="safetensors"):
+        IntentClassifier.from_pretrained(pickled)
+
+
+def test_direct_load_of_a_mismatched_head_is_a_clear_error(tiny_bert_dir, tmp_path):
+    import json
+    import shutil
+
+    from speech_intent.errors import ModelLoadError
+
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_bert_dir, broken)
+    config = json.loads((broken / "config.json").read_text())
+    config["id2label"] = {"0": "a", "1": "b"}
+    config["label2id"] = {"a": 0, "b": 1}
+    (broken / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ModelLoadError):
+        IntentClassifier.from_pretrained(broken)
+
+
+# ------------------------------------------------------------------ pipeline.json
 @pytest.mark.parametrize("content,reason", [
     ("{not json", "invalid JSON"),
     ("[1, 2]", "expected a JSON object"),
@@ -92,6 +122,7 @@ def test_invalid_pipeline_json_is_a_clear_error(tiny_pipeline_dir, tmp_path, con
         SpeechIntentPipeline.from_pretrained(target)
 
 
+# ------------------------------------------------------------------ remote code
 def test_remote_code_is_never_trusted():
     sources = "\n".join(p.read_text() for p in (REPO / "speech_intent").rglob("*.py"))
     assert "trust_remote_code=True" not in sources
