@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from speech_intent import SpeechIntentPipeline
+from speech_intent import IntentClassifier, SpeechIntentPipeline
 from speech_intent.asr.grammar import GrammarAutomaton
 from speech_intent.data import Example, SlotSpan, parse_markup
 from speech_intent.models import bundled_encoder_path, bundled_whisper_path
@@ -75,6 +75,10 @@ def tiny_pipeline_dir(tmp_path_factory, tiny_wav2vec2_dir, tiny_bert_dir) -> Pat
     SpeechIntentPipeline(Wav2Vec2ASR.from_pretrained(tiny_wav2vec2_dir, device="cpu"),
                          IntentClassifier.from_pretrained(tiny_bert_dir, device="cpu")).save_pretrained(out)
     return out
+
+
+def _intent(tiny_bert_dir):
+    return IntentClassifier.from_pretrained(tiny_bert_dir, device="cpu")
 
 
 # ------------------------------------------------------------------ the bundled sample commands (slow tests)

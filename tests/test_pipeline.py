@@ -1,5 +1,6 @@
 """SpeechIntentPipeline with every ASR backend, per-file errors, save/load round trips; every kind of bad
-audio and silence in one batch, a stage failing on one input, determinism across runs and batch sizes."""
+audio and silence in one batch, a stage failing on one input, determinism across runs and batch sizes,
+speech the grammar rejects."""
 from __future__ import annotations
 
 import csv
@@ -13,10 +14,12 @@ import pytest
 import soundfile as sf
 
 from speech_intent import FasterWhisperASR, IntentClassifier, SpeechIntentPipeline, Wav2Vec2ASR, WhisperASR
+from speech_intent.asr.base import BaseASR
 from speech_intent.cli import main
 from speech_intent.errors import ModelLoadError
+from speech_intent.results import IntentPrediction, Transcript
 
-from .conftest import LABELS, _signal
+from .conftest import LABELS, _intent, _signal
 
 
 @pytest.fixture()
@@ -24,10 +27,6 @@ def wav_dir(tmp_path, sine):
     for i, n in enumerate([16000, 8000, 20000]):
         sf.write(tmp_path / f"clip{i}.wav", sine[:n] if n <= len(sine) else np.tile(sine, 2)[:n], 16000)
     return tmp_path
-
-
-def _intent(tiny_bert_dir):
-    return IntentClassifier.from_pretrained(tiny_bert_dir, device="cpu")
 
 
 @pytest.mark.parametrize("backend", ["whisper", "wav2vec2"])
@@ -247,7 +246,7 @@ def test_a_stage_raising_on_one_input_fails_only_that_input(tiny_pipeline_dir):
 @pytest.mark.parametrize("backend", ["wav2vec2", "whisper"])
 def test_same_inputs_same_outputs_across_runs_and_batch_sizes(backend, tiny_pipeline_dir, tiny_whisper_dir,
                                                               tiny_bert_dir, tmp_path):
-    from speech_intent import IntentClassifier, WhisperASR
+    from speech_intent import WhisperASR
 
     files = []
     for i, seconds in enumerate([0.4, 1.3, 0.7, 2.0, 1.0]):
@@ -271,3 +270,26 @@ def test_same_inputs_same_outputs_across_runs_and_batch_sizes(backend, tiny_pipe
             if a["confidence"] is not None:  # padding changes float summation order only
                 assert a["confidence"] == pytest.approx(b["confidence"], abs=1e-5)
                 assert a["transcript_confidence"] == pytest.approx(b["transcript_confidence"], abs=1e-4)
+
+
+# ------------------------------------------------------------------------------------ rejected speech, silence
+class _OutOfGrammarASR(BaseASR):
+    backend = "rejecting"
+
+    def _transcribe_batch(self, batch):
+        return [Transcript("play some jazz", 0.7, in_grammar=False, grammar_margin=2.5) for _ in batch]
+
+    def save_pretrained(self, save_directory) -> None:  # pragma: no cover - not saved here
+        raise NotImplementedError
+
+
+def test_rejected_speech_has_no_intent_and_silence_has_empty_parts(tiny_bert_dir):
+    intent = _intent(tiny_bert_dir)
+    assert intent(["play some jazz"])[0].intent is not None  # what the intent stage alone says
+    tone = (0.2 * np.sin(np.arange(16000) / 3)).astype(np.float32)
+    rejected, silent = SpeechIntentPipeline(_OutOfGrammarASR(), intent)([tone, np.zeros(8000, dtype=np.float32)])
+    assert rejected.ok and rejected.in_grammar is False and rejected.grammar_margin == 2.5
+    assert rejected.intent is None and rejected.slots == {} and rejected.slot_spans == []
+    assert rejected.transcript == "play some jazz" and rejected.text == "play some jazz"
+    assert rejected.to_dict()["intent"] is None and rejected.to_dict()["grammar_margin"] == 2.5
+    assert silent.transcription == Transcript("", 0.0, 0.5) and silent.prediction == IntentPrediction("", None, 0.0)
