@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from speech_intent import FasterWhisperASR, IntentClassifier, SpeechIntentPipeline, Wav2Vec2ASR, WhisperASR
+from speech_intent import FasterWhisperASR, SpeechIntentPipeline, Wav2Vec2ASR, WhisperASR
 from speech_intent.asr.base import BaseASR
 from speech_intent.cli import main
 from speech_intent.errors import ModelLoadError
@@ -246,7 +246,7 @@ def test_a_stage_raising_on_one_input_fails_only_that_input(tiny_pipeline_dir):
 @pytest.mark.parametrize("backend", ["wav2vec2", "whisper"])
 def test_same_inputs_same_outputs_across_runs_and_batch_sizes(backend, tiny_pipeline_dir, tiny_whisper_dir,
                                                               tiny_bert_dir, tmp_path):
-    from speech_intent import WhisperASR
+    from speech_intent import IntentClassifier, WhisperASR
 
     files = []
     for i, seconds in enumerate([0.4, 1.3, 0.7, 2.0, 1.0]):
