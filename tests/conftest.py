@@ -1,7 +1,9 @@
 """Shared fixtures: tiny random models built from configs, saved and loaded back
-through the real ``from_pretrained`` code, plus paths to real data."""
+through the real ``from_pretrained`` code, plus paths to real data; and the helpers
+(audio, example texts, a grammar) that several test modules use."""
 from __future__ import annotations
 
+import csv
 import os
 from pathlib import Path
 
@@ -9,6 +11,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from speech_intent import IntentClassifier, SpeechIntentPipeline
+from speech_intent.asr.grammar import GrammarAutomaton
+from speech_intent.data import Example, SlotSpan, parse_markup
 from speech_intent.models import bundled_encoder_path, bundled_whisper_path
 from speech_intent.testing import tiny_bert, tiny_wav2vec2, tiny_whisper
 
@@ -70,3 +75,75 @@ def tiny_pipeline_dir(tmp_path_factory, tiny_wav2vec2_dir, tiny_bert_dir) -> Pat
     SpeechIntentPipeline(Wav2Vec2ASR.from_pretrained(tiny_wav2vec2_dir, device="cpu"),
                          IntentClassifier.from_pretrained(tiny_bert_dir, device="cpu")).save_pretrained(out)
     return out
+
+
+def _intent(tiny_bert_dir):
+    return IntentClassifier.from_pretrained(tiny_bert_dir, device="cpu")
+
+
+# ------------------------------------------------------------------ the bundled sample commands (slow tests)
+AUDIO = ASSETS / "audio"
+
+
+@pytest.fixture(scope="session")
+def manifest() -> dict:
+    with (AUDIO / "manifest.csv").open() as handle:
+        return {row["file"]: row for row in csv.DictReader(handle)}
+
+
+@pytest.fixture(scope="session")
+def default_pipe() -> SpeechIntentPipeline:
+    return SpeechIntentPipeline.default(device="cpu", progress=False)
+
+
+# ------------------------------------------------------------------ audio
+def _signal(rate: int, seconds: float, seed: int = 0) -> np.ndarray:
+    t = np.arange(int(rate * seconds)) / rate
+    noise = np.random.default_rng(seed).standard_normal(len(t))
+    return (0.3 * np.sin(2 * np.pi * 330 * t) + 0.05 * noise).astype(np.float32)
+
+
+def _sine(seconds: float = 1.5) -> np.ndarray:
+    t = np.arange(int(16000 * seconds)) / 16000
+    return (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
+
+
+# ------------------------------------------------------------------ text examples
+CITIES = ["paris", "london", "new york", "tokyo", "berlin"]
+SONGS = ["jazz", "rock", "bohemian rhapsody", "the beatles"]
+
+
+def _toy_data() -> list:
+    data = [parse_markup(f"{v} the weather in [{c}](city)", "get_weather")
+            for v in ("what is", "how is", "tell me") for c in CITIES]
+    data += [parse_markup(f"{v} [{s}](song)", "play_music") for v in ("play", "put on", "start playing") for s in SONGS]
+    data += [parse_markup(f"wake me at [{t}](time)", "set_alarm") for t in ("7:30", "6 am", "noon", "8:15")]
+    data += [Example("tell me a joke", None), Example("who are you", None)]
+    return data
+
+
+def _ex(text: str, intent, **slots) -> Example:
+    spans = tuple(SlotSpan(name, text.index(value), text.index(value) + len(value), value)
+                  for name, value in slots.items())
+    return Example(text, intent, spans)
+
+
+# ------------------------------------------------------------------ a grammar for constrained decoding
+GRAMMAR = {
+    "context": {
+        "expressions": {
+            "changeLight": ["[turn, switch] (the) $light:light [on, off]", "$light:light [on, off] (please)"],
+            "orderDrink": ["I'd like a $size:size $drink:drink"],
+        },
+        "slots": {
+            "light": ["kitchen light", "lamp"],
+            "size": ["small", "twelve ounce"],
+            "drink": ["latte", "iced mocha"],
+        },
+    }
+}
+
+
+@pytest.fixture(scope="module")
+def automaton() -> GrammarAutomaton:
+    return GrammarAutomaton.from_grammar(GRAMMAR)

@@ -1,4 +1,5 @@
-"""Hypothesis strategies shared by ``tests/test_fuzz.py`` and ``benchmarks/fuzz.py``.
+"""Hypothesis strategies shared by the property tests (``tests/test_audio.py``,
+``tests/test_normalize.py``) and ``benchmarks/fuzz.py``, and the settings those tests run with.
 
 Audio bytes come three ways: plain random bytes, real encoded files (wav in several
 sample formats, flac, ogg, aiff) with random byte flips / truncation / overwritten
@@ -13,6 +14,7 @@ from typing import List
 
 import numpy as np
 import soundfile as sf
+from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
@@ -97,3 +99,8 @@ def texts() -> st.SearchStrategy[str]:
         "am", "pm", "A.M.", "st", "nd", "rd", "th", "oz", "lbs", "Dr.", "\u2019", "\u2013", "ﬁ", "İ", "²", "٣",
         "ß", "\u0301", "\n", "\t"])
     return st.one_of(st.text(), st.lists(pieces, max_size=30).map("".join))
+
+
+#: Settings of the property tests in the test suite (``benchmarks/fuzz.py`` runs many more inputs).
+FAST = settings(max_examples=250, deadline=None, database=None,
+                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from speech_intent.asr import ASRStage, FasterWhisperASR, Wav2Vec2ASR, WhisperASR, detect_backend, load_asr
-from speech_intent.errors import AudioError, ModelLoadError
+from speech_intent.errors import AudioError
 
 
 def _clips(sine):
@@ -88,18 +88,6 @@ def test_stage_call_decodes_paths_and_raises_on_bad_input(tiny_wav2vec2_dir, sin
     assert len(asr([str(path), sine])) == 2
     with pytest.raises(AudioError, match="empty"):
         asr([str(bad_files["empty"])])
-
-
-def test_pickle_only_checkpoints_are_refused(tiny_bert_dir, tmp_path):
-    import shutil
-
-    from speech_intent.nlu import IntentClassifier
-
-    pickled = tmp_path / "pickled"
-    shutil.copytree(tiny_bert_dir, pickled)
-    (pickled / "model.safetensors").rename(pickled / "pytorch_model.bin")
-    with pytest.raises(ModelLoadError, match="safetensors"):
-        IntentClassifier.from_pretrained(pickled)
 
 
 @pytest.mark.slow

@@ -1,12 +1,18 @@
-"""Audio loading: formats, rates, channels, and typed errors naming the file."""
+"""Audio loading: formats, rates, channels, typed errors naming the file, and property tests that
+load_audio never fails in an untyped way (a longer run of them: ``benchmarks/fuzz.py``)."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import soundfile as sf
+from hypothesis import given
+from hypothesis import strategies as st
 
 from speech_intent.audio import load_audio
 from speech_intent.errors import AudioError
+
+from .conftest import _signal
+from .strategies import FAST, audio_bytes, sample_arrays, sampling_rates
 
 
 def _tone(rate: int, seconds: float = 1.0, channels: int = 1) -> np.ndarray:
@@ -75,3 +81,45 @@ def test_directory_non_finite_empty_and_too_long(tmp_path):
     with pytest.raises(AudioError, match="limit"):
         load_audio(np.zeros(16000 * 31, dtype=np.float32))
     assert len(load_audio(np.zeros(16000 * 31, dtype=np.float32), max_duration=None)) == 16000 * 31
+
+
+def _check_loaded(audio) -> None:
+    assert isinstance(audio, np.ndarray) and audio.dtype == np.float32 and audio.ndim == 1
+    assert audio.size > 0 and np.isfinite(audio).all()
+
+
+@FAST
+@given(audio_bytes())
+def test_load_audio_on_any_bytes_returns_audio_or_raises_audio_error(data):
+    try:
+        _check_loaded(load_audio(data, name="<fuzz>"))
+    except AudioError as error:
+        assert error.source == "<fuzz>" and error.reason
+
+
+@FAST
+@given(sample_arrays(), sampling_rates(), st.booleans())
+def test_load_audio_on_any_array_returns_audio_or_raises_audio_error(array, rate, as_tuple):
+    try:
+        audio = load_audio((array, rate) if as_tuple else array,
+                           input_sampling_rate=rate if isinstance(rate, int) and rate > 0 else None)
+    except AudioError as error:
+        assert error.reason
+        return
+    _check_loaded(audio)
+
+
+def test_array_inputs_are_scaled_before_downmixing_and_validated():
+    from speech_intent.audio import load_audio
+    from speech_intent.errors import AudioError
+
+    x = _signal(16000, 0.5)
+    stereo16 = (np.stack([x, x], axis=1) * 32767).astype(np.int16)
+    np.testing.assert_allclose(load_audio(stereo16), x, atol=1e-3)  # int stereo: scaled, then averaged
+    np.testing.assert_allclose(load_audio(stereo16.T.copy()), x, atol=1e-3)  # (channels, frames) layout
+    for bad, reason in [((x, float("nan")), "invalid sampling rate"), ((x, 10), "unsupported sampling rate"),
+                        (x[:1000], "too short"), (x.astype(np.complex64), "unsupported sample dtype"),
+                        (np.array(["a"] * 4000), "unsupported sample dtype"), (x.reshape(2, 5, -1), "1-D or 2-D")]:
+        with pytest.raises(AudioError, match=reason):
+            load_audio(bad)
+    assert len(load_audio(x[:1000], min_duration=None)) == 1000

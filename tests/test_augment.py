@@ -1,4 +1,5 @@
-"""Speech-in-the-loop training data: label projection onto ASR transcripts, TTS, training noise."""
+"""Speech-in-the-loop training data: label projection onto ASR transcripts, TTS, training noise, and
+mixing noise into speech at a peak-frame-energy SNR."""
 from __future__ import annotations
 
 import shutil
@@ -8,7 +9,14 @@ import numpy as np
 import pytest
 
 from speech_intent.augment import EspeakSynthesizer, asr_transcribed_examples, project_example, project_examples
-from speech_intent.augment.noise import colored_noise, peak_snr_db, training_noise
+from speech_intent.augment.noise import (
+    colored_noise,
+    max_frame_energy,
+    mix_at_snr,
+    peak_snr_db,
+    scale_noise,
+    training_noise,
+)
 from speech_intent.data.examples import Example, spans_from_values
 from speech_intent.errors import SynthesizerUnavailable
 from speech_intent.normalize import TextNormalizer
@@ -213,3 +221,41 @@ def test_babble_refuses_silent_synthesizers_and_empty_lengths():
         babble(Tone(), 0)
     mix = babble(Tone(), 4000, talkers=3)
     assert mix.shape == (4000,) and np.isclose(np.sqrt(np.mean(mix.astype(np.float64) ** 2)), 1.0, atol=1e-3)
+
+
+# ---------------------------------------------------------------- noise mixing at an SNR
+def test_max_frame_energy_uses_non_overlapping_2048_frames():
+    x = np.zeros(2048 * 3 + 100, dtype=np.float32)
+    x[2048:4096] = 0.5           # frame 1: 2048 * 0.25 = 512
+    x[-100:] = 10.0              # trailing partial frame is ignored
+    assert max_frame_energy(x) == pytest.approx(512.0)
+    assert max_frame_energy(np.full(100, 2.0)) == pytest.approx(400.0)  # shorter than a frame
+
+
+@pytest.mark.parametrize("snr", [-3.0, 6.0, 15.0, 24.0])
+def test_noise_is_scaled_to_the_peak_frame_energy_snr(snr):
+    rng = np.random.default_rng(1)
+    speech = (rng.standard_normal(40000) * np.hanning(40000)).astype(np.float32) * 0.2
+    noise = rng.standard_normal(100000).astype(np.float32) * 0.05
+    scaled = scale_noise(speech, noise[:40000], snr)
+    assert peak_snr_db(speech, scaled) == pytest.approx(snr, abs=1e-4)
+    raw = mix_at_snr(speech, noise, snr, seed=3, index=7, peak=None)
+    assert peak_snr_db(speech, raw - speech) == pytest.approx(snr, abs=1e-3)
+    mixed = mix_at_snr(speech, noise, snr, seed=3, index=7)
+    assert mixed.dtype == np.float32 and mixed.shape == speech.shape
+    assert np.max(np.abs(mixed)) == pytest.approx(0.5, abs=1e-6)
+    np.testing.assert_allclose(mixed, raw * (0.5 / np.max(np.abs(raw))), atol=1e-6)
+
+
+def test_mixing_is_deterministic_and_loops_short_noise():
+    rng = np.random.default_rng(2)
+    speech = rng.standard_normal(20000).astype(np.float32) * 0.1
+    noise = rng.standard_normal(50000).astype(np.float32)
+    a = mix_at_snr(speech, noise, 9.0, seed=0, index=1)
+    np.testing.assert_array_equal(a, mix_at_snr(speech, noise, 9.0, seed=0, index=1))
+    assert not np.allclose(a, mix_at_snr(speech, noise, 9.0, seed=0, index=2))
+    assert not np.allclose(a, mix_at_snr(speech, noise, 9.0, seed=1, index=1))
+    short = rng.standard_normal(3000).astype(np.float32)
+    looped = mix_at_snr(speech, short, 12.0, seed=0, index=0, peak=None)
+    assert looped.shape == speech.shape
+    assert peak_snr_db(speech, looped - speech) == pytest.approx(12.0, abs=1e-3)

@@ -1,4 +1,4 @@
-"""speech_intent.evaluate: metrics with known answers, manifests, noise mixing, reports, end to end."""
+"""speech_intent.evaluate: metrics with known answers, manifests, reports, end to end (clean and with noise)."""
 from __future__ import annotations
 
 import json
@@ -8,33 +8,24 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from speech_intent.augment.noise import scale_noise
-from speech_intent.data import Example, SlotSpan
+from speech_intent.data import SlotSpan
 from speech_intent.evaluate import (
     EvaluationReport,
     ManifestError,
     ManifestItem,
     compute_report,
     evaluate_audio,
-    evaluate_text,
     is_audio_manifest,
-    max_frame_energy,
-    mix_at_snr,
-    peak_snr_db,
     read_manifest,
     write_report,
 )
 from speech_intent.normalize import TextNormalizer
 from speech_intent.results import IntentPrediction, PipelineResult, Transcript
 
+from .conftest import _ex
+
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-
-
-def _ex(text: str, intent, **slots) -> Example:
-    spans = tuple(SlotSpan(name, text.index(value), text.index(value) + len(value), value)
-                  for name, value in slots.items())
-    return Example(text, intent, spans)
 
 
 def _pred(text: str, intent, **slots) -> IntentPrediction:
@@ -206,44 +197,6 @@ def test_text_data_is_not_an_audio_manifest(tmp_path):
     assert not is_audio_manifest(path)
 
 
-# ------------------------------------------------------------------------------- noise
-def test_max_frame_energy_uses_non_overlapping_2048_frames():
-    x = np.zeros(2048 * 3 + 100, dtype=np.float32)
-    x[2048:4096] = 0.5           # frame 1: 2048 * 0.25 = 512
-    x[-100:] = 10.0              # trailing partial frame is ignored
-    assert max_frame_energy(x) == pytest.approx(512.0)
-    assert max_frame_energy(np.full(100, 2.0)) == pytest.approx(400.0)  # shorter than a frame
-
-
-@pytest.mark.parametrize("snr", [-3.0, 6.0, 15.0, 24.0])
-def test_noise_is_scaled_to_the_peak_frame_energy_snr(snr):
-    rng = np.random.default_rng(1)
-    speech = (rng.standard_normal(40000) * np.hanning(40000)).astype(np.float32) * 0.2
-    noise = rng.standard_normal(100000).astype(np.float32) * 0.05
-    scaled = scale_noise(speech, noise[:40000], snr)
-    assert peak_snr_db(speech, scaled) == pytest.approx(snr, abs=1e-4)
-    raw = mix_at_snr(speech, noise, snr, seed=3, index=7, peak=None)
-    assert peak_snr_db(speech, raw - speech) == pytest.approx(snr, abs=1e-3)
-    mixed = mix_at_snr(speech, noise, snr, seed=3, index=7)
-    assert mixed.dtype == np.float32 and mixed.shape == speech.shape
-    assert np.max(np.abs(mixed)) == pytest.approx(0.5, abs=1e-6)
-    np.testing.assert_allclose(mixed, raw * (0.5 / np.max(np.abs(raw))), atol=1e-6)
-
-
-def test_mixing_is_deterministic_and_loops_short_noise():
-    rng = np.random.default_rng(2)
-    speech = rng.standard_normal(20000).astype(np.float32) * 0.1
-    noise = rng.standard_normal(50000).astype(np.float32)
-    a = mix_at_snr(speech, noise, 9.0, seed=0, index=1)
-    np.testing.assert_array_equal(a, mix_at_snr(speech, noise, 9.0, seed=0, index=1))
-    assert not np.allclose(a, mix_at_snr(speech, noise, 9.0, seed=0, index=2))
-    assert not np.allclose(a, mix_at_snr(speech, noise, 9.0, seed=1, index=1))
-    short = rng.standard_normal(3000).astype(np.float32)
-    looped = mix_at_snr(speech, short, 12.0, seed=0, index=0, peak=None)
-    assert looped.shape == speech.shape
-    assert peak_snr_db(speech, looped - speech) == pytest.approx(12.0, abs=1e-3)
-
-
 # ----------------------------------------------------------------------------- reports
 def _noisy_reports():
     gold = [ManifestItem(Path("/a.wav"), "x", {}, None), ManifestItem(Path("/b.wav"), "y", {}, None)]
@@ -296,22 +249,6 @@ def test_evaluate_audio_end_to_end_with_noise(tiny_pipeline, clips, tmp_path):
     assert [i["transcript"] for i in again["6dB"].items] == [i["transcript"] for i in reports["6dB"].items]
     written = write_report(reports, tmp_path / "report")
     assert written["acceptance_vs_snr"].is_file() and json.loads(written["report"].read_text())["summary"]
-
-
-def test_evaluate_text_and_cli(tiny_bert_dir, tmp_path, capsys):
-    from speech_intent import IntentClassifier
-    from speech_intent.cli import main
-
-    data = tmp_path / "intents.csv"
-    data.write_text("text,intent\nplay some jazz,play_music\nwake me at 7,set_alarm\nis it raining,get_weather\n")
-    clf = IntentClassifier.from_pretrained(tiny_bert_dir, device="cpu")
-    report = evaluate_text(clf, [_ex("play some jazz", "play_music"), _ex("wake me at 7", "set_alarm")])
-    assert report.condition == "text" and report.n == 2 and report.slot_mode is None
-    assert main(["evaluate", str(data), "--intent", str(tiny_bert_dir), "--device", "cpu",
-                 "-o", str(tmp_path / "out")]) == 0
-    assert "intent accuracy" in capsys.readouterr().out
-    assert json.loads((tmp_path / "out" / "report.json").read_text())["conditions"]["text"]["n"] == 3
-    assert main(["evaluate", str(data), "--snr", "6"]) == 2
 
 
 @pytest.mark.slow

@@ -5,32 +5,16 @@ The default intent model is fine-tuned on first use and cached
 """
 from __future__ import annotations
 
-import csv
-import json
-import shutil
 from pathlib import Path
 
 import jiwer
 import pytest
 
 from speech_intent import SpeechIntentPipeline, TextNormalizer, WhisperASR
-from speech_intent.cli import main
 
-from .conftest import ASSETS
+from .conftest import AUDIO
 
 pytestmark = pytest.mark.slow
-AUDIO = ASSETS / "audio"
-
-
-@pytest.fixture(scope="session")
-def manifest() -> dict:
-    with (AUDIO / "manifest.csv").open() as handle:
-        return {row["file"]: row for row in csv.DictReader(handle)}
-
-
-@pytest.fixture(scope="session")
-def default_pipe() -> SpeechIntentPipeline:
-    return SpeechIntentPipeline.default(device="cpu", progress=False)
 
 
 @pytest.fixture(scope="session")
@@ -81,33 +65,3 @@ def test_converted_tiny_en_runs_in_whisper_asr(default_pipe, default_results, ma
     print(f"converted tiny.en in WhisperASR: accuracy {accuracy:.1%}, WER {wer:.1%}, "
           f"{same}/{len(results)} transcripts identical to faster-whisper int8")
     assert accuracy >= 0.90 and wer <= 0.15
-
-
-def test_cli_predict_writes_jsonl_and_resumes(tmp_path, manifest, bad_files, default_pipe):
-    folder = tmp_path / "in"
-    folder.mkdir()
-    for n in sorted(manifest)[:3]:
-        shutil.copy(AUDIO / n, folder / n)
-    shutil.copy(bad_files["text"], folder / "zz_text.wav")
-    out = tmp_path / "results.jsonl"
-    assert main(["predict", str(folder), "-o", str(out), "-q"]) == 0
-    rows = [json.loads(line) for line in out.read_text().splitlines()]
-    assert len(rows) == 4 and sum(bool(r["error"]) for r in rows) == 1
-    assert all(r["intent"] == manifest[Path(r["path"]).name]["intent"] for r in rows if not r["error"])
-    # rerun: finished files are skipped, the failed one is retried (and fails again): one row per file
-    assert main(["predict", str(folder), "-o", str(out), "-q"]) == 0
-    rows = [json.loads(line) for line in out.read_text().splitlines()]
-    assert len(rows) == 4 and sum(bool(r["error"]) for r in rows) == 1
-    assert sorted(Path(r["path"]).name for r in rows) == sorted(p.name for p in folder.iterdir())
-    csv_out = tmp_path / "results.csv"
-    assert main(["predict", str(folder / sorted(manifest)[0]), "-o", str(csv_out), "-q"]) == 0
-    assert list(csv.DictReader(csv_out.open()))[0]["intent"] == manifest[sorted(manifest)[0]]["intent"]
-
-
-def test_cli_classify_and_transcribe(capsys, default_pipe, manifest):
-    assert main(["classify", "turn the kitchen lights off please"]) == 0
-    assert json.loads(capsys.readouterr().out)["intent"] == "lights_off"
-    name = sorted(manifest)[0]
-    assert main(["transcribe", str(AUDIO / name)]) == 0
-    line = json.loads(capsys.readouterr().out.splitlines()[0])
-    assert line["path"].endswith(name) and line["text"]

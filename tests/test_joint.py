@@ -1,42 +1,15 @@
-"""Joint intent + slot model: span normalisation, BIO alignment, save/load, training, decoding."""
+"""Joint intent + slot model: BIO labels on sub-words, save/load, training, decoding, slots in pipeline results."""
 from __future__ import annotations
 
 import json
 
 import pytest
 import torch
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
-from speech_intent.data import Example, SlotSpan, parse_markup
-from speech_intent.nlu import (
-    OOS_LABEL,
-    IntentClassifier,
-    JointIntentSlotModel,
-    TrainingConfig,
-    choose_threshold,
-    fine_tune,
-    nlu_metrics,
-    normalize_example,
-    tags_to_slots,
-    word_tags,
-)
+from speech_intent.nlu import OOS_LABEL, IntentClassifier, JointIntentSlotModel, TrainingConfig, fine_tune
 from speech_intent.nlu.subwords import IGNORE_INDEX, align_labels, decode_tags
-from speech_intent.normalize import TextNormalizer
 
-from .conftest import LABELS
-
-CITIES = ["paris", "london", "new york", "tokyo", "berlin"]
-SONGS = ["jazz", "rock", "bohemian rhapsody", "the beatles"]
-
-
-def _toy_data() -> list:
-    data = [parse_markup(f"{v} the weather in [{c}](city)", "get_weather")
-            for v in ("what is", "how is", "tell me") for c in CITIES]
-    data += [parse_markup(f"{v} [{s}](song)", "play_music") for v in ("play", "put on", "start playing") for s in SONGS]
-    data += [parse_markup(f"wake me at [{t}](time)", "set_alarm") for t in ("7:30", "6 am", "noon", "8:15")]
-    data += [Example("tell me a joke", None), Example("who are you", None)]
-    return data
+from .conftest import LABELS, _toy_data
 
 
 @pytest.fixture(scope="module")
@@ -55,42 +28,7 @@ def toy_joint(tiny_bert_dir, tmp_path_factory) -> IntentClassifier:
                      device="cpu", progress=False, dev_examples=data[::4])
 
 
-# ------------------------------------------------------------------ spans and BIO
-def test_normalize_example_moves_spans_into_normalised_text():
-    ex = parse_markup("Wake me at [7:30](time) on [Friday](date)!", "set_alarm")
-    norm = normalize_example(ex, TextNormalizer())
-    assert norm.text == "wake me at seven thirty on friday"
-    assert [(s.name, s.value, s.raw) for s in norm.slots] == [("time", "seven thirty", "7:30"),
-                                                              ("date", "friday", "Friday")]
-    assert all(norm.text[s.start:s.end] == s.value for s in norm.slots)
-    assert word_tags(norm.text, norm.slots) == ["O", "O", "O", "B-time", "I-time", "O", "B-date"]
-    # a slot that normalises to nothing is dropped; pairs without slots work too
-    assert normalize_example(Example("go ?", "x", (SlotSpan("p", 3, 4, "?"),)), TextNormalizer()).slots == []
-    assert normalize_example(("Hello,  World", "greet"), None).text == "Hello, World"
-
-
-_WORDS = st.sampled_from(["set", "an", "alarm", "7:30", "12-ounce", "Dr.", "$5", "it's", "?", "a.m.", "Paris", "2nd"])
-
-
-@settings(max_examples=60, deadline=None)
-@given(st.lists(st.tuples(st.lists(_WORDS, min_size=1, max_size=3), st.booleans()), min_size=1, max_size=5))
-def test_normalised_spans_always_match_their_text(chunks):
-    text, spans = "", []
-    for i, (words, is_slot) in enumerate(chunks):
-        piece = " ".join(words)
-        if text:
-            text += " "
-        if is_slot:
-            spans.append(SlotSpan(f"s{i}", len(text), len(text) + len(piece), piece))
-        text += piece
-    norm = normalize_example(Example(text, "x", tuple(spans)), TextNormalizer())
-    assert all(norm.text[s.start:s.end] == s.value and s.value for s in norm.slots)
-    assert "  " not in norm.text and norm.text == norm.text.strip()
-    tags = word_tags(norm.text, norm.slots)
-    assert [(s.name, s.start, s.end) for s in tags_to_slots(norm.text, tags)] == \
-        [(s.name, s.start, s.end) for s in norm.slots]
-
-
+# ------------------------------------------------------------------ BIO labels on sub-words
 def test_bio_labels_sit_on_first_subwords_only(tokenizer):
     text = "play mozartish tunes at o'clock"
     enc = tokenizer(text, return_offsets_mapping=True)
@@ -105,13 +43,6 @@ def test_bio_labels_sit_on_first_subwords_only(tokenizer):
     # decoding reads the same positions back
     assert decode_tags(enc["offset_mapping"], text, labels, ["O", "B-a", "I-a", "B-b", "I-b"]) == \
         ["B-b", "B-a", "I-a", "O", "I-b"]
-
-
-def test_tags_to_slots_is_lenient_and_spans_match_text():
-    text = "fly from new york to los angeles"
-    slots = tags_to_slots(text, ["O", "O", "B-from", "I-from", "O", "I-to", "I-to"])
-    assert [(s.name, s.value) for s in slots] == [("from", "new york"), ("to", "los angeles")]
-    assert all(text[s.start:s.end] == s.value for s in slots)
 
 
 # ------------------------------------------------------------------ model
@@ -191,17 +122,6 @@ def test_joint_fine_tune_is_deterministic_on_cpu(tiny_bert_dir, tmp_path):
     assert [p.slot_spans for p in a(texts)] == [p.slot_spans for p in b(texts)]
 
 
-def test_plain_fine_tune_with_dev_and_out_of_scope_examples(tiny_bert_dir, tmp_path):
-    data = [(ex.text, ex.intent) for ex in _toy_data()]  # no slots: a plain sequence classifier
-    config = TrainingConfig(epochs=3, learning_rate=5e-3, batch_size=16, seed=0, early_stopping=1)
-    clf = fine_tune(data, tmp_path / "plain", base=tiny_bert_dir, config=config, device="cpu", progress=False,
-                    dev_examples=data[::3])
-    assert not clf.is_joint and OOS_LABEL in clf.labels
-    assert clf.training["best_dev_score"] is not None and clf.threshold == clf.training["threshold"]["threshold"]
-    again = IntentClassifier.from_pretrained(tmp_path / "plain", device="cpu")
-    assert again.threshold == clf.threshold and again("play jazz")[0].slots == {}
-
-
 def test_head_learning_rate_applies_to_the_new_heads_only(tiny_bert_dir):
     from speech_intent.nlu.training import _head_optimizer
 
@@ -215,27 +135,7 @@ def test_head_learning_rate_applies_to_the_new_heads_only(tiny_bert_dir):
     assert len(rate) == sum(1 for p in model.parameters() if p.requires_grad)
 
 
-# ------------------------------------------------------------------ thresholds and metrics
-def test_choose_threshold_on_dev():
-    # with out-of-scope dev examples: best accuracy, lowest such threshold
-    choice = choose_threshold([0.9, 0.8, 0.3, 0.2, 0.95], ["a", "b", "a", "b", "a"], ["a", "b", None, None, "a"])
-    assert choice.method == "best-accuracy" and choice.threshold == 0.8 and choice.accuracy == 1.0
-    # in scope only: keep >= 99% of the right answers (here: all of them)
-    choice = choose_threshold([0.9, 0.8, 0.3, 0.2, 0.95], ["a", "b", "a", "b", "a"], ["a", "b", "a", "a", "a"])
-    assert choice.method == "in-scope-recall" and choice.threshold == 0.3 and choice.in_scope_recall == 1.0
-    confidences = [i / 200 for i in range(200)]
-    choice = choose_threshold(confidences, ["a"] * 200, ["a"] * 200, target_recall=0.99)
-    assert choice.threshold == 0.01 and choice.in_scope_recall == 0.99
-
-
-def test_nlu_metrics_sentence_accuracy():
-    m = nlu_metrics(["a", "b", "a"], ["a", "b", "b"], [["B-x", "O"], ["O"], ["B-x"]], [["B-x", "O"], ["B-x"], ["B-x"]])
-    assert m.intent_accuracy == pytest.approx(2 / 3) and m.sentence_accuracy == pytest.approx(1 / 3)
-    assert m.slot_precision == pytest.approx(2 / 3) and m.slot_recall == 1.0
-    assert set(m.to_dict()) >= {"intent_accuracy", "slot_f1", "sentence_accuracy", "score"}
-
-
-# ------------------------------------------------------------------ pipeline and CLI
+# ------------------------------------------------------------------ pipeline
 def test_pipeline_results_carry_the_joint_slots(toy_joint, sine):
     from speech_intent import SpeechIntentPipeline
     from speech_intent.results import Transcript
@@ -250,24 +150,3 @@ def test_pipeline_results_carry_the_joint_slots(toy_joint, sine):
     result = SpeechIntentPipeline(FixedASR(), toy_joint)([sine])[0]
     assert result.intent == "get_weather" and result.slots == {"city": "paris"}
     assert result.to_dict()["slots"] == {"city": "paris"}
-
-
-def test_cli_train_with_dev_data_trains_a_joint_model(tiny_bert_dir, tmp_path, capsys):
-    from speech_intent.cli import main
-    from speech_intent.data import to_markup
-
-    lines = ["version: '3.1'", "nlu:"]
-    for intent in ("get_weather", "play_music", "set_alarm"):
-        lines += [f"- intent: {intent}", "  examples: |"]
-        lines += [f"    - {to_markup(ex)}" for ex in _toy_data() if ex.intent == intent]
-    data = tmp_path / "nlu.yml"
-    data.write_text("\n".join(lines) + "\n")
-    out = tmp_path / "model"
-    rc = main(["train", "--data", str(data), "--dev", str(data), "--output", str(out), "--base", str(tiny_bert_dir),
-               "--epochs", "2", "--lr", "5e-3", "--batch-size", "16", "--early-stopping", "1", "--max-examples", "20",
-               "--device", "cpu", "-q"])
-    assert rc == 0
-    err = capsys.readouterr().err
-    assert "training on 20 examples" in err and "trained joint model" in err
-    clf = IntentClassifier.from_pretrained(out, device="cpu")
-    assert clf.is_joint and clf.threshold is not None and clf.training["dev_examples"] == 31

@@ -1,13 +1,14 @@
-"""Intent stage: batching, confidences, top-k, thresholds, save/load, fine-tuning."""
+"""Intent stage: batching, confidences, top-k, thresholds, save/load, fine-tuning (plain classifiers, with
+dev data and out-of-scope examples), the threshold chosen on dev data, NLU metrics."""
 from __future__ import annotations
 
 import pytest
 import torch
 
-from speech_intent.nlu import IntentClassifier, TrainingConfig, fine_tune
+from speech_intent.nlu import OOS_LABEL, IntentClassifier, TrainingConfig, choose_threshold, fine_tune, nlu_metrics
 from speech_intent.normalize import TextNormalizer
 
-from .conftest import LABELS
+from .conftest import LABELS, _toy_data
 
 TEXTS = ["what's the weather in Paris?", "play some jazz", "wake me up at 7:30", ""]
 
@@ -62,17 +63,32 @@ def test_fine_tune_learns_a_toy_domain(tiny_bert_dir, tmp_path):
     torch.testing.assert_close(clf.predict_proba(TEXTS), again.predict_proba(TEXTS))
 
 
-def test_direct_load_of_a_mismatched_head_is_a_clear_error(tiny_bert_dir, tmp_path):
-    import json
-    import shutil
+def test_plain_fine_tune_with_dev_and_out_of_scope_examples(tiny_bert_dir, tmp_path):
+    data = [(ex.text, ex.intent) for ex in _toy_data()]  # no slots: a plain sequence classifier
+    config = TrainingConfig(epochs=3, learning_rate=5e-3, batch_size=16, seed=0, early_stopping=1)
+    clf = fine_tune(data, tmp_path / "plain", base=tiny_bert_dir, config=config, device="cpu", progress=False,
+                    dev_examples=data[::3])
+    assert not clf.is_joint and OOS_LABEL in clf.labels
+    assert clf.training["best_dev_score"] is not None and clf.threshold == clf.training["threshold"]["threshold"]
+    again = IntentClassifier.from_pretrained(tmp_path / "plain", device="cpu")
+    assert again.threshold == clf.threshold and again("play jazz")[0].slots == {}
 
-    from speech_intent.errors import ModelLoadError
 
-    broken = tmp_path / "broken"
-    shutil.copytree(tiny_bert_dir, broken)
-    config = json.loads((broken / "config.json").read_text())
-    config["id2label"] = {"0": "a", "1": "b"}
-    config["label2id"] = {"a": 0, "b": 1}
-    (broken / "config.json").write_text(json.dumps(config))
-    with pytest.raises(ModelLoadError):
-        IntentClassifier.from_pretrained(broken)
+# ------------------------------------------------------------------ thresholds and metrics
+def test_choose_threshold_on_dev():
+    # with out-of-scope dev examples: best accuracy, lowest such threshold
+    choice = choose_threshold([0.9, 0.8, 0.3, 0.2, 0.95], ["a", "b", "a", "b", "a"], ["a", "b", None, None, "a"])
+    assert choice.method == "best-accuracy" and choice.threshold == 0.8 and choice.accuracy == 1.0
+    # in scope only: keep >= 99% of the right answers (here: all of them)
+    choice = choose_threshold([0.9, 0.8, 0.3, 0.2, 0.95], ["a", "b", "a", "b", "a"], ["a", "b", "a", "a", "a"])
+    assert choice.method == "in-scope-recall" and choice.threshold == 0.3 and choice.in_scope_recall == 1.0
+    confidences = [i / 200 for i in range(200)]
+    choice = choose_threshold(confidences, ["a"] * 200, ["a"] * 200, target_recall=0.99)
+    assert choice.threshold == 0.01 and choice.in_scope_recall == 0.99
+
+
+def test_nlu_metrics_sentence_accuracy():
+    m = nlu_metrics(["a", "b", "a"], ["a", "b", "b"], [["B-x", "O"], ["O"], ["B-x"]], [["B-x", "O"], ["B-x"], ["B-x"]])
+    assert m.intent_accuracy == pytest.approx(2 / 3) and m.sentence_accuracy == pytest.approx(1 / 3)
+    assert m.slot_precision == pytest.approx(2 / 3) and m.slot_recall == 1.0
+    assert set(m.to_dict()) >= {"intent_accuracy", "slot_f1", "sentence_accuracy", "score"}

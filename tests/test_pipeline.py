@@ -1,16 +1,25 @@
-"""SpeechIntentPipeline with every ASR backend, per-file errors, save/load round trips."""
+"""SpeechIntentPipeline with every ASR backend, per-file errors, save/load round trips; every kind of bad
+audio and silence in one batch, a stage failing on one input, determinism across runs and batch sizes,
+speech the grammar rejects."""
 from __future__ import annotations
 
+import csv
 import json
+import struct
+from pathlib import Path
+from typing import Dict, List, Tuple
 
 import numpy as np
 import pytest
 import soundfile as sf
 
-from speech_intent import FasterWhisperASR, IntentClassifier, SpeechIntentPipeline, Wav2Vec2ASR, WhisperASR
+from speech_intent import FasterWhisperASR, SpeechIntentPipeline, Wav2Vec2ASR, WhisperASR
+from speech_intent.asr.base import BaseASR
+from speech_intent.cli import main
 from speech_intent.errors import ModelLoadError
+from speech_intent.results import IntentPrediction, Transcript
 
-from .conftest import LABELS
+from .conftest import LABELS, _intent, _signal
 
 
 @pytest.fixture()
@@ -18,10 +27,6 @@ def wav_dir(tmp_path, sine):
     for i, n in enumerate([16000, 8000, 20000]):
         sf.write(tmp_path / f"clip{i}.wav", sine[:n] if n <= len(sine) else np.tile(sine, 2)[:n], 16000)
     return tmp_path
-
-
-def _intent(tiny_bert_dir):
-    return IntentClassifier.from_pretrained(tiny_bert_dir, device="cpu")
 
 
 @pytest.mark.parametrize("backend", ["whisper", "wav2vec2"])
@@ -103,3 +108,188 @@ def test_faster_whisper_runs_in_a_pipeline_and_round_trips(tiny_bert_dir, tmp_pa
     again = SpeechIntentPipeline.from_pretrained(tmp_path / "fw", device="cpu")
     assert isinstance(again.asr, FasterWhisperASR)
     assert [r.to_dict() for r in again(files)] == [r.to_dict() for r in results[:3]]
+
+
+# ------------------------------------------------------------------------------------ bad inputs, failing stages
+OK, SILENT = "ok", "silent"
+
+
+def build_corpus(root: Path) -> Tuple[Dict[str, str], List[str]]:
+    """Every bad input from the issue plus good files of every supported kind.
+
+    Returns ``{path: expectation}`` (``"ok"``, ``"silent"`` or a reason the error must contain)
+    and the extra paths to pass explicitly (a missing file and a directory).
+    """
+    root.mkdir(parents=True, exist_ok=True)
+    expect: Dict[str, str] = {}
+
+    def wav(name: str, data: np.ndarray, rate: int = 16000, outcome: str = OK, **kw) -> Path:
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        sf.write(path, data, rate, **kw)
+        expect[str(path)] = outcome
+        return path
+
+    def raw(name: str, data: bytes, outcome: str) -> None:
+        (root / name).write_bytes(data)
+        expect[str(root / name)] = outcome
+
+    x = _signal(16000, 0.5)
+    good = wav("good_pcm16.wav", x)
+    wav("clipped.wav", np.clip(x * 20, -1, 1))
+    wav("pcm_u8.wav", x, subtype="PCM_U8")
+    wav("pcm_24.wav", x, subtype="PCM_24")
+    wav("float32.wav", x, subtype="FLOAT")
+    for rate in (8000, 44100, 48000):
+        wav(f"rate_{rate}.wav", _signal(rate, 0.5), rate)
+    wav("stereo.wav", np.stack([x, x[::-1]], axis=1))
+    wav("six_channels.wav", np.stack([x] * 6, axis=1))
+    wav("dir with space/ünïcödé näme 指令.wav", x)
+    wav("silence.wav", np.zeros(8000, np.float32), outcome=SILENT)
+    nan, inf = x.copy(), x.copy()
+    nan[100], inf[200] = np.nan, np.inf
+    wav("nan.wav", nan, subtype="FLOAT", outcome="NaN or Inf")
+    wav("inf.wav", inf, subtype="FLOAT", outcome="NaN or Inf")
+    wav("too_short.wav", x[:800], outcome="too short")
+    wav("too_long.wav", _signal(16000, 6.0), outcome="over the 5.0 s limit")
+    header = good.read_bytes()
+    raw("zero_bytes.wav", b"", "empty")
+    raw("truncated_header.wav", header[:30], "cannot decode")
+    raw("header_only.wav", header[:44], "no samples")
+    raw("corrupt_header.wav", b"RIFF\x24\x00\x00\x00WAVEfmt " + bytes(range(40)), "cannot decode")
+    raw("text_renamed.wav", b"this is a text file, not audio\n" * 20, "cannot decode")
+    bad_codec = bytearray(header)
+    bad_codec[20:22] = struct.pack("<H", 0x55)  # claims MPEG-in-WAV with a PCM-sized fmt chunk
+    raw("bad_codec.wav", bytes(bad_codec), "cannot decode")
+    raw("not_really.m4a", b"\x00\x01 definitely not an mp4 container" * 10, "unsupported format or codec")
+    (root / "folder.wav").mkdir()
+    expect[str(root / "folder.wav")] = "directory"
+    expect[str(root / "missing.wav")] = "file not found"
+    return expect, [str(root / "missing.wav"), str(root / "folder.wav")]
+
+
+def _check_outcome(path: str, expectation: str, row: dict) -> None:
+    if expectation == OK:
+        assert row["error"] is None, row
+        assert isinstance(row["transcript"], str) and row["duration"] > 0
+    elif expectation == SILENT:
+        assert row["error"] is None and row["transcript"] == "" and row["intent"] is None, row
+    else:
+        assert row["error"] and path in row["error"] and expectation in row["error"], row
+        assert row["transcript"] is None and row["intent"] is None
+
+
+def test_every_bad_input_gives_its_own_typed_outcome_and_the_batch_goes_on(tiny_pipeline_dir, tmp_path, capsys):
+    expect, extra = build_corpus(tmp_path / "in")
+    pipe = SpeechIntentPipeline.from_pretrained(tiny_pipeline_dir, device="cpu", max_duration=5.0)
+    seen_by_asr: List[float] = []
+    transcribe = pipe.asr.transcribe
+
+    def spy(arrays, **kwargs):
+        seen_by_asr.extend(float(np.abs(a).max()) for a in arrays)
+        return transcribe(arrays, **kwargs)
+
+    pipe.asr.transcribe = spy  # type: ignore[method-assign]
+    inputs = sorted(expect)
+    results = pipe(inputs, batch_size=4)
+    assert [r.path for r in results] == inputs
+    for path, result in zip(inputs, results):
+        _check_outcome(path, expect[path], result.to_dict())
+    assert min(seen_by_asr) > 1e-3  # digital silence never reached the ASR model
+    assert len(seen_by_asr) == sum(v == OK for v in expect.values())
+
+    # the same folder through the CLI: one row per input, summary line, then a rerun skips the good ones
+    out = tmp_path / "out.jsonl"
+    argv = ["predict", str(tmp_path / "in"), *extra, "--pipeline", str(tiny_pipeline_dir), "--device", "cpu",
+            "--max-duration", "5", "--batch-size", "3", "-q", "-o", str(out)]
+    assert main(argv) == 0
+    rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert sorted(r["path"] for r in rows) == inputs
+    for row in rows:
+        _check_outcome(row["path"], expect[row["path"]], row)
+    n_ok = sum(v in (OK, SILENT) for v in expect.values())
+    n_bad = len(expect) - n_ok
+    assert f"done: {n_ok}, skipped: 0, failed: {n_bad}" in capsys.readouterr().err
+    assert main(argv) == 0
+    assert f"done: 0, skipped: {n_ok}, failed: {n_bad}" in capsys.readouterr().err
+    rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert sorted(r["path"] for r in rows) == inputs  # retried failures replaced, not duplicated
+
+    csv_out = tmp_path / "out.csv"  # CSV output: a few inputs are enough (the writer is tested on its own below)
+    few = [p for p in inputs if Path(p).name in ("stereo.wav", "silence.wav", "nan.wav", "zero_bytes.wav")]
+    assert main(["predict", *few, *argv[len(extra) + 2:-1], str(csv_out)]) == 0
+    with open(csv_out, encoding="utf-8", newline="") as handle:
+        csv_rows = list(csv.DictReader(handle))
+    assert sorted(r["path"] for r in csv_rows) == few
+    for row in csv_rows:
+        assert bool(row["error"]) == (expect[row["path"]] not in (OK, SILENT))
+
+
+def test_a_stage_raising_on_one_input_fails_only_that_input(tiny_pipeline_dir):
+    pipe = SpeechIntentPipeline.from_pretrained(tiny_pipeline_dir, device="cpu")
+    transcribe = pipe.asr.transcribe
+
+    def fragile(arrays, **kwargs):
+        if any(len(a) == 12345 for a in arrays):
+            raise RuntimeError("model exploded")
+        return transcribe(arrays, **kwargs)
+
+    pipe.asr.transcribe = fragile  # type: ignore[method-assign]
+    inputs = [_signal(16000, 0.5), _signal(16000, 12345 / 16000), _signal(16000, 0.7)]
+    results = pipe(inputs, batch_size=3)
+    assert [r.error is None for r in results] == [True, False, True]
+    assert results[1].error == "<array #1>: processing failed (RuntimeError: model exploded)"
+    assert isinstance(results[0].transcript, str) and isinstance(results[2].transcript, str)
+
+
+# ------------------------------------------------------------------------------------ determinism
+@pytest.mark.parametrize("backend", ["wav2vec2", "whisper"])
+def test_same_inputs_same_outputs_across_runs_and_batch_sizes(backend, tiny_pipeline_dir, tiny_whisper_dir,
+                                                              tiny_bert_dir, tmp_path):
+    from speech_intent import IntentClassifier, WhisperASR
+
+    files = []
+    for i, seconds in enumerate([0.4, 1.3, 0.7, 2.0, 1.0]):
+        files.append(str(tmp_path / f"c{i}.wav"))
+        sf.write(files[-1], _signal(16000, seconds, seed=i), 16000)
+    files.append(str(tmp_path / "missing.wav"))
+
+    def load() -> SpeechIntentPipeline:
+        if backend == "wav2vec2":
+            return SpeechIntentPipeline.from_pretrained(tiny_pipeline_dir, device="cpu")
+        return SpeechIntentPipeline(WhisperASR.from_pretrained(tiny_whisper_dir, device="cpu", max_new_tokens=5),
+                                    IntentClassifier.from_pretrained(tiny_bert_dir, device="cpu"))
+
+    first = [r.to_dict() for r in load()(files, batch_size=2)]
+    assert first == [r.to_dict() for r in load()(files, batch_size=2)]  # a fresh load, same batch size: identical
+    for batch_size in ((1, 8) if backend == "wav2vec2" else (8,)):
+        other = [r.to_dict() for r in load()(files, batch_size=batch_size)]
+        for a, b in zip(first, other):
+            assert (a["path"], a["transcript"], a["text"], a["intent"], a["error"]) == \
+                   (b["path"], b["transcript"], b["text"], b["intent"], b["error"])
+            if a["confidence"] is not None:  # padding changes float summation order only
+                assert a["confidence"] == pytest.approx(b["confidence"], abs=1e-5)
+                assert a["transcript_confidence"] == pytest.approx(b["transcript_confidence"], abs=1e-4)
+
+
+# ------------------------------------------------------------------------------------ rejected speech, silence
+class _OutOfGrammarASR(BaseASR):
+    backend = "rejecting"
+
+    def _transcribe_batch(self, batch):
+        return [Transcript("play some jazz", 0.7, in_grammar=False, grammar_margin=2.5) for _ in batch]
+
+    def save_pretrained(self, save_directory) -> None:  # pragma: no cover - not saved here
+        raise NotImplementedError
+
+
+def test_rejected_speech_has_no_intent_and_silence_has_empty_parts(tiny_bert_dir):
+    intent = _intent(tiny_bert_dir)
+    assert intent(["play some jazz"])[0].intent is not None  # what the intent stage alone says
+    tone = (0.2 * np.sin(np.arange(16000) / 3)).astype(np.float32)
+    rejected, silent = SpeechIntentPipeline(_OutOfGrammarASR(), intent)([tone, np.zeros(8000, dtype=np.float32)])
+    assert rejected.ok and rejected.in_grammar is False and rejected.grammar_margin == 2.5
+    assert rejected.intent is None and rejected.slots == {} and rejected.slot_spans == []
+    assert rejected.transcript == "play some jazz" and rejected.text == "play some jazz"
+    assert rejected.to_dict()["intent"] is None and rejected.to_dict()["grammar_margin"] == 2.5
+    assert silent.transcription == Transcript("", 0.0, 0.5) and silent.prediction == IntentPrediction("", None, 0.0)

@@ -106,6 +106,13 @@ def test_bio_to_spans_to_bio_is_conlleval_lenient(pairs):
     assert to_bio(bio_to_example(tokens, tags, "i")) == (tokens, _conlleval(tags))
 
 
+def test_tags_to_slots_is_lenient_and_spans_match_text():
+    text = "fly from new york to los angeles"
+    slots = tags_to_slots(text, ["O", "O", "B-from", "I-from", "O", "I-to", "I-to"])
+    assert [(s.name, s.value) for s in slots] == [("from", "new york"), ("to", "los angeles")]
+    assert all(text[s.start:s.end] == s.value for s in slots)
+
+
 # ------------------------------------------------------------------ spans through the normaliser
 @pytest.mark.parametrize("markup, text, tags, raws", [
     ("wake me at [7:30](time)", "wake me at seven thirty", "O O O B-time I-time", ["7:30"]),
@@ -137,6 +144,41 @@ def test_locate_project_and_slot_dict():
         ["O", "B-n", "I-n", "B-m"]
     assert slot_dict([SlotSpan("n", 4, 5, "x"), SlotSpan("n", 0, 1, "y"), SlotSpan("m", 2, 3, "z")]) == \
         {"n": "y", "m": "z"}
+
+
+def test_normalize_example_moves_spans_into_normalised_text():
+    ex = parse_markup("Wake me at [7:30](time) on [Friday](date)!", "set_alarm")
+    norm = normalize_example(ex, TextNormalizer())
+    assert norm.text == "wake me at seven thirty on friday"
+    assert [(s.name, s.value, s.raw) for s in norm.slots] == [("time", "seven thirty", "7:30"),
+                                                              ("date", "friday", "Friday")]
+    assert all(norm.text[s.start:s.end] == s.value for s in norm.slots)
+    assert word_tags(norm.text, norm.slots) == ["O", "O", "O", "B-time", "I-time", "O", "B-date"]
+    # a slot that normalises to nothing is dropped; pairs without slots work too
+    assert normalize_example(Example("go ?", "x", (SlotSpan("p", 3, 4, "?"),)), TextNormalizer()).slots == []
+    assert normalize_example(("Hello,  World", "greet"), None).text == "Hello, World"
+
+
+_WORDS = st.sampled_from(["set", "an", "alarm", "7:30", "12-ounce", "Dr.", "$5", "it's", "?", "a.m.", "Paris", "2nd"])
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.lists(_WORDS, min_size=1, max_size=3), st.booleans()), min_size=1, max_size=5))
+def test_normalised_spans_always_match_their_text(chunks):
+    text, spans = "", []
+    for i, (words, is_slot) in enumerate(chunks):
+        piece = " ".join(words)
+        if text:
+            text += " "
+        if is_slot:
+            spans.append(SlotSpan(f"s{i}", len(text), len(text) + len(piece), piece))
+        text += piece
+    norm = normalize_example(Example(text, "x", tuple(spans)), TextNormalizer())
+    assert all(norm.text[s.start:s.end] == s.value and s.value for s in norm.slots)
+    assert "  " not in norm.text and norm.text == norm.text.strip()
+    tags = word_tags(norm.text, norm.slots)
+    assert [(s.name, s.start, s.end) for s in tags_to_slots(norm.text, tags)] == \
+        [(s.name, s.start, s.end) for s in norm.slots]
 
 
 # ------------------------------------------------------------------ one slot F1

@@ -1,4 +1,4 @@
-"""ASR options as dataclasses, the prompt per call, and PipelineResult as a composition."""
+"""ASR options as dataclasses (one set of names, legacy keys, saved with a pipeline), the prompt per call."""
 from __future__ import annotations
 
 import json
@@ -8,20 +8,14 @@ import warnings
 import numpy as np
 import pytest
 
-from speech_intent import IntentClassifier, SpeechIntentPipeline, Wav2Vec2ASR, WhisperASR
+from speech_intent import SpeechIntentPipeline, Wav2Vec2ASR, WhisperASR
 from speech_intent.asr import load_asr
 from speech_intent.asr.base import BaseASR
 from speech_intent.asr.options import FasterWhisperOptions, Wav2Vec2Options, WhisperOptions
 from speech_intent.errors import ConfigError
-from speech_intent.results import IntentPrediction, PipelineResult, SlotValue, Transcript
+from speech_intent.results import Transcript
 
-#: The keys of a result row before slot_spans and grammar_margin were added.
-FLAT_KEYS = {"path", "transcript", "transcript_confidence", "text", "intent", "confidence", "top_k", "slots",
-             "duration", "error", "in_grammar"}
-
-
-def _intent(tiny_bert_dir):
-    return IntentClassifier.from_pretrained(tiny_bert_dir, device="cpu")
+from .conftest import _intent
 
 
 # ------------------------------------------------------------------ the dataclasses
@@ -207,50 +201,3 @@ def test_whisper_prompt_per_call_reaches_generate(tiny_whisper_dir, sine):
     asr.transcribe([sine], prompt="dark roast")  # a call's prompt wins over the stage's
     assert prompts == ["large latte", None, "small mocha", "dark roast"]
     assert asr.options.prompt == "small mocha"
-
-
-# ------------------------------------------------------------- PipelineResult
-def test_pipeline_result_is_a_composition_with_the_old_flat_keys():
-    heard = Transcript("A large latte.", 0.8, duration=1.5, in_grammar=True, grammar_margin=0.3)
-    spans = [SlotValue("size", "large", 2, 7)]
-    understood = IntentPrediction("a large latte", "order", 0.9, [("order", 0.9)], {"size": "large"}, spans)
-    result = PipelineResult("/x/1.wav", heard, understood)
-    assert (result.transcript, result.transcript_confidence, result.duration) == ("A large latte.", 0.8, 1.5)
-    assert (result.text, result.intent, result.slots, result.slot_spans) == (
-        "a large latte", "order", {"size": "large"}, spans)
-    assert result.in_grammar is True and result.grammar_margin == 0.3 and result.top_k == [("order", 0.9)]
-    row = result.to_dict()
-    assert set(row) == FLAT_KEYS | {"slot_spans", "grammar_margin"}
-    assert row["slot_spans"] == understood.to_dict()["slot_spans"] and len(row["slot_spans"]) == 1
-    assert (row["transcript"], row["text"], row["grammar_margin"]) == ("A large latte.", "a large latte", 0.3)
-    assert (row["confidence"], row["transcript_confidence"]) == (0.9, 0.8)
-    failed = PipelineResult("/x/2.wav", error="/x/2.wav: cannot decode audio")
-    failed_row = failed.to_dict()
-    assert set(failed_row) == set(row) and failed_row["error"] and failed_row["path"] == "/x/2.wav"
-    assert all(failed_row[k] is None for k in FLAT_KEYS - {"path", "error", "top_k", "slots"})
-    assert failed_row["top_k"] == [] and failed_row["slots"] == {} and failed_row["slot_spans"] == []
-    assert failed.intent is None and failed.slots == {} and not failed.ok
-    with pytest.raises(AttributeError):
-        result.intent = "cancel"  # read-only: change the prediction instead
-
-
-class _OutOfGrammarASR(BaseASR):
-    backend = "rejecting"
-
-    def _transcribe_batch(self, batch):
-        return [Transcript("play some jazz", 0.7, in_grammar=False, grammar_margin=2.5) for _ in batch]
-
-    def save_pretrained(self, save_directory) -> None:  # pragma: no cover - not saved here
-        raise NotImplementedError
-
-
-def test_rejected_speech_has_no_intent_and_silence_has_empty_parts(tiny_bert_dir):
-    intent = _intent(tiny_bert_dir)
-    assert intent(["play some jazz"])[0].intent is not None  # what the intent stage alone says
-    tone = (0.2 * np.sin(np.arange(16000) / 3)).astype(np.float32)
-    rejected, silent = SpeechIntentPipeline(_OutOfGrammarASR(), intent)([tone, np.zeros(8000, dtype=np.float32)])
-    assert rejected.ok and rejected.in_grammar is False and rejected.grammar_margin == 2.5
-    assert rejected.intent is None and rejected.slots == {} and rejected.slot_spans == []
-    assert rejected.transcript == "play some jazz" and rejected.text == "play some jazz"
-    assert rejected.to_dict()["intent"] is None and rejected.to_dict()["grammar_margin"] == 2.5
-    assert silent.transcription == Transcript("", 0.0, 0.5) and silent.prediction == IntentPrediction("", None, 0.0)

@@ -6,28 +6,10 @@ import pytest
 import torch
 
 from speech_intent import IntentClassifier, SpeechIntentPipeline
-from speech_intent.asr import FasterWhisperASR, WhisperASR
+from speech_intent.asr import WhisperASR
 from speech_intent.asr.grammar import GrammarAutomaton, GrammarLogitsProcessor
-from speech_intent.errors import ConfigError
 
-GRAMMAR = {
-    "context": {
-        "expressions": {
-            "changeLight": ["[turn, switch] (the) $light:light [on, off]", "$light:light [on, off] (please)"],
-            "orderDrink": ["I'd like a $size:size $drink:drink"],
-        },
-        "slots": {
-            "light": ["kitchen light", "lamp"],
-            "size": ["small", "twelve ounce"],
-            "drink": ["latte", "iced mocha"],
-        },
-    }
-}
-
-
-@pytest.fixture(scope="module")
-def automaton() -> GrammarAutomaton:
-    return GrammarAutomaton.from_grammar(GRAMMAR)
+from .conftest import GRAMMAR, _sine
 
 
 @pytest.mark.parametrize("text", [
@@ -74,11 +56,6 @@ def test_processor_masks_tokens_outside_the_grammar(automaton):
     assert allowed[2] == {3, 4, 7}
     done = processor(torch.tensor([[10, 0, 2, 3]]), torch.zeros(1, 11))
     assert set(torch.nonzero(torch.isfinite(done[0])).flatten().tolist()) == {7, 9}  # "." or end of text
-
-
-def _sine(seconds: float = 1.5) -> np.ndarray:
-    t = np.arange(int(16000 * seconds)) / 16000
-    return (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
 
 
 def test_constrained_whisper_only_writes_grammar_sentences(tiny_whisper_dir, automaton):
@@ -131,37 +108,6 @@ def test_grammar_is_saved_with_the_stage_and_the_pipeline(tiny_whisper_dir, tiny
     writer.close()
     with open(tmp_path / "out.csv", encoding="utf-8", newline="") as handle:
         assert [row["in_grammar"] for row in csv.DictReader(handle)] == ["False"]
-
-
-def test_load_asr_and_cli_take_a_grammar(tiny_whisper_dir, tiny_wav2vec2_dir, tmp_path, capsys, automaton):
-    import json
-
-    import soundfile as sf
-    import yaml
-
-    from speech_intent.asr import apply_grammar, load_asr
-    from speech_intent.cli import main
-
-    assert load_asr(tiny_whisper_dir, device="cpu", grammar=GRAMMAR)._constraint is not None
-    wav2vec2 = load_asr(tiny_wav2vec2_dir, device="cpu")
-    with pytest.raises(ConfigError, match="transformers Whisper"):
-        load_asr(tiny_wav2vec2_dir, device="cpu", grammar=GRAMMAR)
-    with pytest.raises(ConfigError, match="transformers Whisper"):
-        apply_grammar(wav2vec2, GRAMMAR)
-    with pytest.raises(ConfigError, match="transformers Whisper"):  # refused before any model is loaded
-        FasterWhisperASR.from_pretrained(tmp_path / "no-such-model", grammar=GRAMMAR)
-    with pytest.raises(ConfigError, match="transformers Whisper"):
-        FasterWhisperASR(object(), grammar=GRAMMAR)
-    grammar = tmp_path / "grammar.yaml"
-    grammar.write_text(yaml.safe_dump(GRAMMAR))
-    sf.write(tmp_path / "a.wav", _sine(), 16000)
-    assert main(["transcribe", str(tmp_path / "a.wav"), "--asr", str(tiny_whisper_dir), "--device", "cpu",
-                 "--grammar", str(grammar)]) == 0
-    row = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert automaton.matches(row["text"]) and row["in_grammar"] is True
-    assert main(["transcribe", str(tmp_path / "a.wav"), "--asr", str(tiny_wav2vec2_dir), "--grammar",
-                 str(grammar)]) == 1
-    assert "transformers Whisper" in capsys.readouterr().err
 
 
 def test_beam_search_cache_gives_the_same_beams_as_transformers(tiny_whisper_dir, monkeypatch):
@@ -221,32 +167,6 @@ def test_grammar_is_saved_and_removed_symmetrically(tiny_whisper_dir, tmp_path):
     asr.save_pretrained(tmp_path / "stage")
     assert not (tmp_path / "stage" / "grammar.yaml").exists()
     assert not WhisperASR.from_pretrained(tmp_path / "stage", device="cpu").constrained
-
-
-def test_beams_and_rejection_follow_the_grammar_unless_given(tiny_whisper_dir, tmp_path, capsys):
-    import soundfile as sf
-
-    from speech_intent.asr import apply_grammar
-    from speech_intent.cli import main
-
-    asr = WhisperASR.from_pretrained(tiny_whisper_dir, device="cpu", max_new_tokens=8)
-    assert asr.num_beams == 1 and not asr.constrained
-    with pytest.raises(ConfigError, match="needs a grammar"):
-        apply_grammar(asr, None, 0.5)
-    apply_grammar(asr, GRAMMAR)  # like `--pipeline P --grammar G`: the same 4 beams as `--grammar` at load
-    assert asr.num_beams == 4 and asr.grammar_rejection is None
-    apply_grammar(asr, None, 0.5)
-    apply_grammar(asr, GRAMMAR)  # a new grammar keeps the margin it was given
-    assert asr.constrained and asr.grammar_rejection == 0.5
-    asr.set_grammar(None)
-    assert asr.num_beams == 1
-    given = WhisperASR.from_pretrained(tiny_whisper_dir, device="cpu", num_beams=2)
-    given.set_grammar(GRAMMAR)
-    assert given.num_beams == 2
-    sf.write(tmp_path / "a.wav", _sine(), 16000)
-    assert main(["transcribe", str(tmp_path / "a.wav"), "--asr", str(tiny_whisper_dir), "--device", "cpu",
-                 "--grammar-rejection", "1.0"]) == 1
-    assert "--grammar-rejection needs --grammar" in capsys.readouterr().err
 
 
 def test_cut_off_constrained_decoding_is_not_in_grammar(tiny_whisper_dir, automaton):

@@ -1,0 +1,29 @@
+"""TextNormalizer: a property test that it never fails in an untyped way.
+
+A longer run of the same property (>= 10,000 inputs) is ``benchmarks/fuzz.py``.
+"""
+from __future__ import annotations
+
+import unicodedata
+
+from hypothesis import given
+
+from speech_intent.normalize import TextNormalizer
+
+from .strategies import FAST, texts
+
+NORMALIZE = TextNormalizer()
+
+
+def _is_punctuation_or_symbol(char: str) -> bool:
+    return char != "'" and unicodedata.category(char)[0] in "PS"
+
+
+@FAST
+@given(texts())
+def test_normalizer_never_raises_is_idempotent_and_plain(text):
+    once = NORMALIZE(text)
+    assert NORMALIZE(once) == once
+    assert once == once.lower()
+    assert not any(_is_punctuation_or_symbol(c) for c in once), once
+    assert once == once.strip() and "  " not in once

@@ -1,0 +1,61 @@
+"""ResultWriter: resuming keeps one latest row per file (JSONL and CSV), non-UTF-8 file names."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from speech_intent.results import PipelineResult, Transcript
+from speech_intent.writer import ResultWriter
+
+
+def _result(path: str, error: str = "") -> PipelineResult:
+    return PipelineResult(path=path, transcription=None if error else Transcript("hi", 1.0), error=error or None)
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv"])
+def test_result_writer_resume_keeps_one_latest_row_per_file(tmp_path, fmt):
+    files = []
+    for i in range(4):
+        files.append(str(tmp_path / f"f{i}.wav"))
+        Path(files[-1]).write_bytes(b"x" * (i + 1))
+    other = str(tmp_path / "other-job.wav")  # a row from another run: never touched
+    out = str(tmp_path / f"out.{fmt}")
+    writer = ResultWriter(out)
+    assert writer.pending(files) == files
+    for path in [other, files[0], files[1]]:
+        writer.write(_result(path))
+    writer.write(_result(files[2], error=f"{files[2]}: boom"))
+    writer.close()
+    with open(out, "a", encoding="utf-8") as handle:  # a kill in the middle of writing the next row
+        handle.write('{"path": "' + files[3] if fmt == "jsonl" else files[3] + ',"partial')
+    Path(files[1]).write_bytes(b"changed")  # changed since: redone
+
+    writer = ResultWriter(out)
+    todo = writer.pending(files)
+    assert todo == [files[1], files[2], files[3]]
+    for path in todo:
+        writer.write(_result(path))
+    writer.close()
+    if fmt == "jsonl":
+        rows = [json.loads(line) for line in Path(out).read_text().splitlines()]
+    else:
+        with open(out, newline="") as handle:
+            rows = list(csv.DictReader(handle))
+    assert sorted(r["path"] for r in rows) == sorted(files + [other])
+    assert not any(r["error"] for r in rows)
+    assert ResultWriter(out).pending(files) == []
+
+
+def test_result_writer_round_trips_non_utf8_file_names(tmp_path):
+    name = os.fsdecode(b"caf\xe9 \xff.wav")  # not valid UTF-8: surrogate-escaped by the OS layer
+    path = str(tmp_path / name)
+    Path(path).write_bytes(b"RIFF")
+    out = str(tmp_path / "out.jsonl")
+    writer = ResultWriter(out)
+    writer.write(_result(path))
+    writer.close()
+    assert ResultWriter(out).pending([path]) == []
