@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from speech_intent.results import IntentPrediction, PipelineResult, SlotValue, Transcript
+from speech_intent.results import IntentPrediction, PipelineResult, Transcript
+from speech_intent.slots import SlotSpan
 
 #: The keys of a result row before slot_spans and grammar_margin were added.
 FLAT_KEYS = {"path", "transcript", "transcript_confidence", "text", "intent", "confidence", "top_k", "slots",
@@ -13,7 +14,7 @@ FLAT_KEYS = {"path", "transcript", "transcript_confidence", "text", "intent", "c
 
 def test_pipeline_result_is_a_composition_with_the_old_flat_keys():
     heard = Transcript("A large latte.", 0.8, duration=1.5, in_grammar=True, grammar_margin=0.3)
-    spans = [SlotValue("size", "large", 2, 7)]
+    spans = [SlotSpan("size", 2, 7, "large")]
     understood = IntentPrediction("a large latte", "order", 0.9, [("order", 0.9)], {"size": "large"}, spans)
     result = PipelineResult("/x/1.wav", heard, understood)
     assert (result.transcript, result.transcript_confidence, result.duration) == ("A large latte.", 0.8, 1.5)
