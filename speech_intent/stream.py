@@ -184,7 +184,7 @@ class StreamingRecognizer:
         self.closed = True
         segment = self._endpointer.finish()
         if segment is not None:
-            segment.end = self._samples.end
+            segment.end = min(self._samples.end, segment.start + int(self.vad_options.max_utterance * SAMPLE_RATE))
             events.append(self._final(segment))
         return events
 

@@ -192,7 +192,7 @@ class Endpointer:
             return None
         if silent_for >= self._silence:
             return self._end("silence")
-        if self.position - self.start >= self._max:
+        if self.position + WINDOW - self.start > self._max:  # one more window would be over the limit
             return self._end("max_utterance")
         return None
 
