@@ -22,7 +22,7 @@ from typing import Optional, Tuple, Union
 
 import numpy as np
 
-from .errors import AudioError
+from .errors import AudioError, AudioTooLongError
 
 logger = logging.getLogger(__name__)
 
@@ -65,15 +65,15 @@ class _Buffer(io.BytesIO):
 
 def _short(error: BaseException) -> str:
     text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-    if text.startswith("Error opening ") and "': " in text:  # libsndfile repeats the path: keep the reason
-        text = text.split("': ", 1)[1]
+    if text.startswith("Error opening ") and ("': " in text or ">: " in text):  # libsndfile repeats the source
+        text = text.split("': " if "': " in text else ">: ", 1)[1]
     if "does not exist or is not a regular file" in text:  # libsndfile's message for unparseable mp3 data
         text = "unrecognised or corrupt audio data"
     return text[:200]
 
 
-def _too_long(name: str, seconds: float, limit: float) -> AudioError:
-    return AudioError(name, f"audio is {seconds:.1f} s long, over the {limit:.1f} s limit (max_duration)")
+def _too_long(name: str, seconds: float, limit: float) -> AudioTooLongError:
+    return AudioTooLongError(name, seconds, limit)
 
 
 def _check_rate(rate: float, name: str) -> int:

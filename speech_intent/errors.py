@@ -4,12 +4,14 @@
 
     SpeechIntentError
     ├── AudioError               audio that cannot be used (names the input)
+    │   └── AudioTooLongError        audio over the duration limit
     ├── ModelLoadError           a model directory or checkpoint that cannot be loaded safely
     │   └── CTranslate2FormatError   a CTranslate2 model.bin the converter cannot read
     ├── DataFormatError          a malformed training-data file (names file, line, record)
     │   ├── ManifestError            a malformed audio manifest
     │   └── DataNotFoundError        a data file or manifest that does not exist
     ├── ConfigError              an invalid option or argument value
+    ├── OverloadedError          a service whose queue is full (try again later)
     └── SynthesizerUnavailable   a text-to-speech engine that is not installed
 
 Errors about a file name it, so a batch report says exactly which input failed and why.
@@ -42,6 +44,14 @@ class AudioError(SpeechIntentError):
         self.source = str(source) if source is not None else "<array>"
         self.reason = reason
         super().__init__(f"{self.source}: {reason}")
+
+
+class AudioTooLongError(AudioError):
+    """Audio over the duration limit (``duration`` and ``limit`` in seconds)."""
+
+    def __init__(self, source: Optional[PathLike], duration: float, limit: float) -> None:
+        self.duration, self.limit = duration, limit
+        super().__init__(source, f"audio is {duration:.1f} s long, over the {limit:.1f} s limit (max_duration)")
 
 
 class ModelLoadError(SpeechIntentError):
@@ -106,6 +116,14 @@ class DataNotFoundError(DataFormatError, FileNotFoundError):
 
 class ConfigError(SpeechIntentError, ValueError):
     """An invalid option or argument: an unknown backend, a batch size under 1, a bad device..."""
+
+
+class OverloadedError(SpeechIntentError):
+    """A service cannot take more work now; ``retry_after``: seconds to wait before trying again."""
+
+    def __init__(self, message: str, retry_after: float = 1.0) -> None:
+        self.retry_after = retry_after
+        super().__init__(message)
 
 
 class SynthesizerUnavailable(SpeechIntentError, RuntimeError):

@@ -147,3 +147,30 @@ GRAMMAR = {
 @pytest.fixture(scope="module")
 def automaton() -> GrammarAutomaton:
     return GrammarAutomaton.from_grammar(GRAMMAR)
+
+
+# ------------------------------------------------------------------ the service (tests/test_serve.py, test_browser.py)
+@pytest.fixture(scope="session")
+def tiny_whisper_pipeline_dir(tmp_path_factory, tiny_whisper_dir, tiny_bert_dir) -> Path:
+    """A saved pipeline of the tiny random Whisper (transformers backend, 16 tokens at most) and the tiny BERT."""
+    from speech_intent import WhisperASR
+
+    out = tmp_path_factory.mktemp("tiny-whisper-pipeline")
+    asr = WhisperASR.from_pretrained(tiny_whisper_dir, device="cpu").configure(max_new_tokens=16)  # fast nonsense
+    SpeechIntentPipeline(asr, _intent(tiny_bert_dir)).save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory, tiny_whisper_pipeline_dir):
+    """``speech-intent serve`` as a real process on a free loopback port (small limits so the 413s are
+    cheap to reach), stopped at the end of the session."""
+    pytest.importorskip("fastapi", reason="the serve extra (fastapi, uvicorn) is not installed")
+    pytest.importorskip("uvicorn", reason="the serve extra (fastapi, uvicorn) is not installed")
+    pytest.importorskip("httpx", reason="httpx (test extra) is not installed")
+    from tests.serving import serve
+
+    log = tmp_path_factory.mktemp("server") / "server.log"
+    with serve(tiny_whisper_pipeline_dir, log, "--max-body-mb", "2", "--max-duration", "10",
+               "--partial-interval", "0.5", "--max-wait-ms", "20") as running:
+        yield running

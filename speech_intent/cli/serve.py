@@ -1,0 +1,63 @@
+"""``speech-intent serve``: the HTTP + WebSocket service and its browser demo (FastAPI + uvicorn).
+
+Loopback only unless an API key is set (``--api-key`` or ``$SPEECH_INTENT_API_KEY``); the settings
+are checked before any model is loaded.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from ..errors import ConfigError
+from ..serve import API_KEY_ENV, ServeConfig
+from ..vad import VADOptions
+from .options import add_model_args, build_pipeline
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser("serve", help="HTTP + WebSocket service with a browser demo at /")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (not loopback: needs an API key)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--api-key", default=None, help=f"required on /v1/* (default: ${API_KEY_ENV})")
+    p.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN",
+                   help="allow this origin by CORS (repeatable; default: CORS off)")
+    p.add_argument("--max-body-mb", type=float, default=25.0, help="largest request body (413 above it)")
+    p.add_argument("--max-wait-ms", type=float, default=10.0, help="how long a batch waits for more requests")
+    p.add_argument("--queue-size", type=int, default=64, help="requests waiting at most (503 above it)")
+    p.add_argument("--no-micro-batching", action="store_true", help="run each request alone")
+    p.add_argument("--max-streams", type=int, default=32, help="concurrent WebSocket streams at most")
+    p.add_argument("--partial-interval", type=float, default=1.0, help="seconds between partials (0: none)")
+    p.add_argument("--trailing-silence", type=float, default=0.6, help="seconds of silence that end an utterance")
+    p.add_argument("--max-utterance", type=float, default=15.0, help="longest streamed utterance in seconds")
+    add_model_args(p)
+    p.set_defaults(func=run)
+    return p
+
+
+def config_from_args(args: argparse.Namespace) -> ServeConfig:
+    vad = VADOptions(trailing_silence=args.trailing_silence, max_utterance=args.max_utterance)
+    return ServeConfig(
+        host=args.host, port=args.port, api_key=args.api_key or os.environ.get(API_KEY_ENV) or None,
+        cors_origins=tuple(args.cors_origin), max_body_bytes=int(args.max_body_mb * 1024 * 1024),
+        max_audio_seconds=args.max_duration, max_batch=1 if args.no_micro_batching else args.batch_size,
+        max_wait=args.max_wait_ms / 1000.0, queue_size=args.queue_size, max_streams=args.max_streams,
+        partial_interval=args.partial_interval or None, vad=vad,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    config = config_from_args(args)  # refuses unsafe settings before the models load
+    try:
+        import uvicorn
+
+        from ..serve.app import create_app
+    except ImportError as error:
+        raise ConfigError(f"the serve command needs FastAPI and uvicorn ({error}): "
+                          "pip install 'speech-intent[serve]'") from error
+    pipeline = build_pipeline(args)
+    app = create_app(pipeline, config)
+    print(f"speech-intent serving on http://{config.host}:{config.port} (demo at /, docs at /docs)", file=sys.stderr)
+    uvicorn.run(app, host=config.host, port=config.port, log_level="warning", ws_max_size=config.max_frame_bytes + 1024,
+                timeout_graceful_shutdown=5)
+    return 0

@@ -1,0 +1,178 @@
+"""Micro-batching: one worker thread owns the models and runs concurrent requests as pipeline batches.
+
+Requests put a job (a few decoded audio arrays, or a few texts) into a bounded queue and get a
+:class:`concurrent.futures.Future`. The worker takes the first waiting job, waits at most
+``max_wait`` seconds for more jobs of the same kind until ``max_batch`` inputs are gathered, runs
+them as one pipeline (or classifier) call and resolves each job's future with its own results. A
+full queue raises :class:`~speech_intent.errors.OverloadedError` at once; a bad input only gets an
+``error`` in its own result (the pipeline isolates failures), so one request never disturbs another.
+"""
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Sequence
+
+import numpy as np
+
+from ..errors import OverloadedError
+from ..pipeline import SpeechIntentPipeline
+
+logger = logging.getLogger(__name__)
+
+_STOP = object()
+
+
+@dataclass
+class _Job:
+    kind: str  # "audio" or "text"
+    items: list
+    names: List[str]
+    top_k: int = 3
+    future: Future = field(default_factory=Future)
+
+
+@dataclass
+class BatcherStats:
+    """What the worker has done: ``batches`` run, ``items`` processed, the ``largest_batch``."""
+
+    batches: int = 0
+    items: int = 0
+    largest_batch: int = 0
+    busy_seconds: float = 0.0
+
+    def to_dict(self) -> Dict[str, Any]:
+        mean = self.items / self.batches if self.batches else 0.0
+        return {"batches": self.batches, "items": self.items, "largest_batch": self.largest_batch,
+                "mean_batch": round(mean, 3), "busy_seconds": round(self.busy_seconds, 3)}
+
+
+class MicroBatcher:
+    """Run pipeline calls from many threads on one worker thread, in batches.
+
+    Args:
+        pipeline: the models (used only by the worker thread).
+        max_batch: most inputs in one batch (1: each request runs alone).
+        max_wait: seconds to wait for more requests once one is waiting.
+        queue_size: most requests waiting; more raise :class:`OverloadedError`.
+    """
+
+    def __init__(self, pipeline: SpeechIntentPipeline, *, max_batch: int = 8, max_wait: float = 0.01,
+                 queue_size: int = 64) -> None:
+        self.pipeline = pipeline
+        self.max_batch = max_batch
+        self.max_wait = max_wait
+        self._queue: "queue.Queue[Any]" = queue.Queue(maxsize=queue_size)
+        self._carry: Optional[_Job] = None
+        self._thread: Optional[threading.Thread] = None
+        self.stats = BatcherStats()
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> "MicroBatcher":
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._work, name="speech-intent-worker", daemon=True)
+            self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self._thread is not None:
+            self._queue.put(_STOP)
+            self._thread.join(timeout)
+            self._thread = None
+
+    @property
+    def depth(self) -> int:
+        """Requests waiting for the worker."""
+        return self._queue.qsize()
+
+    # ------------------------------------------------------------------ submitting
+    def submit_audio(self, arrays: Sequence[np.ndarray], names: Optional[Sequence[str]] = None) -> Future:
+        """Recognise 16 kHz arrays: a future of one :class:`PipelineResult` each (``path`` = its name)."""
+        names = list(names) if names is not None else [f"<array #{i}>" for i in range(len(arrays))]
+        return self._submit(_Job("audio", list(arrays), names))
+
+    def submit_texts(self, texts: Sequence[str], top_k: int = 3) -> Future:
+        """Classify texts: a future of one :class:`IntentPrediction` each."""
+        return self._submit(_Job("text", list(texts), [], top_k=top_k))
+
+    def _submit(self, job: _Job) -> Future:
+        if self._thread is None:
+            raise OverloadedError("the worker is not running")
+        try:
+            self._queue.put_nowait(job)
+        except queue.Full:
+            retry = max(1.0, round(self.depth * self._seconds_per_job(), 1))
+            raise OverloadedError(f"the queue is full ({self.depth} requests waiting); try again later",
+                                  retry_after=retry) from None
+        return job.future
+
+    def _seconds_per_job(self) -> float:
+        return self.stats.busy_seconds / self.stats.batches if self.stats.batches else 0.5
+
+    # ------------------------------------------------------------------ the worker
+    def _next(self, timeout: Optional[float]) -> Any:
+        if self._carry is not None:
+            job, self._carry = self._carry, None
+            return job
+        return self._queue.get(timeout=timeout) if timeout is not None else self._queue.get()
+
+    def _work(self) -> None:
+        while True:
+            first = self._next(None)
+            if first is _STOP:
+                return
+            batch, count = [first], len(first.items)
+            deadline = time.monotonic() + self.max_wait
+            stop = False
+            while count < self.max_batch:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                try:
+                    job = self._next(remaining)
+                except queue.Empty:
+                    break
+                if job is _STOP:
+                    stop = True
+                    break
+                if job.kind != first.kind or (job.kind == "text" and job.top_k != first.top_k) \
+                        or count + len(job.items) > self.max_batch:
+                    self._carry = job  # runs next, first in line
+                    break
+                batch.append(job)
+                count += len(job.items)
+            self._run(batch)
+            if stop:
+                return
+
+    def _run(self, jobs: List[_Job]) -> None:
+        items = [item for job in jobs for item in job.items]
+        began = time.perf_counter()
+        try:
+            if jobs[0].kind == "audio":
+                outputs = self.pipeline(items, batch_size=max(1, len(items))) if items else []
+                names = [name for job in jobs for name in job.names]
+                for result, name in zip(outputs, names):
+                    if result.error and result.path != name:
+                        result.error = result.error.replace(result.path, name, 1)
+                    result.path = name
+            else:
+                outputs = self.pipeline.intent(items, top_k=jobs[0].top_k) if items else []
+        except BaseException as error:  # never lose the worker: fail these jobs only
+            logger.exception("a batch of %d inputs failed", len(items))
+            for job in jobs:
+                job.future.set_exception(error)
+            return
+        finally:
+            self.stats.busy_seconds += time.perf_counter() - began
+        self.stats.batches += 1
+        self.stats.items += len(items)
+        self.stats.largest_batch = max(self.stats.largest_batch, len(items))
+        start = 0
+        for job in jobs:
+            job.future.set_result(outputs[start: start + len(job.items)])
+            start += len(job.items)

@@ -1,0 +1,95 @@
+"""The service's settings, checked before any model is loaded."""
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import asdict, dataclass, field
+from typing import Any, Dict, Optional, Tuple
+
+from ..errors import ConfigError
+from ..vad import VADOptions
+
+#: Environment variable the CLI reads the API key from when ``--api-key`` is not given.
+API_KEY_ENV = "SPEECH_INTENT_API_KEY"
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` binds only the loopback interface."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """How the service binds, authenticates, limits and batches.
+
+    Attributes:
+        host, port: where to listen. Any address but loopback needs ``api_key``.
+        api_key: required on ``/v1/*`` (``Authorization: Bearer KEY`` or ``X-API-Key``; the
+            WebSocket also takes ``?api_key=``) when set.
+        cors_origins: origins allowed by CORS (none: CORS off).
+        max_body_bytes: largest request body (413 above it).
+        max_audio_seconds: longest audio file accepted (413 above it).
+        max_files: most files in one ``/v1/predict`` request.
+        max_texts, max_text_chars: most texts in one ``/v1/classify`` request, longest text.
+        max_batch: most inputs in one pipeline batch (1: micro-batching off).
+        max_wait: seconds the worker waits for more requests to fill a batch.
+        queue_size: requests waiting for the worker at most (503 with ``Retry-After`` above it).
+        max_streams: concurrent WebSocket streams at most.
+        max_frame_bytes: largest WebSocket message.
+        partial_interval: seconds of speech between partial transcripts (``None``: none).
+        vad: the streams' :class:`~speech_intent.vad.VADOptions`.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    api_key: Optional[str] = None
+    cors_origins: Tuple[str, ...] = ()
+    max_body_bytes: int = 25 * 1024 * 1024
+    max_audio_seconds: float = 30.0
+    max_files: int = 32
+    max_texts: int = 256
+    max_text_chars: int = 2000
+    max_batch: int = 8
+    max_wait: float = 0.01
+    queue_size: int = 64
+    max_streams: int = 32
+    max_frame_bytes: int = 1024 * 1024
+    partial_interval: Optional[float] = 1.0
+    vad: VADOptions = field(default_factory=VADOptions)
+
+    def __post_init__(self) -> None:
+        if not is_loopback(self.host) and not self.api_key:
+            raise ConfigError(f"binding {self.host} (not loopback) needs an API key: --api-key or ${API_KEY_ENV}")
+        if self.api_key is not None and len(self.api_key) < 8:
+            raise ConfigError("the API key must be at least 8 characters long")
+        if isinstance(self.port, bool) or not isinstance(self.port, int) or not 0 <= self.port <= 65535:
+            raise ConfigError(f"port must be from 0 to 65535, got {self.port!r}")
+        for name in ("max_body_bytes", "max_files", "max_texts", "max_text_chars", "max_batch", "queue_size",
+                     "max_streams", "max_frame_bytes"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")
+        if not 0.1 <= self.max_audio_seconds <= 3600:
+            raise ConfigError(f"max_audio_seconds must be from 0.1 to 3600, got {self.max_audio_seconds!r}")
+        if not 0.0 <= self.max_wait <= 1.0:
+            raise ConfigError(f"max_wait must be from 0 to 1 second, got {self.max_wait!r}")
+        if self.partial_interval is not None and not 0.1 <= self.partial_interval <= 60:
+            raise ConfigError(f"partial_interval must be from 0.1 to 60 seconds, got {self.partial_interval!r}")
+        if "*" in self.cors_origins and self.api_key:
+            raise ConfigError("CORS origin '*' together with an API key would expose the key to any page; "
+                              "list the allowed origins")
+
+    @property
+    def micro_batching(self) -> bool:
+        return self.max_batch > 1
+
+    def to_dict(self) -> Dict[str, Any]:
+        """The settings, without the API key (only whether one is set)."""
+        out = asdict(self)
+        out["api_key"] = self.api_key is not None
+        out["cors_origins"] = list(self.cors_origins)
+        return out

@@ -1,0 +1,157 @@
+"""``WS /v1/stream``: PCM16 frames in, streaming events out.
+
+Protocol (JSON text messages, binary audio):
+
+- the server sends ``{"type": "ready", "sample_rate": 16000, "format": "pcm_s16le"}`` on connect;
+- the client may first send ``{"sample_rate": 48000}`` (any rate from 8 to 96 kHz; answered with
+  ``{"type": "config", ...}``), then binary frames of little-endian signed 16-bit mono PCM, any size;
+- the server sends ``speech_start``, ``partial`` and ``final`` events
+  (:class:`~speech_intent.stream.StreamEvent`), any number of utterances;
+- ``{"type": "end"}`` ends the stream: the utterance in progress gets its ``final``, then
+  ``{"type": "end"}``; the connection stays open for a new stream.
+
+Problems are ``{"type": "error", "message": ...}`` events; a bad configuration or an oversized
+frame also closes the connection (1008 / 1009); 1013 when the server has too many streams.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from typing import Optional
+
+import numpy as np
+from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from starlette.concurrency import run_in_threadpool
+
+from ..errors import OverloadedError, SpeechIntentError
+from ..results import PipelineResult
+from ..stream import StreamingRecognizer
+from .auth import websocket_key_ok
+
+logger = logging.getLogger(__name__)
+
+router = APIRouter()
+
+MIN_STREAM_RATE, MAX_STREAM_RATE = 8_000, 96_000
+
+
+def _recognizer(service, sample_rate: int) -> StreamingRecognizer:
+    def recognize(audio: np.ndarray) -> PipelineResult:
+        try:
+            return service.batcher.submit_audio([audio], ["<stream>"]).result()[0]
+        except OverloadedError as error:
+            return PipelineResult(path="<stream>", error=str(error))
+
+    return StreamingRecognizer(sample_rate=sample_rate, vad=service.config.vad,
+                               partial_interval=service.config.partial_interval, recognize=recognize)
+
+
+def _rate(message: dict) -> int:
+    rate = message.get("sample_rate", message.get("rate"))
+    if isinstance(rate, bool) or not isinstance(rate, int) or not MIN_STREAM_RATE <= rate <= MAX_STREAM_RATE:
+        raise ValueError(f"sample_rate must be an integer from {MIN_STREAM_RATE} to {MAX_STREAM_RATE} Hz, "
+                         f"got {rate!r}")
+    return rate
+
+
+class _Session:
+    def __init__(self, websocket: WebSocket, service) -> None:
+        self.ws, self.service = websocket, service
+        self.recognizer: Optional[StreamingRecognizer] = None
+        self.sample_rate = 16_000
+        self.audio_started = False
+
+    async def send(self, payload: dict) -> None:
+        await self.ws.send_text(json.dumps(payload))
+
+    async def error(self, message: str, close: Optional[int] = None) -> None:
+        await self.send({"type": "error", "message": message})
+        if close is not None:
+            await self.ws.close(code=close, reason=message[:120])
+
+    async def emit(self, events) -> None:
+        for event in events:
+            await self.send(event.to_dict())
+
+    async def on_text(self, text: str) -> bool:
+        """Handle a JSON message; False when the connection was closed."""
+        try:
+            message = json.loads(text)
+            if not isinstance(message, dict):
+                raise ValueError("expected a JSON object")
+        except ValueError as error:
+            await self.error(f"invalid JSON message ({error})")
+            return True
+        kind = message.get("type", "config" if "sample_rate" in message or "rate" in message else None)
+        if kind == "config":
+            if self.audio_started:
+                await self.error("the sample rate can only be set before the audio")
+                return True
+            try:
+                self.sample_rate = _rate(message)
+            except ValueError as error:
+                await self.error(str(error), close=1008)
+                return False
+            await self.send({"type": "config", "sample_rate": self.sample_rate, "format": "pcm_s16le"})
+        elif kind == "end":
+            if self.recognizer is not None:
+                await self.emit(await run_in_threadpool(self.recognizer.close))
+            self.recognizer, self.audio_started = None, False
+            await self.send({"type": "end"})
+        else:
+            await self.error(f"unknown message type {kind!r} (config or end)")
+        return True
+
+    async def on_audio(self, data: bytes) -> bool:
+        if len(data) > self.service.config.max_frame_bytes:
+            await self.error(f"a frame of {len(data)} bytes, over the {self.service.config.max_frame_bytes} byte "
+                             "limit", close=1009)
+            return False
+        if self.recognizer is None:
+            self.recognizer = _recognizer(self.service, self.sample_rate)
+        self.audio_started = True
+        try:
+            events = await run_in_threadpool(self.recognizer.feed, data)
+        except SpeechIntentError as error:
+            await self.error(str(error))
+            return True
+        await self.emit(events)
+        return True
+
+
+@router.websocket("/stream")
+async def stream(websocket: WebSocket) -> None:
+    service = websocket.app.state.service
+    if not websocket_key_ok(websocket):
+        await websocket.close(code=1008, reason="a valid API key is required")
+        return
+    await websocket.accept()
+    if service.streams >= service.config.max_streams:
+        await websocket.close(code=1013, reason="too many streams; try again later")
+        return
+    service.streams += 1
+    session = _Session(websocket, service)
+    try:
+        await session.send({"type": "ready", "sample_rate": session.sample_rate, "format": "pcm_s16le"})
+        while True:
+            message = await websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                break
+            if message.get("bytes") is not None:
+                going = await session.on_audio(message["bytes"])
+            elif message.get("text") is not None:
+                going = await session.on_text(message["text"])
+            else:
+                going = True
+            if not going:
+                break
+    except (WebSocketDisconnect, RuntimeError):
+        pass  # the client went away (mid-utterance too): nothing to clean but the stream itself
+    except Exception:  # never let one stream take the server down
+        logger.exception("stream failed")
+        try:
+            await websocket.close(code=1011)
+        except Exception:
+            pass
+    finally:
+        service.streams -= 1

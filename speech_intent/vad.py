@@ -1,0 +1,231 @@
+"""Voice activity detection: Silero VAD (the ONNX model faster-whisper ships) and an endpointer.
+
+:class:`SileroVAD` gives the speech probability of each 32 ms window (512 samples at 16 kHz) of a
+signal fed in pieces of any size; it keeps the model's recurrent state and the 64-sample context
+between calls, so feeding a signal in one piece or in many gives the same probabilities.
+The ONNX session is loaded once per process and shared (``run`` is thread-safe); the state is per
+object, so use one :class:`SileroVAD` per stream.
+
+:class:`Endpointer` turns those probabilities into utterances: speech starts when a window's
+probability reaches ``threshold`` and is confirmed after ``min_speech`` seconds of speech; it ends
+after ``trailing_silence`` seconds under ``neg_threshold``, or when it reaches ``max_utterance``
+seconds. :func:`split_utterances` runs both over a whole signal (long recordings).
+"""
+from __future__ import annotations
+
+import functools
+import os
+from dataclasses import asdict, dataclass
+from typing import Any, Dict, List, Optional, Tuple
+
+import numpy as np
+
+from .audio import SAMPLE_RATE
+from .errors import ConfigError, ModelLoadError
+
+WINDOW = 512  # samples per Silero window at 16 kHz (32 ms)
+_CONTEXT = 64  # samples of the previous window the v6 model sees
+_STATE = (1, 1, 128)
+
+
+def silero_model_path() -> str:
+    """Path of ``silero_vad_v6.onnx`` inside the installed faster-whisper."""
+    try:
+        from faster_whisper.utils import get_assets_path
+    except ImportError as error:  # pragma: no cover - faster-whisper is a dependency
+        raise ModelLoadError("faster_whisper", f"faster-whisper is needed for its Silero VAD model ({error})")
+    return os.path.join(get_assets_path(), "silero_vad_v6.onnx")
+
+
+@functools.lru_cache(maxsize=None)
+def _session():
+    path = silero_model_path()
+    if not os.path.isfile(path):
+        raise ModelLoadError(path, "the Silero VAD model is missing from this faster-whisper install")
+    try:
+        import onnxruntime
+    except ImportError as error:
+        raise ModelLoadError(path, f"onnxruntime is needed to run the Silero VAD model ({error})") from error
+    options = onnxruntime.SessionOptions()
+    options.inter_op_num_threads = 1
+    options.intra_op_num_threads = 1
+    options.log_severity_level = 4
+    return onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"], sess_options=options)
+
+
+class SileroVAD:
+    """Streaming Silero VAD at 16 kHz: ``probabilities(samples)`` -> one probability per complete window.
+
+    Samples left over (less than a window) are kept for the next call.
+    """
+
+    def __init__(self) -> None:
+        self._session = _session()
+        self.reset()
+
+    def reset(self) -> None:
+        self._h = np.zeros(_STATE, dtype=np.float32)
+        self._c = np.zeros(_STATE, dtype=np.float32)
+        self._context = np.zeros(_CONTEXT, dtype=np.float32)
+        self._pending = np.zeros(0, dtype=np.float32)
+
+    def probabilities(self, samples: np.ndarray) -> np.ndarray:
+        """Speech probabilities of the complete windows in the pending samples plus ``samples``."""
+        data = np.concatenate([self._pending, np.asarray(samples, dtype=np.float32).reshape(-1)])
+        count = len(data) // WINDOW
+        self._pending = data[count * WINDOW:]
+        if count == 0:
+            return np.zeros(0, dtype=np.float32)
+        windows = data[: count * WINDOW].reshape(count, WINDOW)
+        contexts = np.concatenate([self._context[None, :], windows[:-1, -_CONTEXT:]], axis=0)
+        self._context = windows[-1, -_CONTEXT:].copy()
+        batch = np.ascontiguousarray(np.concatenate([contexts, windows], axis=1))
+        probs, self._h, self._c = self._session.run(None, {"input": batch, "h": self._h, "c": self._c})
+        return np.asarray(probs, dtype=np.float32).reshape(-1)
+
+
+@dataclass(frozen=True)
+class VADOptions:
+    """When speech starts and ends.
+
+    Attributes:
+        threshold: speech probability at which a window counts as speech.
+        neg_threshold: probability under which a window counts as silence (``None``: ``threshold - 0.15``).
+        min_speech: seconds of speech that confirm an utterance (shorter blips are dropped).
+        trailing_silence: seconds of silence that end an utterance.
+        max_utterance: longest utterance in seconds; a longer one is cut there.
+        pad: seconds of audio kept before the first and after the last speech window.
+    """
+
+    threshold: float = 0.5
+    neg_threshold: Optional[float] = None
+    min_speech: float = 0.15
+    trailing_silence: float = 0.6
+    max_utterance: float = 15.0
+    pad: float = 0.2
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.threshold < 1.0:
+            raise ConfigError(f"threshold must be in (0, 1), got {self.threshold!r}")
+        if self.neg_threshold is not None and not 0.0 <= self.neg_threshold <= self.threshold:
+            raise ConfigError(f"neg_threshold must be in [0, threshold], got {self.neg_threshold!r}")
+        for name in ("min_speech", "trailing_silence", "pad"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or not 0.0 <= value <= 60.0:
+                raise ConfigError(f"{name} must be between 0 and 60 seconds, got {value!r}")
+        if not isinstance(self.max_utterance, (int, float)) or not 0.5 <= self.max_utterance <= 3600.0:
+            raise ConfigError(f"max_utterance must be between 0.5 and 3600 seconds, got {self.max_utterance!r}")
+
+    @property
+    def silence_threshold(self) -> float:
+        return self.neg_threshold if self.neg_threshold is not None else max(self.threshold - 0.15, 0.01)
+
+    def to_dict(self) -> Dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Segment:
+    """One utterance found by the endpointer, in samples of the whole stream (16 kHz).
+
+    ``reason``: why it ended: ``"silence"``, ``"max_utterance"`` or ``"end_of_stream"``.
+    ``speech_end``: where the last speech window ended (before the trailing silence).
+    """
+
+    start: int
+    end: int
+    speech_end: int
+    reason: str
+
+    def to_dict(self) -> Dict[str, Any]:
+        return asdict(self)
+
+
+class Endpointer:
+    """Window-by-window utterance state machine over VAD probabilities.
+
+    ``update(prob)`` takes the probability of the next window and returns ``"start"`` when an
+    utterance is confirmed, a :class:`Segment` when one ends, or ``None``. Positions are in samples.
+    """
+
+    def __init__(self, options: Optional[VADOptions] = None, sampling_rate: int = SAMPLE_RATE) -> None:
+        self.options = options or VADOptions()
+        rate = sampling_rate
+        self._min_speech = int(self.options.min_speech * rate)
+        self._silence = int(self.options.trailing_silence * rate)
+        self._max = int(self.options.max_utterance * rate)
+        self._pad = int(self.options.pad * rate)
+        self.position = 0  # samples seen (end of the last window)
+        self.reset()
+
+    def reset(self) -> None:
+        self.triggered = False  # speech seen, maybe not yet confirmed
+        self.confirmed = False
+        self.start = 0
+        self._speech = 0
+        self._last_speech_end = 0
+        self._silence_start: Optional[int] = None
+
+    def update(self, prob: float):
+        window_start, self.position = self.position, self.position + WINDOW
+        options = self.options
+        if not self.triggered:
+            if prob < options.threshold:
+                return None
+            self.triggered, self.start = True, max(0, window_start - self._pad)
+        if prob >= options.threshold:  # speech
+            self._speech += WINDOW
+            self._last_speech_end = self.position
+            self._silence_start = None
+        elif prob < options.silence_threshold:  # silence
+            if self._silence_start is None:
+                self._silence_start = window_start
+        elif self._silence_start is None:  # in between: speech goes on until a silent window
+            self._last_speech_end = self.position
+        if not self.confirmed and self._speech >= self._min_speech:
+            self.confirmed = True
+            return "start"
+        silent_for = 0 if self._silence_start is None else self.position - self._silence_start
+        if not self.confirmed:
+            if silent_for >= max(self._min_speech, 4 * WINDOW):
+                self.reset()  # a blip: forget it
+            return None
+        if silent_for >= self._silence:
+            return self._end("silence")
+        if self.position + WINDOW - self.start > self._max:  # one more window would be over the limit
+            return self._end("max_utterance")
+        return None
+
+    @property
+    def in_silence(self) -> bool:
+        """Whether the latest windows were silence (an utterance may be about to end)."""
+        return self._silence_start is not None
+
+    def finish(self) -> Optional[Segment]:
+        """End of the stream: the utterance in progress, if confirmed."""
+        return self._end("end_of_stream") if self.confirmed else None
+
+    def _end(self, reason: str) -> Optional[Segment]:
+        confirmed, start, speech_end = self.confirmed, self.start, self._last_speech_end
+        self.reset()
+        if not confirmed:
+            return None
+        end = self.position if reason != "silence" else min(self.position, speech_end + self._pad)
+        return Segment(start=start, end=end, speech_end=speech_end, reason=reason)
+
+
+def split_utterances(audio: np.ndarray, options: Optional[VADOptions] = None,
+                     sampling_rate: int = SAMPLE_RATE) -> List[Tuple[float, float]]:
+    """(start, end) seconds of each utterance in a 16 kHz signal."""
+    if sampling_rate != SAMPLE_RATE:
+        raise ConfigError(f"split_utterances needs {SAMPLE_RATE} Hz audio, got {sampling_rate}")
+    vad, endpointer = SileroVAD(), Endpointer(options)
+    segments = []
+    for prob in vad.probabilities(audio):
+        event = endpointer.update(float(prob))
+        if isinstance(event, Segment):
+            segments.append(event)
+    last = endpointer.finish()
+    if last is not None:
+        segments.append(last)
+    return [(s.start / SAMPLE_RATE, min(s.end, len(audio)) / SAMPLE_RATE) for s in segments]

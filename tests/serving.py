@@ -1,0 +1,100 @@
+"""Helpers for the service tests: a real ``speech-intent serve`` process on a free loopback port,
+and recordings with silence between utterances."""
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Iterator, List, Sequence
+
+import numpy as np
+import soundfile as sf
+
+REPO = Path(__file__).resolve().parents[1]
+AUDIO = REPO / "assets" / "audio"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Server:
+    """A running server: ``url``, ``ws_url``, ``process`` (its pid for RSS) and its ``log`` file."""
+
+    def __init__(self, url: str, process: subprocess.Popen, log: Path) -> None:
+        self.url, self.process, self.log = url, process, log
+        self.ws_url = url.replace("http://", "ws://")
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+
+@contextlib.contextmanager
+def serve(pipeline_dir: Path, log: Path, *args: str, timeout: float = 120.0) -> Iterator[Server]:
+    """Start ``python -m speech_intent serve --pipeline DIR`` (this checkout), wait for ``/health``,
+    yield it, then stop it (terminate, then kill) so no process is left behind."""
+    import httpx
+
+    port = free_port()
+    env = dict(os.environ, PYTHONPATH=str(REPO), TOKENIZERS_PARALLELISM="false", OMP_NUM_THREADS="1")
+    command = [sys.executable, "-m", "speech_intent", "serve", "--pipeline", str(pipeline_dir), "--device", "cpu",
+               "--port", str(port), *args]
+    handle = log.open("wb")
+    process = subprocess.Popen(command, cwd=REPO, env=env, stdout=handle, stderr=subprocess.STDOUT,
+                               start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"the server exited ({process.returncode}):\n{log.read_text()[-3000:]}")
+            try:
+                if httpx.get(url + "/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the server did not start in {timeout} s:\n{log.read_text()[-3000:]}")
+            time.sleep(0.3)
+        yield Server(url, process, log)
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(10)
+        handle.close()
+
+
+def recording(name: str) -> np.ndarray:
+    audio, rate = sf.read(AUDIO / name, dtype="float32")
+    assert rate == 16000 and audio.ndim == 1
+    return audio
+
+
+def with_silences(names: Sequence[str], gap: float = 1.5, lead: float = 1.0, tail: float = 1.5) -> tuple:
+    """The recordings joined by silence: (16 kHz float32 audio, [(start, end) seconds of each])."""
+    parts: List[np.ndarray] = [np.zeros(int(lead * 16000), np.float32)]
+    spans, position = [], lead
+    for i, name in enumerate(names):
+        clip = recording(name)
+        parts.append(clip)
+        spans.append((position, position + len(clip) / 16000))
+        position += len(clip) / 16000
+        pause = gap if i < len(names) - 1 else tail
+        parts.append(np.zeros(int(pause * 16000), np.float32))
+        position += pause
+    return np.concatenate(parts), spans
+
+
+def pcm16(audio: np.ndarray) -> bytes:
+    return (np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes()

@@ -1,0 +1,353 @@
+"""The service as a real process (uvicorn on a free loopback port, tiny Whisper + tiny BERT): HTTP API,
+WebSocket streaming of real recordings, limits, bad input, fuzzing; plus in-process checks of the
+API key, CORS and the 503 of a full queue."""
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from speech_intent.errors import OverloadedError
+from tests.serving import AUDIO, pcm16, recording, with_silences
+
+httpx = pytest.importorskip("httpx")
+pytest.importorskip("fastapi")
+websockets = pytest.importorskip("websockets")
+
+ROW_KEYS = {"path", "transcript", "transcript_confidence", "duration", "in_grammar", "grammar_margin", "text",
+            "intent", "confidence", "top_k", "slots", "slot_spans", "error"}
+LABELS = ["get_weather", "play_music", "set_alarm"]
+
+
+def _wav(audio: np.ndarray, rate: int = 16000) -> bytes:
+    buffer = io.BytesIO()
+    sf.write(buffer, audio, rate, format="WAV", subtype="PCM_16")
+    return buffer.getvalue()
+
+
+def _files(*names):
+    return [("files", (name, (AUDIO / name).read_bytes(), "audio/wav")) for name in names]
+
+
+# ---------------------------------------------------------------------------- HTTP
+def test_health_info_docs_and_demo_page(server):
+    assert httpx.get(server.url + "/health").json()["status"] == "ok"
+    info = httpx.get(server.url + "/v1/info").json()
+    assert info["labels"] == LABELS and info["asr"]["backend"] == "whisper" and info["device"]["asr"] == "cpu"
+    assert info["versions"]["fastapi"] and info["limits"]["max_audio_seconds"] == 10.0
+    paths = httpx.get(server.url + "/openapi.json").json()["paths"]
+    assert {"/v1/predict", "/v1/classify", "/v1/audio/transcriptions", "/v1/info", "/health"} <= set(paths)
+    assert httpx.get(server.url + "/docs").status_code == 200
+    page = httpx.get(server.url + "/")
+    assert page.status_code == 200 and "/static/app.js" in page.text and "://" not in page.text  # no CDN
+    assert "registerProcessor" in httpx.get(server.url + "/static/worklet.js").text
+    cors = httpx.get(server.url + "/health", headers={"Origin": "http://evil.example"})
+    assert "access-control-allow-origin" not in cors.headers  # CORS off by default
+
+
+def test_predict_gives_the_rows_of_the_predict_command(server):
+    response = httpx.post(server.url + "/v1/predict", files=_files("001_set_alarm.wav", "007_get_weather.wav"),
+                          timeout=60)
+    assert response.status_code == 200, response.text
+    rows = response.json()["results"]
+    assert [r["path"] for r in rows] == ["001_set_alarm.wav", "007_get_weather.wav"]
+    for row in rows:
+        assert set(row) == ROW_KEYS and row["error"] is None and row["intent"] in LABELS
+        assert row["duration"] == pytest.approx(len(recording(row["path"])) / 16000)
+
+
+def test_classify_and_its_validation(server):
+    response = httpx.post(server.url + "/v1/classify", json={"texts": ["wake me at seven", "play jazz"], "top_k": 2})
+    predictions = response.json()["predictions"]
+    assert len(predictions) == 2 and all(len(p["top_k"]) == 2 and p["intent"] in LABELS for p in predictions)
+    bad = httpx.post(server.url + "/v1/classify", json={"texts": []})
+    assert bad.status_code == 422 and bad.json()["error"]["type"] == "InvalidRequest"
+    assert httpx.post(server.url + "/v1/classify", content=b"{not json",
+                      headers={"content-type": "application/json"}).status_code == 422
+
+
+def test_openai_compatible_transcriptions(server):
+    url = server.url + "/v1/audio/transcriptions"
+    data = (AUDIO / "001_set_alarm.wav").read_bytes()
+
+    def post(fmt):
+        return httpx.post(url, files={"file": ("a.wav", data, "audio/wav")},
+                          data={"model": "whisper-1", "response_format": fmt}, timeout=60)
+
+    plain = post("json").json()
+    assert set(plain) == {"text"} and isinstance(plain["text"], str)
+    assert post("text").text == plain["text"]
+    verbose = post("verbose_json").json()
+    assert verbose["text"] == plain["text"] and verbose["duration"] == pytest.approx(2.533, abs=0.01)
+    assert verbose["segments"][0]["end"] == verbose["duration"] and verbose["intent"] in LABELS
+    assert post("srt").status_code == 400
+
+
+def test_bad_audio_and_limits_get_4xx_json_naming_the_problem(server):
+    url = server.url + "/v1/predict"
+    garbage = httpx.post(url, files=[("files", ("notes.wav", b"this is not audio", "audio/wav"))])
+    assert garbage.status_code == 400
+    error = garbage.json()["error"]
+    assert error["type"] == "AudioError" and error["file"] == "notes.wav" and "not a readable audio" in error["message"]
+    empty = httpx.post(url, files=[("files", ("empty.wav", b"", "audio/wav"))])
+    assert empty.status_code == 400 and "empty" in empty.json()["error"]["message"]
+    short = httpx.post(url, files=[("files", ("short.wav", _wav(np.zeros(100, np.float32)), "audio/wav"))])
+    assert short.status_code == 400 and "too short" in short.json()["error"]["message"]
+    long = _wav(np.zeros(16000 * 12, np.float32) + 0.01)  # 12 s: over --max-duration 10 (and under 2 MB)
+    too_long = httpx.post(url, files=[("files", ("long.wav", long, "audio/wav"))])
+    assert too_long.status_code == 413 and too_long.json()["error"]["type"] == "AudioTooLongError"
+    big = httpx.post(url, files=[("files", ("big.wav", b"\0" * (3 * 1024 * 1024), "audio/wav"))])
+    assert big.status_code == 413 and big.json()["error"]["type"] == "RequestTooLarge"
+
+    def chunked():  # a well-formed start, no Content-Length: counted as it arrives
+        yield (b'--b\r\nContent-Disposition: form-data; name="files"; filename="x.wav"\r\n'
+               b"Content-Type: audio/wav\r\n\r\n")
+        for _ in range(40):
+            yield b"x" * 100_000
+
+    streamed = httpx.post(url, content=chunked(), headers={"content-type": "multipart/form-data; boundary=b"})
+    assert streamed.status_code == 413
+    traversal = httpx.post(url, files=[("files", ("../../etc/passwd", (AUDIO / "014_lights_on.wav").read_bytes(),
+                                                  "audio/wav"))], timeout=60)
+    assert traversal.status_code == 200 and traversal.json()["results"][0]["path"] == "passwd"  # a label only
+    assert httpx.get(server.url + "/health").status_code == 200
+
+
+def test_concurrent_requests_are_micro_batched_and_independent(server):
+    names = sorted(p.name for p in AUDIO.glob("*.wav"))[:8]
+    before = httpx.get(server.url + "/v1/info").json()["batching"]
+
+    def one(i):
+        if i == 3:  # a bad request among good ones disturbs none of them
+            return httpx.post(server.url + "/v1/predict", files=[("files", ("bad.wav", b"RIFF....", "audio/wav"))])
+        return httpx.post(server.url + "/v1/predict", files=_files(names[i]), timeout=120)
+
+    with ThreadPoolExecutor(8) as pool:
+        responses = list(pool.map(one, range(8)))
+    assert [r.status_code for r in responses] == [200, 200, 200, 400, 200, 200, 200, 200]
+    for i, response in enumerate(responses):
+        if i != 3:
+            assert response.json()["results"][0]["path"] == names[i]
+    after = httpx.get(server.url + "/v1/info").json()["batching"]
+    assert after["items"] - before["items"] == 7
+    assert after["batches"] - before["batches"] < 7  # some requests shared a batch
+
+
+def test_fuzzed_requests_leave_the_server_alive_with_flat_memory(server):
+    psutil = pytest.importorskip("psutil")
+    rng = np.random.default_rng(0)
+    process = psutil.Process(server.process.pid)
+    valid = (AUDIO / "022_get_time.wav").read_bytes()
+
+    client = httpx.Client(timeout=60)  # thread-safe, reuses connections
+
+    def request(i):
+        kind = i % 6
+        blob = rng.bytes(int(rng.integers(0, 4000)))
+        if kind == 0:
+            return client.post(server.url + "/v1/predict", files=[("files", (f"f{i}.wav", blob, "audio/wav"))])
+        if kind == 1:  # a valid header, corrupted body
+            cut = valid[:44] + blob
+            return client.post(server.url + "/v1/predict", files=[("files", (f"c{i}.wav", cut, "audio/wav"))])
+        if kind == 2:
+            return client.post(server.url + "/v1/classify", content=blob, headers={"content-type": "application/json"})
+        if kind == 3:
+            texts = ["".join(chr(int(c)) for c in rng.integers(32, 0x2FFF, int(rng.integers(1, 60))))]
+            return client.post(server.url + "/v1/classify", json={"texts": texts, "top_k": int(rng.integers(-2, 60))})
+        if kind == 4:
+            return client.post(server.url + "/v1/audio/transcriptions", content=blob,
+                              headers={"content-type": "multipart/form-data; boundary=xyz"})
+        return client.request(["GET", "POST", "PUT", "DELETE"][i % 4], server.url + "/v1/" + blob[:8].hex())
+
+    def run(count, offset):
+        with ThreadPoolExecutor(8) as pool:
+            return [r.status_code for r in pool.map(request, range(offset, offset + count))]
+
+    with client:
+        run(60, 0)  # warm up the allocators
+        rss_before = process.memory_info().rss
+        codes = run(300, 60)
+        rss_after = process.memory_info().rss
+    assert server.alive() and httpx.get(server.url + "/health").status_code == 200
+    assert all(code < 500 for code in codes), sorted(set(codes))
+    assert rss_after - rss_before < 60 * 1024 * 1024, (rss_before, rss_after)
+
+
+def test_binding_another_address_needs_an_api_key(capsys, monkeypatch):
+    from speech_intent.cli import main
+
+    monkeypatch.delenv("SPEECH_INTENT_API_KEY", raising=False)
+    assert main(["serve", "--host", "0.0.0.0"]) == 1  # refused before any model loads
+    assert "API key" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------- WebSocket
+async def _stream(url, audio, *, rate=16000, frame_ms=20, realtime=False, config=True):
+    events = []
+    async with websockets.connect(url + "/v1/stream", max_size=None) as ws:
+        assert json.loads(await ws.recv())["type"] == "ready"
+        if config:
+            await ws.send(json.dumps({"type": "config", "sample_rate": rate}))
+            assert json.loads(await ws.recv())["sample_rate"] == rate
+
+        async def receive():
+            async for message in ws:
+                event = json.loads(message)
+                events.append(event)
+                if event["type"] == "end":
+                    return
+
+        reader = asyncio.create_task(receive())
+        data, step = pcm16(audio), 2 * int(rate * frame_ms / 1000)
+        began = time.monotonic()
+        for i, start in enumerate(range(0, len(data), step)):
+            await ws.send(data[start: start + step])
+            if realtime:
+                await asyncio.sleep(max(0.0, began + (i + 1) * frame_ms / 1000 - time.monotonic()))
+            elif i % 10 == 0:
+                await asyncio.sleep(0)
+        await ws.send(json.dumps({"type": "end"}))
+        await asyncio.wait_for(reader, 60)
+    return events
+
+
+def test_stream_a_real_recording_in_20ms_frames_in_real_time(server):
+    audio, spans = with_silences(["014_lights_on.wav"], lead=0.5, tail=1.2)
+    events = asyncio.run(_stream(server.ws_url, audio, realtime=True))
+    kinds = [e["type"] for e in events]
+    assert kinds[0] == "speech_start" and "partial" in kinds and kinds.count("final") == 1 and kinds[-1] == "end"
+    final = next(e for e in events if e["type"] == "final")
+    assert abs(final["start"] - spans[0][0]) < 0.45 and abs(final["end"] - spans[0][1]) < 0.45
+    assert final["intent"] in LABELS and final["result"]["error"] is None and final["reason"] == "silence"
+
+
+def test_stream_faster_than_real_time_two_utterances_and_48k(server):
+    import soxr
+
+    audio, _ = with_silences(["001_set_alarm.wav", "007_get_weather.wav"])
+    events = asyncio.run(_stream(server.ws_url, audio, config=False))  # no config message: 16 kHz
+    assert [e["type"] for e in events].count("final") == 2
+    resampled = soxr.resample(audio, 16000, 48000)
+    events = asyncio.run(_stream(server.ws_url, resampled, rate=48000, frame_ms=40))
+    assert [e["utterance"] for e in events if e["type"] == "final"] == [0, 1]
+
+
+def test_stream_bad_input_wrong_rate_garbage_and_a_vanishing_client(server):
+    async def scenario():
+        async with websockets.connect(server.ws_url + "/v1/stream") as ws:  # wrong rate: error, then closed
+            await ws.recv()
+            await ws.send(json.dumps({"sample_rate": 123}))
+            assert "sample_rate" in json.loads(await ws.recv())["message"]
+            with pytest.raises(websockets.ConnectionClosed) as closed:
+                await ws.recv()
+            assert closed.value.rcvd.code == 1008
+        async with websockets.connect(server.ws_url + "/v1/stream") as ws:  # garbage: errors, stream goes on
+            await ws.recv()
+            await ws.send("{nonsense")
+            assert json.loads(await ws.recv())["type"] == "error"
+            await ws.send(json.dumps({"type": "dance"}))
+            assert json.loads(await ws.recv())["type"] == "error"
+            rng = np.random.default_rng(1)
+            for size in (1, 3, 777, 4001, 2):
+                await ws.send(rng.bytes(size))
+            await ws.send(json.dumps({"type": "end"}))
+            while json.loads(await ws.recv())["type"] != "end":
+                pass
+        ws = await websockets.connect(server.ws_url + "/v1/stream")  # vanishes mid-utterance
+        await ws.recv()
+        audio, _ = with_silences(["010_play_music.wav"], lead=0.3, tail=0.0)
+        data = pcm16(audio[: int(len(audio) * 0.7)])
+        for start in range(0, len(data), 640):
+            await ws.send(data[start: start + 640])
+        ws.transport.abort()
+        async with websockets.connect(server.ws_url + "/v1/stream") as ws:  # oversized frame: 1009
+            await ws.recv()
+            await ws.send(b"\0" * (1024 * 1024 + 10))
+            with pytest.raises(websockets.ConnectionClosed):
+                while True:
+                    await ws.recv()
+
+    asyncio.run(scenario())
+    deadline = time.monotonic() + 30
+    while httpx.get(server.url + "/health").json()["streams"] and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert server.alive() and httpx.get(server.url + "/health").json()["streams"] == 0
+
+
+# ---------------------------------------------------------------------------- in process: key, CORS, 503
+@pytest.fixture(scope="module")
+def tiny_pipe(tiny_whisper_pipeline_dir):
+    from speech_intent import SpeechIntentPipeline
+
+    return SpeechIntentPipeline.from_pretrained(tiny_whisper_pipeline_dir, device="cpu")
+
+
+def test_api_key_cors_and_a_full_queue(tiny_pipe):
+    from fastapi.testclient import TestClient
+
+    from speech_intent.errors import ConfigError
+    from speech_intent.serve import ServeConfig, create_app
+
+    with pytest.raises(ConfigError, match="API key"):
+        ServeConfig(host="0.0.0.0")
+    config = ServeConfig(host="0.0.0.0", api_key="secret-key-1", cors_origins=("http://app.example",))
+    app = create_app(tiny_pipe, config)
+    with TestClient(app) as client:
+        assert client.get("/health").status_code == 200  # open
+        assert client.get("/v1/info").status_code == 401
+        assert client.get("/v1/info", headers={"Authorization": "Bearer secret-key-1"}).status_code == 200
+        assert client.get("/v1/info", headers={"X-API-Key": "wrong-key-00"}).status_code == 401
+        assert client.get("/v1/info").json()["error"]["type"] == "Unauthorized"
+        info = client.get("/v1/info", headers={"X-API-Key": "secret-key-1"}).json()
+        assert "secret" not in json.dumps(info)
+        preflight = client.options("/v1/predict", headers={"Origin": "http://app.example",
+                                                           "Access-Control-Request-Method": "POST"})
+        assert preflight.headers["access-control-allow-origin"] == "http://app.example"
+
+        def overloaded(*args, **kwargs):
+            raise OverloadedError("the queue is full", retry_after=2.2)
+
+        app.state.service.batcher.submit_texts = overloaded
+        busy = client.post("/v1/classify", json={"texts": ["hi"]}, headers={"X-API-Key": "secret-key-1"})
+        assert busy.status_code == 503 and busy.headers["retry-after"] == "3"
+
+
+def test_the_batcher_queue_is_bounded_and_a_failing_batch_fails_only_its_jobs(tiny_pipe):
+    from speech_intent.serve.batcher import MicroBatcher
+
+    class Slow:
+        max_duration = 30.0
+
+        def __init__(self):
+            self.calls = []
+
+        def __call__(self, items, batch_size):
+            self.calls.append(len(items))
+            time.sleep(0.3)
+            if any(len(x) == 3 for x in items):
+                raise RuntimeError("boom")
+            return [type("R", (), {"error": None, "path": "<array #0>"})() for _ in items]
+
+    slow = Slow()
+    batcher = MicroBatcher(slow, max_batch=4, max_wait=0.05, queue_size=2).start()  # type: ignore[arg-type]
+    try:
+        first = batcher.submit_audio([np.zeros(5)])
+        time.sleep(0.1)  # the worker is busy with it
+        waiting = [batcher.submit_audio([np.zeros(5)]), batcher.submit_audio([np.zeros(5)])]
+        with pytest.raises(OverloadedError) as full:
+            batcher.submit_audio([np.zeros(5)])
+        assert full.value.retry_after >= 1
+        assert len(first.result(5)) == 1 and all(len(f.result(5)) == 1 for f in waiting)
+        assert slow.calls == [1, 2]  # the two waiting requests shared a batch
+        bad = batcher.submit_audio([np.zeros(3)])
+        with pytest.raises(RuntimeError):
+            bad.result(5)
+        assert len(batcher.submit_audio([np.zeros(5)]).result(5)) == 1  # the worker survived
+    finally:
+        batcher.stop()

@@ -1,0 +1,126 @@
+"""Streaming recognition on real speech: Silero VAD endpointing, events, resampling, limits."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from speech_intent import SpeechIntentPipeline
+from speech_intent.errors import AudioError, ConfigError
+from speech_intent.stream import StreamingRecognizer
+from speech_intent.vad import WINDOW, SileroVAD, VADOptions, split_utterances
+from tests.serving import pcm16, recording, with_silences
+
+TWO = ("001_set_alarm.wav", "007_get_weather.wav")
+
+
+@pytest.fixture(scope="module")
+def pipe(tiny_whisper_pipeline_dir) -> SpeechIntentPipeline:
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny models: one thread is fastest, above all on a busy machine
+    yield SpeechIntentPipeline.from_pretrained(tiny_whisper_pipeline_dir, device="cpu")
+    torch.set_num_threads(threads)
+
+
+def _chunks(data, seed: int = 0, low: int = 1, high: int = 4000):
+    rng = np.random.default_rng(seed)
+    start = 0
+    while start < len(data):
+        size = int(rng.integers(low, high))
+        yield data[start: start + size]
+        start += size
+
+
+def _near(found, expected, tolerance=0.45):
+    return all(abs(a - b) <= tolerance for (a, b) in zip(found, expected))
+
+
+def test_two_utterances_give_two_finals_from_pcm_bytes_in_chunks_of_any_size(pipe):
+    audio, spans = with_silences(TWO)
+    stream = StreamingRecognizer(pipe, partial_interval=0.8)
+    events = list(stream.process(_chunks(pcm16(audio))))  # odd byte counts included
+    kinds = [e.type for e in events]
+    assert kinds.count("speech_start") == 2 and kinds.count("final") == 2
+    assert kinds.index("speech_start") < kinds.index("partial") < kinds.index("final")
+    finals = [e for e in events if e.type == "final"]
+    for final, (start, end) in zip(finals, spans):
+        assert _near((final.start, final.end), (start, end)), (final.start, final.end, start, end)
+        assert final.reason == "silence" and final.result is not None and final.result.ok
+        assert final.transcript == final.result.transcript and final.result.intent in pipe.intent.labels
+        assert final.timings["recognition"] > 0 and 0.5 <= final.timings["endpoint_delay"] <= 0.7
+        row = final.to_dict()
+        assert row["type"] == "final" and row["result"]["intent"] == row["intent"] and "slots" in row
+    assert [e.utterance for e in finals] == [0, 1]
+    assert all(e.end <= finals[0].end + 0.7 for e in events if e.type == "partial" and e.utterance == 0)
+
+
+def test_resampled_float_chunks_find_the_same_utterances(pipe):
+    import soxr
+
+    audio, spans = with_silences(TWO, gap=1.0)
+    fast = soxr.resample(audio, 16000, 48000)
+    stream = StreamingRecognizer(pipe, sample_rate=48000, partial_interval=None)
+    finals = [e for e in stream.process(_chunks(fast, seed=1, high=2000)) if e.type == "final"]
+    assert len(finals) == 2
+    for final, span in zip(finals, spans):
+        assert _near((final.start, final.end), span)
+
+
+def test_max_utterance_cuts_continuous_speech_and_end_of_stream_flushes(pipe):
+    speech = np.concatenate([recording(n) for n in ("001_set_alarm.wav", "004_set_timer.wav", "010_play_music.wav")])
+    stream = StreamingRecognizer(pipe, vad=VADOptions(max_utterance=3.0), partial_interval=None)
+    finals = [e for e in stream.process(_chunks(speech, high=3000)) if e.type == "final"]
+    assert len(finals) >= 2
+    assert all(f.end - f.start <= 3.0 + 1e-6 for f in finals)
+    assert "max_utterance" in {f.reason for f in finals}
+    assert finals[-1].reason in ("end_of_stream", "silence", "max_utterance")
+
+
+def test_silence_gives_no_events_and_trailing_silence_is_configurable(pipe):
+    stream = StreamingRecognizer(pipe)
+    assert list(stream.process([np.zeros(16000 * 3, np.float32)])) == []
+    audio, _ = with_silences(TWO, gap=0.5)  # a 0.5 s pause: one utterance with a long silence setting
+    joined = StreamingRecognizer(pipe, vad=VADOptions(trailing_silence=1.0), partial_interval=None)
+    assert [e.type for e in joined.process([audio])].count("final") == 1
+    split = StreamingRecognizer(pipe, vad=VADOptions(trailing_silence=0.3), partial_interval=None)
+    assert [e.type for e in split.process([audio])].count("final") == 2
+
+
+def test_vad_probabilities_do_not_depend_on_chunking():
+    audio = recording("001_set_alarm.wav")
+    whole = SileroVAD().probabilities(audio)
+    vad = SileroVAD()
+    pieces = np.concatenate([vad.probabilities(c) for c in _chunks(audio, high=900)])
+    assert len(whole) == len(audio) // WINDOW == len(pieces)
+    np.testing.assert_allclose(whole, pieces, atol=1e-5)
+    assert whole.max() > 0.9 and whole[:3].max() < 0.5  # speech found; the leading samples are quiet
+
+
+def test_split_utterances_on_a_long_recording():
+    audio, spans = with_silences(TWO + ("014_lights_on.wav",))
+    found = split_utterances(audio)
+    assert len(found) == 3
+    for got, want in zip(found, spans):
+        assert _near(got, want)
+
+
+def test_bad_chunks_and_settings_raise_library_errors(pipe):
+    stream = StreamingRecognizer(pipe)
+    with pytest.raises(AudioError, match="NaN"):
+        stream.feed(np.array([0.0, np.nan], np.float32))
+    with pytest.raises(AudioError, match="mono"):
+        stream.feed(np.zeros((2, 10), np.float32))
+    with pytest.raises(AudioError, match="chunk type"):
+        stream.feed("not audio")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError):
+        StreamingRecognizer(pipe, sample_rate=10)
+    with pytest.raises(ConfigError):
+        StreamingRecognizer(pipe, vad=VADOptions(max_utterance=60.0))  # over the pipeline's 30 s
+    with pytest.raises(ConfigError):
+        VADOptions(threshold=1.5)
+    with pytest.raises(ConfigError):
+        StreamingRecognizer()
+    stream.close()
+    with pytest.raises(ConfigError, match="closed"):
+        stream.feed(b"\x00\x00")
