@@ -10,7 +10,8 @@
     │   ├── ManifestError            a malformed audio manifest
     │   └── DataNotFoundError        a data file or manifest that does not exist
     ├── ConfigError              an invalid option or argument value
-    └── SynthesizerUnavailable   a text-to-speech engine that is not installed
+    ├── SynthesizerUnavailable   a text-to-speech engine that is not installed
+    └── DistributedError         a Ray job that cannot run (Ray missing, no cluster, workers that cannot start)
 
 Errors about a file name it, so a batch report says exactly which input failed and why.
 Those that replace a built-in error also derive from it (``ConfigError`` and
@@ -110,3 +111,9 @@ class ConfigError(SpeechIntentError, ValueError):
 
 class SynthesizerUnavailable(SpeechIntentError, RuntimeError):
     """A text-to-speech engine is not installed (the message says how to get it)."""
+
+
+class DistributedError(SpeechIntentError, RuntimeError):
+    """A distributed (Ray) job cannot run: Ray is not installed, the cluster cannot be reached, or the
+    workers cannot start (e.g. the pipeline fails to load on them). Per-input failures are never this:
+    they are rows with ``error`` set."""
