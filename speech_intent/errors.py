@@ -12,6 +12,7 @@
     │   └── DataNotFoundError        a data file or manifest that does not exist
     ├── ConfigError              an invalid option or argument value
     ├── OverloadedError          a service whose queue is full (try again later)
+    ├── DistributedError         a Ray job that cannot run (Ray missing, no cluster, workers that cannot start)
     └── SynthesizerUnavailable   a text-to-speech engine that is not installed
 
 Errors about a file name it, so a batch report says exactly which input failed and why.
@@ -128,3 +129,9 @@ class OverloadedError(SpeechIntentError):
 
 class SynthesizerUnavailable(SpeechIntentError, RuntimeError):
     """A text-to-speech engine is not installed (the message says how to get it)."""
+
+
+class DistributedError(SpeechIntentError, RuntimeError):
+    """A distributed (Ray) job cannot run: Ray is not installed, the cluster cannot be reached, or the
+    workers cannot start (e.g. the pipeline fails to load on them). Per-input failures are never this:
+    they are rows with ``error`` set."""

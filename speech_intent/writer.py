@@ -165,9 +165,14 @@ class ResultWriter:
 
     def write(self, result: PipelineResult) -> None:
         """Append one result (with its ``file_key``) and flush, so a kill loses at most this line."""
-        handle = self._open()
         row = result.to_dict()
         row["file_key"] = file_key(result.path)
+        self.write_row(row)
+
+    def write_row(self, row: Dict[str, object]) -> None:
+        """Append one row already made (``PipelineResult.to_dict()`` plus ``file_key``, e.g. by a
+        remote worker) and flush. CSV keeps only :data:`CSV_FIELDS`; JSONL keeps every key."""
+        handle = self._open()
         if self._csv is not None:
             flat = {k: row.get(k) for k in CSV_FIELDS}
             flat["slots"] = json.dumps(row["slots"], ensure_ascii=False) if row["slots"] else ""

@@ -7,13 +7,14 @@ Every subcommand that runs a model takes the same flags for it (``--device``, ``
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from ..asr import BACKENDS, apply_grammar, load_asr
 from ..audio import DEFAULT_MAX_DURATION
 from ..default import default_intent_model
-from ..errors import ConfigError
+from ..errors import ConfigError, ModelLoadError
 from ..nlu import IntentClassifier
-from ..pipeline import SpeechIntentPipeline
+from ..pipeline import PIPELINE_CONFIG, SpeechIntentPipeline
 from ..validation import check_classifier_dir
 
 DEVICE_HELP = "cpu, cuda, cuda:1 (default: CUDA when available)"
@@ -86,6 +87,17 @@ def load_saved_pipeline(args: argparse.Namespace) -> SpeechIntentPipeline:
     if args.grammar or args.grammar_rejection is not None:
         apply_grammar(pipe.asr, args.grammar, args.grammar_rejection)
     return pipe
+
+
+def check_model_args(args: argparse.Namespace) -> None:
+    """Checks of the model flags that load nothing (before a job starts workers that load the models)."""
+    if args.pipeline:
+        config = Path(args.pipeline) / PIPELINE_CONFIG
+        if not config.is_file():
+            raise ModelLoadError(args.pipeline, f"not a pipeline directory (no {PIPELINE_CONFIG})")
+    elif args.intent:
+        check_classifier_dir(args.intent)
+    grammar_options(args)
 
 
 def build_pipeline(args: argparse.Namespace) -> SpeechIntentPipeline:

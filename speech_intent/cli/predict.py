@@ -4,10 +4,11 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from functools import partial
 
 from ..inputs import expand_inputs
 from ..writer import ResultWriter
-from .options import add_model_args, build_pipeline
+from .options import add_model_args, build_pipeline, check_model_args
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -18,12 +19,25 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="start the output afresh instead of resuming")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     add_model_args(p)
+    ray = p.add_argument_group("distributed (--engine ray)")
+    p.add_argument("--engine", choices=["local", "ray"], default="local",
+                   help="local: this process; ray: a pool of Ray actors (needs speech-intent[distributed])")
+    ray.add_argument("--address", default=None,
+                     help="auto, ray://HOST:PORT or HOST:PORT (default: start a local Ray for this run)")
+    ray.add_argument("--workers", type=int, default=1, help="actors, each loading the pipeline once (1)")
+    ray.add_argument("--cpus-per-worker", type=float, default=1.0, help="CPUs each actor reserves (1)")
+    ray.add_argument("--gpus-per-worker", type=float, default=0.0, help="GPUs each actor reserves (0)")
+    ray.add_argument("--parquet", default=None,
+                     help="also write the results as Parquet (default: the JSONL output's name with .parquet)")
+    ray.add_argument("--worker-info", action="store_true", help="add a `worker` field (node id, host:pid) to rows")
     p.set_defaults(func=run)
     return p
 
 
 def run(args: argparse.Namespace) -> int:
     """Predict every input into a resumable JSONL/CSV; prints ``done: N, skipped: N, failed: N``."""
+    if args.engine == "ray":
+        return run_ray(args)
     files = expand_inputs(args.inputs)
     if not files:
         print("error: no input files found", file=sys.stderr)
@@ -55,3 +69,23 @@ def run(args: argparse.Namespace) -> int:
     note = f"; interrupted, {len(todo) - done - failed} not processed: rerun to resume" if interrupted else ""
     print(f"done: {done}, skipped: {skipped}, failed: {failed} ({elapsed:.1f} s{rtf}){note}", file=sys.stderr)
     return 130 if interrupted else 0
+
+
+def run_ray(args: argparse.Namespace) -> int:
+    """``--engine ray``: the same rows from a pool of Ray actors (see :mod:`speech_intent.distributed`)."""
+    from ..distributed import RayOptions, default_parquet_path, predict_distributed, print_summary
+
+    check_model_args(args)  # cheap checks on the driver; the workers load the models
+    options = RayOptions(address=args.address, workers=args.workers, cpus_per_worker=args.cpus_per_worker,
+                         gpus_per_worker=args.gpus_per_worker, batch_size=args.batch_size,
+                         worker_info=args.worker_info, progress=not args.quiet)
+    parquet = args.parquet or (default_parquet_path(args.output) if args.format in (None, "jsonl") else None)
+    try:
+        summary = predict_distributed(args.inputs, args.output, pipeline=partial(build_pipeline, args),
+                                      device=args.device, options=options, fmt=args.format,
+                                      overwrite=args.overwrite, parquet=parquet)
+    except KeyboardInterrupt:
+        print("interrupted: rerun the same command to resume", file=sys.stderr)
+        return 130
+    print_summary(summary)
+    return 0

@@ -1,0 +1,117 @@
+"""Local ``speech-intent predict`` vs ``--engine ray`` with 1 and 2 workers on the same cores.
+
+    python benchmarks/distributed.py --files 1000 10000            # the targets' sizes
+    python benchmarks/distributed.py --files 100 --cores 2         # a smoke run
+    python benchmarks/distributed.py --files 1000 --asr bundled    # real tiny.en (slow on CPU)
+
+Generates N short wav files in a temp dir (``benchmarks/rss.py``'s tones + noise; hard links
+for each N), saves a pipeline (``tiny``: random 2-layer wav2vec2 + BERT, so the batch and Ray
+machinery is not hidden behind model time; ``bundled``: faster-whisper tiny.en + the tiny BERT),
+then runs the CLI on each N in a subprocess:
+
+- ``local``: ``predict`` with ``OMP_NUM_THREADS=CORES`` (one process uses every core);
+- ``ray x1``: ``--engine ray --workers 1 --cpus-per-worker CORES``;
+- ``ray x2``: ``--engine ray --workers 2 --cpus-per-worker CORES/2``.
+
+Reported per row: wall time of the whole command (Ray: includes starting a local Ray and loading
+the pipeline in every actor; ``--address`` reuses a running cluster instead), files/s, overhead
+vs local (``wall / local wall - 1``), the driver's peak RSS (the driver process alone: Ray's own
+daemons and the actors are other processes) and the rows written (must equal N: nothing lost or
+doubled). Not part of CI.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import psutil
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from rss import MB, REPO, link_set, make_files, make_pipeline  # noqa: E402
+
+
+def run(cmd: List[str], output: Path, threads: int) -> Dict[str, float]:
+    """Run one CLI command; wall time, the driver's peak RSS (50 ms polling) and the rows written."""
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
+               TOKENIZERS_PARALLELISM="false", PYTHONPATH=str(REPO), RAY_USAGE_STATS_ENABLED="0")
+    for stale in (output, output.with_suffix(".parquet")):
+        stale.unlink(missing_ok=True)
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    driver = psutil.Process(proc.pid)
+    peak = 0
+    while proc.poll() is None:
+        try:
+            peak = max(peak, driver.memory_info().rss)
+        except psutil.Error:
+            pass
+        time.sleep(0.05)
+    wall = time.perf_counter() - start
+    stderr = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{stderr[-3000:]}")
+    rows = [json.loads(line)["path"] for line in open(output, encoding="utf-8")]
+    return {"wall_s": wall, "driver_peak_rss_mb": peak / MB, "rows": len(rows), "unique": len(set(rows)),
+            "summary": next((line for line in stderr.splitlines() if line.startswith("done: ")), "")}
+
+
+def commands(inputs: Path, pipeline: Path, out: Path, batch: int, cores: int, address: Optional[str]) -> dict:
+    base = [sys.executable, "-m", "speech_intent", "predict", str(inputs), "--pipeline", str(pipeline),
+            "--device", "cpu", "--batch-size", str(batch), "-q", "-o", str(out), "--overwrite"]
+    ray = ["--engine", "ray"] + (["--address", address] if address else [])
+    return {
+        "local": (base, cores),
+        "ray x1": (base + ray + ["--workers", "1", "--cpus-per-worker", str(cores)], cores),
+        "ray x2": (base + ray + ["--workers", "2", "--cpus-per-worker", str(cores / 2)], max(1, cores // 2)),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--files", type=int, nargs="+", default=[1000, 10000], help="file counts to run")
+    parser.add_argument("--seconds", type=float, default=1.0, help="length of each file")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--cores", type=int, default=2, help="cores all three runs share")
+    parser.add_argument("--asr", choices=["tiny", "bundled"], default="tiny")
+    parser.add_argument("--address", default=None, help="a running Ray cluster (default: each run starts one)")
+    parser.add_argument("--runs", default="local,ray x1,ray x2", help="which rows, comma-separated")
+    parser.add_argument("--json", default=None, help="also write the rows here")
+    parser.add_argument("--workdir", default=None, help="keep files here (default: a temp dir, removed)")
+    args = parser.parse_args()
+    print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores", flush=True)
+    results = []
+    with tempfile.TemporaryDirectory(prefix="speech-intent-ray-") as tmp:
+        work = Path(args.workdir) if args.workdir else Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
+        pipeline = make_pipeline(work / f"pipeline-{args.asr}", args.asr)
+        make_files(work / "all", max(args.files), args.seconds)
+        print(f"{'files':>6} {'run':>7} {'wall s':>7} {'files/s':>8} {'overhead':>9} {'driver RSS MB':>14} "
+              f"{'rows':>6} {'unique':>6}", flush=True)
+        for n in args.files:
+            folder = link_set(work / "all", work / f"set_{n}", n)
+            local_wall = None
+            for name, (cmd, threads) in commands(folder, pipeline, work / f"out_{n}.jsonl", args.batch_size,
+                                                 args.cores, args.address).items():
+                if name not in args.runs.split(","):
+                    continue
+                r = run(cmd, work / f"out_{n}.jsonl", threads)
+                local_wall = r["wall_s"] if name == "local" else local_wall
+                overhead = f"{100 * (r['wall_s'] / local_wall - 1):+.1f}%" if local_wall and name != "local" else ""
+                print(f"{n:>6} {name:>7} {r['wall_s']:>7.1f} {n / r['wall_s']:>8.1f} {overhead:>9} "
+                      f"{r['driver_peak_rss_mb']:>14.0f} {r['rows']:>6} {r['unique']:>6}   [{r['summary']}]",
+                      flush=True)
+                results.append({"files": n, "run": name, **r})
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,287 @@
+"""Batch inference on a Ray cluster: the same rows as ``speech-intent predict``, from many workers.
+
+How a run goes:
+
+- The driver lists the inputs (:func:`~speech_intent.inputs.expand_inputs`) and opens the result
+  file with :class:`~speech_intent.writer.ResultWriter`: files whose latest row succeeded (same size
+  and mtime) are skipped, exactly as a local rerun skips them.
+- Only the paths of the rest go into a Ray Dataset. ``map_batches`` runs them on a pool of actors
+  (:class:`PipelineWorker`): each loads the pipeline once, then reads, decodes and predicts its
+  batches; ``num_cpus`` / ``num_gpus`` per actor come from :class:`RayOptions`.
+- Rows stream back to the driver, which appends each (flushed) to the JSONL/CSV; once every input
+  has its row the JSONL is also written as Parquet (:func:`~speech_intent.parquet.jsonl_to_parquet`).
+
+Nothing is lost or written twice: a killed worker process is restarted and its batch retried
+(``max_restarts`` / ``max_task_retries``), and only the successful attempt's rows reach the driver
+(which also drops a path it has already written in this run); a killed driver leaves a resumable
+file, and rerunning the same command finishes it; a bad file gets an error row, and a batch whose
+processing raises gets error rows, so the job itself does not fail on an input.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Dict, Iterable, Iterator, List, Optional, Union
+
+from .device import DeviceLike
+from .errors import ConfigError, DistributedError
+from .inputs import expand_inputs
+from .pipeline import SpeechIntentPipeline
+from .results import PipelineResult
+from .writer import ResultWriter, file_key
+
+logger = logging.getLogger(__name__)
+
+#: a saved pipeline directory, ``None`` for :meth:`SpeechIntentPipeline.default`, or a picklable
+#: callable that builds the pipeline (it is called once in each worker)
+PipelineSource = Union[None, str, Path, Callable[[], SpeechIntentPipeline]]
+
+#: how long a run waits for its whole actor pool to load the pipeline (a cluster too small for the
+#: pool fails after this)
+WAIT_FOR_WORKERS_S = 900
+
+
+@dataclass(frozen=True)
+class RayOptions:
+    """Where and how wide a run goes.
+
+    Attributes:
+        address: ``None`` = start a local Ray for this run (stopped at the end); ``"auto"`` = the
+            cluster this machine belongs to; ``"ray://host:port"`` = a remote cluster (Ray Client);
+            ``"host:port"`` = a cluster's GCS. When the process is already connected, that is used.
+        workers: actors in the pool (each loads the pipeline once).
+        cpus_per_worker / gpus_per_worker: Ray resources each actor reserves (fractions allowed).
+        batch_size: inputs per ``map_batches`` batch, and the pipeline's batch size inside it.
+        worker_info: add a ``worker`` field to each row (``node_id hostname:pid`` of its actor).
+        progress: show Ray Data's progress bars.
+    """
+
+    address: Optional[str] = None
+    workers: int = 1
+    cpus_per_worker: float = 1.0
+    gpus_per_worker: float = 0.0
+    batch_size: int = 8
+    worker_info: bool = False
+    progress: bool = False
+
+    def check(self) -> None:
+        if isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 1:
+            raise ConfigError(f"workers must be an integer >= 1, got {self.workers!r}")
+        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise ConfigError(f"batch_size must be an integer >= 1, got {self.batch_size!r}")
+        if not self.cpus_per_worker > 0 or self.gpus_per_worker < 0:
+            raise ConfigError(f"cpus_per_worker must be > 0 and gpus_per_worker >= 0, got "
+                              f"{self.cpus_per_worker!r} and {self.gpus_per_worker!r}")
+
+
+@dataclass
+class RunSummary:
+    """What a distributed run did: inputs predicted now, skipped (already done), failed (error rows)."""
+
+    done: int = 0
+    skipped: int = 0
+    failed: int = 0
+    seconds: float = 0.0
+    audio_seconds: float = 0.0
+    parquet: Optional[str] = None
+
+
+def load_pipeline(source: PipelineSource, device: DeviceLike = None) -> SpeechIntentPipeline:
+    """The pipeline a worker runs: a saved directory, the default (``None``) or a builder's."""
+    if source is None:
+        return SpeechIntentPipeline.default(device=device, progress=False)
+    if isinstance(source, (str, Path)):
+        return SpeechIntentPipeline.from_pretrained(source, device=device)
+    return source()
+
+
+class PipelineWorker:
+    """A ``map_batches`` actor: loads the pipeline once, then turns batches of paths into result rows.
+
+    A batch is ``{"path": [as given], "source": [absolute path to read]}``; the answer is
+    ``{"path": [...], "row": [JSON row]}`` (JSON text, so rows with different slot names share one
+    Arrow schema). Error messages name the path as given, as the local pipeline's do.
+    """
+
+    def __init__(self, source: PipelineSource, device: DeviceLike, batch_size: int, worker_info: bool) -> None:
+        self.pipe = load_pipeline(source, device)
+        self.batch_size = batch_size
+        self.worker = None
+        if worker_info:
+            import ray
+
+            self.worker = f"{ray.get_runtime_context().get_node_id()} {socket.gethostname()}:{os.getpid()}"
+
+    def __call__(self, batch: Dict[str, object]) -> Dict[str, List[str]]:
+        paths = [str(p) for p in batch["path"]]  # type: ignore[attr-defined]
+        sources = [str(p) for p in batch["source"]]  # type: ignore[attr-defined]
+        return {"path": paths, "row": [json.dumps(row, ensure_ascii=False) for row in self.rows(paths, sources)]}
+
+    def rows(self, paths: List[str], sources: List[str]) -> List[dict]:
+        keys = [file_key(s) for s in sources]  # before reading: the row describes the file as it was read
+        try:
+            results = list(self.pipe.stream(sources, batch_size=self.batch_size))
+        except Exception as error:  # the pipeline isolates bad inputs itself; this is a last guard
+            logger.error("a batch of %d failed", len(paths), exc_info=error)
+            results = [PipelineResult(path=s, error=f"{s}: processing failed ({type(error).__name__}: {error})")
+                       for s in sources]
+        rows = []
+        for path, source, key, result in zip(paths, sources, keys, results):
+            row = result.to_dict()
+            row["path"] = path
+            if row.get("error") and source != path:
+                row["error"] = row["error"].replace(source, path)
+            row["file_key"] = key
+            if self.worker is not None:
+                row["worker"] = self.worker
+            rows.append(row)
+        return rows
+
+
+def _worker_env() -> Dict[str, str]:
+    """Workers import the driver's copy of speech_intent (a checkout or an install) when it is there."""
+    package_root = str(Path(__file__).resolve().parents[1])
+    path = [package_root] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    return {"PYTHONPATH": os.pathsep.join(dict.fromkeys(path)), "TOKENIZERS_PARALLELISM": "false"}
+
+
+def connect(options: RayOptions) -> bool:
+    """Connect to (or start) Ray; ``True`` if this call started it (then the caller shuts it down)."""
+    try:
+        import ray
+    except ImportError as error:
+        raise DistributedError("Ray is not installed: pip install 'speech-intent[distributed]'") from error
+    if ray.is_initialized():
+        return False
+    runtime_env = {"env_vars": _worker_env()}
+    kwargs: dict = {"runtime_env": runtime_env, "logging_level": logging.WARNING, "log_to_driver": True}
+    if options.address is None:  # a local Ray for this run, sized so that the pool fits
+        need = options.workers * options.cpus_per_worker
+        kwargs.update(num_cpus=max(os.cpu_count() or 1, int(need + 0.999)), include_dashboard=False)
+    else:
+        kwargs["address"] = options.address
+    try:
+        ray.init(**kwargs)
+    except Exception as error:  # ConnectionError, RuntimeError, ValueError... from ray.init
+        where = options.address or "a local Ray"
+        raise DistributedError(f"cannot start or reach {where}: {type(error).__name__}: {error}") from error
+    return True
+
+
+def _stream_rows(todo: List[str], source: PipelineSource, device: DeviceLike, options: RayOptions) -> Iterator[dict]:
+    """Result rows of ``todo`` from the actor pool, in completion order."""
+    import ray
+    import ray.data
+
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = options.progress
+    context.print_on_execution_start = options.progress
+    # start only once every actor has loaded the pipeline: otherwise the first one ready takes the
+    # queued batches, and a pipeline that fails to load fails the job here, before any batch runs
+    context.wait_for_min_actors_s = WAIT_FOR_WORKERS_S
+    if not options.progress:
+        logging.getLogger("ray.data").setLevel(logging.WARNING)
+    items = [{"path": p, "source": os.path.abspath(p)} for p in todo]
+    dataset = ray.data.from_items(items, override_num_blocks=max(1, min(len(items), 4 * options.workers)))
+    del items
+    rows = dataset.map_batches(
+        PipelineWorker,
+        fn_constructor_kwargs={"source": source, "device": device, "batch_size": options.batch_size,
+                               "worker_info": options.worker_info},
+        batch_size=options.batch_size,
+        compute=ray.data.ActorPoolStrategy(size=options.workers),
+        num_cpus=options.cpus_per_worker,
+        num_gpus=options.gpus_per_worker or None,
+        # Ray Data gives actor pools max_restarts=-1 and max_task_retries=-1: a killed worker process
+        # is restarted and its batch retried; only the successful attempt's rows come back
+    )
+    for batch in rows.iter_batches(batch_size=None, batch_format="numpy"):
+        for text in batch["row"]:
+            yield json.loads(str(text))
+
+
+def predict_distributed(
+    inputs: Iterable[str],
+    output: Optional[str],
+    *,
+    pipeline: PipelineSource = None,
+    device: DeviceLike = None,
+    options: RayOptions = RayOptions(),
+    fmt: Optional[str] = None,
+    overwrite: bool = False,
+    parquet: Optional[str] = None,
+) -> RunSummary:
+    """Predict every input on Ray into a resumable JSONL/CSV ``output`` (``None``: stdout), one row each.
+
+    ``parquet``: also write the complete results there (needs a JSONL ``output``); written once every
+    input has its row. Raises :class:`DistributedError` when the job cannot run (Ray missing, no
+    cluster, workers that cannot load the pipeline); a bad input is an error row, never an exception.
+    """
+    options.check()
+    files = expand_inputs(inputs)
+    if not files:
+        raise ConfigError("no input files found")
+    writer = ResultWriter(output, fmt, resume=not overwrite)
+    if parquet is not None and (output is None or writer.format != "jsonl"):
+        raise ConfigError("Parquet output is written from the JSONL results: give a .jsonl output file")
+    summary = RunSummary()
+    todo = [f for f in files if not writer.is_done(f)]
+    started = connect(options) if todo else False
+    seen: set = set()
+    start = time.perf_counter()
+    try:
+        todo = writer.pending(files)  # drops rows of files about to be retried: one row per file in the end
+        summary.skipped = len(files) - len(todo)
+        if todo:
+            for row in _stream_rows(todo, pipeline, device, options):
+                if row.get("path") in seen:  # never twice, whatever the retries did
+                    continue
+                seen.add(row.get("path"))
+                writer.write_row(row)
+                if row.get("error"):
+                    summary.failed += 1
+                else:
+                    summary.done += 1
+                    summary.audio_seconds += row.get("duration") or 0.0
+    except DistributedError:
+        raise
+    except Exception as error:  # the job (not an input) failed: e.g. the pipeline does not load on the workers
+        if type(error).__module__.startswith("ray"):
+            raise DistributedError(f"the Ray job failed: {error}") from error
+        raise
+    finally:
+        writer.close()
+        if started:
+            import ray
+
+            ray.shutdown()
+    summary.seconds = time.perf_counter() - start
+    missing = len(todo) - len(seen)
+    if missing:  # cannot happen with Ray's retries; said loudly rather than written as a complete run
+        raise DistributedError(f"{missing} input(s) got no row; rerun the same command to finish them")
+    if parquet is not None:
+        from .parquet import jsonl_to_parquet
+
+        jsonl_to_parquet(output, parquet)  # type: ignore[arg-type]
+        summary.parquet = str(parquet)
+    return summary
+
+
+def default_parquet_path(output: Optional[str]) -> Optional[str]:
+    """``results.jsonl`` -> ``results.parquet``; ``None`` for stdout or a CSV output."""
+    if output is None or not output.lower().endswith((".jsonl", ".json", ".ndjson")):
+        return None
+    return str(Path(output).with_suffix(".parquet"))
+
+
+def print_summary(summary: RunSummary) -> None:
+    rtf = f", {summary.audio_seconds / summary.seconds:.1f}x real time" if summary.seconds and summary.audio_seconds else ""
+    where = f"; parquet: {summary.parquet}" if summary.parquet else ""
+    print(f"done: {summary.done}, skipped: {summary.skipped}, failed: {summary.failed} "
+          f"({summary.seconds:.1f} s{rtf}){where}", file=sys.stderr)
