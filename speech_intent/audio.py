@@ -128,7 +128,7 @@ def _decode_ffmpeg(path: str, name: str, sf_error: Exception) -> Tuple[np.ndarra
     return samples, _check_rate(rate, name)
 
 
-def _as_float32(samples: np.ndarray, name: str) -> np.ndarray:
+def as_float32(samples: np.ndarray, name: str) -> np.ndarray:
     """Integers scaled to [-1, 1]; floats checked for NaN/Inf and cast."""
     kind = samples.dtype.kind
     if kind in "iu":
@@ -247,7 +247,7 @@ def _finish(samples: np.ndarray, rate: int, name: str, channels_last: bool, samp
     """Shape, dtype, value and duration checks, then resampling."""
     if samples.ndim == 2 and not channels_last and min(samples.shape) > MAX_CHANNELS:
         raise AudioError(name, f"expected at most {MAX_CHANNELS} channels, got shape {samples.shape}")
-    samples = _to_mono(_as_float32(samples, name) if samples.ndim <= 2 else samples, name, channels_last)
+    samples = _to_mono(as_float32(samples, name) if samples.ndim <= 2 else samples, name, channels_last)
     if samples.size == 0:
         raise AudioError(name, "audio has no samples")
     if not np.isfinite(samples).all():

@@ -20,7 +20,7 @@ from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Unio
 
 import numpy as np
 
-from .audio import MAX_RATE, MIN_RATE, SAMPLE_RATE
+from .audio import MAX_RATE, MIN_RATE, SAMPLE_RATE, as_float32
 from .errors import AudioError, ConfigError
 from .pipeline import SpeechIntentPipeline
 from .results import PipelineResult
@@ -204,13 +204,9 @@ class StreamingRecognizer:
             raise AudioError("<stream>", f"unsupported chunk type {type(chunk).__name__} (bytes or a numpy array)")
         if chunk.ndim != 1:
             raise AudioError("<stream>", f"chunks must be mono (1-D), got shape {chunk.shape}")
-        if chunk.dtype == np.int16:
-            return chunk.astype(np.float32) / 32768.0
-        if chunk.dtype.kind != "f":
+        if chunk.dtype != np.int16 and chunk.dtype.kind != "f":
             raise AudioError("<stream>", f"unsupported sample dtype {chunk.dtype} (int16 or float)")
-        if not np.isfinite(chunk).all():
-            raise AudioError("<stream>", "chunk contains NaN or Inf samples")
-        return np.clip(chunk, -1.0, 1.0).astype(np.float32, copy=False)
+        return np.clip(as_float32(chunk, "<stream>"), -1.0, 1.0)
 
     def _process(self, samples: np.ndarray) -> List[StreamEvent]:
         events: List[StreamEvent] = []
