@@ -123,10 +123,10 @@ def test_joint_fine_tune_is_deterministic_on_cpu(tiny_bert_dir, tmp_path):
 
 
 def test_head_learning_rate_applies_to_the_new_heads_only(tiny_bert_dir):
-    from speech_intent.nlu.training import _head_optimizer
+    from speech_intent.nlu.training import _optimizer
 
     model = JointIntentSlotModel.from_encoder(tiny_bert_dir, LABELS, ["O", "B-x", "I-x"])
-    optimizer = _head_optimizer(model, TrainingConfig(learning_rate=1e-4, head_learning_rate=1e-2))
+    optimizer = _optimizer(model, TrainingConfig(learning_rate=1e-4, head_learning_rate=1e-2))
     rate = {id(p): group["lr"] for group in optimizer.param_groups for p in group["params"]}
     decay = {id(p): group["weight_decay"] for group in optimizer.param_groups for p in group["params"]}
     assert rate[id(model.slot_head.weight)] == rate[id(model.intent_head.bias)] == 1e-2

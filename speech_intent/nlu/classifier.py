@@ -5,7 +5,8 @@ intent + slot checkpoint (:class:`~speech_intent.nlu.joint.JointIntentSlotModel`
 detected from ``config.json``). Batched (length-sorted, dynamically padded),
 softmax confidence and top-k; label names come from the model config. Joint
 models also fill ``slots`` / ``slot_spans``, decoded from the BIO tags of each
-word's first sub-word via the fast tokenizer's character offsets. The text
+word's first sub-word via the fast tokenizer's character offsets (argmax per word, or
+Viterbi for a CRF slot decoder). The text
 normaliser used in training is stored beside the weights (``speech_intent.json``)
 and applied to every input.
 """
@@ -26,7 +27,7 @@ from ..slots import SlotSpan, slot_dict, tags_to_slots
 from ..validation import check_classifier_dir
 from .canonical import SlotCanonicalizer
 from .joint import JointIntentSlotModel, is_joint_config
-from .subwords import decode_tags
+from .subwords import decode_tags, first_subwords
 
 logger = logging.getLogger(__name__)
 
@@ -196,7 +197,9 @@ class IntentClassifier:
             logits = output.intent_logits if self.is_joint else output.logits
             out[idx] = torch.softmax(logits.float(), dim=-1).cpu()
             if slots:
-                tag_ids = output.slot_logits.argmax(dim=-1).cpu().tolist()
+                mask = torch.tensor([[w >= 0 for w in first_subwords(offs.tolist(), text)]
+                                     for offs, text in zip(offsets, batch)], dtype=torch.bool)
+                tag_ids = self.model.decode_slots(output.slot_logits, mask.to(self.device)).cpu().tolist()
                 for row, (i, text) in enumerate(zip(idx, batch)):
                     tags = decode_tags(offsets[row].tolist(), text, tag_ids[row], self.slot_labels)
                     spans[i] = tags_to_slots(text, tags)

@@ -67,7 +67,8 @@ def nlu_metrics(
 def trainer_metrics(slot_labels: Optional[Sequence[str]] = None) -> Callable[[Any], Dict[str, float]]:
     """A ``compute_metrics`` for the ``Trainer``: intent / joint predictions -> :class:`NLUMetrics` dict.
 
-    Slot tags are read at the positions whose label is not ``-100`` (each word's first sub-word).
+    Slot tags are read at the positions whose label is not ``-100`` (each word's first sub-word):
+    the argmax of the slot logits, or a CRF model's Viterbi tags (its ``slot_tags`` output).
     """
 
     def compute(eval_prediction: Any) -> Dict[str, float]:
@@ -78,7 +79,8 @@ def trainer_metrics(slot_labels: Optional[Sequence[str]] = None) -> Callable[[An
             return _as_floats(nlu_metrics(list(labels), list(np.argmax(logits, axis=-1))))
         intent_logits, slot_logits = predictions[0], predictions[1]
         labels, token_labels = label_ids[0], label_ids[1]
-        slot_pred = np.argmax(slot_logits, axis=-1)
+        # a CRF model's third output holds its Viterbi tags
+        slot_pred = predictions[2] if len(predictions) > 2 else np.argmax(slot_logits, axis=-1)
         gold_tags: List[List[str]] = []
         pred_tags: List[List[str]] = []
         for gold_row, pred_row in zip(token_labels, slot_pred):

@@ -12,12 +12,17 @@ inference uses, and the result is saved as a ready-to-use intent stage.
   is kept (score: intent accuracy, averaged with slot F1 for joint models), and
   the out-of-scope threshold is chosen on dev (:mod:`~speech_intent.nlu.threshold`)
   and saved with the stage.
+- Options: a CRF slot decoder (``slot_decoder="crf"``), the learning-rate schedule
+  (``lr_scheduler``, ``warmup_ratio``), layer-wise learning-rate decay (``layer_lr_decay``)
+  and a separate rate for the new heads (``head_learning_rate``).
+- ``training["history"]`` of the result holds the train loss and dev scores of every epoch.
 - bf16 (or fp16) on CUDA; deterministic for a fixed seed on CPU.
 """
 from __future__ import annotations
 
 import logging
 import math
+import re
 import tempfile
 import time
 from dataclasses import asdict, dataclass
@@ -34,7 +39,7 @@ from ..slots import NormalizedExample
 from .canonical import SlotCanonicalizer, infer_closed_values
 from .classifier import OOS_LABEL, IntentClassifier
 from .dataset import JointCollator, encode, prepare_examples
-from .joint import JointIntentSlotModel, slot_label_list
+from .joint import SLOT_DECODERS, JointIntentSlotModel, slot_label_list
 from .metrics import trainer_metrics
 from .threshold import choose_threshold
 
@@ -47,15 +52,24 @@ class TrainingConfig:
 
     Attributes:
         epochs: maximum number of epochs (fewer with early stopping).
-        learning_rate / batch_size / weight_decay / warmup_ratio: optimiser settings (linear decay).
+        learning_rate / batch_size / weight_decay: optimiser settings.
+        warmup_ratio: share of the (maximum) training steps with a linear warm-up.
+        lr_scheduler: the ``Trainer``'s schedule after warm-up (``"linear"`` decay to 0 at ``epochs``,
+            ``"cosine"``, ``"constant_with_warmup"``, ...).
         max_length: tokenizer truncation length.
         seed: seeds weights of the new heads, dropout and data order.
         early_stopping: stop after this many epochs without a better dev score (0: never; needs dev data).
         oos_recall: with dev data, choose the threshold that keeps this share of right in-scope
             answers (``None``: no threshold); see :mod:`~speech_intent.nlu.threshold`.
         classifier_dropout: dropout before the joint model's heads.
-        head_learning_rate: peak learning rate of the new (randomly initialised) heads
+        head_learning_rate: peak learning rate of the new (randomly initialised) heads and the CRF
             (``None``: ``learning_rate``, one rate for everything).
+        layer_lr_decay: layer-wise learning-rate decay: encoder layer ``i`` of ``n`` trains at
+            ``learning_rate * layer_lr_decay ** (n - i)``, the embeddings at ``** (n + 1)``
+            (1.0: one rate for the whole encoder).
+        slot_decoder: joint models: ``"softmax"`` (each word's tag on its own) or ``"crf"``
+            (a CRF layer: transitions learned, Viterbi decoding).
+        bio_constrained: CRF decoding allows ``I-x`` only after ``B-x`` / ``I-x``.
     """
 
     epochs: float = 8.0
@@ -69,13 +83,34 @@ class TrainingConfig:
     oos_recall: Optional[float] = 0.99
     classifier_dropout: float = 0.1
     head_learning_rate: Optional[float] = None
+    layer_lr_decay: float = 1.0
+    lr_scheduler: str = "linear"
+    slot_decoder: str = "softmax"
+    bio_constrained: bool = True
+
+
+def _check_config(config: TrainingConfig) -> None:
+    """ConfigError for settings no training can use."""
+    from transformers import SchedulerType
+
+    if config.slot_decoder not in SLOT_DECODERS:
+        raise ConfigError(f"slot_decoder must be one of {SLOT_DECODERS}, not {config.slot_decoder!r}")
+    if not 0.0 < config.layer_lr_decay <= 1.0:
+        raise ConfigError(f"layer_lr_decay must be in (0, 1], not {config.layer_lr_decay}")
+    if not 0.0 <= config.warmup_ratio < 1.0:
+        raise ConfigError(f"warmup_ratio must be in [0, 1), not {config.warmup_ratio}")
+    names = [t.value for t in SchedulerType]
+    if config.lr_scheduler not in names:
+        raise ConfigError(f"lr_scheduler must be one of {names}, not {config.lr_scheduler!r}")
 
 
 def _build_model(base: str, intents: List[str], slot_labels: Optional[List[str]], config: TrainingConfig):
     """A joint model (when ``slot_labels`` is given) or a sequence classifier, with new heads on ``base``."""
     if slot_labels is not None:
         return JointIntentSlotModel.from_encoder(base, intents, slot_labels,
-                                                 classifier_dropout=config.classifier_dropout)
+                                                 classifier_dropout=config.classifier_dropout,
+                                                 slot_decoder=config.slot_decoder,
+                                                 bio_constrained=config.bio_constrained)
     from transformers import AutoModelForSequenceClassification
 
     return AutoModelForSequenceClassification.from_pretrained(
@@ -85,21 +120,38 @@ def _build_model(base: str, intents: List[str], slot_labels: Optional[List[str]]
     )
 
 
-def _head_optimizer(model: torch.nn.Module, config: TrainingConfig) -> torch.optim.Optimizer:
-    """AdamW with the encoder at ``learning_rate`` and the heads at ``head_learning_rate``.
+def _layer_depth(name: str, prefix: str, num_layers: int) -> int:
+    """Depth of an encoder parameter: 0 embeddings, ``i + 1`` layer ``i``, ``num_layers + 1`` anything above."""
+    if "embeddings" in name:
+        return 0
+    found = re.search(r"\.layers?\.(\d+)\.", name[len(prefix) - 1:])
+    return int(found.group(1)) + 1 if found else num_layers + 1
 
-    No weight decay on biases and norm weights, as in the ``Trainer``'s own optimiser.
+
+def _optimizer(model: torch.nn.Module, config: TrainingConfig) -> torch.optim.Optimizer:
+    """AdamW with the heads at ``head_learning_rate`` and the encoder at ``learning_rate`` times layer decay.
+
+    No weight decay on biases, norm weights and CRF transitions, as in the ``Trainer``'s own
+    optimiser for biases and norms.
     """
     encoder = "encoder." if isinstance(model, JointIntentSlotModel) else f"{model.base_model_prefix}."
-    groups: Dict[Tuple[bool, bool], List[torch.nn.Parameter]] = {}
+    base_config = model.config.encoder if isinstance(model, JointIntentSlotModel) else model.config
+    num_layers = int(getattr(base_config, "num_hidden_layers", 0) or 0)
+    head_lr = config.head_learning_rate or config.learning_rate
+    groups: Dict[Tuple[float, bool], List[torch.nn.Parameter]] = {}
     for name, param in model.named_parameters():
-        if param.requires_grad:
-            no_decay = param.ndim < 2 or "norm" in name.lower()
-            groups.setdefault((name.startswith(encoder), no_decay), []).append(param)
+        if not param.requires_grad:
+            continue
+        no_decay = param.ndim < 2 or "norm" in name.lower() or name.startswith("crf.")
+        if name.startswith(encoder):
+            depth = _layer_depth(name, encoder, num_layers)
+            lr = config.learning_rate * config.layer_lr_decay ** (num_layers + 1 - depth)
+        else:
+            lr = head_lr
+        groups.setdefault((lr, no_decay), []).append(param)
     return torch.optim.AdamW([
-        {"params": params, "lr": config.learning_rate if is_encoder else config.head_learning_rate,
-         "weight_decay": 0.0 if no_decay else config.weight_decay}
-        for (is_encoder, no_decay), params in groups.items()
+        {"params": params, "lr": lr, "weight_decay": 0.0 if no_decay else config.weight_decay}
+        for (lr, no_decay), params in groups.items()
     ], lr=config.learning_rate)
 
 
@@ -121,10 +173,10 @@ def _training_args(scratch: str, config: TrainingConfig, steps: float, device: t
         learning_rate=config.learning_rate,
         weight_decay=config.weight_decay,
         warmup_steps=int(config.warmup_ratio * steps),
-        lr_scheduler_type="linear",
+        lr_scheduler_type=config.lr_scheduler,
         seed=config.seed,
         data_seed=config.seed,
-        logging_strategy="epoch" if has_dev and progress else "no",
+        logging_strategy="epoch",  # the per-epoch history; printed only with progress
         report_to=[],
         use_cpu=device.type == "cpu",
         bf16=bf16,
@@ -148,6 +200,7 @@ def fine_tune(
     dev_examples: Optional[Sequence[Any]] = None,
     joint: Optional[bool] = None,
     closed_values: Optional[Dict[str, List[str]]] = None,
+    callbacks: Sequence[Any] = (),
 ) -> IntentClassifier:
     """Train an intent (or joint intent + slot) model and save it as an intent stage.
 
@@ -167,14 +220,23 @@ def fine_tune(
             ``None``: inferred from the training examples. Pass the lists of the clean data when
             training on ASR transcripts too (:mod:`~speech_intent.augment`), or misrecognised
             values would become canonical.
+        callbacks: more ``TrainerCallback`` objects for the ``Trainer`` (e.g. per-epoch test scores).
 
     Returns:
         The trained :class:`IntentClassifier`, loaded from ``output_dir``; its ``training``
         attribute holds the dev scores and threshold choice.
     """
-    from transformers import AutoTokenizer, DataCollatorWithPadding, EarlyStoppingCallback, Trainer, set_seed
+    from transformers import (
+        AutoTokenizer,
+        DataCollatorWithPadding,
+        EarlyStoppingCallback,
+        PrinterCallback,
+        Trainer,
+        set_seed,
+    )
 
     config = config or TrainingConfig()
+    _check_config(config)
     normalizer = normalizer if normalizer is not None else TextNormalizer()
     resolved = resolve_device(device)
     base = str(base or bundled_encoder_path())
@@ -184,6 +246,9 @@ def fine_tune(
     if all(ex.intent == OOS_LABEL for ex in train):
         raise ConfigError("every training example is out of scope (intent None); at least one intent is needed")
     joint = any(ex.slots for ex in train) if joint is None else joint
+    if config.slot_decoder != "softmax" and not joint:
+        raise ConfigError(f"slot_decoder={config.slot_decoder!r} needs a joint model, but no training example "
+                          "has slots (or joint=False)")
     intents = sorted({ex.intent for ex in train})
     label2id = {label: i for i, label in enumerate(intents)}
     slot_labels = slot_label_list([s.name for ex in train for s in ex.slots]) if joint else None
@@ -205,19 +270,25 @@ def fine_tune(
         args = _training_args(scratch, config, steps, resolved, has_dev=dev_set is not None, joint=joint,
                               progress=progress)
         stop_early = dev_set is not None and config.early_stopping > 0
-        callbacks = [EarlyStoppingCallback(config.early_stopping)] if stop_early else []
+        stopping = [EarlyStoppingCallback(config.early_stopping)] if stop_early else []
+        custom_optimizer = (config.head_learning_rate or config.layer_lr_decay != 1.0
+                            or config.slot_decoder != "softmax")
         trainer = Trainer(
             model=model, args=args, train_dataset=train_set, eval_dataset=dev_set,
             data_collator=JointCollator(tokenizer) if joint else DataCollatorWithPadding(tokenizer),
-            compute_metrics=trainer_metrics(slot_labels) if dev_set is not None else None, callbacks=callbacks,
-            optimizers=(_head_optimizer(model, config) if config.head_learning_rate else None, None),
+            compute_metrics=trainer_metrics(slot_labels) if dev_set is not None else None,
+            callbacks=stopping + list(callbacks),
+            optimizers=(_optimizer(model, config) if custom_optimizer else None, None),
         )
+        if not progress:
+            trainer.remove_callback(PrinterCallback)  # per-epoch logs go to the history only
         trainer.train()
         state = trainer.state
     info: Dict[str, Any] = {
         "base": base, "joint": joint, "train_examples": len(train), "dev_examples": len(dev),
         "epochs_run": round(float(state.epoch or 0), 3), "best_dev_score": state.best_metric,
         "seconds": round(time.perf_counter() - started, 1), "device": str(resolved), "config": asdict(config),
+        "history": epoch_history(state.log_history),
     }
     if not joint:
         closed: Dict[str, List[str]] = {}
@@ -234,6 +305,24 @@ def fine_tune(
         info["threshold"] = choice.to_dict()
     classifier.save_pretrained(output_dir)
     return IntentClassifier.from_pretrained(output_dir, device=resolved)
+
+
+def epoch_history(log_history: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """Per-epoch rows from the ``Trainer``'s ``log_history``: ``epoch``, ``train_loss``, ``learning_rate``
+    (at the epoch's end) and ``dev_*`` scores (with dev data)."""
+    rows: Dict[float, Dict[str, Any]] = {}
+    for entry in log_history:
+        if "epoch" not in entry or "train_runtime" in entry:  # the run's summary, not an epoch
+            continue
+        row = rows.setdefault(round(float(entry["epoch"]), 3), {"epoch": round(float(entry["epoch"]), 3)})
+        if "loss" in entry:
+            row["train_loss"] = float(entry["loss"])
+        if "learning_rate" in entry:
+            row["learning_rate"] = float(entry["learning_rate"])
+        for key, value in entry.items():
+            if key.startswith("eval_") and not key.endswith(("_runtime", "_per_second")):
+                row["dev_" + key[len("eval_"):]] = float(value)
+    return [rows[epoch] for epoch in sorted(rows)]
 
 
 def _usable_dev(dev: List[NormalizedExample], label2id: Dict[str, int]) -> List[NormalizedExample]:
