@@ -109,7 +109,8 @@ def test_cli_classify_and_transcribe(capsys, default_pipe, manifest):
 
 
 # ------------------------------------------------------------------ train
-def test_cli_train_with_dev_data_trains_a_joint_model(tiny_bert_dir, tmp_path, capsys):
+@pytest.mark.parametrize("options", [[], ["--crf", "--warmup", "0.2", "--scheduler", "cosine", "--layer-lr-decay", "0.9"]])
+def test_cli_train_with_dev_data_trains_a_joint_model(tiny_bert_dir, tmp_path, capsys, options):
     from speech_intent.cli import main
     from speech_intent.data import to_markup
 
@@ -122,12 +123,16 @@ def test_cli_train_with_dev_data_trains_a_joint_model(tiny_bert_dir, tmp_path, c
     out = tmp_path / "model"
     rc = main(["train", "--data", str(data), "--dev", str(data), "--output", str(out), "--base", str(tiny_bert_dir),
                "--epochs", "2", "--lr", "5e-3", "--batch-size", "16", "--early-stopping", "1", "--max-examples", "20",
-               "--device", "cpu", "-q"])
+               "--device", "cpu", "-q", *options])
     assert rc == 0
     err = capsys.readouterr().err
     assert "training on 20 examples" in err and "trained joint model" in err
     clf = IntentClassifier.from_pretrained(out, device="cpu")
     assert clf.is_joint and clf.threshold is not None and clf.training["dev_examples"] == 31
+    config = clf.training["config"]
+    assert clf.model.config.slot_decoder == config["slot_decoder"] == ("crf" if options else "softmax")
+    assert (config["warmup_ratio"], config["lr_scheduler"], config["layer_lr_decay"]) == \
+        ((0.2, "cosine", 0.9) if options else (0.1, "linear", 1.0))
 
 
 # ------------------------------------------------------------------ evaluate

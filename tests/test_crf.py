@@ -1,9 +1,13 @@
 """CRF slot decoder: likelihood and Viterbi against brute force, BIO constraints, the joint model with a
-CRF (train, save, reload, same predictions), layer-wise learning rates and the per-epoch history."""
+CRF (train, save, reload, same predictions), layer-wise learning rates, the per-epoch history and the
+SNIPS benchmark's flags, history and learning-curve plot."""
 from __future__ import annotations
 
+import importlib.util
 import itertools
 import json
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -226,3 +230,44 @@ def test_crf_needs_slots(tiny_bert_dir, tmp_path):
     pairs = [("play jazz", "play_music"), ("weather in paris", "get_weather")]
     with pytest.raises(ConfigError, match="needs a joint model"):
         fine_tune(pairs, tmp_path / "m", base=tiny_bert_dir, config=TrainingConfig(slot_decoder="crf"), device="cpu")
+
+
+# ------------------------------------------------------------------ benchmarks/snips.py flags
+def _write_bio(folder, examples):
+    from speech_intent.data.bio import to_bio
+
+    folder.mkdir(parents=True)
+    rows = [to_bio(ex) for ex in examples]
+    (folder / "seq.in").write_text("".join(" ".join(words) + "\n" for words, _ in rows))
+    (folder / "seq.out").write_text("".join(" ".join(tags) + "\n" for _, tags in rows))
+    (folder / "label").write_text("".join(f"{ex.intent}\n" for ex in examples))
+
+
+def test_snips_benchmark_flags_history_and_plot(tiny_bert_dir, tmp_path, monkeypatch):
+    data = [ex for ex in _toy_data() if ex.intent is not None]
+    for split, examples in (("train", data), ("dev", data[::3]), ("test", data[1::2])):
+        _write_bio(tmp_path / "snips" / split, examples)
+    spec = importlib.util.spec_from_file_location("snips_benchmark",
+                                                  Path(__file__).resolve().parents[1] / "benchmarks" / "snips.py")
+    snips = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, snips)
+    spec.loader.exec_module(snips)
+    out, png = tmp_path / "snips.json", tmp_path / "curves.png"
+    assert snips.main(["--data", str(tmp_path / "snips"), "--base", str(tiny_bert_dir), "--device", "cpu", "-q",
+                       "--epochs", "3", "--early-stopping", "0", "--lr", "5e-3", "--head-lr", "2e-2", "--crf",
+                       "--warmup", "0.2", "--scheduler", "cosine", "--layer-lr-decay", "0.8",
+                       "--json", str(out), "--plot", str(png)]) == 0
+    result = json.loads(out.read_text())
+    assert result["settings"]["crf"] and result["settings"]["layer_lr_decay"] == 0.8
+    assert result["settings"]["scheduler"] == "cosine" and result["settings"]["warmup"] == 0.2
+    history = result["history"]
+    assert [row["epoch"] for row in history] == [1.0, 2.0, 3.0]
+    for row in history:
+        assert {"train_loss", "seconds", "dev_slot_f1", "dev_intent_accuracy", "dev_sentence_accuracy",
+                "test_slot_f1", "test_intent_accuracy", "test_sentence_accuracy"} <= set(row)
+    assert [row["seconds"] for row in history] == sorted(row["seconds"] for row in history)
+    best = next(row for row in history if row["epoch"] == result["best_epoch"])
+    # the per-epoch test scores of the kept epoch are the final test scores
+    assert (best["test_intent_accuracy"], best["test_slot_f1"], best["test_sentence_accuracy"]) == \
+        (result["intent_accuracy"], result["slot_f1"], result["sentence_accuracy"])
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000

@@ -22,6 +22,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=float, default=8.0, help="maximum epochs")
     p.add_argument("--lr", type=float, default=1e-4, help="peak learning rate")
     p.add_argument("--head-lr", type=float, default=None, help="peak learning rate of the new heads (default: --lr)")
+    p.add_argument("--warmup", type=float, default=0.1, help="warm-up share of the maximum training steps")
+    p.add_argument("--scheduler", default="linear",
+                   help="learning-rate schedule after warm-up: linear, cosine, constant_with_warmup, ...")
+    p.add_argument("--layer-lr-decay", type=float, default=1.0,
+                   help="layer-wise learning-rate decay of the encoder (1.0: one rate)")
+    p.add_argument("--crf", action="store_true", help="joint models: CRF slot decoder (learned transitions, Viterbi)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--early-stopping", type=int, default=3, metavar="N",
@@ -49,7 +55,9 @@ def run(args: argparse.Namespace) -> int:
     examples = _load(args, args.data)
     dev = load_examples(args.dev, format=args.dev_format) if args.dev else None
     config = TrainingConfig(epochs=args.epochs, learning_rate=args.lr, batch_size=args.batch_size, seed=args.seed,
-                            early_stopping=args.early_stopping, head_learning_rate=args.head_lr)
+                            early_stopping=args.early_stopping, head_learning_rate=args.head_lr,
+                            warmup_ratio=args.warmup, lr_scheduler=args.scheduler, layer_lr_decay=args.layer_lr_decay,
+                            slot_decoder="crf" if args.crf else "softmax")
     with_slots = sum(1 for ex in examples if ex.slots)
     print(f"training on {len(examples)} examples ({with_slots} with slots)"
           + (f", {len(dev)} dev examples" if dev else "") + f" -> {args.output}", file=sys.stderr)

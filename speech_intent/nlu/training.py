@@ -309,7 +309,7 @@ def fine_tune(
 
 def epoch_history(log_history: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
     """Per-epoch rows from the ``Trainer``'s ``log_history``: ``epoch``, ``train_loss``, ``learning_rate``
-    (at the epoch's end) and ``dev_*`` scores (with dev data)."""
+    (the first parameter group's, at the epoch's end) and ``dev_*`` scores (with dev data)."""
     rows: Dict[float, Dict[str, Any]] = {}
     for entry in log_history:
         if "epoch" not in entry or "train_runtime" in entry:  # the run's summary, not an epoch
