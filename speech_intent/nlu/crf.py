@@ -33,7 +33,7 @@ def pack(mask: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     mask = mask.bool()
     lengths = mask.sum(dim=1)
     n = int(lengths.max()) if mask.numel() else 0
-    order = torch.sort((~mask).to(torch.int8), dim=1, stable=True).indices[:, :n]
+    order = torch.sort((~mask).int(), dim=1, stable=True).indices[:, :n]
     packed_mask = torch.arange(n, device=mask.device)[None, :] < lengths[:, None]
     return order, lengths, packed_mask
 
