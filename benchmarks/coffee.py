@@ -37,6 +37,8 @@ import sys
 import time
 from pathlib import Path
 
+from speech_intent.asr.whisper_common import DEFAULT_CONTEXT_MARGIN
+
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data" / "coffee"
 DEFAULT_WORK = Path("/tmp/speech-intent-coffee")
@@ -64,8 +66,9 @@ def main() -> int:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--asr", choices=["grammar", "faster-whisper"], default="grammar",
                         help="ASR of the noise sweep: grammar-constrained transformers Whisper, or free faster-whisper")
-    parser.add_argument("--context-margin", type=float, default=None, metavar="S",
-                        help="shorter encoder context for every ASR row (audio + S seconds; default: the 30 s window)")
+    parser.add_argument("--context-margin", type=_margin, default=DEFAULT_CONTEXT_MARGIN, metavar="S",
+                        help="encoder context of every ASR row: audio + S seconds (default: the library's, "
+                             f"{DEFAULT_CONTEXT_MARGIN:g}), or 'none' for the 30 s window")
     parser.add_argument("--beams", type=int, default=4, help="beam size of grammar-constrained decoding")
     parser.add_argument("--rejection", type=float, default=1.5, metavar="NATS",
                         help="out-of-grammar margin measured in the ablation: coffee recordings kept vs the other-"
@@ -229,9 +232,14 @@ def rejection_rows(args, items, prompt):
     return rows
 
 
+def _margin(text: str):
+    """``--context-margin`` values: seconds, or ``none`` for the 30 s window."""
+    return None if text.lower() == "none" else float(text)
+
+
 def grammar_asr(args, beams: int):
     """The bundled tiny.en on transformers, decoding only sentences of the grammar (``--context-margin``
-    as for the free rows; default: the 30 s window, as ``speech-intent predict --grammar`` decodes)."""
+    as for the free rows)."""
     from speech_intent.asr import load_asr
 
     return load_asr(None, device=args.device, grammar=args.data / "grammar.yaml", num_beams=beams,

@@ -184,7 +184,7 @@ def test_concurrent_calls_on_one_stage_each_get_their_own_prompt():
 
 
 def test_whisper_prompt_per_call_reaches_generate(tiny_whisper_dir, sine):
-    asr = WhisperASR.from_pretrained(tiny_whisper_dir, device="cpu", max_new_tokens=4)
+    asr = WhisperASR.from_pretrained(tiny_whisper_dir, device="cpu", max_new_tokens=4, context_margin=None)
     generate, prompts = asr.model.generate, []
 
     def spy(*args, **kwargs):

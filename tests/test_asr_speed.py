@@ -37,6 +37,21 @@ def test_whisper_encoder_slicing_and_short_context(tiny_whisper_dir, sine):
     assert len(short) == 3 and all(0.0 <= t.confidence <= 1.0 for t in short)
 
 
+def test_short_context_is_the_default_and_unreliable_clips_are_redone_on_30_s(tiny_whisper_dir, sine, monkeypatch):
+    """A random model runs into the token limit on every clip: the safety net decodes each again on
+    the full window, so the results are the 30 s ones (without it they are not: checked below)."""
+    import speech_intent.asr.whisper as whisper_module
+
+    clips = [sine, sine[:8000]]
+    short = WhisperASR.from_pretrained(tiny_whisper_dir, device="cpu", max_new_tokens=6)
+    assert short.options.context_margin == 2.0
+    full = WhisperASR.from_pretrained(tiny_whisper_dir, device="cpu", max_new_tokens=6, context_margin=None)
+    expected = [(t.text, t.confidence) for t in full.transcribe(clips, batch_size=2)]
+    assert [(t.text, t.confidence) for t in short.transcribe(clips, batch_size=2)] == expected
+    monkeypatch.setattr(whisper_module, "needs_full_window", lambda *args, **kwargs: False)
+    assert [(t.text, t.confidence) for t in short.transcribe(clips, batch_size=2)] != expected
+
+
 @pytest.mark.slow
 def test_faster_whisper_slicing_threads_and_short_context(sine):
     from speech_intent.asr.whisper_common import available_cpus

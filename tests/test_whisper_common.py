@@ -7,6 +7,7 @@ from speech_intent.asr.whisper_common import (
     compression_ratio,
     context_frames,
     encoder_step,
+    needs_full_window,
 )
 
 
@@ -29,3 +30,17 @@ def test_compression_ratio_flags_loops_only():
 def test_encoder_step():
     assert encoder_step(3000) == 1 and encoder_step(1500) == 2 and encoder_step(1000) == 4
     assert encoder_step(3000, float("inf")) >= 10**6
+
+
+def test_needs_full_window_rules():
+    """The short-context safety net: Whisper's own unreliability signals, and for grammar decoding
+    an incomplete sentence instead of a low log-probability."""
+    good = "a medium latte with oat milk"
+    assert not needs_full_window(good, 0.8, 8, 128)
+    assert needs_full_window("", 0.0, 0, 128)  # nothing heard
+    assert needs_full_window(good, 0.8, 128, 128)  # cut off by the token limit
+    assert needs_full_window("the the the the the the the the the the the the the the", 0.9, 14, 128)
+    assert needs_full_window(good, 0.30, 8, 128)  # mean log-probability below -1
+    assert not needs_full_window(good, 0.38, 8, 128)
+    assert not needs_full_window(good, 0.05, 8, 128, in_grammar=True)  # constrained: low scores are normal
+    assert needs_full_window(good, 0.9, 8, 128, in_grammar=False)

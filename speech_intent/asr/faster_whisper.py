@@ -5,11 +5,12 @@ decoder call per batch), with faster-whisper's feature extractor and tokenizer.
 int8 on CPU, float16 on CUDA by default; CPU threads default to the cores this
 process may use (CTranslate2's own default, 4, oversubscribes small machines).
 
-Shorter encoder context (opt-in, ``context_margin``): CTranslate2's encoder accepts
-fewer than 3000 frames, so a batch of short clips can be encoded over its own
-length plus a margin instead of 30 s. Whisper was trained on 30 s windows, so this
-changes some transcripts; outputs that look like repetition loops are decoded
-again on the full window. See ``benchmarks/throughput.py`` for the measured cost.
+Shorter encoder context (``context_margin``, on by default; ``None`` = the 30 s window):
+CTranslate2's encoder accepts fewer than 3000 frames, so a batch of short clips is encoded
+over its own length plus a margin instead of 30 s. Whisper was trained on 30 s windows, so
+clips whose decoding looks unreliable (repetition, low log-probability, the token limit, no
+text: :func:`~speech_intent.asr.whisper_common.needs_full_window`) are decoded again on the
+full window. ``benchmarks/throughput.py`` and ``benchmarks/coffee.py`` measure both.
 """
 from __future__ import annotations
 
@@ -27,19 +28,18 @@ from ..results import Transcript
 from .base import BaseASR
 from .options import FasterWhisperOptions, merge_options
 from .whisper_common import (
-    COMPRESSION_RATIO_THRESHOLD,
+    LOGPROB_THRESHOLD,
     available_cpus,
-    compression_ratio,
     context_frames,
     encoder_step,
     grammar_unsupported,
+    needs_full_window,
 )
 
 logger = logging.getLogger(__name__)
 
 #: Whisper's "no speech" rule: both conditions mean the window held no speech.
 NO_SPEECH_THRESHOLD = 0.6
-LOGPROB_THRESHOLD = -1.0
 #: Default thread cap: small models stop scaling well beyond a few threads.
 MAX_DEFAULT_THREADS = 8
 
@@ -214,13 +214,16 @@ class FasterWhisperASR(BaseASR):
         frames = context_frames([len(a) for a in batch], self.options.context_margin,
                                 min_context=self.options.min_context, full=extractor.nb_max_frames,
                                 hop=extractor.hop_length)
-        out = [self._to_transcript(r) for r in self._generate(self._features(batch, frames), prompt)]
+        results = self._generate(self._features(batch, frames), prompt)
+        out = [self._to_transcript(r) for r in results]
         if frames < extractor.nb_max_frames:
-            loops = [i for i, t in enumerate(out) if compression_ratio(t.text) > COMPRESSION_RATIO_THRESHOLD]
-            if loops:
-                logger.debug("%d of %d clips look like repetition loops at %d frames; decoding them on 30 s",
-                             len(loops), len(batch), frames)
-                again = self._generate(self._features([batch[i] for i in loops]), prompt)
-                for i, result in zip(loops, again):
+            limit = self.options.max_new_tokens
+            again = [i for i, (t, r) in enumerate(zip(out, results))
+                     if needs_full_window(t.text, t.confidence, len(r.sequences_ids[0]), limit)]
+            if again:
+                logger.debug("%d of %d clips decoded on %d frames look unreliable; decoding them on 30 s",
+                             len(again), len(batch), frames)
+                redone = self._generate(self._features([batch[i] for i in again]), prompt)
+                for i, result in zip(again, redone):
                     out[i] = self._to_transcript(result)
         return out

@@ -13,7 +13,7 @@ num_beams           yes      yes                       beam size; ``None`` = 1 (
 max_new_tokens      yes      yes                       longest transcript in tokens
 prompt              yes      yes                       decoder context text when a call gives none
 language / task     yes      yes                       for multilingual checkpoints
-context_margin      yes      yes                       shorter encoder context (seconds; ``None`` = 30 s)
+context_margin      yes      yes                       shorter encoder context (seconds, default 2; ``None`` = 30 s)
 min_context         yes      yes                       shortest encoder context with ``context_margin``
 encoder_budget      yes      yes                       CPU encoder slicing: clips x frames^2 per call
 compile             yes                                static cache + ``torch.compile`` (GPU option)
@@ -29,7 +29,7 @@ from dataclasses import dataclass, fields, replace
 from typing import Any, Dict, Mapping, Optional, Tuple, Type, TypeVar, Union
 
 from ..errors import ConfigError
-from .whisper_common import ENCODER_BUDGET
+from .whisper_common import DEFAULT_CONTEXT_MARGIN, ENCODER_BUDGET
 
 __all__ = ["ASROptions", "WhisperCommonOptions", "WhisperOptions", "FasterWhisperOptions", "Wav2Vec2Options",
            "LEGACY_NAMES", "merge_options"]
@@ -138,7 +138,7 @@ class WhisperCommonOptions(ASROptions):
     prompt: Optional[str] = None
     language: Optional[str] = None
     task: str = "transcribe"
-    context_margin: Optional[float] = None
+    context_margin: Optional[float] = DEFAULT_CONTEXT_MARGIN
     min_context: float = 10.0
     encoder_budget: float = ENCODER_BUDGET
 

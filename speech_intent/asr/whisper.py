@@ -6,12 +6,13 @@ as ``options.prompt``. On CPU the encoder runs on small slices of a batch
 (``encoder_budget``) and the decoder on the whole batch: identical results, less time
 (``benchmarks/throughput.py`` measures it).
 
-Shorter encoder context (opt-in, ``context_margin``): transformers' ``WhisperEncoder``
-refuses anything but 3000 frames, so for shorter windows this module runs the
-encoder's own sub-modules (convolutions, the first positions of the sinusoidal
-position table, layers, final norm) itself and hands the result to ``generate``
-as ``encoder_outputs`` -- no patching of transformers. Repetition loops are decoded
-again on the full 30 s window.
+Shorter encoder context (``context_margin``, on by default; ``None`` = the 30 s window):
+transformers' ``WhisperEncoder`` refuses anything but 3000 frames, so for shorter windows
+this module runs the encoder's own sub-modules (convolutions, the first positions of the
+sinusoidal position table, layers, final norm) itself and hands the result to ``generate``
+as ``encoder_outputs`` -- no patching of transformers. Clips whose decoding looks unreliable
+(:func:`~speech_intent.asr.whisper_common.needs_full_window`) are decoded again on the full
+30 s window.
 
 Grammar-constrained decoding (opt-in, ``grammar``): the decoder is kept inside the
 sentences of a Rhino-style grammar by :class:`~speech_intent.asr.grammar.GrammarLogitsProcessor`;
@@ -39,7 +40,7 @@ from ..results import Transcript
 from .base import BaseASR, mean_logprob_confidence
 from .grammar import GrammarAutomaton, GrammarLogitsProcessor, load_constraint, text_start
 from .options import WhisperOptions, merge_options
-from .whisper_common import COMPRESSION_RATIO_THRESHOLD, compression_ratio, context_frames, encoder_step
+from .whisper_common import context_frames, encoder_step, needs_full_window
 
 logger = logging.getLogger(__name__)
 
@@ -70,13 +71,17 @@ def _quiet_length_notice():
         generate_logger.removeFilter(notice)
 
 
-def beam_search_cache():
-    """An encoder-decoder KV cache for beam search that does not reorder the cross-attention part.
+def beam_search_cache(model=None, hidden: Optional[torch.Tensor] = None, num_beams: int = 1):
+    """An encoder-decoder KV cache for beam search that computes and keeps the cross-attention
+    part once per clip.
 
     Beam search reorders the cache after every step, but only within each clip's beams, and
     the cross-attention keys/values of a clip's beams are identical copies (one encoder output,
-    expanded per beam): reordering them is a copy that changes nothing. transformers copies
-    them anyway, a large share of constrained beam-search time on CPU.
+    expanded per beam): reordering them is a copy that changes nothing, and computing them for
+    every beam repeats the same projections ``num_beams`` times. transformers does both, a large
+    share of constrained beam-search time on CPU. Given ``model`` and the (not yet expanded)
+    encoder output ``hidden``, the cross-attention keys/values are projected once per clip here
+    and repeated per beam; the decoder layers then reuse them as they would their own.
     """
     from transformers.cache_utils import DynamicCache, EncoderDecoderCache
 
@@ -84,7 +89,17 @@ def beam_search_cache():
         def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
             self.self_attention_cache.reorder_cache(beam_idx)
 
-    return _BeamSearchCache(DynamicCache(), DynamicCache())
+    cache = _BeamSearchCache(DynamicCache(), DynamicCache())
+    if model is None or hidden is None:
+        return cache
+    for index, layer in enumerate(model.get_decoder().layers):
+        attention = layer.encoder_attn
+        shape = (len(hidden), -1, attention.num_heads, attention.head_dim)
+        keys = attention.k_proj(hidden).view(shape).transpose(1, 2).repeat_interleave(num_beams, dim=0)
+        values = attention.v_proj(hidden).view(shape).transpose(1, 2).repeat_interleave(num_beams, dim=0)
+        cache.cross_attention_cache.update(keys.contiguous(), values.contiguous(), index)
+        cache.is_updated[index] = True
+    return cache
 
 
 class WhisperASR(BaseASR):
@@ -302,7 +317,7 @@ class WhisperASR(BaseASR):
 
         extra = {"logits_processor": logits_processor} if logits_processor is not None else {}
         if self.num_beams > 1 and self.model.generation_config.cache_implementation is None:
-            extra[self._cache_argument] = beam_search_cache()
+            extra[self._cache_argument] = beam_search_cache(self.model, hidden, self.num_beams)
         # a fresh wrapper per call: beam search expands the encoder output it is given in place
         with _quiet_length_notice():
             sequences = self.model.generate(encoder_outputs=BaseModelOutput(last_hidden_state=hidden),
@@ -365,14 +380,20 @@ class WhisperASR(BaseASR):
                                 hop=extractor.hop_length)
         out = self._run(batch, frames, prompt)
         if frames < extractor.nb_max_frames:
-            loops = [i for i, t in enumerate(out) if compression_ratio(t.text) > COMPRESSION_RATIO_THRESHOLD]
-            if loops:
-                logger.debug("%d of %d clips look like repetition loops at %d frames; decoding them on 30 s",
-                             len(loops), len(batch), frames)
-                again = self._run([batch[i] for i in loops], extractor.nb_max_frames, prompt)
-                for i, transcript in zip(loops, again):
+            again = [i for i, t in enumerate(out) if needs_full_window(
+                t.text, t.confidence, self._token_count(t.text), self._generate_kwargs(prompt)["max_new_tokens"],
+                in_grammar=t.in_grammar)]
+            if again:
+                logger.debug("%d of %d clips decoded on %d frames look unreliable; decoding them on 30 s",
+                             len(again), len(batch), frames)
+                redone = self._run([batch[i] for i in again], extractor.nb_max_frames, prompt)
+                for i, transcript in zip(again, redone):
                     out[i] = transcript
         return out
+
+    def _token_count(self, text: str) -> int:
+        """Tokens of a transcript (to tell a decoding stopped by ``max_new_tokens``)."""
+        return len(self.processor.tokenizer.encode(" " + text, add_special_tokens=False)) if text else 0
 
     def _token_logprobs(self, out) -> np.ndarray:
         """exp(mean log-prob) of the generated tokens (special and padding tokens excluded)."""

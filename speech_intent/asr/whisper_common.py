@@ -1,8 +1,8 @@
 """Helpers shared by the two Whisper backends (transformers and CTranslate2).
 
-Shorter encoder context (:func:`context_frames`), CPU encoder slicing (:func:`encoder_step`),
-Whisper's repetition test (:func:`compression_ratio`), the usable CPU count, and the error
-for a grammar given to a backend without grammar decoding.
+Shorter encoder context (:func:`context_frames`) and its safety net (:func:`needs_full_window`),
+CPU encoder slicing (:func:`encoder_step`), Whisper's repetition test (:func:`compression_ratio`),
+the usable CPU count, and the error for a grammar given to a backend without grammar decoding.
 """
 from __future__ import annotations
 
@@ -24,6 +24,12 @@ FRAMES_PER_SECOND = 100
 ENCODER_BUDGET = 4.5e6
 #: Whisper's own hallucination test: text that gzip-compresses better than this is a repetition loop.
 COMPRESSION_RATIO_THRESHOLD = 2.4
+#: Whisper's own fallback rule: a mean token log-probability below this means an unreliable decoding.
+LOGPROB_THRESHOLD = -1.0
+#: Default shorter encoder context: the longest clip of a batch plus this many seconds (at least
+#: ``min_context``), with :func:`needs_full_window` as the safety net. ``benchmarks/throughput.py``
+#: and ``benchmarks/coffee.py`` measure it against the 30 s window.
+DEFAULT_CONTEXT_MARGIN = 2.0
 
 
 def context_frames(
@@ -50,6 +56,22 @@ def context_frames(
     frames = int(math.ceil(frames / multiple) * multiple)
     frames += frames % 2
     return min(frames, full)
+
+
+def needs_full_window(text: str, confidence: float, tokens: int, max_new_tokens: int,
+                      in_grammar: Optional[bool] = None) -> bool:
+    """True when a shorter-context decoding looks unreliable and the clip should be decoded again on
+    the full 30 s window (what Whisper was trained on): no text at all, the token limit reached, a
+    repetition loop (compression ratio above :data:`COMPRESSION_RATIO_THRESHOLD`) or, in free
+    decoding, a mean token log-probability below :data:`LOGPROB_THRESHOLD` (``confidence`` is its
+    exponential). With a grammar (``in_grammar`` not ``None``) the constrained log-probability is
+    low whenever the speaker's casing or wording is unusual, so the test there is a decoding that
+    did not end in a sentence of the grammar instead."""
+    if not text or tokens >= max_new_tokens or compression_ratio(text) > COMPRESSION_RATIO_THRESHOLD:
+        return True
+    if in_grammar is not None:
+        return not in_grammar
+    return confidence < math.exp(LOGPROB_THRESHOLD)
 
 
 def encoder_step(frames: int, budget: float = ENCODER_BUDGET) -> int:
