@@ -208,3 +208,22 @@ def test_beams_and_rejection_follow_the_grammar_unless_given(tiny_whisper_dir, t
     assert main(["transcribe", str(tmp_path / "a.wav"), "--asr", str(tiny_whisper_dir), "--device", "cpu",
                  "--grammar-rejection", "1.0"]) == 1
     assert "--grammar-rejection needs --grammar" in capsys.readouterr().err
+
+
+def test_context_margin_flag_reaches_the_stage(tiny_whisper_dir, tiny_wav2vec2_dir, capsys):
+    """``--context-margin`` sets the Whisper stage's encoder context ('none' = the 30 s window); a
+    backend without one refuses it with a clear error, and a bad value is an argparse error."""
+    from speech_intent.cli import build_parser, main
+    from speech_intent.cli.options import load_asr_stage
+
+    parser = build_parser()
+    base = ["transcribe", "x.wav", "--asr", str(tiny_whisper_dir), "--device", "cpu"]
+    assert load_asr_stage(parser.parse_args(base)).options.context_margin == 2.0
+    assert load_asr_stage(parser.parse_args(base + ["--context-margin", "none"])).options.context_margin is None
+    assert load_asr_stage(parser.parse_args(base + ["--context-margin", "5"])).options.context_margin == 5.0
+    with pytest.raises(ConfigError, match="context_margin"):
+        load_asr_stage(parser.parse_args(["transcribe", "x.wav", "--asr", str(tiny_wav2vec2_dir), "--context-margin",
+                                          "1"]))
+    with pytest.raises(SystemExit):
+        main(base + ["--context-margin", "soon"])
+    assert "expected seconds or 'none'" in capsys.readouterr().err

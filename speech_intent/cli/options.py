@@ -2,7 +2,7 @@
 
 Every subcommand that runs a model takes the same flags for it (``--device``, ``--asr``,
 ``--asr-backend``, ``--intent``, ``--pipeline``, ``--grammar``, ``--grammar-rejection``,
-``--batch-size``, ``--max-duration``) and loads models the same way.
+``--context-margin``, ``--batch-size``, ``--max-duration``) and loads models the same way.
 """
 from __future__ import annotations
 
@@ -29,7 +29,26 @@ def add_asr_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--asr", default=None, help="ASR model dir or hub name (default: bundled tiny.en)")
     parser.add_argument("--asr-backend", choices=sorted(BACKENDS), default=None,
                         help="force the ASR backend (default: detected from --asr)")
+    parser.add_argument("--context-margin", type=_context_margin, default=None, metavar="S",
+                        help="Whisper encoder context: the longest clip of a batch + S seconds, unreliable clips"
+                             " decoded again on 30 s (default: the stage's own, 2); 'none' = always 30 s")
     add_grammar_args(parser)
+
+
+def _context_margin(text: str) -> object:
+    """``--context-margin`` values: seconds, or ``none`` (the 30 s window)."""
+    if text.strip().lower() in ("none", "30s", "full"):
+        return "none"
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds or 'none', got {text!r}") from None
+
+
+def asr_overrides(args: argparse.Namespace) -> dict:
+    """ASR option changes given on the command line (``--context-margin``)."""
+    margin = getattr(args, "context_margin", None)
+    return {} if margin is None else {"context_margin": None if margin == "none" else margin}
 
 
 def add_intent_args(parser: argparse.ArgumentParser, *, pipeline: bool = True) -> None:
@@ -71,7 +90,8 @@ def grammar_options(args: argparse.Namespace) -> dict:
 
 def load_asr_stage(args: argparse.Namespace):
     """The ASR stage named by ``--asr`` / ``--asr-backend`` / ``--grammar``."""
-    return load_asr(args.asr, backend=args.asr_backend, device=args.device, **grammar_options(args))
+    return load_asr(args.asr, backend=args.asr_backend, device=args.device, **grammar_options(args),
+                    **asr_overrides(args))
 
 
 def load_classifier(args: argparse.Namespace) -> IntentClassifier:
@@ -86,6 +106,8 @@ def load_saved_pipeline(args: argparse.Namespace) -> SpeechIntentPipeline:
     pipe = SpeechIntentPipeline.from_pretrained(args.pipeline, device=args.device, max_duration=args.max_duration)
     if args.grammar or args.grammar_rejection is not None:
         apply_grammar(pipe.asr, args.grammar, args.grammar_rejection)
+    if asr_overrides(args):
+        pipe.asr.configure(**asr_overrides(args))
     return pipe
 
 
