@@ -70,3 +70,38 @@ def test_faster_whisper_slicing_threads_and_short_context(sine):
     assert two.num_workers == 2
     assert [t.text for t in two.transcribe(clips, batch_size=3)] == [t.text for t in whole]
     assert available_cpus() >= 1
+
+
+def test_cached_suppression_equals_transformers_processors(tiny_whisper_dir, sine, monkeypatch):
+    """Whisper's token suppression with masks built once gives transformers' own outputs: per step,
+    and end to end (greedy and beam search) against generate with its own processors."""
+    import torch
+    from transformers.generation.logits_process import (
+        SuppressTokensAtBeginLogitsProcessor,
+        SuppressTokensLogitsProcessor,
+    )
+
+    import speech_intent.asr.whisper as whisper_module
+    from speech_intent.asr.generation import CachedSuppressAtBegin, CachedSuppressTokens
+
+    tokens, scores = [1, 5, 9, 200], torch.randn(3, 50)
+    ours, theirs = CachedSuppressAtBegin(tokens), SuppressTokensAtBeginLogitsProcessor(tokens, 0)
+    for length in (2, 3, 4):
+        ours.set_begin_index(3)
+        theirs.set_begin_index(3)
+        ids = torch.zeros(3, length, dtype=torch.long)
+        torch.testing.assert_close(ours(ids, scores), theirs(ids, scores))
+        torch.testing.assert_close(CachedSuppressTokens(tokens)(ids, scores),
+                                   SuppressTokensLogitsProcessor(tokens)(ids, scores))
+    assert torch.isinf(CachedSuppressTokens(tokens)(ids, scores)[:, [1, 5, 9]]).all()
+
+    clips = [sine, sine[:9000]]
+    for beams in (1, 3):
+        asr = WhisperASR.from_pretrained(tiny_whisper_dir, device="cpu", max_new_tokens=12, num_beams=beams,
+                                         context_margin=None)
+        asr.model.generation_config.suppress_tokens = list(range(0, 50256, 7))  # released models list ~90
+        assert asr.model.generation_config.begin_suppress_tokens
+        cached = [(t.text, t.confidence) for t in asr.transcribe(clips, batch_size=2)]
+        with monkeypatch.context() as patch:
+            patch.setattr(whisper_module, "suppressors", lambda config: ([], {}))  # transformers' own
+            assert [(t.text, t.confidence) for t in asr.transcribe(clips, batch_size=2)] == cached

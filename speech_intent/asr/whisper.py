@@ -29,7 +29,7 @@ from __future__ import annotations
 import logging
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -38,6 +38,7 @@ from ..device import DeviceLike, DTypeLike, resolve_device, resolve_dtype
 from ..errors import ConfigError, ModelLoadError
 from ..results import Transcript
 from .base import BaseASR, mean_logprob_confidence
+from .generation import beam_search_cache, suppressors
 from .grammar import GrammarAutomaton, GrammarLogitsProcessor, load_constraint, text_start
 from .options import WhisperOptions, merge_options
 from .whisper_common import context_frames, encoder_step, needs_full_window
@@ -69,37 +70,6 @@ def _quiet_length_notice():
         yield
     finally:
         generate_logger.removeFilter(notice)
-
-
-def beam_search_cache(model=None, hidden: Optional[torch.Tensor] = None, num_beams: int = 1):
-    """An encoder-decoder KV cache for beam search that computes and keeps the cross-attention
-    part once per clip.
-
-    Beam search reorders the cache after every step, but only within each clip's beams, and
-    the cross-attention keys/values of a clip's beams are identical copies (one encoder output,
-    expanded per beam): reordering them is a copy that changes nothing, and computing them for
-    every beam repeats the same projections ``num_beams`` times. transformers does both, a large
-    share of constrained beam-search time on CPU. Given ``model`` and the (not yet expanded)
-    encoder output ``hidden``, the cross-attention keys/values are projected once per clip here
-    and repeated per beam; the decoder layers then reuse them as they would their own.
-    """
-    from transformers.cache_utils import DynamicCache, EncoderDecoderCache
-
-    class _BeamSearchCache(EncoderDecoderCache):
-        def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
-            self.self_attention_cache.reorder_cache(beam_idx)
-
-    cache = _BeamSearchCache(DynamicCache(), DynamicCache())
-    if model is None or hidden is None:
-        return cache
-    for index, layer in enumerate(model.get_decoder().layers):
-        attention = layer.encoder_attn
-        shape = (len(hidden), -1, attention.num_heads, attention.head_dim)
-        keys = attention.k_proj(hidden).view(shape).transpose(1, 2).repeat_interleave(num_beams, dim=0)
-        values = attention.v_proj(hidden).view(shape).transpose(1, 2).repeat_interleave(num_beams, dim=0)
-        cache.cross_attention_cache.update(keys.contiguous(), values.contiguous(), index)
-        cache.is_updated[index] = True
-    return cache
 
 
 class WhisperASR(BaseASR):
@@ -233,9 +203,15 @@ class WhisperASR(BaseASR):
                 start_token_id=config.decoder_start_token_id)
             self.grammar_source = automaton.source
 
-    def _generate_kwargs(self, prompt: Optional[str]) -> dict:
+    def _generate_kwargs(self, prompt: Optional[str], processors: Sequence[Any] = ()) -> dict:
+        """``generate`` arguments: beams, language/task, prompt, the token budget, and the logits
+        processors (Whisper's token suppression with cached masks, then ``processors``)."""
+        from transformers import LogitsProcessorList
+
         options = self.options
-        kwargs: dict = {"num_beams": self.num_beams}
+        suppress, off = suppressors(self.model.generation_config)
+        kwargs: dict = {"num_beams": self.num_beams, "logits_processor": LogitsProcessorList([*suppress, *processors]),
+                        **off}
         if getattr(self.model.generation_config, "is_multilingual", False):
             kwargs["task"] = options.task
             if options.language:
@@ -311,18 +287,18 @@ class WhisperASR(BaseASR):
         return [t.strip() for t in texts]
 
     def _generate_scored(self, hidden: torch.Tensor, attention_mask: torch.Tensor, prompt: Optional[str],
-                         logits_processor=None) -> Tuple[List[str], np.ndarray]:
+                         processors: Sequence[Any] = ()) -> Tuple[List[str], np.ndarray]:
         """``generate`` from encoder states, then texts and teacher-forced mean log-probabilities."""
         from transformers.modeling_outputs import BaseModelOutput
 
-        extra = {"logits_processor": logits_processor} if logits_processor is not None else {}
+        extra = {}
         if self.num_beams > 1 and self.model.generation_config.cache_implementation is None:
             extra[self._cache_argument] = beam_search_cache(self.model, hidden, self.num_beams)
         # a fresh wrapper per call: beam search expands the encoder output it is given in place
         with _quiet_length_notice():
             sequences = self.model.generate(encoder_outputs=BaseModelOutput(last_hidden_state=hidden),
                                             attention_mask=attention_mask, return_dict_in_generate=True,
-                                            **extra, **self._generate_kwargs(prompt)).sequences
+                                            **extra, **self._generate_kwargs(prompt, processors)).sequences
         return self._decode(sequences, prompt), self._sequence_logprobs(hidden, sequences)
 
     @property
@@ -335,11 +311,10 @@ class WhisperASR(BaseASR):
     def _run_constrained(self, encoder_outputs, attention_mask: torch.Tensor,
                          prompt: Optional[str]) -> List[Transcript]:
         """Grammar-constrained decoding, plus free decoding and scoring when rejection is on."""
-        from transformers import LogitsProcessorList
 
         hidden = encoder_outputs.last_hidden_state
         constraint, rejection = self._constraint, self.options.grammar_rejection
-        texts, con_lp = self._generate_scored(hidden, attention_mask, prompt, LogitsProcessorList([constraint]))
+        texts, con_lp = self._generate_scored(hidden, attention_mask, prompt, [constraint])
         # a constrained decoding cut off by max_new_tokens (or ended at a dead end) is not a sentence
         complete = [constraint.automaton.matches(t) for t in texts]
         if rejection is None:
