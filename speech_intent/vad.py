@@ -26,6 +26,7 @@ from .audio import MAX_RATE, MIN_RATE, SAMPLE_RATE
 from .errors import ConfigError, ModelLoadError
 
 WINDOW = 512  # samples per Silero window at 16 kHz (32 ms)
+_RESET_STRIDE = 32 * WINDOW  # where UtteranceSplitter may reset the VAD state: every 1.024 s of the stream
 _CONTEXT = 64  # samples of the previous window the v6 model sees
 _STATE = (1, 1, 128)
 
@@ -66,10 +67,14 @@ class SileroVAD:
         self.reset()
 
     def reset(self) -> None:
-        self._h = np.zeros(_STATE, dtype=np.float32)
-        self._c = np.zeros(_STATE, dtype=np.float32)
+        self.reset_state()
         self._context = np.zeros(_CONTEXT, dtype=np.float32)
         self._pending = np.zeros(0, dtype=np.float32)
+
+    def reset_state(self) -> None:
+        """Forget the recurrent state (the audio context and pending samples are kept)."""
+        self._h = np.zeros(_STATE, dtype=np.float32)
+        self._c = np.zeros(_STATE, dtype=np.float32)
 
     def probabilities(self, samples: np.ndarray) -> np.ndarray:
         """Speech probabilities of the complete windows in the pending samples plus ``samples``."""
@@ -97,6 +102,9 @@ class VADOptions:
         trailing_silence: seconds of silence that end an utterance.
         max_utterance: longest utterance in seconds; a longer one is cut there.
         pad: seconds of audio kept before the first and after the last speech window.
+        idle_reset: seconds without speech after which :class:`UtteranceSplitter` resets the VAD's
+            recurrent state (checked every 1.024 s of audio): after long silences Silero's speech
+            probabilities drift low and the first word of the next utterance can be cut. ``None``: never.
     """
 
     threshold: float = 0.5
@@ -105,6 +113,7 @@ class VADOptions:
     trailing_silence: float = 0.6
     max_utterance: float = 15.0
     pad: float = 0.2
+    idle_reset: Optional[float] = 1.0
 
     def __post_init__(self) -> None:
         if not 0.0 < self.threshold < 1.0:
@@ -117,6 +126,9 @@ class VADOptions:
                 raise ConfigError(f"{name} must be between 0 and 60 seconds, got {value!r}")
         if not isinstance(self.max_utterance, (int, float)) or not 0.5 <= self.max_utterance <= 3600.0:
             raise ConfigError(f"max_utterance must be between 0.5 and 3600 seconds, got {self.max_utterance!r}")
+        if self.idle_reset is not None and (not isinstance(self.idle_reset, (int, float))
+                                            or not 0.0 <= self.idle_reset <= 3600.0):
+            raise ConfigError(f"idle_reset must be between 0 and 3600 seconds or None, got {self.idle_reset!r}")
 
     @property
     def silence_threshold(self) -> float:
@@ -312,6 +324,8 @@ class UtteranceSplitter:
         self.endpointer = Endpointer(self.options)
         self.samples = SampleBuffer()
         self.finished = False
+        self._fed = 0  # samples given to the VAD
+        self._idle = 0  # windows since the endpointer was last triggered
 
     def feed(self, samples: np.ndarray) -> List[Union[SpeechStart, Utterance]]:
         """Take the next piece (mono float32 at ``sample_rate``)."""
@@ -339,12 +353,21 @@ class UtteranceSplitter:
         events: List[Union[SpeechStart, Utterance]] = []
         self.samples.append(samples)
         endpointer = self.endpointer
-        for prob in self.vad.probabilities(samples):
-            outcome = endpointer.update(float(prob))
-            if outcome == "start":
-                events.append(SpeechStart(endpointer.start, endpointer.position))
-            elif isinstance(outcome, Segment):
-                events.append(self._cut(outcome))
+        idle_reset = self.options.idle_reset
+        done = 0
+        while done < len(samples):  # in pieces that end on the reset stride: the same events however fed
+            take = min(len(samples) - done, _RESET_STRIDE - self._fed % _RESET_STRIDE)
+            for prob in self.vad.probabilities(samples[done: done + take]):
+                outcome = endpointer.update(float(prob))
+                if outcome == "start":
+                    events.append(SpeechStart(endpointer.start, endpointer.position))
+                elif isinstance(outcome, Segment):
+                    events.append(self._cut(outcome))
+                self._idle = 0 if endpointer.triggered else self._idle + 1
+            done, self._fed = done + take, self._fed + take
+            if (idle_reset is not None and self._fed % _RESET_STRIDE == 0
+                    and self._idle * WINDOW >= idle_reset * SAMPLE_RATE):
+                self.vad.reset_state()
         keep = endpointer.start if endpointer.triggered else endpointer.position - int(self.options.pad * SAMPLE_RATE)
         self.samples.drop_before(keep - WINDOW)
         return events
