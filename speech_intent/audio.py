@@ -11,14 +11,15 @@ integer and 32/64-bit float PCM, u-law/a-law/ADPCM, any rate from 1 kHz to 768 k
 any number of channels up to 64 (averaged to mono). Refused: missing, empty, corrupt
 or non-audio files, NaN/Inf samples, inputs shorter than ``min_duration`` (0.1 s) or
 longer than ``max_duration`` (30 s; checked from the header before decoding, so a
-multi-hour file is never read into memory).
+multi-hour file is never read into memory). :class:`BlockReader` reads a long file block by block
+instead (:mod:`speech_intent.longform` splits it into utterances).
 """
 from __future__ import annotations
 
 import io
 import logging
 from pathlib import Path
-from typing import Optional, Tuple, Union
+from typing import Iterator, Optional, Tuple, Union
 
 import numpy as np
 
@@ -70,6 +71,21 @@ def _short(error: BaseException) -> str:
     if "does not exist or is not a regular file" in text:  # libsndfile's message for unparseable mp3 data
         text = "unrecognised or corrupt audio data"
     return text[:200]
+
+
+def _checked_path(audio: Union[str, Path], name: str) -> str:
+    """The path of a file that exists, is not a directory and is not empty."""
+    path = Path(audio)
+    try:
+        if not path.exists():
+            raise AudioError(name, "file not found")
+        if path.is_dir():
+            raise AudioError(name, "is a directory, not an audio file")
+        if path.stat().st_size == 0:
+            raise AudioError(name, "file is empty (0 bytes)")
+    except OSError as error:  # permission denied on a parent, name too long, ...
+        raise AudioError(name, f"cannot access file ({_short(error)})") from error
+    return str(path)
 
 
 def _too_long(name: str, seconds: float, limit: float) -> AudioTooLongError:
@@ -216,17 +232,7 @@ def load_audio(
     """
     name = name or source_name(audio)
     if isinstance(audio, (str, Path)):
-        path = Path(audio)
-        try:
-            if not path.exists():
-                raise AudioError(name, "file not found")
-            if path.is_dir():
-                raise AudioError(name, "is a directory, not an audio file")
-            if path.stat().st_size == 0:
-                raise AudioError(name, "file is empty (0 bytes)")
-        except OSError as error:  # permission denied on a parent, name too long, ...
-            raise AudioError(name, f"cannot access file ({_short(error)})") from error
-        samples, rate = _decode(str(path), name, max_duration)
+        samples, rate = _decode(_checked_path(audio, name), name, max_duration)
         channels_last = True
     elif isinstance(audio, (bytes, bytearray, memoryview)):
         if len(audio) == 0:
@@ -265,6 +271,77 @@ def _finish(samples: np.ndarray, rate: int, name: str, channels_last: bool, samp
     if samples.size == 0:
         raise AudioError(name, "audio has no samples after resampling")
     return np.ascontiguousarray(samples, dtype=np.float32)
+
+
+class BlockReader:
+    """A file (path or encoded bytes) read block by block as float32 mono at its own rate.
+
+    Only one block is in memory at a time, whatever the file's length; the header is checked on
+    opening (rate, channels). Formats: those libsndfile reads (wav, flac, ogg/vorbis/opus, mp3,
+    aiff, ...); other containers raise :class:`~speech_intent.errors.AudioError`, as do corrupt
+    data (naming where it stops), NaN/Inf samples and a file without samples.
+
+    Use as a context manager or call :meth:`close`; iterate for the blocks.
+    """
+
+    def __init__(self, audio: Union[str, Path, bytes, bytearray], *, block_seconds: float = 10.0,
+                 name: Optional[str] = None) -> None:
+        import soundfile as sf
+
+        self.name = name or source_name(audio)
+        if isinstance(audio, (bytes, bytearray)):
+            if len(audio) == 0:
+                raise AudioError(self.name, "empty bytes")
+            data: Union[str, io.BytesIO] = _Buffer(bytes(audio))
+        elif isinstance(audio, (str, Path)):
+            data = _checked_path(audio, self.name)
+            if Path(data).suffix.lower() not in _SNDFILE_NATIVE:
+                raise AudioError(self.name, f"reading {Path(data).suffix or 'this format'} block by block is not "
+                                            "supported (use wav, flac, ogg, opus, mp3 or aiff)")
+        else:
+            raise AudioError(self.name, f"unsupported input type {type(audio).__name__} (a path or bytes)")
+        try:
+            self._handle = sf.SoundFile(data)
+        except Exception as error:
+            raise AudioError(self.name, f"cannot decode audio: not a readable audio file ({_short(error)})") from error
+        try:
+            self.rate = _check_rate(self._handle.samplerate, self.name)
+            if not 1 <= self._handle.channels <= MAX_CHANNELS:
+                raise AudioError(self.name, f"unsupported channel count {self._handle.channels} "
+                                            f"(accepted: 1-{MAX_CHANNELS})")
+        except AudioError:
+            self._handle.close()
+            raise
+        self.block_frames = max(1, int(block_seconds * self.rate))
+        self.frames = 0  # frames read so far
+
+    @property
+    def duration(self) -> float:
+        """Seconds read so far (the whole file's length once the blocks are exhausted)."""
+        return self.frames / self.rate
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        while True:
+            try:
+                block = self._handle.read(self.block_frames, dtype="float32", always_2d=True)
+            except Exception as error:  # corrupt data in the middle of a file
+                raise AudioError(self.name, f"cannot decode audio after {self.duration:.1f} s "
+                                            f"({_short(error)})") from error
+            if len(block) == 0:
+                break
+            self.frames += len(block)
+            yield _to_mono(as_float32(block, self.name), self.name, channels_last=True)
+        if self.frames == 0:
+            raise AudioError(self.name, "audio has no samples")
+
+    def close(self) -> None:
+        self._handle.close()
+
+    def __enter__(self) -> "BlockReader":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 def is_silent(samples: np.ndarray, threshold: float = SILENCE_PEAK) -> bool:

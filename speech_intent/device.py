@@ -1,6 +1,7 @@
-"""Explicit device and dtype resolution (never global state)."""
+"""Explicit device, dtype and CPU-thread settings (never global state at import time)."""
 from __future__ import annotations
 
+import os
 from typing import Union
 
 import torch
@@ -41,3 +42,22 @@ def resolve_dtype(dtype: DTypeLike, device: torch.device) -> torch.dtype:
 
 def dtype_name(dtype: torch.dtype) -> str:
     return str(dtype).replace("torch.", "")
+
+
+def available_cpus() -> int:
+    """CPU cores this process may run on (affinity-aware), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def set_torch_threads(threads: int) -> None:
+    """Pin torch's intra-op threads for the calling thread and the threads it starts afterwards.
+
+    Called by an application's entry point (``speech-intent serve``), never on import. torch's
+    OpenMP setting is per thread: a worker thread that runs the models calls this itself.
+    """
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ConfigError(f"threads must be an integer >= 1, got {threads!r}")
+    torch.set_num_threads(threads)

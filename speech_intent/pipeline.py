@@ -5,7 +5,8 @@ file becomes a result with ``error`` set, the rest go on), transcribed in one
 batched ASR call and classified in one batched NLU call. Digitally silent
 inputs (peak under ``silence_threshold``) skip ASR and get an empty transcript
 with ``intent=None``. If a stage raises on a chunk, its inputs are retried one by
-one so only the input that fails gets an ``error``. The ASR stage is never changed by
+one so only the input that fails gets an ``error``. :meth:`SpeechIntentPipeline.predict_segments`
+takes recordings of any length instead: one result per utterance the VAD finds. The ASR stage is never changed by
 a call (its domain prompt is passed per call), so one pipeline can serve several threads.
 """
 from __future__ import annotations
@@ -14,12 +15,13 @@ import json
 import logging
 from dataclasses import replace
 from pathlib import Path
-from typing import Iterable, Iterator, List, Optional, Sequence, Union
+from typing import Collection, Iterable, Iterator, List, Optional, Sequence, Union
 
 from .asr import BACKENDS, ASRStage, FasterWhisperASR, detect_backend, load_asr
 from .audio import (
     DEFAULT_MAX_DURATION,
     DEFAULT_MIN_DURATION,
+    SAMPLE_RATE,
     SILENCE_PEAK,
     AudioInput,
     is_silent,
@@ -29,9 +31,11 @@ from .audio import (
 from .default import default_intent_model
 from .device import DeviceLike
 from .errors import AudioError, ConfigError, ModelLoadError
+from .longform import DEFAULT_BLOCK_SECONDS, Source, segment_results
 from .nlu import IntentClassifier
 from .nlu.canonical import domain_prompt
 from .results import IntentPrediction, PipelineResult, Transcript
+from .vad import VADOptions
 from .validation import check_classifier_dir, check_pipeline_config, check_stage_dir, read_json_object
 
 logger = logging.getLogger(__name__)
@@ -187,6 +191,30 @@ class SpeechIntentPipeline:
         finally:
             if bar is not None:
                 bar.close()
+
+    def predict_segments(self, source: Source, *, vad: Optional[VADOptions] = None, batch_size: int = 8,
+                         skip: Collection[int] = (), name: Optional[str] = None,
+                         block_seconds: float = DEFAULT_BLOCK_SECONDS) -> Iterator[PipelineResult]:
+        """A recording of any length (a path or encoded bytes) -> one result per utterance, as they finish.
+
+        The file is read ``block_seconds`` at a time and split by the Silero VAD (``vad``:
+        :class:`~speech_intent.vad.VADOptions`; utterances are cut at ``max_utterance`` seconds), so
+        memory is bounded by the utterance, not the file; ``max_duration`` applies to each utterance.
+        Utterances are recognised ``batch_size`` at a time. Each result has ``segment`` (its number in
+        the file, from 0), ``start`` and ``end`` (seconds of the file) and ``last``; a file without
+        speech gives one row with ``segment=None`` and ``intent=None``, an unreadable one a row with
+        ``error`` (see :mod:`speech_intent.longform`). ``skip``: utterance numbers not to recognise.
+        """
+        options = vad or VADOptions()
+        if self.max_duration is not None and options.max_utterance > self.max_duration:
+            raise ConfigError(f"max_utterance ({options.max_utterance} s) is over the pipeline's "
+                              f"max_duration ({self.max_duration} s)")
+
+        def recognise(arrays: list) -> List[PipelineResult]:
+            return self([(audio, SAMPLE_RATE) for audio in arrays], batch_size=max(1, len(arrays)))
+
+        return segment_results(source, recognise, options=options, batch_size=batch_size, skip=skip, name=name,
+                               block_seconds=block_seconds)
 
     def _process_chunk(self, chunk: List[AudioInput], offset: int, batch_size: int) -> List[PipelineResult]:
         results = [PipelineResult(path=source_name(x, offset + i)) for i, x in enumerate(chunk)]

@@ -89,6 +89,11 @@ class PipelineResult:
         prediction: the intent stage's :class:`IntentPrediction` of it (``None`` when the input
             failed; intent ``None`` and no slots when the ASR judged the speech out of grammar).
         error: why the input failed, or ``None``.
+        segment, start, end, last: set on the per-utterance results of a long recording
+            (:meth:`~speech_intent.SpeechIntentPipeline.predict_segments`): the utterance's number in
+            its file from 0, where it starts and ends in seconds of the file, and whether it is the
+            file's last row. A row for the whole file (no speech in it, or a file that could not be
+            read) has ``segment=None`` and ``last=True``. ``None`` for results of whole inputs.
 
     The flat names of earlier versions (``transcript``, ``intent``, ``slots``, ...) are read-only
     properties over the two parts; ``to_dict()`` gives the same flat keys.
@@ -98,6 +103,15 @@ class PipelineResult:
     transcription: Optional[Transcript] = None
     prediction: Optional[IntentPrediction] = None
     error: Optional[str] = None
+    segment: Optional[int] = None
+    start: Optional[float] = None
+    end: Optional[float] = None
+    last: Optional[bool] = None
+
+    @property
+    def segmented(self) -> bool:
+        """Whether this is a row of a segmented long recording (``to_dict()`` then has the segment keys)."""
+        return self.last is not None
 
     @property
     def ok(self) -> bool:
@@ -153,13 +167,16 @@ class PipelineResult:
 
     def to_dict(self) -> Dict[str, Any]:
         """Flat keys: ``path``, the transcription's (its ``text`` / ``confidence`` as ``transcript`` /
-        ``transcript_confidence``), the prediction's, ``error``. A failed input has the same keys,
-        null or empty."""
+        ``transcript_confidence``), the prediction's, ``error``; rows of a segmented recording also
+        ``segment``, ``start``, ``end``, ``last``. A failed input has the same keys, null or empty."""
         # a missing part is written as an empty one: same keys, null values (empty top_k, slots, spans)
         transcription = self.transcription or Transcript(None, None)  # type: ignore[arg-type]
         prediction = self.prediction or IntentPrediction(None, None, None)  # type: ignore[arg-type]
         heard = {_TRANSCRIPT_KEYS.get(key, key): value for key, value in transcription.to_dict().items()}
-        return {"path": self.path, **heard, **prediction.to_dict(), "error": self.error}
+        row = {"path": self.path, **heard, **prediction.to_dict(), "error": self.error}
+        if self.segmented:
+            row.update(segment=self.segment, start=self.start, end=self.end, last=self.last)
+        return row
 
 
 #: ``Transcript.to_dict()`` keys renamed in ``PipelineResult.to_dict()`` (the prediction has its own).

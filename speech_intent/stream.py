@@ -20,11 +20,11 @@ from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Unio
 
 import numpy as np
 
-from .audio import MAX_RATE, MIN_RATE, SAMPLE_RATE, as_float32
+from .audio import SAMPLE_RATE, as_float32
 from .errors import AudioError, ConfigError
 from .pipeline import SpeechIntentPipeline
 from .results import PipelineResult
-from .vad import WINDOW, Endpointer, Segment, SileroVAD, VADOptions
+from .vad import SpeechStart, Utterance, UtteranceSplitter, VADOptions
 
 Chunk = Union[bytes, bytearray, memoryview, np.ndarray]
 Recognize = Callable[[np.ndarray], PipelineResult]
@@ -70,39 +70,6 @@ class StreamEvent:
         return out
 
 
-class _Samples:
-    """A growing 16 kHz sample buffer addressed by absolute sample positions; the front can be dropped."""
-
-    def __init__(self) -> None:
-        self._data = np.zeros(16 * WINDOW, dtype=np.float32)
-        self._size = 0
-        self.offset = 0  # absolute position of _data[0]
-
-    @property
-    def end(self) -> int:
-        return self.offset + self._size
-
-    def append(self, samples: np.ndarray) -> None:
-        need = self._size + len(samples)
-        if need > len(self._data):
-            grown = np.zeros(max(need, 2 * len(self._data)), dtype=np.float32)
-            grown[: self._size] = self._data[: self._size]
-            self._data = grown
-        self._data[self._size: need] = samples
-        self._size = need
-
-    def slice(self, start: int, end: int) -> np.ndarray:
-        start, end = max(start, self.offset), min(end, self.end)
-        return self._data[start - self.offset: max(start, end) - self.offset].copy()
-
-    def drop_before(self, position: int) -> None:
-        cut = min(max(0, position - self.offset), self._size)
-        if cut:
-            self._data[: self._size - cut] = self._data[cut: self._size]
-            self._size -= cut
-            self.offset += cut
-
-
 def pcm16_to_float(data: Union[bytes, bytearray, memoryview]) -> np.ndarray:
     """Little-endian signed 16-bit PCM bytes -> float32 in [-1, 1) (an even number of bytes)."""
     return np.frombuffer(bytes(data), dtype="<i2").astype(np.float32) / 32768.0
@@ -130,8 +97,6 @@ class StreamingRecognizer:
             if pipeline is None:
                 raise ConfigError("StreamingRecognizer needs a pipeline or a recognize function")
             recognize = lambda audio: pipeline([audio], batch_size=1)[0]  # noqa: E731
-        if isinstance(sample_rate, bool) or not isinstance(sample_rate, int) or not MIN_RATE <= sample_rate <= MAX_RATE:
-            raise ConfigError(f"sample_rate must be an integer from {MIN_RATE} to {MAX_RATE} Hz, got {sample_rate!r}")
         if partial_interval is not None and not 0.1 <= partial_interval <= 60:
             raise ConfigError(f"partial_interval must be between 0.1 and 60 seconds, got {partial_interval!r}")
         self.vad_options = vad or VADOptions()
@@ -139,17 +104,12 @@ class StreamingRecognizer:
         if limit is not None and self.vad_options.max_utterance > limit:
             raise ConfigError(f"max_utterance ({self.vad_options.max_utterance} s) is over the pipeline's "
                               f"max_duration ({limit} s)")
+        self._splitter = UtteranceSplitter(self.vad_options, sample_rate)  # checks sample_rate
         self.sample_rate = sample_rate
         self.partial_interval = partial_interval
         self._recognize = recognize
-        self._resampler = None
-        if sample_rate != SAMPLE_RATE:
-            import soxr
-
-            self._resampler = soxr.ResampleStream(sample_rate, SAMPLE_RATE, 1, dtype="float32", quality="HQ")
-        self._vad = SileroVAD()
-        self._endpointer = Endpointer(self.vad_options)
-        self._samples = _Samples()
+        self._endpointer = self._splitter.endpointer
+        self._samples = self._splitter.samples
         self._odd_byte = b""
         self._utterance = 0
         self._last_partial = 0
@@ -169,24 +129,14 @@ class StreamingRecognizer:
         """Take the next chunk: PCM16 little-endian bytes, or an int16 / float array (mono, ``sample_rate``)."""
         if self.closed:
             raise ConfigError("this stream is closed")
-        samples = self._decode(chunk)
-        if self._resampler is not None and samples.size:
-            samples = self._resampler.resample_chunk(samples)
-        return self._process(samples)
+        return self._events(self._splitter.feed(self._decode(chunk)))
 
     def close(self) -> List[StreamEvent]:
         """End of the stream: the utterance in progress (if any) gets its ``final``."""
         if self.closed:
             return []
-        events: List[StreamEvent] = []
-        if self._resampler is not None:
-            events += self._process(self._resampler.resample_chunk(np.zeros(0, dtype=np.float32), last=True))
         self.closed = True
-        segment = self._endpointer.finish()
-        if segment is not None:
-            segment.end = min(self._samples.end, segment.start + int(self.vad_options.max_utterance * SAMPLE_RATE))
-            events.append(self._final(segment))
-        return events
+        return self._events(self._splitter.finish(), partials=False)
 
     def process(self, chunks: Iterable[Chunk]) -> Iterator[StreamEvent]:
         """Feed every chunk, then close: all the events, as they come."""
@@ -208,22 +158,18 @@ class StreamingRecognizer:
             raise AudioError("<stream>", f"unsupported sample dtype {chunk.dtype} (int16 or float)")
         return np.clip(as_float32(chunk, "<stream>"), -1.0, 1.0)
 
-    def _process(self, samples: np.ndarray) -> List[StreamEvent]:
+    def _events(self, found: List[Union[SpeechStart, Utterance]], partials: bool = True) -> List[StreamEvent]:
         events: List[StreamEvent] = []
-        self._samples.append(samples)
+        for item in found:
+            if isinstance(item, SpeechStart):
+                self._last_partial = item.position
+                events.append(StreamEvent("speech_start", self._utterance, item.start / SAMPLE_RATE))
+            else:
+                events.append(self._final(item))
         endpointer = self._endpointer
-        for prob in self._vad.probabilities(samples):
-            outcome = endpointer.update(float(prob))
-            if outcome == "start":
-                self._last_partial = endpointer.position
-                events.append(StreamEvent("speech_start", self._utterance, endpointer.start / SAMPLE_RATE))
-            elif isinstance(outcome, Segment):
-                events.append(self._final(outcome))
-        if (endpointer.confirmed and not endpointer.in_silence and self.partial_interval is not None
+        if (partials and endpointer.confirmed and not endpointer.in_silence and self.partial_interval is not None
                 and endpointer.position - self._last_partial >= self.partial_interval * SAMPLE_RATE):
             events.append(self._partial())
-        keep = endpointer.start if endpointer.triggered else endpointer.position - int(self.vad_options.pad * SAMPLE_RATE)
-        self._samples.drop_before(keep - WINDOW)
         return events
 
     def _run(self, audio: np.ndarray):
@@ -239,10 +185,11 @@ class StreamingRecognizer:
                            endpointer.position / SAMPLE_RATE, transcript=result.transcript or "",
                            timings={"recognition": seconds})
 
-    def _final(self, segment: Segment) -> StreamEvent:
-        result, seconds = self._run(self._samples.slice(segment.start, segment.end))
-        delay = max(0, self._endpointer.position - segment.speech_end) / SAMPLE_RATE
-        event = StreamEvent("final", self._utterance, segment.start / SAMPLE_RATE, segment.end / SAMPLE_RATE,
+    def _final(self, utterance: Utterance) -> StreamEvent:
+        segment = utterance.segment
+        result, seconds = self._run(utterance.audio)
+        delay = max(0, utterance.position - segment.speech_end) / SAMPLE_RATE
+        event = StreamEvent("final", self._utterance, utterance.start, utterance.end,
                             transcript=result.transcript, result=result, reason=segment.reason,
                             timings={"recognition": seconds, "endpoint_delay": delay})
         self._utterance += 1

@@ -9,21 +9,24 @@ object, so use one :class:`SileroVAD` per stream.
 :class:`Endpointer` turns those probabilities into utterances: speech starts when a window's
 probability reaches ``threshold`` and is confirmed after ``min_speech`` seconds of speech; it ends
 after ``trailing_silence`` seconds under ``neg_threshold``, or when it reaches ``max_utterance``
-seconds. :func:`split_utterances` runs both over a whole signal (long recordings).
+seconds. :class:`UtteranceSplitter` puts them together: mono audio in pieces of any size and rate in,
+each utterance's 16 kHz audio out, holding only the utterance in progress (streams, long files);
+:func:`split_utterances` runs it over a whole signal.
 """
 from __future__ import annotations
 
 import functools
 import os
 from dataclasses import asdict, dataclass
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 
-from .audio import SAMPLE_RATE
+from .audio import MAX_RATE, MIN_RATE, SAMPLE_RATE
 from .errors import ConfigError, ModelLoadError
 
 WINDOW = 512  # samples per Silero window at 16 kHz (32 ms)
+_RESET_STRIDE = 32 * WINDOW  # where UtteranceSplitter may reset the VAD state: every 1.024 s of the stream
 _CONTEXT = 64  # samples of the previous window the v6 model sees
 _STATE = (1, 1, 128)
 
@@ -64,10 +67,14 @@ class SileroVAD:
         self.reset()
 
     def reset(self) -> None:
-        self._h = np.zeros(_STATE, dtype=np.float32)
-        self._c = np.zeros(_STATE, dtype=np.float32)
+        self.reset_state()
         self._context = np.zeros(_CONTEXT, dtype=np.float32)
         self._pending = np.zeros(0, dtype=np.float32)
+
+    def reset_state(self) -> None:
+        """Forget the recurrent state (the audio context and pending samples are kept)."""
+        self._h = np.zeros(_STATE, dtype=np.float32)
+        self._c = np.zeros(_STATE, dtype=np.float32)
 
     def probabilities(self, samples: np.ndarray) -> np.ndarray:
         """Speech probabilities of the complete windows in the pending samples plus ``samples``."""
@@ -95,6 +102,9 @@ class VADOptions:
         trailing_silence: seconds of silence that end an utterance.
         max_utterance: longest utterance in seconds; a longer one is cut there.
         pad: seconds of audio kept before the first and after the last speech window.
+        idle_reset: seconds without speech after which :class:`UtteranceSplitter` resets the VAD's
+            recurrent state (checked every 1.024 s of audio): after long silences Silero's speech
+            probabilities drift low and the first word of the next utterance can be cut. ``None``: never.
     """
 
     threshold: float = 0.5
@@ -103,6 +113,7 @@ class VADOptions:
     trailing_silence: float = 0.6
     max_utterance: float = 15.0
     pad: float = 0.2
+    idle_reset: Optional[float] = 1.0
 
     def __post_init__(self) -> None:
         if not 0.0 < self.threshold < 1.0:
@@ -115,6 +126,9 @@ class VADOptions:
                 raise ConfigError(f"{name} must be between 0 and 60 seconds, got {value!r}")
         if not isinstance(self.max_utterance, (int, float)) or not 0.5 <= self.max_utterance <= 3600.0:
             raise ConfigError(f"max_utterance must be between 0.5 and 3600 seconds, got {self.max_utterance!r}")
+        if self.idle_reset is not None and (not isinstance(self.idle_reset, (int, float))
+                                            or not 0.0 <= self.idle_reset <= 3600.0):
+            raise ConfigError(f"idle_reset must be between 0 and 3600 seconds or None, got {self.idle_reset!r}")
 
     @property
     def silence_threshold(self) -> float:
@@ -214,18 +228,160 @@ class Endpointer:
         return Segment(start=start, end=end, speech_end=speech_end, reason=reason)
 
 
+class SampleBuffer:
+    """A growing 16 kHz sample buffer addressed by absolute sample positions; the front can be dropped."""
+
+    def __init__(self) -> None:
+        self._data = np.zeros(16 * WINDOW, dtype=np.float32)
+        self._size = 0
+        self.offset = 0  # absolute position of _data[0]
+
+    @property
+    def end(self) -> int:
+        return self.offset + self._size
+
+    @property
+    def capacity(self) -> int:
+        """Samples the buffer can hold before it grows (its memory, in float32 samples)."""
+        return len(self._data)
+
+    def append(self, samples: np.ndarray) -> None:
+        need = self._size + len(samples)
+        if need > len(self._data):
+            grown = np.zeros(max(need, 2 * len(self._data)), dtype=np.float32)
+            grown[: self._size] = self._data[: self._size]
+            self._data = grown
+        self._data[self._size: need] = samples
+        self._size = need
+
+    def slice(self, start: int, end: int) -> np.ndarray:
+        start, end = max(start, self.offset), min(end, self.end)
+        return self._data[start - self.offset: max(start, end) - self.offset].copy()
+
+    def drop_before(self, position: int) -> None:
+        cut = min(max(0, position - self.offset), self._size)
+        if cut:
+            self._data[: self._size - cut] = self._data[cut: self._size]
+            self._size -= cut
+            self.offset += cut
+
+
+@dataclass
+class SpeechStart:
+    """An utterance was confirmed: it starts at sample ``start``; ``position``: samples seen then."""
+
+    start: int
+    position: int
+
+
+@dataclass
+class Utterance:
+    """An utterance cut out by :class:`UtteranceSplitter`.
+
+    Attributes:
+        segment: where it is, in 16 kHz samples of the whole stream, and why it ended.
+        position: samples seen when its end was detected.
+        audio: its 16 kHz float32 samples.
+    """
+
+    segment: Segment
+    position: int
+    audio: np.ndarray
+
+    @property
+    def start(self) -> float:
+        """Start in seconds from the start of the stream."""
+        return self.segment.start / SAMPLE_RATE
+
+    @property
+    def end(self) -> float:
+        """End in seconds from the start of the stream."""
+        return self.segment.end / SAMPLE_RATE
+
+
+class UtteranceSplitter:
+    """Mono float32 audio in pieces of any size (at ``sample_rate``) -> utterances at 16 kHz.
+
+    ``feed(samples)`` returns the :class:`SpeechStart` and :class:`Utterance` events the piece
+    completed, in order; ``finish()`` ends the stream (the utterance in progress, if confirmed).
+    Audio is resampled to 16 kHz on the fly (soxr), run through :class:`SileroVAD` and the
+    :class:`Endpointer`, and only the samples of the utterance in progress (plus ``pad``) are kept:
+    memory is bounded by ``max_utterance``, not by the length of the stream.
+    ``vad``, ``endpointer`` and ``samples`` are open to callers that need the utterance so far.
+    """
+
+    def __init__(self, options: Optional[VADOptions] = None, sample_rate: int = SAMPLE_RATE) -> None:
+        if isinstance(sample_rate, bool) or not isinstance(sample_rate, int) or not MIN_RATE <= sample_rate <= MAX_RATE:
+            raise ConfigError(f"sample_rate must be an integer from {MIN_RATE} to {MAX_RATE} Hz, got {sample_rate!r}")
+        self.options = options or VADOptions()
+        self.sample_rate = sample_rate
+        self._resampler = None
+        if sample_rate != SAMPLE_RATE:
+            import soxr
+
+            self._resampler = soxr.ResampleStream(sample_rate, SAMPLE_RATE, 1, dtype="float32", quality="HQ")
+        self.vad = SileroVAD()
+        self.endpointer = Endpointer(self.options)
+        self.samples = SampleBuffer()
+        self.finished = False
+        self._fed = 0  # samples given to the VAD
+        self._idle = 0  # windows since the endpointer was last triggered
+
+    def feed(self, samples: np.ndarray) -> List[Union[SpeechStart, Utterance]]:
+        """Take the next piece (mono float32 at ``sample_rate``)."""
+        if self.finished:
+            raise ConfigError("this splitter is finished")
+        if self._resampler is not None and samples.size:
+            samples = self._resampler.resample_chunk(samples)
+        return self._process(samples)
+
+    def finish(self) -> List[Union[SpeechStart, Utterance]]:
+        """End of the stream: the rest of the resampler, then the utterance in progress, if confirmed."""
+        if self.finished:
+            return []
+        events: List[Union[SpeechStart, Utterance]] = []
+        if self._resampler is not None:
+            events += self._process(self._resampler.resample_chunk(np.zeros(0, dtype=np.float32), last=True))
+        self.finished = True
+        segment = self.endpointer.finish()
+        if segment is not None:
+            segment.end = min(self.samples.end, segment.start + int(self.options.max_utterance * SAMPLE_RATE))
+            events.append(self._cut(segment))
+        return events
+
+    def _process(self, samples: np.ndarray) -> List[Union[SpeechStart, Utterance]]:
+        events: List[Union[SpeechStart, Utterance]] = []
+        self.samples.append(samples)
+        endpointer = self.endpointer
+        idle_reset = self.options.idle_reset
+        done = 0
+        while done < len(samples):  # in pieces that end on the reset stride: the same events however fed
+            take = min(len(samples) - done, _RESET_STRIDE - self._fed % _RESET_STRIDE)
+            for prob in self.vad.probabilities(samples[done: done + take]):
+                outcome = endpointer.update(float(prob))
+                if outcome == "start":
+                    events.append(SpeechStart(endpointer.start, endpointer.position))
+                elif isinstance(outcome, Segment):
+                    events.append(self._cut(outcome))
+                self._idle = 0 if endpointer.triggered else self._idle + 1
+            done, self._fed = done + take, self._fed + take
+            if (idle_reset is not None and self._fed % _RESET_STRIDE == 0
+                    and self._idle * WINDOW >= idle_reset * SAMPLE_RATE):
+                self.vad.reset_state()
+        keep = endpointer.start if endpointer.triggered else endpointer.position - int(self.options.pad * SAMPLE_RATE)
+        self.samples.drop_before(keep - WINDOW)
+        return events
+
+    def _cut(self, segment: Segment) -> Utterance:
+        return Utterance(segment, self.endpointer.position, self.samples.slice(segment.start, segment.end))
+
+
 def split_utterances(audio: np.ndarray, options: Optional[VADOptions] = None,
                      sampling_rate: int = SAMPLE_RATE) -> List[Tuple[float, float]]:
     """(start, end) seconds of each utterance in a 16 kHz signal."""
     if sampling_rate != SAMPLE_RATE:
         raise ConfigError(f"split_utterances needs {SAMPLE_RATE} Hz audio, got {sampling_rate}")
-    vad, endpointer = SileroVAD(), Endpointer(options)
-    segments = []
-    for prob in vad.probabilities(audio):
-        event = endpointer.update(float(prob))
-        if isinstance(event, Segment):
-            segments.append(event)
-    last = endpointer.finish()
-    if last is not None:
-        segments.append(last)
-    return [(s.start / SAMPLE_RATE, min(s.end, len(audio)) / SAMPLE_RATE) for s in segments]
+    splitter = UtteranceSplitter(options)
+    piece = 30 * SAMPLE_RATE
+    events = [e for i in range(0, len(audio), piece) for e in splitter.feed(audio[i: i + piece])] + splitter.finish()
+    return [(e.start, e.end) for e in events if isinstance(e, Utterance)]

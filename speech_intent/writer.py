@@ -7,7 +7,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import IO, Dict, Iterable, Iterator, List, Optional, Set, Tuple
+from typing import IO, Dict, Iterable, Iterator, List, NamedTuple, Optional, Set, Tuple
 
 from .errors import DataFormatError
 from .results import PipelineResult
@@ -16,6 +16,10 @@ logger = logging.getLogger(__name__)
 
 CSV_FIELDS = ["path", "transcript", "intent", "confidence", "slots", "transcript_confidence", "duration", "error",
               "in_grammar", "file_key"]
+#: The extra columns of a segmented output (``predict --segment``: one row per utterance).
+SEGMENT_FIELDS = ["segment", "start", "end", "last"]
+
+Key = Tuple[str, Optional[int]]  # (path, segment): one row each
 
 
 def file_key(path: str) -> Optional[str]:
@@ -40,18 +44,30 @@ class ResultWriter:
       it atomically, so after a rerun every input has exactly one row: its latest
       outcome. Rows of paths that are not part of the run are kept untouched.
 
+    With ``segments=True`` (long recordings split into utterances, ``predict --segment``)
+    rows are keyed by ``(path, segment)`` and CSV has the :data:`SEGMENT_FIELDS` too. A file
+    is done when it has its ``last`` row and a successful row for every utterance up to it,
+    all with its current ``file_key``; otherwise :meth:`pending` keeps the rows of the
+    utterances that succeeded, removes the others, and :meth:`done_segments` tells the rerun
+    which utterances to skip, so every utterance ends up with exactly one row.
+
     Readers of a file that may have been written without :meth:`pending` (or by an
-    interrupted run) should take the last row per ``path``: rows are only ever
-    appended in processing order, so the last one is the latest outcome.
+    interrupted run) should take the last row per ``path`` (per ``(path, segment)`` when
+    segmented): rows are only ever appended in processing order, so the last one is the
+    latest outcome.
     """
 
     def __init__(self, path: Optional[str], fmt: Optional[str] = None, *, resume: bool = True,
-                 stream: Optional[IO[str]] = None) -> None:
+                 stream: Optional[IO[str]] = None, segments: bool = False) -> None:
         self.path = path
         self.format = fmt or ("csv" if path and path.lower().endswith(".csv") else "jsonl")
         self.resume = bool(path and resume)
-        self.done: Dict[str, str] = {}
-        self._latest: Dict[str, int] = {}  # path -> index of its last row in the file
+        self.segments = segments
+        self.fields = CSV_FIELDS + SEGMENT_FIELDS if segments else CSV_FIELDS
+        self.done: Dict[str, str] = {}  # path -> file_key, whole-file rows that succeeded
+        self._latest: Dict[Key, int] = {}  # (path, segment) -> index of its last row in the file
+        self._outcome: Dict[Key, _Outcome] = {}  # (path, segment) -> what its last row says
+        self._keys: Dict[str, Set[Key]] = {}  # path -> its keys
         self._rows = self._unparsed = 0
         self._stream = stream
         self._file: Optional[IO[str]] = None
@@ -69,8 +85,8 @@ class ResultWriter:
         with open(self.path, encoding="utf-8", errors="surrogateescape", newline="") as handle:
             if self.format == "csv":
                 reader = csv.DictReader(handle)
-                if reader.fieldnames is not None and list(reader.fieldnames) != CSV_FIELDS:
-                    raise DataFormatError(f"cannot resume: its columns {reader.fieldnames} differ from {CSV_FIELDS} "
+                if reader.fieldnames is not None and list(reader.fieldnames) != self.fields:
+                    raise DataFormatError(f"cannot resume: its columns {reader.fieldnames} differ from {self.fields} "
                                           "(use a new output file or --overwrite)", source=self.path)
                 try:
                     for row in reader:
@@ -85,7 +101,7 @@ class ResultWriter:
                         yield _parse_json_line(line), line
 
     def _scan(self) -> None:
-        """Latest outcome per path; ``done`` holds paths whose latest row succeeded."""
+        """Latest outcome per ``(path, segment)``; ``done`` holds paths whose latest whole-file row succeeded."""
         for index, (row, _) in enumerate(self._records()):
             if row is None:
                 self._unparsed += 1
@@ -94,42 +110,67 @@ class ResultWriter:
             if not isinstance(path, str):
                 continue
             self._rows += 1
-            self._latest[path] = index
-            if row.get("error") or not row.get("file_key"):
+            key = (path, _segment_of(row))
+            self._latest[key] = index
+            self._keys.setdefault(path, set()).add(key)
+            outcome = _Outcome.of(row)
+            self._outcome[key] = outcome
+            if outcome.segmented or not outcome.ok:
                 self.done.pop(path, None)
             else:
-                self.done[path] = str(row["file_key"])
+                self.done[path] = str(outcome.file_key)
         if self._unparsed:
             logger.warning("%s: %d unreadable row(s) ignored", self.path, self._unparsed)
 
     def is_done(self, path: str) -> bool:
-        """True if ``path``'s latest row succeeded and the file has not changed since."""
-        return path in self.done and self.done[path] == file_key(path)
+        """True if ``path``'s rows are complete and succeeded and the file has not changed since."""
+        if not self.segments:
+            return path in self.done and self.done[path] == file_key(path)
+        rows = {segment: self._outcome[(p, segment)] for p, segment in self._keys.get(path, ())}
+        current = file_key(path)
+        if not rows or any(not r.segmented or not r.ok or r.file_key != current for r in rows.values()):
+            return False
+        numbered = sorted(segment for segment in rows if segment is not None)
+        lasts = [segment for segment, r in rows.items() if r.last]
+        if None in rows:  # a whole-file row: no speech in it
+            return not numbered and lasts == [None]
+        return numbered == list(range(len(numbered))) and lasts == numbered[-1:]
+
+    def done_segments(self, path: str) -> Set[int]:
+        """The utterances of ``path`` with a successful row for the file as it is now (segmented outputs)."""
+        current = file_key(path)
+        return {segment for p, segment in self._keys.get(path, ()) if segment is not None
+                and (r := self._outcome[(p, segment)]).segmented and r.ok and r.file_key == current}
 
     def pending(self, files: Iterable[str]) -> List[str]:
         """The inputs still to process; their superseded rows are removed from the output.
 
-        After this, appending the new results leaves exactly one row per input.
+        After this, appending the new results leaves exactly one row per input (per utterance
+        when segmented: the rows of :meth:`done_segments` are kept, the rerun skips them).
         """
         todo = [f for f in files if not self.is_done(f)]
-        redo = {f for f in todo if f in self._latest}
-        if self.resume and (redo or self._unparsed or self._rows > len(self._latest)):
-            self._compact(redo)
+        drop: Set[Key] = set()
+        for path in todo:
+            keep = self.done_segments(path) if self.segments else set()
+            drop.update(key for key in self._keys.get(path, ()) if key[1] not in keep)
+        if self.resume and (drop or self._unparsed or self._rows > len(self._latest)):
+            self._compact(drop)
         return todo
 
-    def _compact(self, redo: Set[str]) -> None:
-        """Rewrite the file without rows of ``redo``, unreadable rows and superseded duplicates (atomic)."""
+    def _compact(self, drop: Set[Key]) -> None:
+        """Rewrite the file without the rows of ``drop``, unreadable rows and superseded duplicates (atomic)."""
         assert self.path is not None
         tmp = f"{self.path}.tmp"
         kept = dropped = 0
         with open(tmp, "w", encoding="utf-8", errors="surrogateescape", newline="") as out:
-            writer = csv.DictWriter(out, fieldnames=CSV_FIELDS) if self.format == "csv" else None
+            writer = csv.DictWriter(out, fieldnames=self.fields) if self.format == "csv" else None
             if writer is not None:
                 writer.writeheader()
             for index, (row, line) in enumerate(self._records()):
                 path = row.get("path") if row is not None else None
+                key = (path, _segment_of(row)) if row is not None else None
                 keep = row is not None and (not isinstance(path, str)
-                                            or (path not in redo and self._latest.get(path) == index))
+                                            or (key not in drop and self._latest.get(key) == index))
                 if not keep:
                     dropped += 1
                     continue
@@ -142,7 +183,11 @@ class ResultWriter:
             os.fsync(out.fileno())
         os.replace(tmp, self.path)
         logger.info("%s: removed %d superseded row(s), kept %d", self.path, dropped, kept)
-        self._latest = {p: i for p, i in self._latest.items() if p not in redo}
+        for key in drop:
+            self._latest.pop(key, None)
+            self._outcome.pop(key, None)
+            self._keys.get(key[0], set()).discard(key)
+            self.done.pop(key[0], None)
         self._rows, self._unparsed = len(self._latest), 0
 
     # ------------------------------------------------------------------ output
@@ -158,7 +203,7 @@ class ResultWriter:
             new = True
             self._file = self._stream or sys.stdout
         if self.format == "csv":
-            self._csv = csv.DictWriter(self._file, fieldnames=CSV_FIELDS)
+            self._csv = csv.DictWriter(self._file, fieldnames=self.fields)
             if new:
                 self._csv.writeheader()
         return self._file
@@ -171,10 +216,11 @@ class ResultWriter:
 
     def write_row(self, row: Dict[str, object]) -> None:
         """Append one row already made (``PipelineResult.to_dict()`` plus ``file_key``, e.g. by a
-        remote worker) and flush. CSV keeps only :data:`CSV_FIELDS`; JSONL keeps every key."""
+        remote worker) and flush. CSV keeps only its columns (:data:`CSV_FIELDS`, plus
+        :data:`SEGMENT_FIELDS` when segmented); JSONL keeps every key."""
         handle = self._open()
         if self._csv is not None:
-            flat = {k: row.get(k) for k in CSV_FIELDS}
+            flat = {k: row.get(k) for k in self.fields}
             flat["slots"] = json.dumps(row["slots"], ensure_ascii=False) if row["slots"] else ""
             self._csv.writerow(flat)
         else:
@@ -186,6 +232,33 @@ class ResultWriter:
         if self.path and self._file is not None:
             self._file.close()
         self._file = None
+
+
+class _Outcome(NamedTuple):
+    """What a row says about its input: whether it is a segmented row, succeeded, is its file's last."""
+
+    segmented: bool
+    ok: bool
+    last: bool
+    file_key: Optional[str]
+
+    @classmethod
+    def of(cls, row: dict) -> "_Outcome":
+        last = row.get("last")  # JSON: true / false / absent; CSV: "True" / "False" / ""
+        key = row.get("file_key") or None
+        return cls(last not in (None, ""), not row.get("error") and key is not None,
+                   last is True or str(last).lower() == "true", None if key is None else str(key))
+
+
+def _segment_of(row: dict) -> Optional[int]:
+    """A row's utterance number (``None``: a whole-file row)."""
+    value = row.get("segment")
+    if value in (None, "") or isinstance(value, bool):
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
 
 
 def _parse_json_line(line: str) -> Optional[dict]:

@@ -172,5 +172,5 @@ def server(tmp_path_factory, tiny_whisper_pipeline_dir):
 
     log = tmp_path_factory.mktemp("server") / "server.log"
     with serve(tiny_whisper_pipeline_dir, log, "--max-body-mb", "2", "--max-duration", "10",
-               "--partial-interval", "0.5", "--max-wait-ms", "20") as running:
+               "--partial-interval", "0.5", "--max-wait-ms", "20", "--threads", "1") as running:
         yield running

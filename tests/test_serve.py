@@ -41,6 +41,7 @@ def test_health_info_docs_and_demo_page(server):
     info = httpx.get(server.url + "/v1/info").json()
     assert info["labels"] == LABELS and info["asr"]["backend"] == "whisper" and info["device"]["asr"] == "cpu"
     assert info["versions"]["fastapi"] and info["limits"]["max_audio_seconds"] == 10.0
+    assert info["device"]["threads"] == 1  # --threads 1
     paths = httpx.get(server.url + "/openapi.json").json()["paths"]
     assert {"/v1/predict", "/v1/classify", "/v1/audio/transcriptions", "/v1/info", "/health"} <= set(paths)
     assert httpx.get(server.url + "/docs").status_code == 200
@@ -60,6 +61,50 @@ def test_predict_gives_the_rows_of_the_predict_command(server):
     for row in rows:
         assert set(row) == ROW_KEYS and row["error"] is None and row["intent"] in LABELS
         assert row["duration"] == pytest.approx(len(recording(row["path"])) / 16000)
+
+
+def test_several_files_some_bad_give_a_row_each_and_none_usable_a_422(server):
+    url = server.url + "/v1/predict"
+    mixed = (_files("001_set_alarm.wav") + [("files", ("notes.wav", b"this is not audio", "audio/wav")),
+                                            ("files", ("empty.wav", b"", "audio/wav"))] + _files("007_get_weather.wav"))
+    response = httpx.post(url, files=mixed, timeout=60)
+    assert response.status_code == 200, response.text
+    rows = response.json()["results"]
+    assert [r["path"] for r in rows] == ["001_set_alarm.wav", "notes.wav", "empty.wav", "007_get_weather.wav"]
+    assert all(set(row) == ROW_KEYS for row in rows)
+    assert [r["error"] is None for r in rows] == [True, False, False, True]
+    assert rows[0]["intent"] in LABELS and rows[3]["intent"] in LABELS
+    assert rows[1]["error"].startswith("notes.wav: ") and "not a readable audio" in rows[1]["error"]
+    assert rows[2]["error"] == "empty.wav: empty upload" and rows[2]["intent"] is None and rows[2]["transcript"] is None
+    long = _wav(np.zeros(16000 * 12, np.float32) + 0.01)
+    none = httpx.post(url, files=[("files", ("notes.wav", b"this is not audio", "audio/wav")),
+                                  ("files", ("long.wav", long, "audio/wav"))])
+    assert none.status_code == 422
+    error = none.json()["error"]
+    assert error["type"] == "AudioError" and [f["file"] for f in error["files"]] == ["notes.wav", "long.wav"]
+    assert "not a readable audio" in error["files"][0]["reason"] and "limit" in error["files"][1]["reason"]
+    assert "notes.wav" in error["message"] and "long.wav" in error["message"]
+
+
+def test_predict_segment_splits_a_recording_over_max_duration_into_utterances(server):
+    url = server.url + "/v1/predict"
+    audio, spans = with_silences(["001_set_alarm.wav", "007_get_weather.wav"], gap=8.0, lead=2.0, tail=2.0)
+    data = _wav(audio)  # 17 s: over the server's --max-duration 10
+    assert httpx.post(url, files=[("files", ("call.wav", data, "audio/wav"))]).status_code == 413
+    response = httpx.post(url, params={"segment": "true"}, timeout=60,
+                          files=[("files", ("call.wav", data, "audio/wav")),
+                                 ("files", ("bad.wav", b"RIFF....", "audio/wav"))])
+    assert response.status_code == 200, response.text
+    rows = response.json()["results"]
+    assert [(r["path"], r["segment"], r["last"]) for r in rows] == [("call.wav", 0, False), ("call.wav", 1, True),
+                                                                    ("bad.wav", None, True)]
+    assert all(set(row) == ROW_KEYS | {"segment", "start", "end", "last"} for row in rows)
+    for row, (start, end) in zip(rows, spans):
+        assert abs(row["start"] - start) <= 0.3 and abs(row["end"] - end) <= 0.3, (row["start"], row["end"], start, end)
+        assert row["error"] is None and row["intent"] in LABELS
+    assert rows[2]["error"].startswith("bad.wav: ")
+    alone = httpx.post(url, params={"segment": "true"}, files=[("files", ("bad.wav", b"RIFF....", "audio/wav"))])
+    assert alone.status_code == 400 and alone.json()["error"]["file"] == "bad.wav"
 
 
 def test_classify_and_its_validation(server):
@@ -316,6 +361,45 @@ def test_api_key_cors_and_a_full_queue(tiny_pipe):
         app.state.service.batcher.submit_texts = overloaded
         busy = client.post("/v1/classify", json={"texts": ["hi"]}, headers={"X-API-Key": "secret-key-1"})
         assert busy.status_code == 503 and busy.headers["retry-after"] == "3"
+
+
+def test_the_worker_pins_its_torch_threads_and_serve_defaults_to_the_cores(monkeypatch):
+    import torch
+
+    from speech_intent.cli import build_parser
+    from speech_intent.cli.serve import config_from_args
+    from speech_intent.device import available_cpus
+    from speech_intent.serve.batcher import MicroBatcher
+
+    seen = []
+
+    class Probe:
+        max_duration = 30.0
+
+        def __call__(self, items, batch_size):
+            seen.append(torch.get_num_threads())
+            return [type("R", (), {"error": None, "path": "<array #0>"})() for _ in items]
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        for threads in (None, 1):  # unset: what a new thread gets (here 2); pinned in the worker: 1
+            batcher = MicroBatcher(Probe(), threads=threads).start()  # type: ignore[arg-type]
+            try:
+                batcher.submit_audio([np.zeros(5)]).result(5)
+            finally:
+                batcher.stop()
+    finally:
+        torch.set_num_threads(before)
+    assert seen == [2, 1]
+    monkeypatch.delenv("SPEECH_INTENT_API_KEY", raising=False)
+    assert config_from_args(build_parser().parse_args(["serve"])).threads == available_cpus()
+    assert config_from_args(build_parser().parse_args(["serve", "--threads", "3"])).threads == 3
+    from speech_intent.errors import ConfigError
+    from speech_intent.serve import ServeConfig
+
+    with pytest.raises(ConfigError, match="threads"):
+        ServeConfig(threads=0)
 
 
 def test_the_batcher_queue_is_bounded_and_a_failing_batch_fails_only_its_jobs(tiny_pipe):

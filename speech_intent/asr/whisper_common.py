@@ -7,10 +7,10 @@ the usable CPU count, and the error for a grammar given to a backend without gra
 from __future__ import annotations
 
 import math
-import os
 import zlib
 from typing import Optional, Sequence
 
+from ..device import available_cpus  # noqa: F401  (re-exported; it lives in speech_intent.device)
 from ..errors import ConfigError
 
 #: Whisper's encoder window: 30 s of 10 ms log-Mel frames.
@@ -83,14 +83,6 @@ def compression_ratio(text: str) -> float:
     """UTF-8 length over zlib-compressed length (Whisper's repetition / hallucination signal)."""
     raw = text.encode("utf-8")
     return len(raw) / len(zlib.compress(raw)) if raw else 0.0
-
-
-def available_cpus() -> int:
-    """CPU cores this process may run on (affinity-aware), at least 1."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):  # pragma: no cover - not Linux
-        return max(1, os.cpu_count() or 1)
 
 
 def grammar_unsupported(backend: str) -> ConfigError:

@@ -15,6 +15,7 @@ from ..default import default_intent_model
 from ..errors import ConfigError, ModelLoadError
 from ..nlu import IntentClassifier
 from ..pipeline import PIPELINE_CONFIG, SpeechIntentPipeline
+from ..vad import VADOptions
 from ..validation import check_classifier_dir
 
 DEVICE_HELP = "cpu, cuda, cuda:1 (default: CUDA when available)"
@@ -67,6 +68,17 @@ def add_model_args(parser: argparse.ArgumentParser, intent: bool = True) -> None
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--max-duration", type=float, default=DEFAULT_MAX_DURATION,
                         help="refuse inputs longer than this many seconds")
+
+
+def add_vad_args(parser: argparse.ArgumentParser) -> None:
+    """``--trailing-silence`` / ``--max-utterance``: how the VAD cuts speech into utterances."""
+    parser.add_argument("--trailing-silence", type=float, default=0.6, help="seconds of silence that end an utterance")
+    parser.add_argument("--max-utterance", type=float, default=15.0,
+                        help="longest utterance in seconds (longer speech is cut there)")
+
+
+def vad_options(args: argparse.Namespace) -> VADOptions:
+    return VADOptions(trailing_silence=args.trailing_silence, max_utterance=args.max_utterance)
 
 
 def add_grammar_args(parser: argparse.ArgumentParser) -> None:

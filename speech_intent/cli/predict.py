@@ -1,4 +1,5 @@
-"""``speech-intent predict``: audio files, folders or globs -> one JSONL/CSV row per input, resumable."""
+"""``speech-intent predict``: audio files, folders or globs -> one JSONL/CSV row per input, resumable;
+``--segment``: recordings of any length split into utterances, one row per utterance."""
 from __future__ import annotations
 
 import argparse
@@ -6,9 +7,10 @@ import sys
 import time
 from functools import partial
 
+from ..errors import ConfigError
 from ..inputs import expand_inputs
 from ..writer import ResultWriter
-from .options import add_model_args, build_pipeline, check_model_args
+from .options import add_model_args, add_vad_args, build_pipeline, check_model_args, vad_options
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -19,6 +21,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="start the output afresh instead of resuming")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     add_model_args(p)
+    segment = p.add_argument_group("long recordings (--segment)")
+    segment.add_argument("--segment", action="store_true",
+                         help="split each file (any length) into utterances with the VAD: one row per utterance "
+                              "with segment, start, end (seconds) and last; --max-duration applies to utterances")
+    add_vad_args(segment)
     ray = p.add_argument_group("distributed (--engine ray)")
     p.add_argument("--engine", choices=["local", "ray"], default="local",
                    help="local: this process; ray: a pool of Ray actors (needs speech-intent[distributed])")
@@ -37,22 +44,37 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     """Predict every input into a resumable JSONL/CSV; prints ``done: N, skipped: N, failed: N``."""
     if args.engine == "ray":
+        if args.segment:
+            raise ConfigError("--segment runs with --engine local only")
         return run_ray(args)
+    vad = vad_options(args) if args.segment else None
+    if vad is not None and args.max_duration is not None and vad.max_utterance > args.max_duration:
+        raise ConfigError(f"--max-utterance ({vad.max_utterance} s) is over --max-duration ({args.max_duration} s)")
     files = expand_inputs(args.inputs)
     if not files:
         print("error: no input files found", file=sys.stderr)
         return 2
-    writer = ResultWriter(args.output, args.format, resume=not args.overwrite)
+    writer = ResultWriter(args.output, args.format, resume=not args.overwrite, segments=args.segment)
     # load the models before changing the output: a model that fails to load leaves it as it was
     pipe = build_pipeline(args) if any(not writer.is_done(f) for f in files) else None
     todo = writer.pending(files)  # drops the rows of files about to be retried: one row per file in the end
     skipped = len(files) - len(todo)
-    done = failed = 0
+    done = failed = utterances = 0
     audio_seconds = 0.0
     start = time.perf_counter()
     interrupted = False
     try:
-        if pipe is not None:
+        if pipe is not None and vad is not None:
+            for path in _progress(todo, args.quiet):
+                ok, heard = True, 0.0
+                for result in pipe.predict_segments(path, vad=vad, batch_size=args.batch_size,
+                                                    skip=writer.done_segments(path)):
+                    writer.write(result)
+                    ok = ok and not result.error
+                    utterances += result.segment is not None
+                    heard = max(heard, result.end or 0.0)  # the file's audio up to its last utterance
+                done, failed, audio_seconds = done + ok, failed + (not ok), audio_seconds + heard
+        elif pipe is not None:
             for result in pipe.stream(todo, batch_size=args.batch_size, progress=not args.quiet, total=len(todo)):
                 writer.write(result)
                 if result.error:
@@ -67,8 +89,18 @@ def run(args: argparse.Namespace) -> int:
     elapsed = time.perf_counter() - start
     rtf = f", {audio_seconds / elapsed:.1f}x real time" if elapsed > 0 and audio_seconds else ""
     note = f"; interrupted, {len(todo) - done - failed} not processed: rerun to resume" if interrupted else ""
-    print(f"done: {done}, skipped: {skipped}, failed: {failed} ({elapsed:.1f} s{rtf}){note}", file=sys.stderr)
+    counts = f", utterances: {utterances}" if vad is not None else ""
+    print(f"done: {done}, skipped: {skipped}, failed: {failed}{counts} ({elapsed:.1f} s{rtf}){note}", file=sys.stderr)
     return 130 if interrupted else 0
+
+
+def _progress(files, quiet: bool):
+    """The files, with a progress bar unless ``quiet``."""
+    if quiet:
+        return files
+    from tqdm.auto import tqdm
+
+    return tqdm(files, unit="file")
 
 
 def run_ray(args: argparse.Namespace) -> int:

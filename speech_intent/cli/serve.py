@@ -9,10 +9,10 @@ import argparse
 import os
 import sys
 
+from ..device import available_cpus
 from ..errors import ConfigError
 from ..serve import API_KEY_ENV, ServeConfig
-from ..vad import VADOptions
-from .options import add_model_args, build_pipeline
+from .options import add_model_args, add_vad_args, build_pipeline, vad_options
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -28,21 +28,22 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--no-micro-batching", action="store_true", help="run each request alone")
     p.add_argument("--max-streams", type=int, default=32, help="concurrent WebSocket streams at most")
     p.add_argument("--partial-interval", type=float, default=1.0, help="seconds between partials (0: none)")
-    p.add_argument("--trailing-silence", type=float, default=0.6, help="seconds of silence that end an utterance")
-    p.add_argument("--max-utterance", type=float, default=15.0, help="longest streamed utterance in seconds")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch intra-op threads of the model worker (default: the cores this process may use)")
+    add_vad_args(p)
     add_model_args(p)
     p.set_defaults(func=run)
     return p
 
 
 def config_from_args(args: argparse.Namespace) -> ServeConfig:
-    vad = VADOptions(trailing_silence=args.trailing_silence, max_utterance=args.max_utterance)
     return ServeConfig(
         host=args.host, port=args.port, api_key=args.api_key or os.environ.get(API_KEY_ENV) or None,
         cors_origins=tuple(args.cors_origin), max_body_bytes=int(args.max_body_mb * 1024 * 1024),
         max_audio_seconds=args.max_duration, max_batch=1 if args.no_micro_batching else args.batch_size,
         max_wait=args.max_wait_ms / 1000.0, queue_size=args.queue_size, max_streams=args.max_streams,
-        partial_interval=args.partial_interval or None, vad=vad,
+        partial_interval=args.partial_interval or None, vad=vad_options(args),
+        threads=args.threads if args.threads is not None else available_cpus(),
     )
 
 

@@ -18,6 +18,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
+from ..device import set_torch_threads
 from ..errors import AudioError, AudioTooLongError, ConfigError, OverloadedError, SpeechIntentError
 from ..pipeline import SpeechIntentPipeline
 from .auth import require_key
@@ -36,7 +37,7 @@ class Service:
         self.pipeline = pipeline
         self.config = config
         self.batcher = MicroBatcher(pipeline, max_batch=config.max_batch, max_wait=config.max_wait,
-                                    queue_size=config.queue_size)
+                                    queue_size=config.queue_size, threads=config.threads)
         self.streams = 0
         self.max_audio_seconds = min(config.max_audio_seconds, pipeline.max_duration or config.max_audio_seconds)
 
@@ -149,7 +150,8 @@ def service_info(service: Service) -> Dict[str, Any]:
         "asr": {"backend": getattr(asr, "backend", None), "sampling_rate": asr.sampling_rate,
                 "options": options.to_dict() if hasattr(options, "to_dict") else None,
                 "domain_prompt": pipe.prompt_text},
-        "device": {"asr": str(getattr(asr, "device", None) or "cpu"), "intent": str(getattr(intent, "device", "cpu"))},
+        "device": {"asr": str(getattr(asr, "device", None) or "cpu"), "intent": str(getattr(intent, "device", "cpu")),
+                   "threads": service.config.threads},
         "limits": {"max_body_bytes": service.config.max_body_bytes, "max_audio_seconds": service.max_audio_seconds,
                    "max_files": service.config.max_files, "max_texts": service.config.max_texts,
                    "max_streams": service.config.max_streams, "queue_size": service.config.queue_size},
@@ -173,6 +175,8 @@ def create_app(pipeline: SpeechIntentPipeline, config: Optional[ServeConfig] = N
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        if config.threads is not None:  # explicit, at startup only; the worker pins its own thread too
+            set_torch_threads(config.threads)
         service.batcher.start()
         try:
             yield

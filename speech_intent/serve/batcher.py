@@ -19,6 +19,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
+from ..device import set_torch_threads
 from ..errors import OverloadedError
 from ..pipeline import SpeechIntentPipeline
 
@@ -59,11 +60,14 @@ class MicroBatcher:
         max_batch: most inputs in one batch (1: each request runs alone).
         max_wait: seconds to wait for more requests once one is waiting.
         queue_size: most requests waiting; more raise :class:`OverloadedError`.
+        threads: torch intra-op threads the worker thread pins for itself when it starts (``None``:
+            torch's setting for a new thread).
     """
 
     def __init__(self, pipeline: SpeechIntentPipeline, *, max_batch: int = 8, max_wait: float = 0.01,
-                 queue_size: int = 64) -> None:
+                 queue_size: int = 64, threads: Optional[int] = None) -> None:
         self.pipeline = pipeline
+        self.threads = threads
         self.max_batch = max_batch
         self.max_wait = max_wait
         self._queue: "queue.Queue[Any]" = queue.Queue(maxsize=queue_size)
@@ -121,6 +125,8 @@ class MicroBatcher:
         return self._queue.get(timeout=timeout) if timeout is not None else self._queue.get()
 
     def _work(self) -> None:
+        if self.threads is not None:
+            set_torch_threads(self.threads)  # per thread: torch's OpenMP setting is not inherited
         while True:
             first = self._next(None)
             if first is _STOP:

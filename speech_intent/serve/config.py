@@ -41,7 +41,9 @@ class ServeConfig:
         max_streams: concurrent WebSocket streams at most.
         max_frame_bytes: largest WebSocket message.
         partial_interval: seconds of speech between partial transcripts (``None``: none).
-        vad: the streams' :class:`~speech_intent.vad.VADOptions`.
+        vad: the streams' :class:`~speech_intent.vad.VADOptions` (and those of ``/v1/predict?segment=true``).
+        threads: torch intra-op threads of the model worker, pinned when the app starts (``None``:
+            leave torch's setting; ``speech-intent serve`` passes the available cores by default).
     """
 
     host: str = "127.0.0.1"
@@ -60,6 +62,7 @@ class ServeConfig:
     max_frame_bytes: int = 1024 * 1024
     partial_interval: Optional[float] = 1.0
     vad: VADOptions = field(default_factory=VADOptions)
+    threads: Optional[int] = None
 
     def __post_init__(self) -> None:
         if not is_loopback(self.host) and not self.api_key:
@@ -73,6 +76,9 @@ class ServeConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")
+        if self.threads is not None and (isinstance(self.threads, bool) or not isinstance(self.threads, int)
+                                         or not 1 <= self.threads <= 1024):
+            raise ConfigError(f"threads must be an integer from 1 to 1024, got {self.threads!r}")
         if not 0.1 <= self.max_audio_seconds <= 3600:
             raise ConfigError(f"max_audio_seconds must be from 0.1 to 3600, got {self.max_audio_seconds!r}")
         if not 0.0 <= self.max_wait <= 1.0:

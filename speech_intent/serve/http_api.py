@@ -1,21 +1,27 @@
 """The HTTP API: ``/v1/predict``, ``/v1/classify``, ``/v1/audio/transcriptions`` (OpenAI-compatible).
 
 Uploaded files are decoded from memory (a client's file name is only a label, never opened) on a
-thread of the server's pool, then recognised by the micro-batching worker.
+thread of the server's pool, then recognised by the micro-batching worker. ``/v1/predict?segment=true``
+reads each file block by block and splits it into utterances with the VAD (any length; one row per
+utterance). In a request of several files a bad file is a row with ``error``; the request fails (4xx)
+only when no file can be used.
 """
 from __future__ import annotations
 
 import asyncio
-from typing import List, Optional
+from dataclasses import replace
+from typing import List, Optional, Union
 
 import numpy as np
-from fastapi import APIRouter, File, Form, HTTPException, Request, UploadFile
-from fastapi.responses import PlainTextResponse
+from fastapi import APIRouter, File, Form, HTTPException, Query, Request, UploadFile
+from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from ..audio import SAMPLE_RATE, load_audio
+from ..audio import SAMPLE_RATE, BlockReader, load_audio
 from ..errors import AudioError
+from ..longform import segment_results
+from ..results import PipelineResult
 
 router = APIRouter(tags=["recognition"])
 
@@ -48,22 +54,96 @@ async def _decode(request: Request, upload: UploadFile, index: int) -> tuple:
     return name, audio
 
 
+def _check_count(request: Request, uploads: List[UploadFile]) -> None:
+    limit = _service(request).config.max_files
+    if len(uploads) > limit:
+        raise HTTPException(413, f"{len(uploads)} files in one request, over the limit of {limit}")
+
+
 async def _recognise(request: Request, uploads: List[UploadFile]):
-    service = _service(request)
-    if len(uploads) > service.config.max_files:
-        raise HTTPException(413, f"{len(uploads)} files in one request, over the limit of {service.config.max_files}")
+    """Every upload recognised; the first that cannot be decoded raises its :class:`AudioError`."""
+    _check_count(request, uploads)
     decoded = [await _decode(request, upload, i) for i, upload in enumerate(uploads)]
     names: List[str] = [name for name, _ in decoded]
     arrays: List[np.ndarray] = [audio for _, audio in decoded]
-    return await asyncio.wrap_future(service.batcher.submit_audio(arrays, names))
+    return await asyncio.wrap_future(_service(request).batcher.submit_audio(arrays, names))
+
+
+Outcome = Union[AudioError, List[PipelineResult]]  # a file that cannot be used, or its results
+
+
+async def _whole_files(request: Request, uploads: List[UploadFile]) -> List[Outcome]:
+    """Each upload's one result, or its decoding error; the usable ones go to the worker as one job."""
+    decoded: List[Union[AudioError, tuple]] = []
+    for i, upload in enumerate(uploads):
+        try:
+            decoded.append(await _decode(request, upload, i))
+        except AudioError as error:
+            decoded.append(error)
+    good = [item for item in decoded if not isinstance(item, AudioError)]
+    if not good:
+        return decoded  # type: ignore[return-value]
+    results = iter(await asyncio.wrap_future(_service(request).batcher.submit_audio(
+        [audio for _, audio in good], [name for name, _ in good])))
+    return [item if isinstance(item, AudioError) else [next(results)] for item in decoded]
+
+
+def _segment_file(service, data: bytes, name: str) -> List[PipelineResult]:
+    """One file split into utterances, recognised by the worker ``max_batch`` utterances at a time."""
+    BlockReader(data, name=name).close()  # an unusable file raises here, like an undecodable whole file
+    vad = service.config.vad
+    if vad.max_utterance > service.max_audio_seconds:
+        vad = replace(vad, max_utterance=service.max_audio_seconds)
+
+    def recognise(arrays: list) -> List[PipelineResult]:
+        return service.batcher.submit_audio(arrays, [name] * len(arrays)).result()
+
+    return list(segment_results(data, recognise, options=vad, batch_size=service.config.max_batch, name=name))
+
+
+async def _segmented_files(request: Request, uploads: List[UploadFile]) -> List[Outcome]:
+    outcomes: List[Outcome] = []
+    for i, upload in enumerate(uploads):
+        name = _label(upload, i)
+        data = await upload.read()
+        try:
+            if not data:
+                raise AudioError(name, "empty upload")
+            outcomes.append(await run_in_threadpool(_segment_file, _service(request), data, name))
+        except AudioError as error:
+            outcomes.append(error)
+    return outcomes
+
+
+def _none_usable(errors: List[AudioError]) -> JSONResponse:
+    files = [{"file": e.source, "reason": e.reason, "message": str(e)} for e in errors]
+    message = f"none of the {len(errors)} files could be used: " + "; ".join(str(e) for e in errors)
+    return JSONResponse({"error": {"type": "AudioError", "message": message, "files": files}}, status_code=422)
 
 
 @router.post("/predict")
-async def predict(request: Request, files: List[UploadFile] = File(..., description="audio files (wav, flac, ogg, mp3)")):
+async def predict(request: Request, files: List[UploadFile] = File(..., description="audio files (wav, flac, ogg, mp3)"),
+                  segment: bool = Query(False, description="split each file into utterances with the VAD (any "
+                                        "length): one row per utterance, with segment, start, end and last")):
     """Audio files -> one result row per file (the rows of ``speech-intent predict``: transcript, intent,
-    confidence, slots, ...). Undecodable audio: 400 naming the file; too long: 413."""
-    results = await _recognise(request, files)
-    return {"results": [result.to_dict() for result in results]}
+    confidence, slots, ...); ``?segment=true``: one row per utterance (``predict --segment``).
+    A file that cannot be used is a row with ``error`` when other files can; a request whose one file
+    cannot be used is a 400 naming it (413: too long); several files, none usable: 422 listing each."""
+    _check_count(request, files)
+    outcomes = await (_segmented_files(request, files) if segment else _whole_files(request, files))
+    errors = [outcome for outcome in outcomes if isinstance(outcome, AudioError)]
+    if errors and len(errors) == len(outcomes):
+        if len(errors) == 1:
+            raise errors[0]
+        return _none_usable(errors)
+    rows = []
+    for outcome in outcomes:
+        if isinstance(outcome, AudioError):
+            rows.append(PipelineResult(path=outcome.source, error=str(outcome),
+                                       last=True if segment else None).to_dict())
+        else:
+            rows.extend(result.to_dict() for result in outcome)
+    return {"results": rows}
 
 
 @router.post("/classify")
