@@ -32,6 +32,7 @@ from speech_intent.cli import main
 from speech_intent.data import Example
 from speech_intent.errors import ConfigError, DataFormatError, DataNotFoundError, ManifestError
 
+TOKEN_KEYS = ("bos_token_id", "eos_token_id", "pad_token_id", "decoder_start_token_id")
 needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None,
                                   reason="espeak-ng is not on PATH (apt-get install espeak-ng)")
 
@@ -186,6 +187,9 @@ def test_fine_tune_lowers_the_loss_and_saves_both_backends(corpus, tiny_whisper_
     assert result.dev_wer_before is not None and result.best_dev_wer == min(w for _, w in result.dev_wer)
     saved = json.loads((out / TRAINING_FILE).read_text())
     assert saved["train_examples"] == 4 and saved["options"]["learning_rate"] == 1e-3
+    for name in ("config.json", "generation_config.json"):  # the base's special tokens, untouched by training
+        got, want = (json.loads((d / name).read_text()) for d in (out, tiny_whisper_dir))
+        assert [got.get(k) for k in TOKEN_KEYS] == [want.get(k) for k in TOKEN_KEYS]
 
     asr = load_asr(out, device="cpu", max_new_tokens=8)
     assert isinstance(asr, WhisperASR) and not asr.model.config.apply_spec_augment and asr.model.config.use_cache

@@ -33,7 +33,8 @@ CTRANSLATE2_DIR = "ctranslate2"
 TRAINING_FILE = "training.json"
 PathLike = Union[str, Path]
 #: Training-time settings put back to the base checkpoint's values before saving.
-_TRAINING_CONFIG = ("use_cache", "apply_spec_augment", "mask_time_prob", "mask_feature_prob")
+_TRAINING_CONFIG = ("use_cache", "apply_spec_augment", "mask_time_prob", "mask_feature_prob", "bos_token_id",
+                    "eos_token_id", "pad_token_id", "decoder_start_token_id")
 
 
 @dataclass

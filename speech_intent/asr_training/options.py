@@ -95,7 +95,7 @@ class ASRTrainingOptions:
         ctranslate2_quantization: ... with its weights stored in this type (int8 = the CPU default).
     """
 
-    epochs: float = 3.0
+    epochs: float = 2.0
     learning_rate: float = 1e-5
     warmup_ratio: float = 0.1
     weight_decay: float = 0.0

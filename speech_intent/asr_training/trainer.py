@@ -318,7 +318,7 @@ def fine_tune_asr(
         )
         callbacks = [EarlyStoppingCallback(options.early_stopping)] if has_dev and options.early_stopping else []
         trainer = Seq2SeqTrainer(model=model, args=args, train_dataset=train_set, eval_dataset=dev_set,
-                                 data_collator=collator, processing_class=tokenizer,
+                                 data_collator=collator, processing_class=processor.feature_extractor,
                                  compute_metrics=_wer_metric(tokenizer, TextNormalizer()) if has_dev else None,
                                  callbacks=callbacks)
         if not progress:
