@@ -175,6 +175,49 @@ def _noise(noise: Union[PathLike, np.ndarray, None], guard: EvaluationData, synt
     return np.asarray(noise, dtype=np.float32)
 
 
+def _training_args(scratch: Path, options: ASRTrainingOptions, total_steps: int, device: torch.device, *,
+                   has_dev: bool, progress: bool):
+    """``Seq2SeqTrainingArguments``: evaluation, checkpoints and best-model reload by dev WER when there is
+    dev data (every epoch or ``eval_steps``), greedy generation for the WER, mixed precision per ``dtype``."""
+    from transformers import Seq2SeqTrainingArguments
+
+    strategy = ("steps" if options.eval_steps else "epoch") if has_dev else "no"
+    return Seq2SeqTrainingArguments(
+        output_dir=str(scratch),
+        num_train_epochs=options.epochs,
+        per_device_train_batch_size=options.batch_size,
+        per_device_eval_batch_size=options.batch_size,
+        gradient_accumulation_steps=options.gradient_accumulation,
+        learning_rate=options.learning_rate,
+        weight_decay=options.weight_decay,
+        warmup_steps=int(options.warmup_ratio * total_steps),
+        lr_scheduler_type="linear",
+        seed=options.seed,
+        data_seed=options.seed,
+        logging_strategy="steps",
+        logging_steps=options.logging_steps,
+        eval_strategy=strategy,
+        save_strategy=strategy,
+        eval_steps=options.eval_steps,
+        save_steps=options.eval_steps,
+        load_best_model_at_end=has_dev,
+        metric_for_best_model="wer" if has_dev else None,
+        greater_is_better=False if has_dev else None,
+        save_total_limit=1,
+        save_only_model=True,
+        predict_with_generate=True,
+        generation_max_length=options.generation_max_length,
+        generation_num_beams=1,
+        remove_unused_columns=False,  # the collator needs the items' index and data set
+        label_names=["labels"],
+        report_to=[],
+        use_cpu=device.type == "cpu",
+        disable_tqdm=not progress,
+        dataloader_num_workers=0,
+        **_precision(options, device),
+    )
+
+
 def fine_tune_asr(
     train: Iterable[Any],
     output_dir: PathLike,
@@ -214,11 +257,11 @@ def fine_tune_asr(
         device: where to train (``None``: CUDA when available).
         progress: show the trainer's progress bar.
     """
-    from transformers import EarlyStoppingCallback, PrinterCallback, Seq2SeqTrainer, Seq2SeqTrainingArguments, set_seed
+    from transformers import EarlyStoppingCallback, PrinterCallback, Seq2SeqTrainer, set_seed
 
     options = options or ASRTrainingOptions()
     resolved = resolve_device(device)
-    precision = _precision(options, resolved)
+    _precision(options, resolved)  # a dtype the device cannot train in fails before any work
     output_dir = Path(output_dir)
     started = time.perf_counter()
     set_seed(options.seed)
@@ -278,44 +321,11 @@ def fine_tune_asr(
             prompt_ids=prompt_ids, prompt_probability=options.prompt_probability, dev_noise=noise_samples,
             dev_snr=options.dev_snr, seed=options.seed)
 
+        has_dev = dev_set is not None
         steps_per_epoch = -(-len(train_set) // (options.batch_size * options.gradient_accumulation))
         total_steps = max(1, int(np.ceil(steps_per_epoch * options.epochs)))
-        has_dev = dev_set is not None
-        strategy = ("steps" if options.eval_steps else "epoch") if has_dev else "no"
-        args = Seq2SeqTrainingArguments(
-            output_dir=str(Path(scratch) / "checkpoints"),
-            num_train_epochs=options.epochs,
-            per_device_train_batch_size=options.batch_size,
-            per_device_eval_batch_size=options.batch_size,
-            gradient_accumulation_steps=options.gradient_accumulation,
-            learning_rate=options.learning_rate,
-            weight_decay=options.weight_decay,
-            warmup_steps=int(options.warmup_ratio * total_steps),
-            lr_scheduler_type="linear",
-            seed=options.seed,
-            data_seed=options.seed,
-            logging_strategy="steps",
-            logging_steps=options.logging_steps,
-            eval_strategy=strategy,
-            save_strategy=strategy,
-            eval_steps=options.eval_steps,
-            save_steps=options.eval_steps,
-            load_best_model_at_end=has_dev,
-            metric_for_best_model="wer" if has_dev else None,
-            greater_is_better=False if has_dev else None,
-            save_total_limit=1,
-            save_only_model=True,
-            predict_with_generate=True,
-            generation_max_length=options.generation_max_length,
-            generation_num_beams=1,
-            remove_unused_columns=False,
-            label_names=["labels"],
-            report_to=[],
-            use_cpu=resolved.type == "cpu",
-            disable_tqdm=not progress,
-            dataloader_num_workers=0,
-            **precision,
-        )
+        args = _training_args(Path(scratch) / "checkpoints", options, total_steps, resolved, has_dev=has_dev,
+                              progress=progress)
         callbacks = [EarlyStoppingCallback(options.early_stopping)] if has_dev and options.early_stopping else []
         trainer = Seq2SeqTrainer(model=model, args=args, train_dataset=train_set, eval_dataset=dev_set,
                                  data_collator=collator, processing_class=processor.feature_extractor,
