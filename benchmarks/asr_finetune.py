@@ -49,7 +49,7 @@ def main() -> int:
     parser.add_argument("--work", type=Path, default=Path("/tmp/speech-intent-asr-finetune"))
     parser.add_argument("--max-examples", type=int, default=1500, help="coffee grammar sentences to train on")
     parser.add_argument("--dev-examples", type=int, default=100, help="synthesised dev sentences (best epoch)")
-    parser.add_argument("--dev-snr", type=float, default=5.0, help="training noise in the dev clips (dB)")
+    parser.add_argument("--dev-snr", type=float, default=10.0, help="training noise in the dev clips (dB)")
     parser.add_argument("--epochs", type=float, default=defaults.epochs)
     parser.add_argument("--lr", type=float, default=defaults.learning_rate)
     parser.add_argument("--train-batch-size", type=int, default=defaults.batch_size)
@@ -224,9 +224,10 @@ def timed_reports(pipe, items, kitchen, args) -> dict:
 
 def print_coffee(rows: dict, args, n: int) -> None:
     conditions = ["clean"] + [f"{s:g}dB" for s in args.snr]
-    print(f"\ncoffee dev ({n} recordings), free decoding, CTranslate2 int8; acceptance / slot F1 / slot-value recall "
-          "(RTFx)")
-    print("model                    " + "".join(f"{c:>34s}" for c in conditions) + "   assets/audio WER")
+    print(f"\ncoffee dev ({n} recordings), free decoding, CTranslate2 int8")
+    print(" " * 25 + "".join(f"{c:^34s}" for c in conditions))
+    print(f"{'model':24s} " + "".join(f"{'accept':>9s} {'slot F1':>7s} {'recall':>7s} {'(RTFx)':>8s}" for _ in conditions)
+          + "   assets/audio WER")
     for name, row in rows.items():
         cells = "".join(f"{row[c]['acceptance']:9.1%} {row[c]['slot_f1']:7.1%} {row[c]['slot_value_recall']:7.1%} "
                         f"({row[c]['rtfx']:5.1f}x)" for c in conditions)
