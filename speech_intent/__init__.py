@@ -5,6 +5,7 @@ Data flow: :mod:`~speech_intent.audio` -> :mod:`~speech_intent.asr` ->
 :mod:`~speech_intent.pipeline` -> :mod:`~speech_intent.cli`.
 """
 from .asr import FasterWhisperASR, Wav2Vec2ASR, WhisperASR, convert_ctranslate2_whisper, load_asr
+from .asr_training import ASRTrainingOptions, fine_tune_asr
 from .audio import load_audio
 from .errors import AudioError, ModelLoadError, SpeechIntentError
 from .nlu import IntentClassifier, TrainingConfig, fine_tune
@@ -16,6 +17,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "SpeechIntentPipeline", "WhisperASR", "Wav2Vec2ASR", "FasterWhisperASR", "IntentClassifier",
-    "TextNormalizer", "TrainingConfig", "fine_tune", "load_asr", "load_audio", "convert_ctranslate2_whisper",
+    "TextNormalizer", "TrainingConfig", "fine_tune", "ASRTrainingOptions", "fine_tune_asr", "load_asr", "load_audio",
+    "convert_ctranslate2_whisper",
     "Transcript", "IntentPrediction", "PipelineResult", "AudioError", "ModelLoadError", "SpeechIntentError",
 ]

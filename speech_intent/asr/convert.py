@@ -299,8 +299,9 @@ def convert_ctranslate2_whisper(src: str | Path, dst: str | Path, *, dtype: str 
     ids = _token_ids(src / "tokenizer.json", src / "vocabulary.txt")
     eot, sot, no_ts = ids[_SPECIAL["eot"]], ids[_SPECIAL["sot"]], ids[_SPECIAL["no_timestamps"]]
     is_multilingual = vocab_size >= 51865  # English-only checkpoints have 51864 tokens.
-    suppress = [int(t) for t in ct2_cfg.get("suppress_ids", [])]
-    begin_suppress = [int(t) for t in ct2_cfg.get("suppress_ids_begin", [220, eot])]
+    # null (CTranslate2's converter writes it for a checkpoint without suppress lists) = the default
+    suppress = [int(t) for t in ct2_cfg.get("suppress_ids") or []]
+    begin_suppress = [int(t) for t in ct2_cfg.get("suppress_ids_begin") or [220, eot]]
     logger.info("CTranslate2 %s rev %d: d_model=%d enc=%d dec=%d vocab=%d n_mels=%d multilingual=%s",
                 spec, revision, d_model, n_enc, n_dec, vocab_size, n_mels, is_multilingual)
 

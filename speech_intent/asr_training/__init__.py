@@ -1,0 +1,34 @@
+"""Supervised fine-tuning of the Whisper ASR stage on (audio, transcript) pairs.
+
+- :mod:`.data`: recordings from audio manifests with a text column, sentences of any training data
+  (synthesised), and the evaluation data never trained on.
+- :mod:`.augment`: clips, speed perturbation, training noise, batches for the trainer.
+- :mod:`.trainer`: :func:`fine_tune_asr` (transformers ``Seq2SeqTrainer``; frozen encoder or LoRA;
+  early stopping by dev WER; bf16 on CUDA).
+- :mod:`.export`: the saved :class:`~speech_intent.asr.WhisperASR` directory, its CTranslate2 copy for
+  :class:`~speech_intent.asr.FasterWhisperASR`, and :class:`ASRTrainingResult`.
+
+```python
+from speech_intent import fine_tune_asr
+result = fine_tune_asr(["grammar.yaml", "recordings.csv"], "asr-coffee", dev=["dev.csv"],
+                       exclude=["eval/labels.json", "noise/kitchen.wav"])
+asr = load_asr("asr-coffee/ctranslate2")      # or load_asr("asr-coffee") on transformers
+```
+"""
+from .data import (
+    ASRExample,
+    EvaluationData,
+    collect_examples,
+    format_sentence,
+    is_transcript_manifest,
+    read_transcript_manifest,
+)
+from .export import CTRANSLATE2_DIR, TRAINING_FILE, ASRTrainingResult, export_ctranslate2
+from .options import ASRTrainingOptions, LoraOptions
+from .trainer import fine_tune_asr
+
+__all__ = [
+    "ASRExample", "ASRTrainingOptions", "ASRTrainingResult", "CTRANSLATE2_DIR", "EvaluationData", "LoraOptions",
+    "TRAINING_FILE", "collect_examples", "export_ctranslate2", "fine_tune_asr", "format_sentence",
+    "is_transcript_manifest", "read_transcript_manifest",
+]

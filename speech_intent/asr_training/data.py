@@ -1,0 +1,344 @@
+"""Training material for Whisper fine-tuning: (audio, transcript) pairs, and the evaluation data kept out.
+
+An :class:`ASRExample` is one of
+
+- a **recording** with its transcript, from an audio manifest (:func:`read_transcript_manifest`):
+  CSV/TSV with a header, JSON Lines or a JSON array of records with an audio column (``audio`` /
+  ``file`` / ``path``, relative to the manifest's folder) and a ``text`` (or ``transcript``) column;
+  or a ``labels.json``-style mapping ``{"file.wav": {"text": ...}}``. Other columns are ignored.
+- a **synthesised** sentence: any training data :func:`speech_intent.data.load_examples` reads
+  (grammar, Rasa, CSV, JSONL, BIO) gives sentences, spoken by a text-to-speech voice when the clip is
+  needed (deterministic: sentence + voice number), so thousands of them cost no memory.
+
+:func:`collect_examples` turns a mix of paths, examples and sentences into ASRExamples.
+:class:`EvaluationData` is what is never trained on: the recordings of evaluation manifests and
+folders, evaluation noise files, matched by path and by content, and the transcripts of
+evaluation manifests (a training sentence equal to one, after normalisation, is dropped too).
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import logging
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple, Union
+
+import numpy as np
+
+from ..audio import AUDIO_EXTENSIONS
+from ..data import Example, detect_format, load_examples
+from ..errors import DataFormatError, DataNotFoundError, ManifestError
+from ..normalize import TextNormalizer
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["ASRExample", "EvaluationData", "collect_examples", "format_sentence", "is_transcript_manifest",
+           "read_transcript_manifest"]
+
+PathLike = Union[str, Path]
+AUDIO_COLUMNS = ("audio", "file", "path")
+TEXT_COLUMNS = ("text", "transcript")
+MANIFEST_SUFFIXES = (".csv", ".tsv", ".jsonl", ".json")
+DATA_SUFFIXES = MANIFEST_SUFFIXES + (".yaml", ".yml")
+
+
+@dataclass(frozen=True, eq=False)
+class ASRExample:
+    """One training clip and its target transcript.
+
+    Attributes:
+        text: the transcript the model learns to write.
+        audio: a recording (path, or float32 samples at 16 kHz); ``None`` for a synthesised clip.
+        speak: the sentence a text-to-speech voice says (synthesised clips only).
+        voice: the voice number (taken modulo the synthesizer's voices).
+        source: where the example came from (``file:line``), for messages.
+    """
+
+    text: str
+    audio: Union[Path, np.ndarray, None] = None
+    speak: Optional[str] = None
+    voice: int = 0
+    source: Optional[str] = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.text, str) or not self.text.strip():
+            raise DataFormatError(f"an ASR example needs a non-empty transcript, got {self.text!r}",
+                                  source=self.source)
+        if (self.audio is None) == (self.speak is None):
+            raise DataFormatError("an ASR example has either a recording (audio) or a sentence to synthesise "
+                                  "(speak)", source=self.source)
+        if isinstance(self.audio, str):
+            object.__setattr__(self, "audio", Path(self.audio))
+
+    @property
+    def synthesised(self) -> bool:
+        return self.audio is None
+
+
+def format_sentence(text: str) -> str:
+    """``text`` written the way Whisper writes a sentence: single spaces, first letter upper case,
+    a full stop at the end unless it ends with punctuation already."""
+    text = " ".join(text.split())
+    if not text:
+        return text
+    text = text[0].upper() + text[1:]
+    return text if text[-1] in ".?!" else text + "."
+
+
+# ------------------------------------------------------------------ manifests
+def _column(fields: Sequence[str], names: Sequence[str]) -> Optional[str]:
+    return next((name for name in names if name in fields), None)
+
+
+def _records(path: Path) -> List[Tuple[Optional[int], Optional[int], Mapping[str, Any], Optional[str]]]:
+    """``(line, record number, record, audio name)`` of every entry of a manifest (no checks beyond syntax)."""
+    suffix = path.suffix.lower()
+    out: List[Tuple[Optional[int], Optional[int], Mapping[str, Any], Optional[str]]] = []
+    if suffix in (".csv", ".tsv"):
+        with path.open(encoding="utf-8-sig", newline="") as handle:
+            reader = csv.DictReader(handle, delimiter="\t" if suffix == ".tsv" else ",")
+            for row in reader:
+                if None in row or None in row.values():
+                    raise ManifestError(f"row does not have the header's {len(reader.fieldnames or [])} fields",
+                                        source=path, line=reader.line_num)
+                out.append((reader.line_num, None, row, None))
+        return out
+    content = path.read_text(encoding="utf-8-sig")
+    if suffix == ".json":
+        try:
+            data = json.loads(content)
+        except json.JSONDecodeError as error:
+            raise ManifestError(f"invalid JSON: {error.msg}", source=path, line=error.lineno) from error
+        if isinstance(data, Mapping):  # labels.json: {"file.wav": {...}}
+            for name, record in data.items():
+                if not isinstance(record, Mapping):
+                    raise ManifestError(f"entry {name!r}: expected an object, got {type(record).__name__}",
+                                        source=path)
+                out.append((None, None, record, str(name)))
+            return out
+        if not isinstance(data, list):
+            raise ManifestError("expected a JSON array of records or an object of file names", source=path)
+        for number, record in enumerate(data, start=1):
+            if not isinstance(record, Mapping):
+                raise ManifestError(f"expected a JSON object, got {type(record).__name__}", source=path,
+                                    record=number)
+            out.append((None, number, record, None))
+        return out
+    for lineno, line in enumerate(content.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise ManifestError(f"invalid JSON: {error.msg}", source=path, line=lineno) from error
+        if not isinstance(record, Mapping):
+            raise ManifestError(f"expected a JSON object, got {type(record).__name__}", source=path, line=lineno)
+        out.append((lineno, None, record, None))
+    return out
+
+
+def _audio_path(record: Mapping[str, Any], name: Optional[str], base: Path) -> Path:
+    if name is None:
+        key = _column(list(record), AUDIO_COLUMNS)
+        if key is None:
+            raise ValueError(f"no audio column (one of {', '.join(AUDIO_COLUMNS)})")
+        name = record[key]
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError(f"audio path must be a non-empty string, got {name!r}")
+    path = Path(name.strip())
+    return (path if path.is_absolute() else base / path).resolve()
+
+
+def read_transcript_manifest(path: PathLike, *, check_files: bool = True) -> List[ASRExample]:
+    """The recordings of an audio manifest with their transcripts (formats in the module docstring).
+
+    Raises :class:`~speech_intent.errors.ManifestError` (a DataFormatError) naming the file and the
+    line (or record) for a row without audio or transcript, or whose recording does not exist.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataNotFoundError("no such manifest file", source=path)
+    if path.suffix.lower() not in MANIFEST_SUFFIXES:
+        raise ManifestError(f"cannot tell the manifest format from suffix {path.suffix or '(none)'!r} "
+                            "(use .csv, .tsv, .jsonl or .json)", source=path)
+    examples: List[ASRExample] = []
+    for line, number, record, name in _records(path):
+        where = f"entry {name!r}: " if name is not None else ""
+        try:
+            audio = _audio_path(record, name, path.parent)
+            key = _column(list(record), TEXT_COLUMNS)
+            if key is None:
+                raise ValueError(f"no transcript (a {' or '.join(repr(c) for c in TEXT_COLUMNS)} column); "
+                                 "ASR training needs what each recording says")
+            text = record[key]
+            if not isinstance(text, str) or not text.strip():
+                raise ValueError(f"empty transcript {text!r}")
+            if check_files and not audio.is_file():
+                raise ValueError(f"audio file not found: {audio}")
+        except ValueError as error:
+            raise ManifestError(where + str(error), source=path, line=line, record=number) from error
+        place = f"{path}:{line}" if line is not None else f"{path}:{name or number}"
+        examples.append(ASRExample(text=" ".join(text.split()), audio=audio, source=place))
+    if not examples:
+        raise ManifestError("manifest lists no recordings", source=path)
+    logger.info("read %d recordings with transcripts from %s", len(examples), path)
+    return examples
+
+
+def is_transcript_manifest(path: PathLike) -> bool:
+    """True when ``path`` is an audio manifest (an audio column, or a labels.json mapping) rather than
+    text training data. Whether it has transcripts is checked when it is read."""
+    path = Path(path)
+    if not path.is_file() or path.suffix.lower() not in MANIFEST_SUFFIXES:
+        return False
+    try:
+        records = _records(path)
+    except (DataFormatError, OSError, UnicodeDecodeError):
+        return False
+    if not records:
+        return False
+    _, _, first, name = records[0]
+    return name is not None or _column(list(first), AUDIO_COLUMNS) is not None
+
+
+# ------------------------------------------------------------------ collecting
+def _sentences(path: Path, max_examples: Optional[int], seed: int) -> List[str]:
+    """Sentences of a training-data file (a grammar sampled to ``max_examples``; others subsampled)."""
+    name = detect_format(path)
+    if name == "grammar":
+        examples = load_examples(path, format=name, max_examples=max_examples, seed=seed)
+    else:
+        examples = load_examples(path, format=name)
+    texts = [ex.text for ex in examples if ex.text.strip()]
+    if max_examples is not None and len(texts) > max_examples:
+        keep = np.random.default_rng(seed).choice(len(texts), size=max_examples, replace=False)
+        texts = [texts[i] for i in sorted(keep)]
+    return texts
+
+
+def _looks_like_path(text: str) -> bool:
+    """A string names a file when it exists or ends like a data file; otherwise it is a sentence."""
+    return Path(text).exists() or Path(text).suffix.lower() in DATA_SUFFIXES
+
+
+def collect_examples(items: Iterable[Any], *, max_examples: Optional[int] = None, seed: int = 0,
+                     text_format: str = "sentence") -> List[ASRExample]:
+    """ASRExamples from a mix of sources, in order.
+
+    Each item is an :class:`ASRExample` (kept), an audio manifest path (its recordings), another
+    training-data path (its sentences, synthesised), a :class:`~speech_intent.data.Example` or a
+    plain sentence (synthesised). ``max_examples`` caps the sentences taken from each data file
+    (a grammar is sampled). Synthesised clips get random voices (seeded by ``seed``); their
+    targets are written per ``text_format`` (``"sentence"``: :func:`format_sentence`).
+    """
+    rng = np.random.default_rng([seed, 7])
+    out: List[ASRExample] = []
+
+    def spoken(text: str, source: Optional[str]) -> ASRExample:
+        target = format_sentence(text) if text_format == "sentence" else " ".join(text.split())
+        return ASRExample(text=target, speak=text, voice=int(rng.integers(0, 2**31 - 1)), source=source)
+
+    for item in items:
+        if isinstance(item, ASRExample):
+            out.append(item)
+        elif isinstance(item, Example):
+            out.append(spoken(item.text, None))
+        elif isinstance(item, Path) or (isinstance(item, str) and _looks_like_path(item)):
+            path = Path(item)
+            if not path.exists():
+                raise DataNotFoundError("no such data file or directory", source=path)
+            if is_transcript_manifest(path):
+                out.extend(read_transcript_manifest(path))
+            else:
+                out.extend(spoken(text, str(path)) for text in _sentences(path, max_examples, seed))
+        elif isinstance(item, str):
+            out.append(spoken(item, None))
+        else:
+            raise DataFormatError(f"cannot train the ASR on {type(item).__name__} {item!r}")
+    return out
+
+
+# ------------------------------------------------------------------ evaluation data
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@dataclass
+class EvaluationData:
+    """Files and transcripts never to train on (see the module docstring).
+
+    Built from evaluation manifests (their recordings and transcripts), folders (every audio
+    file under them) and single files (recordings, noise). A training recording is evaluation
+    data when its resolved path or its content (SHA-256) is that of an evaluation file.
+    """
+
+    paths: Set[Path] = field(default_factory=set)
+    digests: Dict[int, Set[str]] = field(default_factory=dict)  # file size -> contents
+    texts: Set[str] = field(default_factory=set)
+    normalizer: TextNormalizer = field(default_factory=TextNormalizer)
+
+    @classmethod
+    def from_paths(cls, paths: Iterable[PathLike]) -> "EvaluationData":
+        data = cls()
+        for item in paths:
+            data.add(item)
+        return data
+
+    def add(self, item: PathLike) -> None:
+        """Add a manifest, a folder or a file (a path that does not exist raises DataNotFoundError)."""
+        path = Path(item).resolve()
+        if path.is_dir():
+            for file in path.rglob("*"):
+                if file.is_file() and file.suffix.lower() in AUDIO_EXTENSIONS:
+                    self._add_file(file)
+            return
+        if not path.is_file():
+            raise DataNotFoundError("no such evaluation file or folder", source=item)
+        if is_transcript_manifest(path):
+            for line, number, record, name in _records(path):
+                try:
+                    self._add_file(_audio_path(record, name, path.parent))
+                except ValueError as error:
+                    raise ManifestError(str(error), source=path, line=line, record=number) from error
+                text = record.get(_column(list(record), TEXT_COLUMNS) or "")
+                if isinstance(text, str) and text.strip():
+                    self.texts.add(self._norm(text))
+        self._add_file(path)
+
+    def add_examples(self, examples: Iterable[ASRExample]) -> None:
+        """Add the recordings and transcripts of ``examples`` (the dev set)."""
+        for example in examples:
+            if isinstance(example.audio, Path):
+                self._add_file(example.audio)
+            self.texts.add(self._norm(example.text))
+
+    def _add_file(self, path: Path) -> None:
+        path = path.resolve()
+        self.paths.add(path)
+        if path.is_file():
+            self.digests.setdefault(path.stat().st_size, set()).add(_digest(path))
+
+    def _norm(self, text: str) -> str:
+        return re.sub(r"\s+", " ", self.normalizer(text)).strip()
+
+    def contains_file(self, path: PathLike) -> bool:
+        """True when ``path`` is (a copy of) an evaluation file."""
+        path = Path(path).resolve()
+        if path in self.paths:
+            return True
+        if not path.is_file():
+            return False
+        same_size = self.digests.get(path.stat().st_size)
+        return bool(same_size) and _digest(path) in same_size
+
+    def contains(self, example: ASRExample) -> bool:
+        """True when ``example``'s recording is evaluation data or its transcript is an evaluation one."""
+        if isinstance(example.audio, Path) and self.contains_file(example.audio):
+            return True
+        return bool(self.texts) and self._norm(example.text) in self.texts
+
+    def __bool__(self) -> bool:
+        return bool(self.paths or self.texts)

@@ -1,0 +1,231 @@
+"""Whisper fine-tuning (speech_intent.asr_training): manifests, evaluation data kept out, training through
+the real Seq2SeqTrainer on a tiny random Whisper saved to disk, the saved WhisperASR and its CTranslate2
+copy loaded by both backends, LoRA merged, and the train-asr CLI."""
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import zlib
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from safetensors.torch import load_file
+
+from speech_intent.asr import FasterWhisperASR, WhisperASR, convert_ctranslate2_whisper, load_asr
+from speech_intent.asr_training import (
+    CTRANSLATE2_DIR,
+    TRAINING_FILE,
+    ASRExample,
+    ASRTrainingOptions,
+    EvaluationData,
+    LoraOptions,
+    collect_examples,
+    fine_tune_asr,
+    format_sentence,
+    is_transcript_manifest,
+    read_transcript_manifest,
+)
+from speech_intent.cli import main
+from speech_intent.data import Example
+from speech_intent.errors import ConfigError, DataFormatError, DataNotFoundError, ManifestError
+
+TOKEN_KEYS = ("bos_token_id", "eos_token_id", "pad_token_id", "decoder_start_token_id")
+needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None,
+                                  reason="espeak-ng is not on PATH (apt-get install espeak-ng)")
+
+
+class ToneSynthesizer:
+    """A stand-in text-to-speech: one tone per word (pitch from the word, voice shifts it), 16 kHz."""
+
+    sampling_rate = 16000
+    num_voices = 3
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def synthesize(self, text: str, *, voice: int = 0) -> np.ndarray:
+        self.calls += 1
+        t = np.arange(int(0.15 * self.sampling_rate)) / self.sampling_rate
+        words = [0.3 * np.sin(2 * np.pi * (200 + zlib.crc32(w.encode()) % 600 + 40 * (voice % 3)) * t)
+                 for w in text.split()]
+        return np.concatenate(words or [np.zeros(1600)]).astype(np.float32)
+
+
+def _wav(path, seed: int, seconds: float = 1.0):
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(16000 * seconds)) / 16000
+    sf.write(path, (0.3 * np.sin(2 * np.pi * (250 + 50 * seed) * t) + 0.02 * rng.standard_normal(len(t))
+                    ).astype(np.float32), 16000)
+    return path
+
+
+@pytest.fixture()
+def corpus(tmp_path):
+    """Training recordings (one a renamed copy of an evaluation recording, one the dev recording), an
+    evaluation manifest, a dev manifest and an evaluation noise file."""
+    (tmp_path / "eval").mkdir()
+    _wav(tmp_path / "eval" / "e1.wav", 9)
+    (tmp_path / "eval" / "eval.csv").write_text("audio,text,intent\ne1.wav,Turn the lights off please.,lights\n")
+    _wav(tmp_path / "kitchen.wav", 11, 3.0)
+    _wav(tmp_path / "dev.wav", 7)
+    (tmp_path / "dev.csv").write_text("audio,text\ndev.wav,call my mom\n")
+    for i in range(3):
+        _wav(tmp_path / f"r{i}.wav", i)
+    shutil.copy(tmp_path / "eval" / "e1.wav", tmp_path / "r_copy.wav")
+    rows = ["audio,text", "r0.wav,play some jazz", "r1.wav,what time is it", "r2.wav,set a timer",
+            "r_copy.wav,something else", "dev.wav,call my mom"]
+    (tmp_path / "train.csv").write_text("\n".join(rows) + "\n")
+    return tmp_path
+
+
+# ------------------------------------------------------------------ manifests and data
+def test_transcript_manifests_in_every_format(tmp_path):
+    _wav(tmp_path / "a.wav", 0)
+    (tmp_path / "m.csv").write_text("file,text,intent\na.wav,Hello there.,greet\n")
+    (tmp_path / "m.jsonl").write_text(json.dumps({"audio": "a.wav", "transcript": "hello  there"}) + "\n")
+    (tmp_path / "labels.json").write_text(json.dumps({"a.wav": {"intent": "greet", "text": "hello"}}))
+    (tmp_path / "array.json").write_text(json.dumps([{"path": str(tmp_path / "a.wav"), "text": "hi"}]))
+    texts = {name: [ex.text for ex in read_transcript_manifest(tmp_path / name)]
+             for name in ("m.csv", "m.jsonl", "labels.json", "array.json")}
+    assert texts == {"m.csv": ["Hello there."], "m.jsonl": ["hello there"], "labels.json": ["hello"],
+                     "array.json": ["hi"]}
+    example = read_transcript_manifest(tmp_path / "m.csv")[0]
+    assert example.audio == (tmp_path / "a.wav").resolve() and example.source == f"{tmp_path / 'm.csv'}:2"
+    assert all(is_transcript_manifest(tmp_path / n) for n in texts)
+    (tmp_path / "nlu.csv").write_text("text,intent\nhello,greet\n")
+    assert not is_transcript_manifest(tmp_path / "nlu.csv")
+
+
+@pytest.mark.parametrize("name, content, where", [
+    ("no_text.csv", "audio,intent\na.wav,greet\n", "line 2"),
+    ("missing.csv", "audio,text\na.wav,hi\nnope.wav,hello\n", "line 3"),
+    ("empty_text.jsonl", '{"audio": "a.wav", "text": "hi"}\n{"audio": "a.wav", "text": " "}\n', "line 2"),
+    ("bad.jsonl", '{"audio": "a.wav", "text": "hi"}\n{oops\n', "line 2"),
+    ("labels.json", '{"a.wav": {"intent": "x"}}', "'a.wav'"),
+    ("ragged.csv", "audio,text\na.wav,hi,extra\n", "line 2"),
+])
+def test_manifest_errors_name_the_file_and_row(tmp_path, name, content, where):
+    _wav(tmp_path / "a.wav", 0)
+    (tmp_path / name).write_text(content)
+    with pytest.raises(DataFormatError) as info:
+        read_transcript_manifest(tmp_path / name)
+    assert isinstance(info.value, ManifestError) and name in str(info.value)
+    assert where in str(info.value)
+    with pytest.raises(DataNotFoundError):
+        read_transcript_manifest(tmp_path / "absent.csv")
+
+
+def test_collect_examples_from_data_files_sentences_and_manifests(tmp_path, corpus):
+    grammar = tmp_path / "grammar.yaml"
+    grammar.write_text("context:\n  expressions:\n    order:\n      - \"[get, make] me a $drink:drink\"\n"
+                       "  slots:\n    drink: [latte, mocha, tea]\n")
+    examples = collect_examples([grammar, "what's up", Example("play jazz", "music"), corpus / "train.csv",
+                                 ASRExample("Kept.", audio=np.zeros(160, np.float32))], max_examples=4, seed=0)
+    spoken = [ex for ex in examples if ex.synthesised]
+    assert len(spoken) == 6 and len(examples) == 6 + 5 + 1
+    assert all(ex.text == format_sentence(ex.speak) and ex.text.endswith(".") and ex.text[0].isupper()
+               for ex in spoken)
+    assert {ex.speak for ex in spoken[:4]} <= {f"{v} me a {d}" for v in ("get", "make") for d in ("latte", "mocha", "tea")}
+    assert collect_examples(["hi"], text_format="verbatim")[0].text == "hi"
+    assert format_sentence("  is it  raining? ") == "Is it raining?"
+    with pytest.raises(DataNotFoundError):
+        collect_examples([tmp_path / "nothing.yaml"])
+
+
+def test_evaluation_data_matches_paths_copies_and_transcripts(corpus):
+    guard = EvaluationData.from_paths([corpus / "eval" / "eval.csv", corpus / "kitchen.wav"])
+    assert guard.contains_file(corpus / "eval" / "e1.wav") and guard.contains_file(corpus / "r_copy.wav")
+    assert guard.contains_file(corpus / "kitchen.wav") and not guard.contains_file(corpus / "r0.wav")
+    assert guard.contains(ASRExample("turn the lights OFF, please", speak="x"))
+    assert not guard.contains(ASRExample("turn the lights on", speak="x"))
+    with pytest.raises(DataNotFoundError):
+        EvaluationData.from_paths([corpus / "no-such-eval"])
+
+
+def test_options_are_checked():
+    with pytest.raises(ConfigError):
+        ASRTrainingOptions(snr_range=(20, 5))
+    with pytest.raises(ConfigError):
+        ASRTrainingOptions(speed_range=(0.9,))
+    with pytest.raises(ConfigError):
+        ASRTrainingOptions(batch_size=0)
+    with pytest.raises(ConfigError):
+        LoraOptions(rank=0)
+    options = ASRTrainingOptions(lora={"rank": 4}, snr_range=[0, 10])
+    assert options.lora == LoraOptions(rank=4) and options.snr_range == (0.0, 10.0)
+    assert ASRTrainingOptions.from_dict(json.loads(json.dumps(options.to_dict()))) == options
+    with pytest.raises(ConfigError):
+        ASRTrainingOptions.from_dict({"epoch": 1})
+
+
+# ------------------------------------------------------------------ training
+def test_evaluation_noise_is_refused(corpus, tiny_whisper_dir):
+    with pytest.raises(ConfigError, match="evaluation"):
+        fine_tune_asr(["play some jazz"], corpus / "out", base=tiny_whisper_dir, noise=corpus / "kitchen.wav",
+                      exclude=[corpus / "kitchen.wav"], synthesizer=ToneSynthesizer(), device="cpu", progress=False)
+    assert not (corpus / "out").exists()
+
+
+def test_fine_tune_lowers_the_loss_and_saves_both_backends(corpus, tiny_whisper_dir):
+    synth = ToneSynthesizer()
+    options = ASRTrainingOptions(epochs=3, learning_rate=1e-3, warmup_ratio=0.0, batch_size=2, logging_steps=1,
+                                 noise_probability=0.0, speed_range=(1.0, 1.0), specaugment=False,
+                                 ctranslate2_quantization="float32")
+    out = corpus / "asr"
+    result = fine_tune_asr([corpus / "train.csv", "the lights off please", "turn the lights off please"], out,
+                           base=tiny_whisper_dir, options=options, dev=[corpus / "dev.csv"],
+                           exclude=[corpus / "eval" / "eval.csv"], synthesizer=synth, device="cpu",
+                           progress=False, prompt="jazz, timer.")
+    # the renamed copy of the evaluation recording, the dev recording and the evaluation sentence are left out
+    assert result.excluded_examples == 3 and result.train_examples == 4 and result.synthesised_examples == 1
+    losses = [loss for _, loss in result.train_loss]
+    assert len(losses) == result.steps == 6 and losses[-1] < losses[0]
+    assert [step for step, _ in result.dev_wer] == [2, 4, 6] and result.best_step in (2, 4, 6)
+    assert result.dev_wer_before is not None and result.best_dev_wer == min(w for _, w in result.dev_wer)
+    saved = json.loads((out / TRAINING_FILE).read_text())
+    assert saved["train_examples"] == 4 and saved["options"]["learning_rate"] == 1e-3
+    for name in ("config.json", "generation_config.json"):  # the base's special tokens, untouched by training
+        got, want = (json.loads((d / name).read_text()) for d in (out, tiny_whisper_dir))
+        assert [got.get(k) for k in TOKEN_KEYS] == [want.get(k) for k in TOKEN_KEYS]
+
+    asr = load_asr(out, device="cpu", max_new_tokens=8)
+    assert isinstance(asr, WhisperASR) and not asr.model.config.apply_spec_augment and asr.model.config.use_cache
+    clip = synth.synthesize("play some jazz")
+    assert isinstance(asr.transcribe([clip])[0].text, str)
+    fast = load_asr(out / CTRANSLATE2_DIR, device="cpu", max_new_tokens=8)
+    assert isinstance(fast, FasterWhisperASR) and isinstance(fast.transcribe([clip])[0].text, str)
+
+    # the CTranslate2 copy holds the fine-tuned weights (read back by the library's own converter)
+    trained, base = load_file(out / "model.safetensors"), load_file(tiny_whisper_dir / "model.safetensors")
+    back = load_file(convert_ctranslate2_whisper(out / CTRANSLATE2_DIR, corpus / "back") / "model.safetensors")
+    key = "model.decoder.layers.0.self_attn.q_proj.weight"
+    assert torch.allclose(back[key], trained[key], atol=1e-6) and not torch.allclose(trained[key], base[key])
+
+
+def test_lora_without_peft_is_a_config_error(monkeypatch, corpus, tiny_whisper_dir):
+    monkeypatch.setitem(sys.modules, "peft", None)
+    with pytest.raises(ConfigError, match="peft"):
+        fine_tune_asr(["play some jazz"], corpus / "out", base=tiny_whisper_dir,
+                      options=ASRTrainingOptions(lora=LoraOptions(rank=2), ctranslate2=False, noise_probability=0),
+                      synthesizer=ToneSynthesizer(), device="cpu", progress=False)
+
+
+@needs_espeak
+def test_train_asr_cli_lora_merges_into_the_decoder(corpus, tiny_whisper_dir, capsys):
+    pytest.importorskip("peft", reason="peft (the train extra) is not installed")
+    out = corpus / "lora"
+    rc = main(["train-asr", "--data", str(corpus / "train.csv"), "play some jazz", "--base", str(tiny_whisper_dir),
+               "--output", str(out), "--exclude", str(corpus / "eval"), "--lora", "4", "--freeze-encoder",
+               "--epochs", "1", "--batch-size", "2", "--lr", "1e-2", "--no-ctranslate2", "--device", "cpu", "-q"])
+    assert rc == 0, capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "1 evaluation examples left out" in err and "saved:" in err
+    trained, base = load_file(out / "model.safetensors"), load_file(tiny_whisper_dir / "model.safetensors")
+    assert not any("lora" in k for k in trained) and set(trained) == set(base)
+    changed = {k for k in base if not torch.equal(trained[k], base[k])}
+    assert changed and all(".decoder." in k and k.endswith(".weight") for k in changed)
+    assert isinstance(load_asr(out, device="cpu", max_new_tokens=8), WhisperASR)
+    assert json.loads((out / TRAINING_FILE).read_text())["options"]["lora"]["rank"] == 4
