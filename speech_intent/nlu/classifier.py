@@ -2,8 +2,10 @@
 
 Loads either a plain ``AutoModelForSequenceClassification`` checkpoint or a joint
 intent + slot checkpoint (:class:`~speech_intent.nlu.joint.JointIntentSlotModel`,
-detected from ``config.json``). Batched (length-sorted, dynamically padded),
-softmax confidence and top-k; label names come from the model config. Joint
+detected from ``config.json``). All texts of a call are tokenised at once, sorted by token
+count and cut into batches padded to their longest text; softmax confidence and top-k;
+label names come from the model config. The forward pass runs on the model itself or, on
+CPU, on a faster runtime (``runtime=``, :mod:`speech_intent.nlu.runtime`). Joint
 models also fill ``slots`` / ``slot_spans``, decoded from the BIO tags of each
 word's first sub-word via the fast tokenizer's character offsets. The text
 normaliser used in training is stored beside the weights (``speech_intent.json``)
@@ -16,6 +18,7 @@ import logging
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
+import numpy as np
 import torch
 
 from ..device import DeviceLike, DTypeLike, resolve_device, resolve_dtype
@@ -26,6 +29,7 @@ from ..slots import SlotSpan, slot_dict, tags_to_slots
 from ..validation import check_classifier_dir
 from .canonical import SlotCanonicalizer
 from .joint import JointIntentSlotModel, is_joint_config
+from .runtime import INPUTS, build_forward, check_runtime
 from .subwords import decode_tags
 
 logger = logging.getLogger(__name__)
@@ -51,6 +55,10 @@ class IntentClassifier:
         training: what training recorded (dev metrics, threshold choice); saved with the stage.
         canonicalizer: maps extracted values of closed slots to their canonical values
             (``slots`` holds the canonical value, ``slot_spans[i].raw`` the text as found).
+        runtime: what runs the forward pass: ``"torch"`` (the model; default) or ``"onnx"``
+            (ONNX Runtime on a cached export of the model; CPU, float32; needs the ``onnx``
+            package, see :mod:`speech_intent.nlu.runtime`). ``save_pretrained`` writes the
+            model's weights either way.
 
     Out-of-scope predictions (under ``threshold``, the ``__oos__`` class, empty text) have
     ``intent=None`` and no slots. When a slot name occurs more than once in a text,
@@ -70,9 +78,11 @@ class IntentClassifier:
         batch_size: int = 64,
         training: Optional[Dict[str, Any]] = None,
         canonicalizer: Optional[SlotCanonicalizer] = None,
+        runtime: str = "torch",
     ) -> None:
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
+        check_runtime(runtime, self.device, self.dtype)
         self.model = model.to(device=self.device, dtype=self.dtype).eval()
         self.tokenizer = tokenizer
         self.normalizer = normalizer
@@ -88,6 +98,12 @@ class IntentClassifier:
         if len(id2label) != model.config.num_labels:
             raise ModelLoadError(None, f"config has {len(id2label)} label names for {model.config.num_labels} outputs")
         self.labels: List[str] = [id2label[i] for i in range(model.config.num_labels)]
+        self.runtime = runtime
+        example = None
+        if runtime != "torch":  # a padded batch to export with and to check the export on
+            encoded = tokenizer(["hello", "hello there, how are you today"], padding=True, return_tensors="pt")
+            example = {n: encoded[n] for n in INPUTS if n in encoded}
+        self._forward = build_forward(runtime, self.model, joint=self.is_joint, example=example)
 
     @property
     def is_joint(self) -> bool:
@@ -151,13 +167,13 @@ class IntentClassifier:
         normalized = [self.normalize(t) for t in texts]
         probs, spans = self._run(normalized, batch_size=batch_size, slots=self.is_joint)
         k = max(1, min(top_k, len(self.labels)))
+        values, indices = (t.tolist() for t in torch.topk(probs, k, dim=-1))
         results: List[IntentPrediction] = []
-        for text, row, found in zip(normalized, probs, spans):
+        for text, row_values, row_indices, found in zip(normalized, values, indices, spans):
             if not text:
                 results.append(IntentPrediction(text=text, intent=None, confidence=0.0))
                 continue
-            values, indices = torch.topk(row, k)
-            top = [(self.labels[int(i)], float(v)) for v, i in zip(values, indices)]
+            top = [(self.labels[i], v) for v, i in zip(row_values, row_indices)]
             intent, confidence = top[0]
             if intent == OOS_LABEL or (self.threshold is not None and confidence < self.threshold):
                 intent, found = None, []
@@ -179,28 +195,44 @@ class IntentClassifier:
     def _run(
         self, texts: Sequence[str], *, batch_size: Optional[int], slots: bool
     ) -> Tuple[torch.Tensor, List[List[SlotSpan]]]:
-        """Intent probabilities and (when ``slots``) decoded slot spans, batched by length."""
+        """Intent probabilities and (when ``slots``) decoded slot spans, in input order.
+
+        One tokenizer call for all texts; batches of texts with similar token counts, each padded
+        to its longest (so a text's result does not depend on the others in its call).
+        """
         batch_size = batch_size or self.batch_size
+        texts = [t or "" for t in texts]
         out = torch.zeros(len(texts), len(self.labels))
         spans: List[List[SlotSpan]] = [[] for _ in texts]
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i] or ""))
+        if not texts:
+            return out, spans
+        enc = self.tokenizer(texts, truncation=True, max_length=self.max_length, return_offsets_mapping=slots)
+        names = [n for n in INPUTS if n in enc]
+        order = sorted(range(len(texts)), key=lambda i: len(enc["input_ids"][i]))
         for start in range(0, len(order), batch_size):
             idx = order[start : start + batch_size]
-            batch = [texts[i] or "" for i in idx]
-            enc = self.tokenizer(
-                batch, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt",
-                return_offsets_mapping=slots,
-            )
-            offsets = enc.pop("offset_mapping", None)
-            output = self.model(**enc.to(self.device))
-            logits = output.intent_logits if self.is_joint else output.logits
-            out[idx] = torch.softmax(logits.float(), dim=-1).cpu()
+            intent_logits, slot_logits = self._forward(self._pad(enc, idx, names))
+            out[idx] = torch.softmax(intent_logits.float(), dim=-1).cpu()
             if slots:
-                tag_ids = output.slot_logits.argmax(dim=-1).cpu().tolist()
-                for row, (i, text) in enumerate(zip(idx, batch)):
-                    tags = decode_tags(offsets[row].tolist(), text, tag_ids[row], self.slot_labels)
-                    spans[i] = tags_to_slots(text, tags)
+                tag_ids = slot_logits.argmax(dim=-1).cpu().tolist()
+                for row, i in enumerate(idx):
+                    tags = decode_tags(enc["offset_mapping"][i], texts[i], tag_ids[row], self.slot_labels)
+                    spans[i] = tags_to_slots(texts[i], tags)
         return out, spans
+
+    def _pad(self, enc, idx: Sequence[int], names: Sequence[str]) -> Dict[str, torch.Tensor]:
+        """The rows ``idx`` of the unpadded encoding as tensors, right-padded to the longest row."""
+        width = max(len(enc["input_ids"][i]) for i in idx)
+        fill = {"input_ids": self.tokenizer.pad_token_id or 0, "attention_mask": 0,
+                "token_type_ids": getattr(self.tokenizer, "pad_token_type_id", 0)}
+        batch = {}
+        for name in names:
+            array = np.full((len(idx), width), fill[name], dtype=np.int64)
+            for row, i in enumerate(idx):
+                values = enc[name][i]
+                array[row, : len(values)] = values
+            batch[name] = torch.from_numpy(array).to(self.device)
+        return batch
 
 
 def _read_stage_config(path: Path) -> Dict[str, Any]:
