@@ -10,15 +10,13 @@ Runtime sessions take the same number), the same texts and the same weights:
   (up to ~1e-8 relative) without the slot head. Its argmax must equal our intents on every text.
   It is given the texts already normalised (our rows normalise inside the timed call). The
   better of its batch sizes is the anchor of the ``x anchor`` column.
-- ``ours RUNTIME``: ``IntentClassifier(texts)`` as a user calls it (default batch size; intents
-  and slots), once per runtime (``torch`` = the default, ``onnx``).
-- ``int8 torch`` / ``int8 onnx`` (measured here, not offered by the library): the same classifier
-  with its forward pass on a dynamically int8-quantised copy of the model
-  (``torch.ao.quantization.quantize_dynamic`` of every ``nn.Linear``; ONNX Runtime's
-  ``quantize_dynamic``, per channel, of the ``onnx`` export).
+- ``ours``: ``IntentClassifier(texts)`` as a user calls it (default batch size; intents and slots).
+- ``onnx`` / ``int8-onnx`` / ``int8-torch`` (``nlu_variants.py``; measured here, not offered by
+  the library): the same classifier with its forward pass on ONNX Runtime (float32, or int8
+  dynamic quantisation) or on torch's int8 dynamic quantisation.
 
 Warm-up call per row, then ``--reps`` repetitions with rows interleaved and rotated; medians.
-Agreement of every row with ``ours torch``: intent (HF rows: argmax) and slot spans per text.
+Agreement of every row with ``ours``: intent (HF rows: argmax) and slot spans per text.
 With ``--data`` (a labelled folder, e.g. the SNIPS test split) each of our rows is also scored
 (intent accuracy, slot F1, sentence accuracy; ``benchmarks/snips.py``'s scorer).
 
@@ -42,7 +40,6 @@ from typing import Any, Callable, Dict, List, Optional
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # sibling benchmark modules
 from throughput import nlu_texts  # noqa: E402
 
-VARIANTS = ("torch", "onnx", "int8-torch", "int8-onnx")
 EPS = 1e-4
 
 
@@ -72,31 +69,6 @@ def hf_twin(classifier, out: Path) -> Path:
     return out
 
 
-def int8_forward(clf, variant: str, tmp: Path):
-    """The forward pass of an int8 dynamically quantised copy of ``clf``'s model."""
-    import copy
-    import warnings
-
-    import torch
-
-    from speech_intent.nlu.runtime import INPUTS, onnx_file, onnx_forward, torch_forward
-
-    if variant == "int8-torch":
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # torch.ao.quantization announces its move to torchao
-            quantized = torch.ao.quantization.quantize_dynamic(copy.deepcopy(clf.model), {torch.nn.Linear},
-                                                               dtype=torch.qint8)
-        return torch_forward(quantized, clf.is_joint)
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    encoded = clf.tokenizer(["hello", "hello there, how are you today"], padding=True, return_tensors="pt")
-    example = {n: encoded[n] for n in INPUTS if n in encoded}  # as IntentClassifier exports: the cached file
-    out = tmp / "int8.onnx"
-    quantize_dynamic(str(onnx_file(clf.model, joint=clf.is_joint, example=example)), str(out),
-                     weight_type=QuantType.QInt8, per_channel=True)
-    return onnx_forward(out, list(example), clf.is_joint)
-
-
 def load_texts(args) -> tuple:
     """(texts, labelled examples or None)."""
     if args.data is None:
@@ -118,7 +90,8 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)), help="torch / ORT threads")
     parser.add_argument("--hf-batch-sizes", default="1,64")
-    parser.add_argument("--variants", default=",".join(VARIANTS), help="our rows: runtimes and int8 variants")
+    parser.add_argument("--variants", default="onnx,int8-onnx,int8-torch",
+                        help="other runtimes to measure (nlu_variants.py; '' = none)")
     parser.add_argument("--json", type=Path, help="write all measurements here")
     args = parser.parse_args(argv)
 
@@ -136,20 +109,16 @@ def main(argv: Optional[List[str]] = None) -> None:
             else default_intent_model(device="cpu", progress=False))
     texts, examples = load_texts(args)
     normalized = [base.normalize(t) for t in texts]
-    rows: Dict[str, Callable[[], List[Any]]] = {}
-    ours: Dict[str, Any] = {}
-    tmp_dir = tempfile.TemporaryDirectory(prefix="si-nlu-")
-    for variant in args.variants.split(","):
-        clf = IntentClassifier(base.model, base.tokenizer, device="cpu", normalizer=base.normalizer,
-                               threshold=base.threshold, max_length=base.max_length, canonicalizer=base.canonicalizer,
-                               runtime="onnx" if variant.endswith("onnx") else "torch")
-        if variant.startswith("int8"):
-            clf._forward = int8_forward(clf, variant, Path(tmp_dir.name))  # benchmark-only variant
-        name = f"int8 {variant[5:]}" if variant.startswith("int8") else f"ours {variant}"
-        ours[name] = clf
-        rows[name] = (lambda c: lambda batch: c(batch))(clf)
+    rows: Dict[str, Callable[[List[str]], List[Any]]] = {}
+    ours: Dict[str, Any] = {"ours": base}
     with tempfile.TemporaryDirectory(prefix="si-nlu-") as tmp:
-        pipe = pipeline("text-classification", model=str(hf_twin(base, Path(tmp))), device=-1)
+        for name in (v for v in args.variants.split(",") if v):
+            from nlu_variants import variant
+
+            ours[name] = variant(base, name, Path(tmp))
+        for name, clf in ours.items():
+            rows[name] = (lambda c: lambda batch: c(batch))(clf)
+        pipe = pipeline("text-classification", model=str(hf_twin(base, Path(tmp) / "hf")), device=-1)
         for bs in (int(b) for b in args.hf_batch_sizes.split(",")):
             rows[f"HF pipeline b={bs}"] = (lambda b: lambda batch: pipe(batch, batch_size=b, truncation=True,
                                                                         max_length=base.max_length))(bs)
@@ -168,12 +137,11 @@ def main(argv: Optional[List[str]] = None) -> None:
                 print(f"rep {rep + 1}/{args.reps} {name}: {times[name][-1]:.2f} s load {os.getloadavg()[0]:.2f}",
                       flush=True)
             load.append((f"after rep {rep + 1}", os.getloadavg()))
-    tmp_dir.cleanup()
     report(args, texts, examples, ours, rows, times, outputs, load)
 
 
 def report(args, texts, examples, ours, rows, times, outputs, load) -> None:
-    ref = outputs.get("ours torch")
+    ref = outputs.get("ours")
     medians = {name: statistics.median(t) for name, t in times.items()}
     hf = [n for n in rows if n.startswith("HF")]
     anchor = min(hf, key=medians.get) if hf else None

@@ -4,8 +4,7 @@ Loads either a plain ``AutoModelForSequenceClassification`` checkpoint or a join
 intent + slot checkpoint (:class:`~speech_intent.nlu.joint.JointIntentSlotModel`,
 detected from ``config.json``). All texts of a call are tokenised at once, sorted by token
 count and cut into batches padded to their longest text; softmax confidence and top-k;
-label names come from the model config. The forward pass runs on the model itself or, on
-CPU, on a faster runtime (``runtime=``, :mod:`speech_intent.nlu.runtime`). Joint
+label names come from the model config. Joint
 models also fill ``slots`` / ``slot_spans``, decoded from the BIO tags of each
 word's first sub-word via the fast tokenizer's character offsets. The text
 normaliser used in training is stored beside the weights (``speech_intent.json``)
@@ -29,7 +28,6 @@ from ..slots import SlotSpan, slot_dict, tags_to_slots
 from ..validation import check_classifier_dir
 from .canonical import SlotCanonicalizer
 from .joint import JointIntentSlotModel, is_joint_config
-from .runtime import INPUTS, build_forward, check_runtime
 from .subwords import decode_tags
 
 logger = logging.getLogger(__name__)
@@ -38,6 +36,8 @@ STAGE_CONFIG = "speech_intent.json"
 #: Intent label of the explicit out-of-scope class (trained from examples with ``intent=None``);
 #: a prediction of it is reported as ``intent=None``.
 OOS_LABEL = "__oos__"
+#: Tokenizer outputs passed to the model (those the tokenizer gives).
+INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
 class IntentClassifier:
@@ -55,10 +55,6 @@ class IntentClassifier:
         training: what training recorded (dev metrics, threshold choice); saved with the stage.
         canonicalizer: maps extracted values of closed slots to their canonical values
             (``slots`` holds the canonical value, ``slot_spans[i].raw`` the text as found).
-        runtime: what runs the forward pass: ``"torch"`` (the model; default) or ``"onnx"``
-            (ONNX Runtime on a cached export of the model; CPU, float32; needs the ``onnx``
-            package, see :mod:`speech_intent.nlu.runtime`). ``save_pretrained`` writes the
-            model's weights either way.
 
     Out-of-scope predictions (under ``threshold``, the ``__oos__`` class, empty text) have
     ``intent=None`` and no slots. When a slot name occurs more than once in a text,
@@ -78,11 +74,9 @@ class IntentClassifier:
         batch_size: int = 64,
         training: Optional[Dict[str, Any]] = None,
         canonicalizer: Optional[SlotCanonicalizer] = None,
-        runtime: str = "torch",
     ) -> None:
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
-        check_runtime(runtime, self.device, self.dtype)
         self.model = model.to(device=self.device, dtype=self.dtype).eval()
         self.tokenizer = tokenizer
         self.normalizer = normalizer
@@ -98,12 +92,6 @@ class IntentClassifier:
         if len(id2label) != model.config.num_labels:
             raise ModelLoadError(None, f"config has {len(id2label)} label names for {model.config.num_labels} outputs")
         self.labels: List[str] = [id2label[i] for i in range(model.config.num_labels)]
-        self.runtime = runtime
-        example = None
-        if runtime != "torch":  # a padded batch to export with and to check the export on
-            encoded = tokenizer(["hello", "hello there, how are you today"], padding=True, return_tensors="pt")
-            example = {n: encoded[n] for n in INPUTS if n in encoded}
-        self._forward = build_forward(runtime, self.model, joint=self.is_joint, example=example)
 
     @property
     def is_joint(self) -> bool:
@@ -211,7 +199,7 @@ class IntentClassifier:
         order = sorted(range(len(texts)), key=lambda i: len(enc["input_ids"][i]))
         for start in range(0, len(order), batch_size):
             idx = order[start : start + batch_size]
-            intent_logits, slot_logits = self._forward(self._pad(enc, idx, names))
+            intent_logits, slot_logits = self._logits(self._pad(enc, idx, names))
             out[idx] = torch.softmax(intent_logits.float(), dim=-1).cpu()
             if slots:
                 tag_ids = slot_logits.argmax(dim=-1).cpu().tolist()
@@ -219,6 +207,11 @@ class IntentClassifier:
                     tags = decode_tags(enc["offset_mapping"][i], texts[i], tag_ids[row], self.slot_labels)
                     spans[i] = tags_to_slots(texts[i], tags)
         return out, spans
+
+    def _logits(self, inputs: Dict[str, torch.Tensor]) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """One forward pass: intent logits and (joint models) slot logits, else ``None``."""
+        output = self.model(**inputs)
+        return (output.intent_logits, output.slot_logits) if self.is_joint else (output.logits, None)
 
     def _pad(self, enc, idx: Sequence[int], names: Sequence[str]) -> Dict[str, torch.Tensor]:
         """The rows ``idx`` of the unpadded encoding as tensors, right-padded to the longest row."""
