@@ -186,7 +186,7 @@ class IntentClassifier:
         """Intent probabilities and (when ``slots``) decoded slot spans, in input order.
 
         One tokenizer call for all texts; batches of texts with similar token counts, each padded
-        to its longest (so a text's result does not depend on the others in its call).
+        to its longest (a text's result does not depend on the others in its call, up to float rounding).
         """
         batch_size = batch_size or self.batch_size
         texts = [t or "" for t in texts]
