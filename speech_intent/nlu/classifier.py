@@ -2,8 +2,9 @@
 
 Loads either a plain ``AutoModelForSequenceClassification`` checkpoint or a joint
 intent + slot checkpoint (:class:`~speech_intent.nlu.joint.JointIntentSlotModel`,
-detected from ``config.json``). Batched (length-sorted, dynamically padded),
-softmax confidence and top-k; label names come from the model config. Joint
+detected from ``config.json``). All texts of a call are tokenised at once, sorted by token
+count and cut into batches padded to their longest text; softmax confidence and top-k;
+label names come from the model config. Joint
 models also fill ``slots`` / ``slot_spans``, decoded from the BIO tags of each
 word's first sub-word via the fast tokenizer's character offsets (argmax per word, or
 Viterbi for a CRF slot decoder). The text
@@ -17,6 +18,7 @@ import logging
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
+import numpy as np
 import torch
 
 from ..device import DeviceLike, DTypeLike, resolve_device, resolve_dtype
@@ -35,6 +37,8 @@ STAGE_CONFIG = "speech_intent.json"
 #: Intent label of the explicit out-of-scope class (trained from examples with ``intent=None``);
 #: a prediction of it is reported as ``intent=None``.
 OOS_LABEL = "__oos__"
+#: Tokenizer outputs passed to the model (those the tokenizer gives).
+INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
 class IntentClassifier:
@@ -152,13 +156,13 @@ class IntentClassifier:
         normalized = [self.normalize(t) for t in texts]
         probs, spans = self._run(normalized, batch_size=batch_size, slots=self.is_joint)
         k = max(1, min(top_k, len(self.labels)))
+        values, indices = (t.tolist() for t in torch.topk(probs, k, dim=-1))
         results: List[IntentPrediction] = []
-        for text, row, found in zip(normalized, probs, spans):
+        for text, row_values, row_indices, found in zip(normalized, values, indices, spans):
             if not text:
                 results.append(IntentPrediction(text=text, intent=None, confidence=0.0))
                 continue
-            values, indices = torch.topk(row, k)
-            top = [(self.labels[int(i)], float(v)) for v, i in zip(values, indices)]
+            top = [(self.labels[i], v) for v, i in zip(row_values, row_indices)]
             intent, confidence = top[0]
             if intent == OOS_LABEL or (self.threshold is not None and confidence < self.threshold):
                 intent, found = None, []
@@ -180,30 +184,53 @@ class IntentClassifier:
     def _run(
         self, texts: Sequence[str], *, batch_size: Optional[int], slots: bool
     ) -> Tuple[torch.Tensor, List[List[SlotSpan]]]:
-        """Intent probabilities and (when ``slots``) decoded slot spans, batched by length."""
+        """Intent probabilities and (when ``slots``) decoded slot spans, in input order.
+
+        One tokenizer call for all texts; batches of texts with similar token counts, each padded
+        to its longest (a text's result does not depend on the others in its call, up to float rounding).
+        """
         batch_size = batch_size or self.batch_size
+        texts = [t or "" for t in texts]
         out = torch.zeros(len(texts), len(self.labels))
         spans: List[List[SlotSpan]] = [[] for _ in texts]
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i] or ""))
+        if not texts:
+            return out, spans
+        enc = self.tokenizer(texts, truncation=True, max_length=self.max_length, return_offsets_mapping=slots)
+        names = [n for n in INPUTS if n in enc]
+        order = sorted(range(len(texts)), key=lambda i: len(enc["input_ids"][i]))
         for start in range(0, len(order), batch_size):
             idx = order[start : start + batch_size]
-            batch = [texts[i] or "" for i in idx]
-            enc = self.tokenizer(
-                batch, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt",
-                return_offsets_mapping=slots,
-            )
-            offsets = enc.pop("offset_mapping", None)
-            output = self.model(**enc.to(self.device))
-            logits = output.intent_logits if self.is_joint else output.logits
-            out[idx] = torch.softmax(logits.float(), dim=-1).cpu()
+            intent_logits, slot_logits = self._logits(self._pad(enc, idx, names))
+            out[idx] = torch.softmax(intent_logits.float(), dim=-1).cpu()
             if slots:
-                mask = torch.tensor([[w >= 0 for w in first_subwords(offs.tolist(), text)]
-                                     for offs, text in zip(offsets, batch)], dtype=torch.bool)
-                tag_ids = self.model.decode_slots(output.slot_logits, mask.to(self.device)).cpu().tolist()
-                for row, (i, text) in enumerate(zip(idx, batch)):
-                    tags = decode_tags(offsets[row].tolist(), text, tag_ids[row], self.slot_labels)
-                    spans[i] = tags_to_slots(text, tags)
+                mask = torch.zeros(slot_logits.shape[:2], dtype=torch.bool)
+                for row, i in enumerate(idx):
+                    first = first_subwords(list(enc["offset_mapping"][i]), texts[i])
+                    mask[row, : len(first)] = torch.tensor([w >= 0 for w in first], dtype=torch.bool)
+                tag_ids = self.model.decode_slots(slot_logits, mask.to(self.device)).cpu().tolist()
+                for row, i in enumerate(idx):
+                    tags = decode_tags(enc["offset_mapping"][i], texts[i], tag_ids[row], self.slot_labels)
+                    spans[i] = tags_to_slots(texts[i], tags)
         return out, spans
+
+    def _logits(self, inputs: Dict[str, torch.Tensor]) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """One forward pass: intent logits and (joint models) slot logits, else ``None``."""
+        output = self.model(**inputs)
+        return (output.intent_logits, output.slot_logits) if self.is_joint else (output.logits, None)
+
+    def _pad(self, enc, idx: Sequence[int], names: Sequence[str]) -> Dict[str, torch.Tensor]:
+        """The rows ``idx`` of the unpadded encoding as tensors, right-padded to the longest row."""
+        width = max(len(enc["input_ids"][i]) for i in idx)
+        fill = {"input_ids": self.tokenizer.pad_token_id or 0, "attention_mask": 0,
+                "token_type_ids": getattr(self.tokenizer, "pad_token_type_id", 0)}
+        batch = {}
+        for name in names:
+            array = np.full((len(idx), width), fill[name], dtype=np.int64)
+            for row, i in enumerate(idx):
+                values = enc[name][i]
+                array[row, : len(values)] = values
+            batch[name] = torch.from_numpy(array).to(self.device)
+        return batch
 
 
 def _read_stage_config(path: Path) -> Dict[str, Any]:
