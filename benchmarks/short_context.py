@@ -17,7 +17,7 @@ Backends: ``faster-whisper`` (the default), ``whisper`` (transformers) and ``gra
 constrained to the coffee grammar, coffee only). Times are wall seconds of the same run (ratios only;
 ``benchmarks/throughput.py`` measures speed on a quiet machine).
 
-    python benchmarks/short_context.py                       # everything (about 15 min on 2 cores)
+    python benchmarks/short_context.py                       # everything (tens of minutes on 2 cores)
     python benchmarks/short_context.py --backends faster-whisper --sets coffee --limit 20
 """
 from __future__ import annotations
