@@ -355,9 +355,9 @@ class WhisperASR(BaseASR):
                                 hop=extractor.hop_length)
         out = self._run(batch, frames, prompt)
         if frames < extractor.nb_max_frames:
+            limit = self._generate_kwargs(prompt)["max_new_tokens"]
             again = [i for i, t in enumerate(out) if needs_full_window(
-                t.text, t.confidence, self._token_count(t.text), self._generate_kwargs(prompt)["max_new_tokens"],
-                in_grammar=t.in_grammar)]
+                t.text, t.confidence, self._token_count(t.text), limit, in_grammar=t.in_grammar)]
             if again:
                 logger.debug("%d of %d clips decoded on %d frames look unreliable; decoding them on 30 s",
                              len(again), len(batch), frames)
