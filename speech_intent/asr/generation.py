@@ -52,7 +52,8 @@ class _MaskCache:
     """Boolean vocabulary masks of a token list, one per (vocabulary size, device)."""
 
     def __init__(self, tokens: torch.Tensor) -> None:
-        self.tokens, self.masks = tokens, {}  # type: Tuple[torch.Tensor, Dict]
+        self.tokens = tokens
+        self.masks: Dict[Tuple[int, torch.device], torch.Tensor] = {}
 
     def mask(self, scores: torch.Tensor) -> torch.Tensor:
         key = (scores.shape[-1], scores.device)

@@ -29,7 +29,7 @@ from ..slots import SlotSpan, slot_dict, tags_to_slots
 from ..validation import check_classifier_dir
 from .canonical import SlotCanonicalizer
 from .joint import JointIntentSlotModel, is_joint_config
-from .subwords import decode_tags, first_subwords
+from .subwords import first_subword_tags, first_subwords
 
 logger = logging.getLogger(__name__)
 
@@ -203,13 +203,13 @@ class IntentClassifier:
             intent_logits, slot_logits = self._logits(self._pad(enc, idx, names))
             out[idx] = torch.softmax(intent_logits.float(), dim=-1).cpu()
             if slots:
+                firsts = [first_subwords(list(enc["offset_mapping"][i]), texts[i]) for i in idx]
                 mask = torch.zeros(slot_logits.shape[:2], dtype=torch.bool)
-                for row, i in enumerate(idx):
-                    first = first_subwords(list(enc["offset_mapping"][i]), texts[i])
+                for row, first in enumerate(firsts):
                     mask[row, : len(first)] = torch.tensor([w >= 0 for w in first], dtype=torch.bool)
                 tag_ids = self.model.decode_slots(slot_logits, mask.to(self.device)).cpu().tolist()
-                for row, i in enumerate(idx):
-                    tags = decode_tags(enc["offset_mapping"][i], texts[i], tag_ids[row], self.slot_labels)
+                for row, (i, first) in enumerate(zip(idx, firsts)):
+                    tags = first_subword_tags(first, texts[i], tag_ids[row], self.slot_labels)
                     spans[i] = tags_to_slots(texts[i], tags)
         return out, spans
 

@@ -13,7 +13,7 @@ from typing import List, Sequence, Tuple
 
 from ..slots import OUTSIDE, word_bounds
 
-__all__ = ["IGNORE_INDEX", "OUTSIDE", "first_subwords", "align_labels", "decode_tags"]
+__all__ = ["IGNORE_INDEX", "OUTSIDE", "first_subwords", "align_labels", "decode_tags", "first_subword_tags"]
 
 IGNORE_INDEX = -100
 
@@ -51,8 +51,14 @@ def decode_tags(offsets: Sequence[Span], text: str, token_tag_ids: Sequence[int]
 
     Words with no token (cut off by truncation) are tagged ``O``.
     """
+    return first_subword_tags(first_subwords(offsets, text), text, token_tag_ids, labels)
+
+
+def first_subword_tags(first: Sequence[int], text: str, token_tag_ids: Sequence[int],
+                       labels: Sequence[str]) -> List[str]:
+    """:func:`decode_tags` from :func:`first_subwords` already computed for ``text``."""
     tags = [OUTSIDE] * len(word_bounds(text))
-    for word, tag_id in zip(first_subwords(offsets, text), token_tag_ids):
+    for word, tag_id in zip(first, token_tag_ids):
         if word >= 0:
             tags[word] = labels[int(tag_id)]
     return tags
