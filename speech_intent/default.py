@@ -48,13 +48,16 @@ def _cache_key(data: bytes) -> str:
     return digest.hexdigest()[:16]
 
 
-def default_intent_model(device: DeviceLike = None, *, progress: bool = True) -> IntentClassifier:
-    """Load the cached demo-domain intent + slot model, fine-tuning it first if it is not cached."""
+def default_intent_model(device: DeviceLike = None, *, progress: bool = True, **options) -> IntentClassifier:
+    """Load the cached demo-domain intent + slot model, fine-tuning it first if it is not cached.
+
+    ``options``: keyword arguments of :class:`IntentClassifier` (e.g. ``runtime="onnx-int8"``).
+    """
     data_path = demo_domain_path()
     target = cache_dir() / f"demo-intent-{_cache_key(data_path.read_bytes())}"
     if (target / "model.safetensors").is_file():
         logger.info("loading cached demo intent model from %s", target)
-        return IntentClassifier.from_pretrained(target, device=device)
+        return IntentClassifier.from_pretrained(target, device=device, **options)
     examples = read_rasa(data_path)
     logger.warning("fine-tuning the demo intent model on %d utterances (first run only; cached in %s)",
                    len(examples), target)
@@ -68,4 +71,4 @@ def default_intent_model(device: DeviceLike = None, *, progress: bool = True) ->
             logger.info("demo intent model already cached by another process")
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    return IntentClassifier.from_pretrained(target, device=device)
+    return IntentClassifier.from_pretrained(target, device=device, **options)

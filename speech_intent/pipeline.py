@@ -15,7 +15,7 @@ import json
 import logging
 from dataclasses import replace
 from pathlib import Path
-from typing import Collection, Iterable, Iterator, List, Optional, Sequence, Union
+from typing import Any, Collection, Iterable, Iterator, List, Mapping, Optional, Sequence, Union
 
 from .asr import BACKENDS, ASRStage, FasterWhisperASR, detect_backend, load_asr
 from .audio import (
@@ -83,20 +83,26 @@ class SpeechIntentPipeline:
     # ------------------------------------------------------------------ loading
     @classmethod
     def default(cls, device: DeviceLike = None, *, progress: bool = True, asr: Optional[ASRStage] = None,
-                **kwargs) -> "SpeechIntentPipeline":
+                intent_options: Optional[Mapping[str, Any]] = None, **kwargs) -> "SpeechIntentPipeline":
         """The embedded default: bundled Whisper tiny.en (faster-whisper) + the demo-domain intent model.
 
         Works offline. The intent model is fine-tuned on first use and cached
-        (see :func:`speech_intent.default.default_intent_model`).
+        (see :func:`speech_intent.default.default_intent_model`). ``intent_options``: keyword
+        arguments of :class:`IntentClassifier` (e.g. ``{"runtime": "onnx-int8"}``).
         """
         # the intent model first: a first-run fine-tune is several times slower on CPU once CTranslate2
         # is loaded (its OpenMP threads compete with torch's)
-        intent = default_intent_model(device=device, progress=progress)
+        intent = default_intent_model(device=device, progress=progress, **(intent_options or {}))
         return cls(asr if asr is not None else FasterWhisperASR.from_pretrained(None, device=device), intent, **kwargs)
 
     @classmethod
-    def from_pretrained(cls, directory: Union[str, Path], *, device: DeviceLike = None, **kwargs) -> "SpeechIntentPipeline":
-        """Load a pipeline directory written by :meth:`save_pretrained`."""
+    def from_pretrained(cls, directory: Union[str, Path], *, device: DeviceLike = None,
+                        intent_options: Optional[Mapping[str, Any]] = None, **kwargs) -> "SpeechIntentPipeline":
+        """Load a pipeline directory written by :meth:`save_pretrained`.
+
+        ``intent_options``: keyword arguments of :class:`IntentClassifier` for its intent stage (e.g.
+        ``{"runtime": "onnx-int8"}``); ``kwargs`` override the saved pipeline options.
+        """
         directory = Path(directory)
         config_file = directory / PIPELINE_CONFIG
         if not config_file.is_file():
@@ -113,7 +119,8 @@ class SpeechIntentPipeline:
         except ConfigError as error:
             raise ConfigError(f"{config_file}: asr.options: {error}") from error
         asr = load_asr(asr_dir, backend=backend, device=device, options=options)
-        intent = IntentClassifier.from_pretrained(directory / intent_cfg.get("path", "intent"), device=device)
+        intent = IntentClassifier.from_pretrained(directory / intent_cfg.get("path", "intent"), device=device,
+                                                  **(intent_options or {}))
         keys = ("max_duration", "min_duration", "silence_threshold", "top_k", "domain_prompt")
         options = {k: config[k] for k in keys if k in config}
         options.update(kwargs)

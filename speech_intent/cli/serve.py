@@ -29,7 +29,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--max-streams", type=int, default=32, help="concurrent WebSocket streams at most")
     p.add_argument("--partial-interval", type=float, default=1.0, help="seconds between partials (0: none)")
     p.add_argument("--threads", type=int, default=None,
-                   help="torch intra-op threads of the model worker (default: the cores this process may use)")
+                   help="torch intra-op threads of the model worker, and ONNX Runtime's with --nlu-runtime onnx"
+                        " / onnx-int8 (default: the cores this process may use)")
     add_vad_args(p)
     add_model_args(p)
     p.set_defaults(func=run)

@@ -9,7 +9,8 @@ models also fill ``slots`` / ``slot_spans``, decoded from the BIO tags of each
 word's first sub-word via the fast tokenizer's character offsets (argmax per word, or
 Viterbi for a CRF slot decoder). The text
 normaliser used in training is stored beside the weights (``speech_intent.json``)
-and applied to every input.
+and applied to every input. ``runtime="onnx"`` / ``"onnx-int8"`` runs the forward pass on ONNX
+Runtime on the CPU instead of torch (:mod:`speech_intent.nlu.onnx`); everything else is the same.
 """
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ from ..slots import SlotSpan, slot_dict, tags_to_slots
 from ..validation import check_classifier_dir
 from .canonical import SlotCanonicalizer
 from .joint import JointIntentSlotModel, is_joint_config
+from .onnx import check_runtime, default_export_dir, load_onnx_forward
 from .subwords import first_subword_tags, first_subwords
 
 logger = logging.getLogger(__name__)
@@ -56,6 +58,13 @@ class IntentClassifier:
         training: what training recorded (dev metrics, threshold choice); saved with the stage.
         canonicalizer: maps extracted values of closed slots to their canonical values
             (``slots`` holds the canonical value, ``slot_spans[i].raw`` the text as found).
+        runtime: the forward pass: ``"torch"`` (default), or ONNX Runtime on the CPU, ``"onnx"``
+            (float32 export) or ``"onnx-int8"`` (int8 dynamic quantisation of it); needs
+            ``pip install 'speech-intent[onnx]'``, device ``cpu`` (``None`` gives the CPU) and float32.
+        threads: ONNX Runtime intra-op threads (``None``: torch's thread count in the calling thread,
+            at most the usable cores); the torch runtime uses torch's own setting.
+        onnx_dir: where the ONNX export is kept and reused (``None``: ``onnx/`` beside the weights
+            when loaded from a writable directory, else speech-intent's cache folder).
 
     Out-of-scope predictions (under ``threshold``, the ``__oos__`` class, empty text) have
     ``intent=None`` and no slots. When a slot name occurs more than once in a text,
@@ -75,9 +84,14 @@ class IntentClassifier:
         batch_size: int = 64,
         training: Optional[Dict[str, Any]] = None,
         canonicalizer: Optional[SlotCanonicalizer] = None,
+        runtime: str = "torch",
+        threads: Optional[int] = None,
+        onnx_dir: Union[str, Path, None] = None,
     ) -> None:
-        self.device = resolve_device(device)
+        self.device = resolve_device("cpu" if device is None and runtime != "torch" else device)
         self.dtype = resolve_dtype(dtype, self.device)
+        check_runtime(runtime, self.device, self.dtype)
+        self.runtime = runtime
         self.model = model.to(device=self.device, dtype=self.dtype).eval()
         self.tokenizer = tokenizer
         self.normalizer = normalizer
@@ -93,6 +107,8 @@ class IntentClassifier:
         if len(id2label) != model.config.num_labels:
             raise ModelLoadError(None, f"config has {len(id2label)} label names for {model.config.num_labels} outputs")
         self.labels: List[str] = [id2label[i] for i in range(model.config.num_labels)]
+        self._onnx = (load_onnx_forward(self, runtime, export_dir=onnx_dir, threads=threads)
+                      if runtime != "torch" else None)
 
     @property
     def is_joint(self) -> bool:
@@ -103,7 +119,10 @@ class IntentClassifier:
     def from_pretrained(
         cls, name_or_path: Union[str, Path], *, device: DeviceLike = None, dtype: DTypeLike = None, **kwargs
     ) -> "IntentClassifier":
-        """Load a sequence-classification or joint intent + slot checkpoint (safetensors only, no remote code)."""
+        """Load a sequence-classification or joint intent + slot checkpoint (safetensors only, no remote code).
+
+        ``kwargs`` are the constructor's (``runtime="onnx-int8"``, ``threads``, ``threshold``, ...).
+        """
         from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
         if Path(name_or_path).is_dir():  # local checkpoints: clear errors for bad labels / heads / pickles
@@ -125,6 +144,8 @@ class IntentClassifier:
                 kwargs[key] = settings[key]
         if "slot_values" in settings and "canonicalizer" not in kwargs:
             kwargs["canonicalizer"] = SlotCanonicalizer.from_dict(settings["slot_values"])
+        if kwargs.get("runtime", "torch") != "torch" and kwargs.get("onnx_dir") is None and Path(name_or_path).is_dir():
+            kwargs["onnx_dir"] = default_export_dir(Path(name_or_path))
         return cls(model, tokenizer, device=device, dtype=dtype, **kwargs)
 
     def save_pretrained(self, save_directory: Union[str, Path]) -> None:
@@ -215,6 +236,8 @@ class IntentClassifier:
 
     def _logits(self, inputs: Dict[str, torch.Tensor]) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
         """One forward pass: intent logits and (joint models) slot logits, else ``None``."""
+        if self._onnx is not None:
+            return self._onnx(inputs)
         output = self.model(**inputs)
         return (output.intent_logits, output.slot_logits) if self.is_joint else (output.logits, None)
 

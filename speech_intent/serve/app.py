@@ -151,6 +151,7 @@ def service_info(service: Service) -> Dict[str, Any]:
                 "options": options.to_dict() if hasattr(options, "to_dict") else None,
                 "domain_prompt": pipe.prompt_text},
         "device": {"asr": str(getattr(asr, "device", None) or "cpu"), "intent": str(getattr(intent, "device", "cpu")),
+                   "intent_runtime": getattr(intent, "runtime", "torch"),
                    "threads": service.config.threads},
         "limits": {"max_body_bytes": service.config.max_body_bytes, "max_audio_seconds": service.max_audio_seconds,
                    "max_files": service.config.max_files, "max_texts": service.config.max_texts,
