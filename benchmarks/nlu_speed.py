@@ -1,7 +1,7 @@
 """NLU throughput on CPU: our IntentClassifier vs ``transformers.pipeline("text-classification")``.
 
-One process, one torch thread setting for every row (``--threads``, default: the cores; ONNX
-Runtime sessions take the same number), the same texts and the same weights:
+One process, one torch thread setting for every row (``--threads``, default: the cores; the ONNX
+Runtime rows get the same number of intra-op threads), the same texts and the same weights:
 
 - ``HF pipeline b=N``: ``transformers.pipeline("text-classification", device=-1)`` on a
   ``BertForSequenceClassification`` twin of the joint model, saved to a temp dir: the joint
@@ -11,9 +11,11 @@ Runtime sessions take the same number), the same texts and the same weights:
   It is given the texts already normalised (our rows normalise inside the timed call). The
   better of its batch sizes is the anchor of the ``x anchor`` column.
 - ``ours``: ``IntentClassifier(texts)`` as a user calls it (default batch size; intents and slots).
-- ``onnx`` / ``int8-onnx`` / ``int8-torch`` (``nlu_variants.py``; measured here, not offered by
-  the library): the same classifier with its forward pass on ONNX Runtime (float32, or int8
-  dynamic quantisation) or on torch's int8 dynamic quantisation.
+- ``onnx`` / ``onnx-int8`` (``nlu_variants.py``): the same classifier with the library's ONNX Runtime
+  forward pass, ``runtime="onnx"`` (float32 export) or ``runtime="onnx-int8"`` (int8 dynamic
+  quantisation of it); exported into a temp folder, not beside the model.
+- ``int8-torch`` (``nlu_variants.py``; benchmark only, not offered by the library): the forward pass
+  on torch's int8 dynamic quantisation of every ``nn.Linear``.
 
 Warm-up call per row, then ``--reps`` repetitions with rows interleaved and rotated; medians.
 Agreement of every row with ``ours``: intent (HF rows: argmax) and slot spans per text.
@@ -90,7 +92,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)), help="torch / ORT threads")
     parser.add_argument("--hf-batch-sizes", default="1,64")
-    parser.add_argument("--variants", default="onnx,int8-onnx,int8-torch",
+    parser.add_argument("--variants", default="onnx,onnx-int8,int8-torch",
                         help="other runtimes to measure (nlu_variants.py; '' = none)")
     parser.add_argument("--json", type=Path, help="write all measurements here")
     args = parser.parse_args(argv)
@@ -115,7 +117,7 @@ def main(argv: Optional[List[str]] = None) -> None:
         for name in (v for v in args.variants.split(",") if v):
             from nlu_variants import variant
 
-            ours[name] = variant(base, name, Path(tmp))
+            ours[name] = variant(base, name, Path(tmp) / "onnx", threads=args.threads)
         for name, clf in ours.items():
             rows[name] = (lambda c: lambda batch: c(batch))(clf)
         pipe = pipeline("text-classification", model=str(hf_twin(base, Path(tmp) / "hf")), device=-1)

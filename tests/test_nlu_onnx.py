@@ -90,9 +90,12 @@ def test_onnx_runtime_refuses_gpu_other_dtypes_and_unknown_names(tiny_bert_dir, 
         IntentClassifier.from_pretrained(tiny_bert_dir, device="cpu", runtime="tensorrt")
     with pytest.raises(ConfigError, match="float32"):
         IntentClassifier.from_pretrained(tiny_bert_dir, device="cpu", dtype="bfloat16", runtime="onnx")
+    with pytest.raises(ConfigError, match="threads"):
+        IntentClassifier.from_pretrained(tiny_bert_dir, runtime="onnx", threads=0)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # the device check comes before any CUDA call
     with pytest.raises(ConfigError, match="CPU only"):
         IntentClassifier.from_pretrained(tiny_bert_dir, device="cuda", runtime="onnx")
+    assert not (tiny_bert_dir / "onnx").exists()  # refused before exporting anything
 
 
 def test_missing_packages_say_what_to_install(tiny_bert_dir, monkeypatch):

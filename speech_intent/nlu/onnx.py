@@ -8,13 +8,11 @@ batches of other shapes than the traced one (:class:`~speech_intent.errors.Model
 differ). ``onnx-int8`` is that export quantised by ONNX Runtime's ``quantize_dynamic`` (int8 weights,
 per output channel; activations quantised per call).
 
-An export folder holds ``model.onnx``, ``model-int8.onnx`` and ``export.json``, a digest of the weights
-they come from: a folder written for other weights is exported again. Needs the ``onnx`` and
-``onnxruntime`` packages (``pip install 'speech-intent[onnx]'``).
+An export folder holds ``model.onnx``, ``model-int8.onnx`` and ``export.json`` (a digest of the weights
+they come from: other weights are exported again). Needs ``pip install 'speech-intent[onnx]'``.
 """
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import inspect
 import json
@@ -22,7 +20,7 @@ import logging
 import os
 import warnings
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -51,26 +49,27 @@ PathLike = Union[str, Path]
 
 def require_onnx(runtime: str = "onnx") -> None:
     """Raise :class:`ConfigError` naming what to install when ``onnx`` / ``onnxruntime`` are missing."""
-    missing = []
-    for package in ("onnx", "onnxruntime"):
-        try:
-            __import__(package)
-        except ImportError:
-            missing.append(package)
+    missing = [package for package in ("onnx", "onnxruntime") if not _importable(package)]
     if missing:
         raise ConfigError(f"runtime {runtime!r} needs the {' and '.join(missing)} package(s): "
                           "pip install 'speech-intent[onnx]'")
+
+
+def _importable(package: str) -> bool:
+    try:
+        __import__(package)
+    except ImportError:
+        return False
+    return True
 
 
 def check_runtime(runtime: str, device: torch.device, dtype: torch.dtype) -> None:
     """Refuse an unknown runtime, and ONNX Runtime off the CPU or in another precision than float32."""
     if runtime not in RUNTIMES:
         raise ConfigError(f"runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
-    if runtime != "torch" and device.type != "cpu":
-        raise ConfigError(f"runtime {runtime!r} runs on the CPU only; got device {str(device)!r} "
-                          "(use device='cpu', or runtime='torch' on a GPU)")
-    if runtime != "torch" and dtype != torch.float32:
-        raise ConfigError(f"runtime {runtime!r} exports the float32 model; got dtype {dtype}")
+    if runtime != "torch" and (device.type != "cpu" or dtype != torch.float32):
+        raise ConfigError(f"runtime {runtime!r} runs the float32 model on the CPU only; got device {str(device)!r},"
+                          f" dtype {dtype} (use device='cpu', or runtime='torch' on a GPU)")
 
 
 def weights_digest(model: nn.Module) -> str:
@@ -170,9 +169,12 @@ def _export(classifier: Any, out: Path) -> List[str]:
     def write(tmp: Path) -> None:
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")  # tracer warnings about shape-dependent Python branches
-            torch.onnx.export(wrapper, tuple(trace[n] for n in names), str(tmp), input_names=names,
-                              output_names=outputs, dynamic_axes={k: axes[k] for k in [*names, *outputs]},
-                              opset_version=OPSET, dynamo=False)
+            try:
+                torch.onnx.export(wrapper, tuple(trace[n] for n in names), str(tmp), input_names=names,
+                                  output_names=outputs, dynamic_axes={k: axes[k] for k in [*names, *outputs]},
+                                  opset_version=OPSET, dynamo=False)
+            except Exception as error:  # the exporter raises many types (unsupported operators, tracing)
+                raise ModelLoadError(out, f"torch cannot export the model to ONNX: {error}") from error
         _check(tmp, wrapper, names, [tokenizer(_CHECK_TEXTS, padding=True, return_tensors="pt"),
                                      tokenizer(_CHECK_TEXTS[:1], return_tensors="pt")])
     _replace_atomically(out, FILES["onnx"], write)
@@ -198,33 +200,29 @@ def _check(path: Path, wrapper: nn.Module, names: Sequence[str], batches: Sequen
                                            f"tolerance {TOLERANCE}); use runtime='torch'")
 
 
-@contextlib.contextmanager
-def _quiet_root_logger() -> Iterator[None]:
-    """Drop the quantiser's "consider pre-processing" warnings (it logs them on the root logger)."""
-    root = logging.getLogger()
-    handler = logging.NullHandler() if not root.handlers else None  # keeps logging.warning's basicConfig away
-    drop = logging.Filter("\0")  # passes no record of the root logger while in place
+def _quantize(source: Path, target: Path) -> None:
+    """int8 weights per output channel; the quantiser's "consider pre-processing" warnings (logged on the
+    root logger, which would also get a handler from ``logging.warning``) are dropped meanwhile."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    root, drop = logging.getLogger(), logging.Filter("\0")  # passes no record of the root logger
+    handler = None if root.handlers else logging.NullHandler()
+    root.addFilter(drop)
     if handler is not None:
         root.addHandler(handler)
-    root.addFilter(drop)
     try:
-        yield
+        quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8, per_channel=True)
+    except Exception as error:  # onnx / onnxruntime raise their own types
+        raise ModelLoadError(source, f"ONNX Runtime cannot quantise it: {error}") from error
     finally:
         root.removeFilter(drop)
         if handler is not None:
             root.removeHandler(handler)
 
 
-def _quantize(source: Path, target: Path) -> None:
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    with _quiet_root_logger():
-        quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8, per_channel=True)
-
-
-def default_threads() -> int:
-    """ONNX Runtime intra-op threads by default: torch's setting in the calling thread, at most the usable cores."""
-    return max(1, min(torch.get_num_threads(), available_cpus()))
+def _check_threads(threads: Optional[int]) -> None:
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise ConfigError(f"threads must be an integer >= 1, got {threads!r}")
 
 
 def _session_options(threads: int):
@@ -246,10 +244,9 @@ class OnnxForward:
     def __init__(self, path: PathLike, *, joint: bool, threads: Optional[int] = None) -> None:
         import onnxruntime as ort
 
-        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
-            raise ConfigError(f"threads must be an integer >= 1, got {threads!r}")
+        _check_threads(threads)
         self.path, self.joint = Path(path), joint
-        self.threads = threads or default_threads()
+        self.threads = threads or max(1, min(torch.get_num_threads(), available_cpus()))  # torch's, in this thread
         try:
             self.session = ort.InferenceSession(str(path), _session_options(self.threads),
                                                 providers=["CPUExecutionProvider"])
@@ -269,6 +266,7 @@ def load_onnx_forward(classifier: Any, runtime: str, *, export_dir: Optional[Pat
     ``export_dir``: where the export is kept (``None``: ``onnx/<digest>`` under speech-intent's cache).
     """
     require_onnx(runtime)
+    _check_threads(threads)
     digest = weights_digest(classifier.model)
     folder = Path(export_dir) if export_dir is not None else cache_dir() / EXPORT_DIR / digest[:16]
     path = folder / FILES[runtime]
