@@ -110,9 +110,35 @@ def test_grammar_is_saved_with_the_stage_and_the_pipeline(tiny_whisper_dir, tiny
         assert [row["in_grammar"] for row in csv.DictReader(handle)] == ["False"]
 
 
+def _hidden(asr, clips):
+    features = asr.processor.feature_extractor(clips, sampling_rate=16000, return_tensors="pt")
+    with torch.inference_mode():
+        return asr._encoder_hidden(features.input_features, full=True)
+
+
+@pytest.mark.parametrize("prompt", [None, "Lamp, kitchen light."])
+def test_beam_search_picks_the_beams_of_transformers_generate(tiny_whisper_dir, prompt):
+    """Our beam search (prefix once per clip, cross-attention per clip, scores from the search)
+    returns what ``generate`` + a teacher-forced pass return, free and constrained."""
+    rng = np.random.default_rng(1)
+    clips = [_sine(), _sine(0.7), rng.normal(0, 0.1, 24000).astype(np.float32), rng.normal(0, 0.2, 9000).astype(np.float32)]
+    results = {}
+    for grammar in (None, GRAMMAR):
+        asr = WhisperASR.from_pretrained(tiny_whisper_dir, device="cpu", max_new_tokens=30, grammar=grammar, num_beams=3)
+        hidden, mask = _hidden(asr, clips), torch.ones(len(clips), 3000, dtype=torch.long)
+        processors = [asr._constraint] if grammar else []
+        with torch.inference_mode():
+            texts, logprobs = asr._generate_scored(hidden, mask, prompt, processors)
+            ref_texts, ref_logprobs = asr._generate_with_transformers(hidden, mask, prompt, processors)
+        assert texts == ref_texts
+        np.testing.assert_allclose(logprobs, ref_logprobs, rtol=0, atol=1e-4)
+        results[grammar is None] = texts
+    assert results[True] != results[False]  # the grammar changed the beams: the comparison saw both
+
+
 def test_beam_search_cache_gives_the_same_beams_as_transformers(tiny_whisper_dir, monkeypatch):
-    """The cache that projects cross-attention states once per clip and skips reordering them changes
-    no output, free or constrained."""
+    """transformers' path (multilingual checkpoints, compiled models): the cache that projects
+    cross-attention states once per clip and skips reordering them changes no output."""
     from transformers.cache_utils import DynamicCache, EncoderDecoderCache
 
     import speech_intent.asr.whisper as whisper_module
@@ -121,16 +147,22 @@ def test_beam_search_cache_gives_the_same_beams_as_transformers(tiny_whisper_dir
     clips = [_sine(), _sine(0.7), rng.normal(0, 0.1, 24000).astype(np.float32), rng.normal(0, 0.2, 9000).astype(np.float32)]
     for grammar in (None, GRAMMAR):
         asr = WhisperASR.from_pretrained(tiny_whisper_dir, device="cpu", max_new_tokens=30, grammar=grammar,
-                                         num_beams=3, context_margin=None)  # the control below reorders here
-        ours = [(t.text, t.confidence) for t in asr.transcribe(clips, batch_size=4)]
+                                         num_beams=3)  # the control below reorders here
+        hidden, mask = _hidden(asr, clips), torch.ones(len(clips), 3000, dtype=torch.long)
+        processors = [asr._constraint] if grammar else []
+
+        def run():
+            with torch.inference_mode():
+                return asr._generate_with_transformers(hidden, mask, None, processors)
+        ours = run()
         with monkeypatch.context() as patch:
             patch.setattr(whisper_module, "beam_search_cache",
                           lambda *a: EncoderDecoderCache(DynamicCache(), DynamicCache()))
-            reference = [(t.text, t.confidence) for t in asr.transcribe(clips, batch_size=4)]
-        assert ours == reference
+            reference = run()
+        assert ours[0] == reference[0] and np.array_equal(ours[1], reference[1])
         with monkeypatch.context() as patch:  # the comparison can fail: beams are reordered in these runs
             patch.setattr(whisper_module, "beam_search_cache", lambda *a: _NoReorderCache(DynamicCache(), DynamicCache()))
-            assert [(t.text, t.confidence) for t in asr.transcribe(clips, batch_size=4)] != ours
+            assert run()[0] != ours[0]
 
 
 def _NoReorderCache(*caches):

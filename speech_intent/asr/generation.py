@@ -48,6 +48,13 @@ def beam_search_cache(model=None, hidden: Optional[torch.Tensor] = None, num_bea
     return cache
 
 
+def cache_argument(model) -> str:
+    """The name ``generate`` takes a cache under (``cache`` in recent transformers)."""
+    import inspect
+
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
 class _MaskCache:
     """Boolean vocabulary masks of a token list, one per (vocabulary size, device)."""
 
@@ -107,4 +114,4 @@ def suppressors(generation_config) -> Tuple[List, Dict[str, None]]:
     return processors, off
 
 
-__all__ = ["CachedSuppressAtBegin", "CachedSuppressTokens", "beam_search_cache", "suppressors"]
+__all__ = ["CachedSuppressAtBegin", "CachedSuppressTokens", "beam_search_cache", "cache_argument", "suppressors"]

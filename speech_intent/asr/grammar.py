@@ -217,14 +217,18 @@ class GrammarLogitsProcessor:
         return result
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        mask = torch.full_like(scores, float("-inf"))
         current: Dict[Tuple[int, ...], States] = {(): self.automaton.start}
+        rows, columns = [], []
         for row, ids in enumerate(input_ids.tolist()):
             start = text_start(ids, self.start_token_id, self.eos_token_id)
             prefix = tuple(ids[start:])
             current[prefix] = self.states(prefix)
-            mask[row, self.allowed(current[prefix]).to(scores.device)] = 0.0
+            allowed = self.allowed(current[prefix])
+            columns.append(allowed)
+            rows.append(torch.full_like(allowed, row))
         self._states = current  # the next step extends these prefixes by one token
+        mask = torch.full_like(scores, float("-inf"))
+        mask[torch.cat(rows).to(scores.device), torch.cat(columns).to(scores.device)] = 0.0  # one scatter
         return scores + mask
 
 

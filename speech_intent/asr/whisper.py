@@ -38,8 +38,9 @@ from ..device import DeviceLike, DTypeLike, resolve_device, resolve_dtype
 from ..errors import ConfigError, ModelLoadError
 from ..results import Transcript
 from .base import BaseASR, mean_logprob_confidence
-from .generation import beam_search_cache, suppressors
-from .grammar import GrammarAutomaton, GrammarLogitsProcessor, load_constraint, text_start
+from .beam_search import beam_search, teacher_forced_logprobs
+from .generation import beam_search_cache, cache_argument, suppressors
+from .grammar import GrammarAutomaton, GrammarLogitsProcessor, load_constraint
 from .options import WhisperOptions, merge_options
 from .whisper_common import context_frames, encoder_step, needs_full_window
 
@@ -288,25 +289,54 @@ class WhisperASR(BaseASR):
 
     def _generate_scored(self, hidden: torch.Tensor, attention_mask: torch.Tensor, prompt: Optional[str],
                          processors: Sequence[Any] = ()) -> Tuple[List[str], np.ndarray]:
+        """Beam search from encoder states: texts and mean token log-probabilities.
+
+        :func:`~speech_intent.asr.beam_search.beam_search` (transformers' algorithm, cheaper steps)
+        for English-only checkpoints; :meth:`_generate_with_transformers` for multilingual ones
+        (language detection) and a compiled model (its static cache)."""
+        config = self.model.generation_config
+        if getattr(config, "is_multilingual", False) or self._compiled:
+            return self._generate_with_transformers(hidden, attention_mask, prompt, processors)
+        kwargs = self._generate_kwargs(prompt, processors)
+        prefix = self._decoder_prefix(prompt)
+        for processor in kwargs["logits_processor"]:  # generate sets the begin index of its own
+            if hasattr(processor, "set_begin_index"):
+                processor.set_begin_index(len(prefix))
+        out = beam_search(self.model, hidden, prefix, num_beams=self.num_beams, max_new_tokens=kwargs["max_new_tokens"],
+                          eos_token_id=int(config.eos_token_id), processors=list(kwargs["logits_processor"]),
+                          length_penalty=1.0 if config.length_penalty is None else config.length_penalty)
+        texts = self.processor.tokenizer.batch_decode(out.tokens, skip_special_tokens=True)
+        return [t.strip() for t in texts], out.mean_logprob
+
+    def _decoder_prefix(self, prompt: Optional[str]) -> List[int]:
+        """What ``generate`` starts an English-only checkpoint from: the prompt, the start of
+        transcript, the config's forced tokens, then ``<|notimestamps|>`` when the config has it."""
+        config = self.model.generation_config
+        ids = [int(config.decoder_start_token_id)]
+        forced = getattr(config, "forced_decoder_ids", None) or getattr(self.model.config, "forced_decoder_ids", None)
+        for position, token in sorted(forced or []):
+            if position != len(ids) or token is None:
+                break
+            ids.append(int(token))
+        no_timestamps = getattr(config, "no_timestamps_token_id", None)
+        if no_timestamps is not None and ids[-1] != no_timestamps:
+            ids.append(int(no_timestamps))
+        return [*(self.processor.get_prompt_ids(prompt) if prompt else []), *ids]
+
+    def _generate_with_transformers(self, hidden: torch.Tensor, attention_mask: torch.Tensor, prompt: Optional[str],
+                                    processors: Sequence[Any] = ()) -> Tuple[List[str], np.ndarray]:
         """``generate`` from encoder states, then texts and teacher-forced mean log-probabilities."""
         from transformers.modeling_outputs import BaseModelOutput
 
         extra = {}
         if self.num_beams > 1 and self.model.generation_config.cache_implementation is None:
-            extra[self._cache_argument] = beam_search_cache(self.model, hidden, self.num_beams)
+            extra[cache_argument(self.model)] = beam_search_cache(self.model, hidden, self.num_beams)
         # a fresh wrapper per call: beam search expands the encoder output it is given in place
         with _quiet_length_notice():
             sequences = self.model.generate(encoder_outputs=BaseModelOutput(last_hidden_state=hidden),
                                             attention_mask=attention_mask, return_dict_in_generate=True,
                                             **extra, **self._generate_kwargs(prompt, processors)).sequences
-        return self._decode(sequences, prompt), self._sequence_logprobs(hidden, sequences)
-
-    @property
-    def _cache_argument(self) -> str:
-        """The name ``generate`` takes a cache under (``cache`` in recent transformers)."""
-        import inspect
-
-        return "cache" if "cache" in inspect.signature(self.model.forward).parameters else "past_key_values"
+        return self._decode(sequences, prompt), teacher_forced_logprobs(self.model, hidden, sequences)
 
     def _run_constrained(self, encoder_outputs, attention_mask: torch.Tensor,
                          prompt: Optional[str]) -> List[Transcript]:
@@ -327,25 +357,6 @@ class WhisperASR(BaseASR):
             out.append(Transcript(text=text if inside else free_text, confidence=float(np.exp(lp if inside else flp)),
                                   in_grammar=inside, grammar_margin=float(flp - lp)))
         return out
-
-    def _sequence_logprobs(self, hidden: torch.Tensor, sequences: torch.Tensor) -> np.ndarray:
-        """Mean log-probability of each sequence's text tokens and end-of-text (teacher forced)."""
-        config = self.model.generation_config
-        eos, sot = int(config.eos_token_id), int(config.decoder_start_token_id)
-        if len(hidden) != len(sequences):
-            raise ValueError(f"{len(sequences)} sequences for {len(hidden)} encoder outputs")
-        sequences = sequences.to(self.device)
-        logits = self.model(encoder_outputs=(hidden,), decoder_input_ids=sequences[:, :-1]).logits
-        # log-softmax of the chosen tokens only (no [batch, length, vocabulary] fp32 copy)
-        chosen = logits.gather(-1, sequences[:, 1:, None])[..., 0].float()
-        logprobs = (chosen - torch.logsumexp(logits.float(), dim=-1)).cpu()
-        means = np.zeros(len(sequences))
-        for row, ids in enumerate(sequences.tolist()):
-            start = max(1, text_start(ids, sot, eos))
-            end = ids.index(eos, start) + 1 if eos in ids[start:] else len(ids)
-            values = logprobs[row, start - 1 : end - 1]
-            means[row] = float(values.mean()) if len(values) else float("-inf")
-        return means
 
     @torch.inference_mode()
     def _transcribe_batch(self, batch: List[np.ndarray], prompt: Optional[str] = None) -> List[Transcript]:
