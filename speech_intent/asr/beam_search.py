@@ -75,6 +75,8 @@ class _Decoder:
     def reorder(self, rows: torch.Tensor) -> None:
         """Hypothesis ``i`` continues hypothesis ``rows[i]`` (always one of the same clip's beams):
         one contiguous row gather per buffer (buffers grow in blocks, so little of it is unused)."""
+        if torch.equal(rows, torch.arange(len(rows), device=rows.device)):
+            return
         self.keys = [cache.index_select(0, rows) for cache in self.keys]
         self.values = [cache.index_select(0, rows) for cache in self.values]
 
