@@ -14,12 +14,15 @@ as ``encoder_outputs`` -- no patching of transformers. Clips whose decoding look
 (:func:`~speech_intent.asr.whisper_common.needs_full_window`) are decoded again on the full
 30 s window.
 
+Beam search (``num_beams > 1``, and grammar decoding) runs in
+:mod:`~speech_intent.asr.beam_search`: transformers' algorithm and outputs, cheaper steps.
+
 Grammar-constrained decoding (opt-in, ``grammar``): the decoder is kept inside the
 sentences of a Rhino-style grammar by :class:`~speech_intent.asr.grammar.GrammarLogitsProcessor`;
 with ``grammar_rejection`` set, a free decoding runs too and the clip is marked
 out of grammar (``Transcript.in_grammar = False``, free text kept) when the free
 transcript's mean token log-probability beats the constrained one by more than
-that margin (nats per token), both scored the same way (a teacher-forced forward pass).
+that margin (nats per token), both scored the same way (mean token log-probability).
 
 GPU options (``attn_implementation="sdpa"`` is transformers' default; ``compile=True``
 uses a static decoder cache and ``torch.compile``) are implemented but not benchmarked.
