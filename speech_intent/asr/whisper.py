@@ -14,9 +14,7 @@ as ``encoder_outputs`` -- no patching of transformers. Clips whose decoding look
 (:func:`~speech_intent.asr.whisper_common.needs_full_window`) are decoded again on the full
 30 s window.
 
-Beam search (``num_beams > 1``, and grammar decoding) runs in
-:mod:`~speech_intent.asr.beam_search`: transformers' algorithm and outputs, cheaper steps.
-
+Beam search runs in :mod:`~speech_intent.asr.beam_search` (transformers' algorithm, cheaper steps).
 Grammar-constrained decoding (opt-in, ``grammar``): the decoder is kept inside the
 sentences of a Rhino-style grammar by :class:`~speech_intent.asr.grammar.GrammarLogitsProcessor`;
 with ``grammar_rejection`` set, a free decoding runs too and the clip is marked
