@@ -30,6 +30,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from speech_intent.vad import VADOptions
+
 REPO = Path(__file__).resolve().parents[1]
 COFFEE = REPO.parent / "shared" / "data" / "coffee" / "dev"
 
@@ -46,6 +48,8 @@ def start_server(args, batching: bool):
     command = [sys.executable, "-m", "speech_intent", "serve", "--host", "127.0.0.1", "--port", str(port),
                "--queue-size", "256", "--max-streams", "64"]
     command += ["--pipeline", args.pipeline] if args.pipeline else []
+    command += ["--intent", args.intent] if args.intent else []
+    command += ["--trailing-silence", str(args.trailing_silence)]
     command += ["--device", args.device] if args.device else []
     command += [] if batching else ["--no-micro-batching"]
     process = subprocess.Popen(command, cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)),
@@ -83,59 +87,118 @@ def peak_rss_mb(pid: int) -> float:
 
 
 # ---------------------------------------------------------------------------- streaming
-async def stream_client(url: str, files: list, gap: float, budget: float) -> list:
+async def stream_client(url: str, files: list, gap: float, budget: float) -> dict:
+    """Replay ``files`` at real time (20 ms frames, ``gap`` s of silence after each); returns the
+    wall clock of stream time 0, each file's start (stream seconds) and the ``final`` events with
+    their arrival times."""
     import websockets
 
-    latencies, ends, pending = [], [], asyncio.Event()
+    finals, starts, done = [], [], asyncio.Event()
     async with websockets.connect(url.replace("http", "ws") + "/v1/stream", max_size=None) as ws:
         await ws.recv()
 
         async def receive():
             async for message in ws:
                 event = json.loads(message)
-                if event["type"] == "final":  # pair with the speech ends it covers (a missed one is skipped)
-                    matched = None
-                    while ends and ends[0][0] <= event["end"] + 0.05:
-                        matched = ends.pop(0)
-                    if matched is not None:
-                        latencies.append(time.monotonic() - matched[1])
+                if event["type"] == "final":
+                    finals.append((time.monotonic(), event))
                 if event["type"] == "end":
-                    pending.set()
+                    done.set()
                     return
 
         reader = asyncio.create_task(receive())
         began = time.monotonic()
-        sent = 0
+        sent = 0.0
         for path in files:
             audio, rate = sf.read(path, dtype="int16")
             if audio.ndim > 1:
                 audio = audio[:, 0]
-            for clip, is_speech in ((audio, True), (np.zeros(int(gap * rate), np.int16), False)):
+            starts.append(sent)
+            for clip in (audio, np.zeros(int(gap * rate), np.int16)):
                 step = int(rate * 0.02)
                 for start in range(0, len(clip), step):
                     await ws.send(clip[start: start + step].tobytes())
                     sent += min(step, len(clip) - start) / rate
                     await asyncio.sleep(max(0.0, began + sent - time.monotonic()))
-                if is_speech:
-                    ends.append((sent, time.monotonic()))  # (stream seconds, wall clock) of the end of speech
             if time.monotonic() - began > budget:
                 break
         await ws.send(json.dumps({"type": "end"}))
-        await asyncio.wait_for(pending.wait(), 60)
+        await asyncio.wait_for(done.wait(), 120)
         await reader
-    return latencies
+    return {"began": began, "starts": starts, "files": files[: len(starts)], "finals": finals}
 
 
 def streaming(url: str, clients: int, files: list, args) -> dict:
+    """``clients`` concurrent streams, client ``i`` replaying recordings ``i*N .. (i+1)*N - 1``
+    (``N = --utterances``). Latencies of each ``final`` ended by trailing silence:
+
+    - end of speech -> final: from the moment the last speech sample was sent (the utterance's end
+      minus the VAD's ``pad``), so it includes the trailing silence the VAD waits for;
+    - endpoint -> final: from the moment that silence was complete (the service's own work).
+
+    Each recording's streamed result (its longest final) is compared with ``/v1/predict`` on the file.
+    """
+    count = args.utterances
+
     async def run():
-        jobs = [stream_client(url, files[i % len(files):] + files[: i % len(files)], args.gap, args.max_seconds)
-                for i in range(clients)]
+        jobs = [stream_client(url, [files[(i * count + k) % len(files)] for k in range(count)], args.gap,
+                              args.max_seconds) for i in range(clients)]
         return await asyncio.gather(*jobs)
 
-    latencies = [x for client in asyncio.run(run()) for x in client]
-    p = np.percentile(latencies, [50, 95]) if latencies else [float("nan")] * 2
-    return {"clients": clients, "finals": len(latencies), "p50_s": round(float(p[0]), 3),
-            "p95_s": round(float(p[1]), 3)}
+    eos, endpoint, recognition, streamed = [], [], [], {}
+    for client in asyncio.run(run()):
+        by_file: dict = {}
+        for arrival, event in client["finals"]:
+            # the utterance starts up to ``pad`` before its speech, so maybe before its recording
+            index = max([i for i, start in enumerate(client["starts"]) if start <= event["start"] + args.pad + 1e-6],
+                        default=0)
+            by_file.setdefault(index, []).append(event)
+            if event.get("reason") == "silence":
+                speech_end = event["end"] - args.pad
+                eos.append(arrival - (client["began"] + speech_end))
+                endpoint.append(eos[-1] - event["timings"]["endpoint_delay"])
+                recognition.append(event["timings"]["recognition"])
+        for index, path in enumerate(client["files"]):
+            events = by_file.get(index, [])
+            longest = max(events, key=lambda e: e["end"] - e["start"]) if events else None
+            streamed.setdefault(path, []).append((len(events), longest))
+    agree, split, dropped, compared, differ = 0, 0, 0, 0, []
+    reference = file_results(url, sorted(streamed))
+    for path, outcomes in streamed.items():
+        for n, event in outcomes:
+            compared += 1
+            dropped += n == 0
+            split += n > 1
+            file_row = reference.get(path) or {}
+            same = event is not None and (event["intent"], event["slots"]) == (file_row.get("intent"), file_row.get("slots"))
+            agree += same
+            if not same:
+                differ.append({"file": path.name, "finals": n, "file_transcript": file_row.get("transcript"),
+                               "file_intent": file_row.get("intent"), "file_slots": file_row.get("slots"),
+                               "stream_transcript": event and event["transcript"],
+                               "stream_intent": event and event["intent"], "stream_slots": event and event["slots"]})
+
+    def pct(values, q):
+        return round(float(np.percentile(values, q)), 3) if values else float("nan")
+    return {"clients": clients, "utterances": compared, "finals": sum(len(c) for c in streamed.values()),
+            "dropped": dropped, "split": split, "same_as_file": agree,
+            "eos_p50_s": pct(eos, 50), "eos_p95_s": pct(eos, 95),
+            "endpoint_p50_s": pct(endpoint, 50), "endpoint_p95_s": pct(endpoint, 95),
+            "recognition_p50_s": pct(recognition, 50), "differences": differ}
+
+
+def file_results(url: str, paths: list) -> dict:
+    """``/v1/predict`` on each recording: ``{path: {intent, slots, transcript}}`` (``None``: an error row)."""
+    import httpx
+
+    out = {}
+    with httpx.Client(timeout=300) as client:
+        for path in paths:
+            response = client.post(url + "/v1/predict", files=[("files", (path.name, path.read_bytes(), "audio/wav"))])
+            row = response.json()["results"][0] if response.status_code == 200 else {}
+            out[path] = None if row.get("error") else {"intent": row.get("intent"), "slots": row.get("slots") or {},
+                                                       "transcript": row.get("transcript")}
+    return out
 
 
 # ---------------------------------------------------------------------------- /v1/predict
@@ -163,10 +226,13 @@ def throughput(url: str, clients: int, files: list, args) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--pipeline", default=None, help="saved pipeline dir (default: the embedded default)")
+    parser.add_argument("--intent", default=None, help="intent model dir (e.g. the coffee model of coffee.py)")
+    parser.add_argument("--trailing-silence", type=float, default=0.6, help="the streams' VAD trailing silence")
     parser.add_argument("--device", default=None)
     parser.add_argument("--stream-clients", default="1,8")
     parser.add_argument("--predict-clients", default="1,8,32")
     parser.add_argument("--utterances", type=int, default=6, help="recordings each streaming client replays")
+    parser.add_argument("--pad", type=float, default=VADOptions().pad, help="the service's VAD pad (seconds)")
     parser.add_argument("--gap", type=float, default=1.0, help="seconds of silence after each recording")
     parser.add_argument("--requests", type=int, default=64, help="/v1/predict requests per setting")
     parser.add_argument("--max-seconds", type=float, default=60.0, help="bound on each streaming run")
@@ -174,8 +240,9 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true", help="note in the output: a smoke run, not for timing")
     parser.add_argument("-o", "--output", default=None, help="write the JSON report here")
     args = parser.parse_args()
-    files = recordings(max(args.utterances, 32))
+    files = recordings(max(args.utterances * max(map(int, args.stream_clients.split(","))), 32))
     report = {"recordings": str(files[0].parent), "smoke": args.smoke, "pipeline": args.pipeline or "default",
+              "intent": args.intent, "trailing_silence": args.trailing_silence,
               "load_average": os.getloadavg(), "runs": []}
     for batching in (True, False):
         process, url = start_server(args, batching)
@@ -183,8 +250,9 @@ def main() -> None:
             run = {"micro_batching": batching, "stream": [], "predict": []}
             if batching:  # streaming latency with the service's defaults
                 for clients in map(int, args.stream_clients.split(",")):
-                    run["stream"].append(streaming(url, clients, files[: args.utterances], args))
-                    print("stream", batching, run["stream"][-1], flush=True)
+                    run["stream"].append(streaming(url, clients, files, args))
+                    print("stream", batching, {k: v for k, v in run["stream"][-1].items() if k != "differences"},
+                          flush=True)
             for clients in map(int, args.predict_clients.split(",")):
                 run["predict"].append(throughput(url, clients, files, args))
                 print("predict", batching, run["predict"][-1], flush=True)

@@ -112,7 +112,7 @@ class VADOptions:
     min_speech: float = 0.15
     trailing_silence: float = 0.6
     max_utterance: float = 15.0
-    pad: float = 0.2
+    pad: float = 0.4  # faster-whisper's speech_pad_ms: Whisper misreads first words cut too tightly
     idle_reset: Optional[float] = 1.0
 
     def __post_init__(self) -> None:
