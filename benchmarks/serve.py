@@ -2,14 +2,18 @@
 
 Starts ``speech-intent serve`` (micro-batching on, then off), and measures:
 
-- streaming: end of speech -> ``final`` latency (p50 / p95) with 1 and 8 concurrent WebSocket clients
-  replaying recordings in 20 ms frames at real time, 1 s of silence between utterances (the latency
-  includes the trailing silence the VAD waits for, 0.6 s by default);
+- streaming, with 1 and 8 concurrent WebSocket clients replaying recordings in 20 ms frames at real
+  time (``--gap`` s of silence after each; client ``i`` replays recordings ``iN .. iN + N - 1``,
+  ``N = --utterances``): end of speech -> ``final`` latency (from the last speech sample sent; it
+  contains the trailing silence the VAD waits for) and endpoint -> ``final`` (from the end of that
+  silence: the service's own work), p50 / p95; utterances dropped or split; and how many streamed
+  results (intent and slots) equal ``/v1/predict`` on the same file (the differences are listed);
 - ``/v1/predict`` throughput (requests/s and audio seconds/s) with 1, 8 and 32 concurrent clients;
 - the server's peak RSS (VmHWM).
 
 Recordings: ``../shared/data/coffee/dev`` when present, else ``assets/audio``.
 
+    python benchmarks/serve.py --intent /tmp/speech-intent-coffee/model --utterances 13 --max-seconds 170
     python benchmarks/serve.py                                   # the embedded default pipeline
     python benchmarks/serve.py --pipeline DIR --utterances 2 --requests 16 --smoke
 """
