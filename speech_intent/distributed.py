@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import socket
 import sys
@@ -45,6 +46,9 @@ PipelineSource = Union[None, str, Path, Callable[[], SpeechIntentPipeline]]
 #: how long a run waits for its whole actor pool to load the pipeline (a cluster too small for the
 #: pool fails after this)
 WAIT_FOR_WORKERS_S = 900
+#: Pipeline batches per Ray task unless ``files_per_task`` is set (a task's scheduling round trip
+#: costs about as much as a small model's batch; ``benchmarks/distributed.py`` measures it).
+TASK_BATCHES = 8
 
 
 @dataclass(frozen=True)
@@ -57,7 +61,11 @@ class RayOptions:
             ``"host:port"`` = a cluster's GCS. When the process is already connected, that is used.
         workers: actors in the pool (each loads the pipeline once).
         cpus_per_worker / gpus_per_worker: Ray resources each actor reserves (fractions allowed).
-        batch_size: inputs per ``map_batches`` batch, and the pipeline's batch size inside it.
+        batch_size: the pipeline's batch size in each actor.
+        files_per_task: inputs per Ray task (one ``map_batches`` batch, run by the actor as pipeline
+            batches of ``batch_size``); ``None`` = ``TASK_BATCHES`` pipeline batches, fewer when a
+            small job would otherwise give a worker under 4 tasks. Each task costs a scheduling round
+            trip, and a killed worker's task in flight is run again.
         worker_info: add a ``worker`` field to each row (``node_id hostname:pid`` of its actor).
         progress: show Ray Data's progress bars.
     """
@@ -67,14 +75,25 @@ class RayOptions:
     cpus_per_worker: float = 1.0
     gpus_per_worker: float = 0.0
     batch_size: int = 8
+    files_per_task: Optional[int] = None
     worker_info: bool = False
     progress: bool = False
+
+    def task_size(self, inputs: int) -> int:
+        """Inputs per Ray task for a job of ``inputs`` files."""
+        if self.files_per_task is not None:
+            return self.files_per_task
+        spread = math.ceil(inputs / (4 * self.workers))  # at least 4 tasks per worker
+        return max(self.batch_size, min(TASK_BATCHES * self.batch_size, spread))
 
     def check(self) -> None:
         if isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 1:
             raise ConfigError(f"workers must be an integer >= 1, got {self.workers!r}")
         if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
             raise ConfigError(f"batch_size must be an integer >= 1, got {self.batch_size!r}")
+        if self.files_per_task is not None and (isinstance(self.files_per_task, bool)
+                                                or not isinstance(self.files_per_task, int) or self.files_per_task < 1):
+            raise ConfigError(f"files_per_task must be an integer >= 1 or None, got {self.files_per_task!r}")
         if not self.cpus_per_worker > 0 or self.gpus_per_worker < 0:
             raise ConfigError(f"cpus_per_worker must be > 0 and gpus_per_worker >= 0, got "
                               f"{self.cpus_per_worker!r} and {self.gpus_per_worker!r}")
@@ -194,7 +213,7 @@ def _stream_rows(todo: List[str], source: PipelineSource, device: DeviceLike, op
         PipelineWorker,
         fn_constructor_kwargs={"source": source, "device": device, "batch_size": options.batch_size,
                                "worker_info": options.worker_info},
-        batch_size=options.batch_size,
+        batch_size=options.task_size(len(todo)),
         compute=ray.data.ActorPoolStrategy(size=options.workers),
         num_cpus=options.cpus_per_worker,
         num_gpus=options.gpus_per_worker or None,

@@ -225,3 +225,16 @@ def test_driver_killed_then_rerun_every_input_exactly_once(cluster, tiny_pipelin
     import pyarrow.parquet as pq
 
     assert pq.read_table(out.with_suffix(".parquet")).num_rows == 80
+
+
+def test_task_size_spreads_small_jobs_and_batches_large_ones():
+    from speech_intent.errors import ConfigError
+
+    options = RayOptions(workers=2, batch_size=4)
+    assert options.task_size(26) == 4  # 7 tasks: both workers get several
+    assert options.task_size(200) == 25
+    assert options.task_size(10_000) == 32  # 8 pipeline batches per task
+    assert RayOptions(batch_size=8).task_size(3) == 8  # never below one pipeline batch
+    assert RayOptions(files_per_task=5).task_size(10_000) == 5
+    with pytest.raises(ConfigError, match="files_per_task"):
+        RayOptions(files_per_task=0).check()

@@ -36,6 +36,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     ray.add_argument("--gpus-per-worker", type=float, default=0.0, help="GPUs each actor reserves (0)")
     ray.add_argument("--parquet", default=None,
                      help="also write the results as Parquet (default: the JSONL output's name with .parquet)")
+    ray.add_argument("--files-per-task", type=int, default=None,
+                     help="inputs per Ray task (default: 8 batches, fewer for small jobs)")
     ray.add_argument("--worker-info", action="store_true", help="add a `worker` field (node id, host:pid) to rows")
     p.set_defaults(func=run)
     return p
@@ -110,6 +112,7 @@ def run_ray(args: argparse.Namespace) -> int:
     check_model_args(args)  # cheap checks on the driver; the workers load the models
     options = RayOptions(address=args.address, workers=args.workers, cpus_per_worker=args.cpus_per_worker,
                          gpus_per_worker=args.gpus_per_worker, batch_size=args.batch_size,
+                         files_per_task=args.files_per_task,
                          worker_info=args.worker_info, progress=not args.quiet)
     parquet = args.parquet or (default_parquet_path(args.output) if args.format in (None, "jsonl") else None)
     try:
