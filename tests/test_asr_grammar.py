@@ -116,15 +116,17 @@ def _hidden(asr, clips):
         return asr._encoder_hidden(features.input_features, full=True)
 
 
-@pytest.mark.parametrize("prompt", [None, "Lamp, kitchen light."])
-def test_beam_search_picks_the_beams_of_transformers_generate(tiny_whisper_dir, prompt):
+@pytest.mark.parametrize("prompt,beams", [(None, 3), ("Lamp, kitchen light.", 3), ("Lamp, kitchen light.", 1)])
+def test_beam_search_picks_the_beams_of_transformers_generate(tiny_whisper_dir, prompt, beams):
     """Our beam search (prefix once per clip, cross-attention per clip, scores from the search)
-    returns what ``generate`` + a teacher-forced pass return, free and constrained."""
+    returns what ``generate`` + a teacher-forced pass return, free and constrained (one beam:
+    what ``generate``'s greedy search returns)."""
     rng = np.random.default_rng(1)
     clips = [_sine(), _sine(0.7), rng.normal(0, 0.1, 24000).astype(np.float32), rng.normal(0, 0.2, 9000).astype(np.float32)]
     results = {}
     for grammar in (None, GRAMMAR):
-        asr = WhisperASR.from_pretrained(tiny_whisper_dir, device="cpu", max_new_tokens=30, grammar=grammar, num_beams=3)
+        asr = WhisperASR.from_pretrained(tiny_whisper_dir, device="cpu", max_new_tokens=30, grammar=grammar,
+                                         num_beams=beams)
         hidden, mask = _hidden(asr, clips), torch.ones(len(clips), 3000, dtype=torch.long)
         processors = [asr._constraint] if grammar else []
         with torch.inference_mode():
