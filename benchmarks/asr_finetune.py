@@ -12,6 +12,14 @@ canonicalisation, as ``SpeechIntentPipeline`` does): command acceptance, slot F1
 WER), clean and with kitchen noise at ``--snr`` (evaluation only), and the speed of each. Other-domain
 speech: WER on ``assets/audio`` (30 commands, no prompt) before and after (forgetting).
 
+Rehearsal (``--rehearsal PATH --rehearsal-examples N``, coffee only): N sentences (seeded sample) of
+another training-data file or folder (e.g. the SNIPS training split, a JointBERT folder) are spoken
+by the same voices and trained on together with the grammar sentences, against forgetting. A source
+inside ``assets/audio`` or the coffee data is refused, and a sentence equal (normalised) to an
+``assets/audio`` transcript is dropped before sampling (``assets/audio/manifest.csv`` is also
+passed as ``exclude=``). JointBERT-tokenised text is tidied first (``what s`` -> ``what's``, ``i`` ->
+``I``), so the targets do not teach split contractions and the voices say them as words.
+
 Open slots (``--demo-examples``, 0 to skip): tiny.en fine-tuned the same way on the demo domain's
 sentences (``speech_intent/resources/demo_domain.yaml``: songs, contacts, cities; no grammar), 15% of
 them held out; WER and slot-value recall on the held-out sentences (spoken by hibari-tts when installed,
@@ -30,6 +38,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
+import re
 import sys
 import time
 from pathlib import Path
@@ -48,6 +57,10 @@ def main() -> int:
     parser.add_argument("--data", type=Path, default=DATA, help="coffee data (grammar.yaml, dev/, noise/kitchen.wav)")
     parser.add_argument("--work", type=Path, default=Path("/tmp/speech-intent-asr-finetune"))
     parser.add_argument("--max-examples", type=int, default=1500, help="coffee grammar sentences to train on")
+    parser.add_argument("--rehearsal", type=Path, default=None, metavar="PATH",
+                        help="other-domain training data mixed into the coffee training (any format load_examples reads)")
+    parser.add_argument("--rehearsal-examples", type=int, default=200, metavar="N",
+                        help="sentences sampled from --rehearsal")
     parser.add_argument("--dev-examples", type=int, default=100, help="synthesised dev sentences (best epoch)")
     parser.add_argument("--dev-snr", type=float, default=10.0, help="training noise in the dev clips (dB)")
     parser.add_argument("--epochs", type=float, default=defaults.epochs)
@@ -69,6 +82,8 @@ def main() -> int:
     args = parser.parse_args()
     if not (args.data / "grammar.yaml").is_file():
         sys.exit(f"coffee data not found under {args.data}")
+    if args.rehearsal is not None:
+        check_rehearsal(parser, args)
     args.work.mkdir(parents=True, exist_ok=True)
     out = {"args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}}
 
@@ -167,6 +182,60 @@ def assets_clips():
     return [load_audio(ASSETS / r["file"]) for r in rows], [r["text"] for r in rows]
 
 
+# ------------------------------------------------------------------ rehearsal
+def check_rehearsal(parser, args) -> None:
+    """Refuse a rehearsal source that is, holds or lies inside evaluation data."""
+    source = args.rehearsal.resolve()
+    if not source.exists():
+        parser.error(f"--rehearsal {args.rehearsal}: no such file or folder")
+    if args.rehearsal_examples < 1:
+        parser.error("--rehearsal-examples must be at least 1")
+    for name, kept_out in (("assets/audio", ASSETS), ("the coffee data", args.data)):
+        kept_out = kept_out.resolve()
+        if source == kept_out or kept_out in source.parents or source in kept_out.parents:
+            parser.error(f"--rehearsal {args.rehearsal}: overlaps {name} ({kept_out}), which is never trained on")
+
+
+PRONOUN = r"(?:i|you|he|she|it|we|they|that|there|who|what|where|how)"
+CONTRACTIONS = (re.compile(r"\b([a-z]{2,}) (s)\b", re.I), re.compile(r"\b(i) (m)\b", re.I),
+                re.compile(rf"\b({PRONOUN}) (d|ll|re|ve)\b", re.I), re.compile(r"\b([a-z]+n) (t)\b", re.I))
+
+
+def tidy_tokens(text: str) -> str:
+    """``text`` with JointBERT-split contractions joined (``what s`` -> ``what's``, ``don t`` -> ``don't``;
+    not ``a m``, ``u s`` or ``add d flame``) and the pronoun ``i`` upper case."""
+    text = " ".join(text.split())
+    for pattern in CONTRACTIONS:
+        text = pattern.sub(r"\1'\2", text)
+    return re.sub(r"\bi\b(?!')|\bi(?=')", "I", text)
+
+
+def rehearsal_examples(args) -> tuple:
+    """``(examples, record)``: ``--rehearsal-examples`` sentences of ``--rehearsal`` (seeded sample,
+    tidied by :func:`tidy_tokens`), none equal (normalised) to an ``assets/audio`` transcript."""
+    from collections import Counter
+
+    import numpy as np
+
+    from speech_intent import TextNormalizer
+    from speech_intent.data import Example, load_examples
+
+    norm = TextNormalizer()
+    _, references = assets_clips()
+    held_out = {" ".join(norm(text).split()) for text in references}
+    raw = [ex for ex in load_examples(args.rehearsal) if ex.text.strip()]
+    examples = [Example(tidy_tokens(ex.text), ex.intent) for ex in raw]
+    usable = [ex for ex in examples if " ".join(norm(ex.text).split()) not in held_out]
+    n = min(args.rehearsal_examples, len(usable))
+    keep = np.random.default_rng(2).choice(len(usable), size=n, replace=False)
+    chosen = [usable[i] for i in sorted(keep)]
+    record = {"source": str(args.rehearsal), "examples": n, "available": len(examples),
+              "dropped_as_assets_audio": len(examples) - len(usable),
+              "tidied": sum(a.text != b.text for a, b in zip(raw, examples)),
+              "intents": dict(sorted(Counter(ex.intent or "-" for ex in chosen).items()))}
+    return chosen, record
+
+
 # ------------------------------------------------------------------ coffee
 def coffee(args, intent_dir: Path) -> dict:
     import soundfile as sf
@@ -181,7 +250,15 @@ def coffee(args, intent_dir: Path) -> dict:
     prompt = domain_prompt(intent.canonicalizer.values) if intent.canonicalizer is not None else None
     train = [ex.text for ex in expand_grammar(grammar, max_examples=args.max_examples, seed=0)]
     dev = [ex.text for ex in expand_grammar(grammar, max_examples=args.dev_examples, seed=1)]
-    result = fine_tuned(args, "coffee", train, dev, prompt, [args.data / "dev", kitchen, ASSETS])
+    rehearsal = None
+    if args.rehearsal is not None:  # after the grammar sentences: their voices stay those of a run without
+        extra, rehearsal = rehearsal_examples(args)
+        train = train + extra
+        print(f"rehearsal: {rehearsal['examples']} sentences of {rehearsal['source']} "
+              f"({rehearsal['available']} there, {rehearsal['dropped_as_assets_audio']} equal to an assets/audio "
+              f"transcript dropped); intents {rehearsal['intents']}", flush=True)
+    exclude = [args.data / "dev", kitchen, ASSETS, ASSETS / "manifest.csv"]
+    result = fine_tuned(args, "coffee-rehearsal" if rehearsal else "coffee", train, dev, prompt, exclude)
 
     items = read_manifest(args.data / "dev" / "labels.json")
     items = items[: args.limit] if args.limit else items
@@ -203,8 +280,8 @@ def coffee(args, intent_dir: Path) -> dict:
             scored = transcribe_wer(asr, clips, references, args.batch_size)
             row["assets_wer"] = {k: v for k, v in scored.items() if k != "texts"}
         rows[name] = row
-    print_coffee(rows, args, len(items))
-    return {"training": result, "prompt": prompt, "recordings": len(items), "rows": rows}
+    print_coffee(rows, args, len(items), len(train) - (rehearsal["examples"] if rehearsal else 0), rehearsal)
+    return {"training": result, "prompt": prompt, "recordings": len(items), "rehearsal": rehearsal, "rows": rows}
 
 
 def timed_reports(pipe, items, kitchen, args) -> dict:
@@ -222,9 +299,11 @@ def timed_reports(pipe, items, kitchen, args) -> dict:
     return reports
 
 
-def print_coffee(rows: dict, args, n: int) -> None:
+def print_coffee(rows: dict, args, n: int, n_coffee: int, rehearsal) -> None:
     conditions = ["clean"] + [f"{s:g}dB" for s in args.snr]
-    print(f"\ncoffee dev ({n} recordings), free decoding, CTranslate2 int8")
+    mix = f" + {rehearsal['examples']} rehearsal sentences of {rehearsal['source']}" if rehearsal else ", no rehearsal"
+    print(f"\ncoffee dev ({n} recordings), free decoding, CTranslate2 int8; fine-tuned on {n_coffee} grammar "
+          f"sentences{mix}")
     print(" " * 25 + "".join(f"{c:^34s}" for c in conditions))
     print(f"{'model':24s} " + "".join(f"{'accept':>9s} {'slot F1':>7s} {'recall':>7s} {'(RTFx)':>8s}" for _ in conditions)
           + "   assets/audio WER")
