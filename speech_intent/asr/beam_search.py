@@ -145,7 +145,8 @@ def beam_search(model, hidden: torch.Tensor, prefix: Sequence[int], *, num_beams
     decoder = _Decoder(model, hidden, beams, len(prefix_ids) + max_new_tokens)
     logits = decoder.prefill(prefix_ids).repeat_interleave(beams, dim=0)
     keep = 2 * beams
-    offsets = torch.arange(clips, device=device)[:, None] * beams
+    clip_rows = torch.arange(clips, device=device)[:, None]
+    offsets = clip_rows * beams
     rank_ok = torch.arange(keep, device=device)[None, :] < beams
     generated = torch.empty(clips * beams, 0, dtype=torch.long, device=device)
     running = torch.zeros(clips, beams, device=device)
@@ -174,20 +175,21 @@ def beam_search(model, hidden: torch.Tensor, prefix: Sequence[int], *, num_beams
         new = top / ((step + 1) ** length_penalty)
         new = new + (~open_[:, None]).float() * _NEG + (~(ended & rank_ok)).float() * _NEG
         padded = F.pad(candidates, (0, max_new_tokens - step - 1), value=eos_token_id)
-        order = torch.cat([finished, new], dim=1).topk(beams, dim=1).indices
-        finished = torch.cat([finished, new], dim=1).gather(1, order)
+        merged = torch.cat([finished, new], dim=1)
+        order = merged.topk(beams, dim=1).indices
+        finished = merged.gather(1, order)
         finished_sum = torch.cat([finished_sum, top], dim=1).gather(1, order)
         lengths = torch.full_like(token, step + 1)
         finished_len = torch.cat([finished_len, lengths], dim=1).gather(1, order)
         finished_done = torch.cat([finished_done, ended & rank_ok], dim=1).gather(1, order)
-        finished_tokens = torch.cat([finished_tokens, padded], dim=1)[torch.arange(clips, device=device)[:, None], order]
+        finished_tokens = torch.cat([finished_tokens, padded], dim=1)[clip_rows, order]
 
         # the K best unfinished continuations run on
         alive = top + ended.float() * _NEG
         chosen = alive.topk(beams, dim=1).indices
         running = alive.gather(1, chosen)
         rows = source.gather(1, chosen).view(-1)
-        generated = candidates[torch.arange(clips, device=device)[:, None], chosen].view(clips * beams, step + 1)
+        generated = candidates[clip_rows, chosen].view(clips * beams, step + 1)
 
         best_possible = running[:, 0] / ((step + 1) ** length_penalty)
         worst = torch.where(finished_done, finished.min(dim=1, keepdim=True).values, torch.full_like(finished, _NEG))

@@ -299,7 +299,7 @@ class WhisperASR(BaseASR):
         if getattr(config, "is_multilingual", False) or self._compiled:
             return self._generate_with_transformers(hidden, attention_mask, prompt, processors)
         kwargs = self._generate_kwargs(prompt, processors)
-        prefix = self._decoder_prefix(prompt)
+        prefix = self._decoder_prefix(kwargs.get("prompt_ids"))
         for processor in kwargs["logits_processor"]:  # generate sets the begin index of its own
             if hasattr(processor, "set_begin_index"):
                 processor.set_begin_index(len(prefix))
@@ -309,9 +309,9 @@ class WhisperASR(BaseASR):
         texts = self.processor.tokenizer.batch_decode(out.tokens, skip_special_tokens=True)
         return [t.strip() for t in texts], out.mean_logprob
 
-    def _decoder_prefix(self, prompt: Optional[str]) -> List[int]:
-        """What ``generate`` starts an English-only checkpoint from: the prompt, the start of
-        transcript, the config's forced tokens, then ``<|notimestamps|>`` when the config has it."""
+    def _decoder_prefix(self, prompt_ids: Optional[torch.Tensor]) -> List[int]:
+        """What ``generate`` starts an English-only checkpoint from: ``prompt_ids`` (:meth:`_generate_kwargs`'),
+        the start of transcript, the config's forced tokens, then ``<|notimestamps|>`` when it has one."""
         config = self.model.generation_config
         ids = [int(config.decoder_start_token_id)]
         forced = getattr(config, "forced_decoder_ids", None) or getattr(self.model.config, "forced_decoder_ids", None)
@@ -322,7 +322,7 @@ class WhisperASR(BaseASR):
         no_timestamps = getattr(config, "no_timestamps_token_id", None)
         if no_timestamps is not None and ids[-1] != no_timestamps:
             ids.append(int(no_timestamps))
-        return [*(self.processor.get_prompt_ids(prompt) if prompt else []), *ids]
+        return [*([] if prompt_ids is None else prompt_ids.tolist()), *ids]
 
     def _generate_with_transformers(self, hidden: torch.Tensor, attention_mask: torch.Tensor, prompt: Optional[str],
                                     processors: Sequence[Any] = ()) -> Tuple[List[str], np.ndarray]:
