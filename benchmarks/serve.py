@@ -16,6 +16,7 @@ Recordings: ``../shared/data/coffee/dev`` when present, else ``assets/audio``.
     python benchmarks/serve.py --intent /tmp/speech-intent-coffee/model --utterances 13 --max-seconds 170
     python benchmarks/serve.py                                   # the embedded default pipeline
     python benchmarks/serve.py --pipeline DIR --utterances 2 --requests 16 --smoke
+    python benchmarks/serve.py --intent DIR --early-endpoint 0.2 --predict-clients ''   # streaming only
 """
 from __future__ import annotations
 
@@ -54,6 +55,7 @@ def start_server(args, batching: bool):
     command += ["--pipeline", args.pipeline] if args.pipeline else []
     command += ["--intent", args.intent] if args.intent else []
     command += ["--trailing-silence", str(args.trailing_silence)]
+    command += ["--early-endpoint", str(args.early_endpoint)] if args.early_endpoint is not None else []
     command += ["--device", args.device] if args.device else []
     command += [] if batching else ["--no-micro-batching"]
     process = subprocess.Popen(command, cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)),
@@ -136,8 +138,9 @@ def streaming(url: str, clients: int, files: list, args) -> dict:
     """``clients`` concurrent streams, client ``i`` replaying recordings ``i*N .. (i+1)*N - 1``
     (``N = --utterances``). Latencies of each ``final`` ended by trailing silence:
 
-    - end of speech -> final: from the moment the last speech sample was sent (the utterance's end
-      minus the VAD's ``pad``), so it includes the trailing silence the VAD waits for;
+    - end of speech -> final: from the moment the last speech sample was sent (the event's
+      ``speech_end``), so it includes the silence the VAD waits for (the trailing silence, or the
+      pause of an ``early_endpoint``);
     - endpoint -> final: from the moment that silence was complete (the service's own work).
 
     Each recording's streamed result (its longest final) is compared with ``/v1/predict`` on the file.
@@ -149,7 +152,7 @@ def streaming(url: str, clients: int, files: list, args) -> dict:
                               args.max_seconds) for i in range(clients)]
         return await asyncio.gather(*jobs)
 
-    eos, endpoint, recognition, streamed = [], [], [], {}
+    eos, endpoint, recognition, streamed, reasons = [], [], [], {}, {}
     for client in asyncio.run(run()):
         by_file: dict = {}
         for arrival, event in client["finals"]:
@@ -157,9 +160,9 @@ def streaming(url: str, clients: int, files: list, args) -> dict:
             index = max([i for i, start in enumerate(client["starts"]) if start <= event["start"] + args.pad + 1e-6],
                         default=0)
             by_file.setdefault(index, []).append(event)
-            if event.get("reason") == "silence":
-                speech_end = event["end"] - args.pad
-                eos.append(arrival - (client["began"] + speech_end))
+            reasons[event.get("reason")] = reasons.get(event.get("reason"), 0) + 1
+            if event.get("reason") in ("silence", "early_endpoint"):
+                eos.append(arrival - (client["began"] + event["speech_end"]))
                 endpoint.append(eos[-1] - event["timings"]["endpoint_delay"])
                 recognition.append(event["timings"]["recognition"])
         for index, path in enumerate(client["files"]):
@@ -185,7 +188,7 @@ def streaming(url: str, clients: int, files: list, args) -> dict:
     def pct(values, q):
         return round(float(np.percentile(values, q)), 3) if values else float("nan")
     return {"clients": clients, "utterances": compared, "finals": sum(len(c) for c in streamed.values()),
-            "dropped": dropped, "split": split, "same_as_file": agree,
+            "dropped": dropped, "split": split, "reasons": reasons, "same_as_file": agree,
             "eos_p50_s": pct(eos, 50), "eos_p95_s": pct(eos, 95),
             "endpoint_p50_s": pct(endpoint, 50), "endpoint_p95_s": pct(endpoint, 95),
             "recognition_p50_s": pct(recognition, 50), "differences": differ}
@@ -232,9 +235,11 @@ def main() -> None:
     parser.add_argument("--pipeline", default=None, help="saved pipeline dir (default: the embedded default)")
     parser.add_argument("--intent", default=None, help="intent model dir (e.g. the coffee model of coffee.py)")
     parser.add_argument("--trailing-silence", type=float, default=0.6, help="the streams' VAD trailing silence")
+    parser.add_argument("--early-endpoint", type=float, default=None,
+                        help="the service's --early-endpoint (seconds of pause; default: off)")
     parser.add_argument("--device", default=None)
     parser.add_argument("--stream-clients", default="1,8")
-    parser.add_argument("--predict-clients", default="1,8,32")
+    parser.add_argument("--predict-clients", default="1,8,32", help="'' for streaming only")
     parser.add_argument("--utterances", type=int, default=6, help="recordings each streaming client replays")
     parser.add_argument("--pad", type=float, default=VADOptions().pad, help="the service's VAD pad (seconds)")
     parser.add_argument("--gap", type=float, default=1.0, help="seconds of silence after each recording")
@@ -247,8 +252,10 @@ def main() -> None:
     files = recordings(max(args.utterances * max(map(int, args.stream_clients.split(","))), 32))
     report = {"recordings": str(files[0].parent), "smoke": args.smoke, "pipeline": args.pipeline or "default",
               "intent": args.intent, "trailing_silence": args.trailing_silence,
+              "early_endpoint": args.early_endpoint,
               "load_average": os.getloadavg(), "runs": []}
-    for batching in (True, False):
+    predict_clients = [int(c) for c in args.predict_clients.split(",") if c.strip()]
+    for batching in (True, False) if predict_clients else (True,):  # no /v1/predict runs: streaming only
         process, url = start_server(args, batching)
         try:
             run = {"micro_batching": batching, "stream": [], "predict": []}
@@ -257,7 +264,7 @@ def main() -> None:
                     run["stream"].append(streaming(url, clients, files, args))
                     print("stream", batching, {k: v for k, v in run["stream"][-1].items() if k != "differences"},
                           flush=True)
-            for clients in map(int, args.predict_clients.split(",")):
+            for clients in predict_clients:
                 run["predict"].append(throughput(url, clients, files, args))
                 print("predict", batching, run["predict"][-1], flush=True)
             run["peak_rss_mb"] = round(peak_rss_mb(process.pid), 1)

@@ -65,6 +65,8 @@ def main() -> None:
     parser.add_argument("--trailing-silence", type=float, default=0.6)
     parser.add_argument("--max-utterance", type=float, default=15.0)
     parser.add_argument("--partial-interval", type=float, default=1.0)
+    parser.add_argument("--early-endpoint", type=float, default=None,
+                        help="seconds of pause that end a complete, confident command early (default: off)")
     args = parser.parse_args()
 
     pipe = (SpeechIntentPipeline.from_pretrained(args.pipeline, device=args.device) if args.pipeline
@@ -74,7 +76,7 @@ def main() -> None:
         chunks = wav_chunks(args.wav or [ASSETS / "014_lights_on.wav", ASSETS / "007_get_weather.wav"])
     stream = StreamingRecognizer(pipe, vad=VADOptions(trailing_silence=args.trailing_silence,
                                                       max_utterance=args.max_utterance),
-                                 partial_interval=args.partial_interval or None)
+                                 partial_interval=args.partial_interval or None, early_endpoint=args.early_endpoint)
     try:
         for event in stream.process(chunks):
             row = event.to_dict()

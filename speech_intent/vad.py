@@ -142,7 +142,8 @@ class VADOptions:
 class Segment:
     """One utterance found by the endpointer, in samples of the whole stream (16 kHz).
 
-    ``reason``: why it ended: ``"silence"``, ``"max_utterance"`` or ``"end_of_stream"``.
+    ``reason``: why it ended: ``"silence"``, ``"max_utterance"``, ``"end_of_stream"``, or the reason a
+    caller gave :meth:`Endpointer.cut` (the stream's ``"early_endpoint"``).
     ``speech_end``: where the last speech window ended (before the trailing silence).
     """
 
@@ -214,6 +215,24 @@ class Endpointer:
     def in_silence(self) -> bool:
         """Whether the latest windows were silence (an utterance may be about to end)."""
         return self._silence_start is not None
+
+    @property
+    def silence(self) -> int:
+        """Samples of silence since the utterance's last speech (0 while speech goes on)."""
+        return 0 if self._silence_start is None else self.position - self._silence_start
+
+    @property
+    def speech_end(self) -> int:
+        """Where the last speech window of the utterance in progress ended."""
+        return self._last_speech_end
+
+    def cut(self, reason: str, end: int) -> Optional[Segment]:
+        """End the confirmed utterance in progress now (the caller's decision), at sample ``end``."""
+        if not self.confirmed:
+            return None
+        start, speech_end = self.start, self._last_speech_end
+        self.reset()
+        return Segment(start=start, end=min(end, self.position), speech_end=speech_end, reason=reason)
 
     def finish(self) -> Optional[Segment]:
         """End of the stream: the utterance in progress, if confirmed."""
@@ -348,6 +367,15 @@ class UtteranceSplitter:
             segment.end = min(self.samples.end, segment.start + int(self.options.max_utterance * SAMPLE_RATE))
             events.append(self._cut(segment))
         return events
+
+    def end_utterance(self, reason: str, end: int) -> Optional[Utterance]:
+        """End the confirmed utterance in progress now, at sample ``end`` (``None``: none in progress)."""
+        segment = self.endpointer.cut(reason, end)
+        if segment is None:
+            return None
+        utterance = self._cut(segment)
+        self.samples.drop_before(self.endpointer.position - int(self.options.pad * SAMPLE_RATE) - WINDOW)
+        return utterance
 
     def _process(self, samples: np.ndarray) -> List[Union[SpeechStart, Utterance]]:
         events: List[Union[SpeechStart, Utterance]] = []

@@ -435,3 +435,30 @@ def test_the_batcher_queue_is_bounded_and_a_failing_batch_fails_only_its_jobs(ti
         assert len(batcher.submit_audio([np.zeros(5)]).result(5)) == 1  # the worker survived
     finally:
         batcher.stop()
+
+
+def test_the_service_streams_with_an_early_endpoint(tiny_pipe):
+    from fastapi.testclient import TestClient
+
+    from speech_intent.errors import ConfigError
+    from speech_intent.serve import ServeConfig, create_app
+
+    with pytest.raises(ConfigError, match="early_endpoint"):
+        ServeConfig(early_endpoint=1.0)  # over the 0.6 s trailing silence
+    audio, _ = with_silences(["001_set_alarm.wav"], lead=0.5, tail=1.0)
+    data = pcm16(audio)
+    with TestClient(create_app(tiny_pipe, ServeConfig(early_endpoint=0.25, early_confidence=0.0))) as client:
+        assert client.get("/v1/info").json()["stream"]["early_endpoint"] == 0.25
+        with client.websocket_connect("/v1/stream") as ws:
+            assert ws.receive_json()["type"] == "ready"
+            for start in range(0, len(data), 640):  # 20 ms frames
+                ws.send_bytes(data[start: start + 640])
+            ws.send_text(json.dumps({"type": "end"}))
+            events = []
+            while not events or events[-1]["type"] != "end":
+                events.append(ws.receive_json())
+    finals = [e for e in events if e["type"] == "final"]
+    assert len(finals) == 1 and finals[0]["result"]["error"] is None
+    text = (finals[0]["transcript"] or "").rstrip()
+    assert finals[0]["reason"] == "early_endpoint" or not text or text.endswith((",", ";", ":", "-", "..."))
+    assert finals[0]["timings"]["endpoint_delay"] < 0.5 or finals[0]["reason"] != "early_endpoint"

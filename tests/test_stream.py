@@ -124,3 +124,65 @@ def test_bad_chunks_and_settings_raise_library_errors(pipe):
     stream.close()
     with pytest.raises(ConfigError, match="closed"):
         stream.feed(b"\x00\x00")
+
+
+class _Answer:
+    """A recognize function that answers with one fixed transcript and intent confidence (the
+    streaming logic is under test here, not the models) and records the audio it was given."""
+
+    def __init__(self, transcript: str, confidence: float) -> None:
+        self.transcript, self.confidence, self.calls = transcript, confidence, []
+
+    def __call__(self, audio: np.ndarray):
+        from speech_intent.results import IntentPrediction, PipelineResult, Transcript
+
+        self.calls.append(len(audio))
+        return PipelineResult("<stream>", Transcript(self.transcript, 0.9),
+                              IntentPrediction(self.transcript, "order", self.confidence))
+
+
+def _finals(recognize, audio, **options):
+    stream = StreamingRecognizer(recognize=recognize, partial_interval=None, **options)
+    return [e for e in stream.process(_chunks(pcm16(audio), high=1280)) if e.type == "final"]
+
+
+def test_early_endpoint_ends_a_confident_command_after_a_short_pause():
+    audio, spans = with_silences(TWO)
+    usual = _finals(_Answer("Set an alarm.", 0.95), audio)
+    answer = _Answer("Set an alarm.", 0.95)
+    early = _finals(answer, audio, early_endpoint=0.2)
+    assert [f.reason for f in usual] == ["silence", "silence"]
+    assert [f.reason for f in early] == ["early_endpoint", "early_endpoint"]
+    assert len(answer.calls) == 2  # the result computed when the pause began is the final: no second call
+    for fast, slow, span in zip(early, usual, spans):
+        assert 0.2 <= fast.timings["endpoint_delay"] <= 0.3 < 0.5 <= slow.timings["endpoint_delay"]
+        assert _near((fast.start, fast.end), span) and fast.start == slow.start and fast.end <= slow.end
+        assert fast.result.intent == "order" and fast.to_dict()["reason"] == "early_endpoint"
+
+
+@pytest.mark.parametrize("transcript, confidence", [("Set an alarm.", 0.5), ("Set an alarm for,", 0.95),
+                                                    ("", 0.95)])
+def test_an_unsure_or_unfinished_command_waits_for_the_trailing_silence(transcript, confidence):
+    audio, _ = with_silences(TWO)
+    answer = _Answer(transcript, confidence)
+    finals = _finals(answer, audio, early_endpoint=0.2)
+    assert [f.reason for f in finals] == ["silence", "silence"]
+    assert len(answer.calls) == 4  # one at each pause, one at each end
+    assert all(f.timings["endpoint_delay"] >= 0.5 for f in finals)
+
+
+def test_early_endpoint_through_the_real_pipeline(pipe):
+    audio, spans = with_silences(TWO)
+    finals = _finals(lambda clip: pipe([clip], batch_size=1)[0], audio, early_endpoint=0.25, early_confidence=0.0)
+    assert len(finals) == 2
+    for final, span in zip(finals, spans):
+        assert final.result.ok and final.result.intent in pipe.intent.labels and _near((final.start, final.end), span)
+        text = final.transcript.rstrip()
+        assert final.reason == "early_endpoint" or not text or text.endswith((",", ";", ":", "-", "..."))
+
+
+def test_early_endpoint_settings_are_checked(pipe):
+    with pytest.raises(ConfigError, match="early_endpoint"):
+        StreamingRecognizer(pipe, early_endpoint=0.8)  # over the 0.6 s trailing silence
+    with pytest.raises(ConfigError, match="early_confidence"):
+        StreamingRecognizer(pipe, early_endpoint=0.2, early_confidence=1.5)

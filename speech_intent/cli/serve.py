@@ -28,6 +28,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--no-micro-batching", action="store_true", help="run each request alone")
     p.add_argument("--max-streams", type=int, default=32, help="concurrent WebSocket streams at most")
     p.add_argument("--partial-interval", type=float, default=1.0, help="seconds between partials (0: none)")
+    p.add_argument("--early-endpoint", type=float, default=None, metavar="SECONDS",
+                   help="end an utterance after this much pause when it is a complete, confident command, without "
+                        "waiting for the whole --trailing-silence (faster answers; a longer pause inside a command "
+                        "splits it; default: off)")
+    p.add_argument("--early-confidence", type=float, default=0.9,
+                   help="intent confidence an --early-endpoint needs (default: 0.9)")
     p.add_argument("--threads", type=int, default=None,
                    help="torch intra-op threads of the model worker, and ONNX Runtime's with --nlu-runtime onnx"
                         " / onnx-int8 (default: the cores this process may use)")
@@ -44,6 +50,7 @@ def config_from_args(args: argparse.Namespace) -> ServeConfig:
         max_audio_seconds=args.max_duration, max_batch=1 if args.no_micro_batching else args.batch_size,
         max_wait=args.max_wait_ms / 1000.0, queue_size=args.queue_size, max_streams=args.max_streams,
         partial_interval=args.partial_interval or None, vad=vad_options(args),
+        early_endpoint=args.early_endpoint, early_confidence=args.early_confidence,
         threads=args.threads if args.threads is not None else available_cpus(),
     )
 

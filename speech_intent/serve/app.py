@@ -158,7 +158,9 @@ def service_info(service: Service) -> Dict[str, Any]:
                    "max_streams": service.config.max_streams, "queue_size": service.config.queue_size},
         "batching": {"max_batch": service.config.max_batch, "max_wait": service.config.max_wait,
                      **service.batcher.stats.to_dict()},
-        "stream": {"partial_interval": service.config.partial_interval, "vad": service.config.vad.to_dict(),
+        "stream": {"partial_interval": service.config.partial_interval,
+                   "early_endpoint": service.config.early_endpoint, "early_confidence": service.config.early_confidence,
+                   "vad": service.config.vad.to_dict(),
                    "format": "pcm_s16le mono", "default_sample_rate": 16000},
         "versions": {name: _version(name) for name in ("speech-intent", "torch", "transformers", "faster-whisper",
                                                        "onnxruntime", "fastapi", "uvicorn")}

@@ -41,6 +41,9 @@ class ServeConfig:
         max_streams: concurrent WebSocket streams at most.
         max_frame_bytes: largest WebSocket message.
         partial_interval: seconds of speech between partial transcripts (``None``: none).
+        early_endpoint, early_confidence: end a stream's utterance after this many seconds of pause
+            when it is a complete command of at least this confidence, without the whole trailing
+            silence (``None``: off; :class:`~speech_intent.stream.StreamingRecognizer`).
         vad: the streams' :class:`~speech_intent.vad.VADOptions` (and those of ``/v1/predict?segment=true``).
         threads: torch intra-op threads of the model worker, pinned when the app starts (``None``:
             leave torch's setting; ``speech-intent serve`` passes the available cores by default).
@@ -61,6 +64,8 @@ class ServeConfig:
     max_streams: int = 32
     max_frame_bytes: int = 1024 * 1024
     partial_interval: Optional[float] = 1.0
+    early_endpoint: Optional[float] = None
+    early_confidence: float = 0.9
     vad: VADOptions = field(default_factory=VADOptions)
     threads: Optional[int] = None
 
@@ -85,6 +90,11 @@ class ServeConfig:
             raise ConfigError(f"max_wait must be from 0 to 1 second, got {self.max_wait!r}")
         if self.partial_interval is not None and not 0.1 <= self.partial_interval <= 60:
             raise ConfigError(f"partial_interval must be from 0.1 to 60 seconds, got {self.partial_interval!r}")
+        if self.early_endpoint is not None and not 0.0 <= self.early_endpoint <= self.vad.trailing_silence:
+            raise ConfigError(f"early_endpoint must be from 0 to the trailing silence ({self.vad.trailing_silence} s), "
+                              f"got {self.early_endpoint!r}")
+        if not 0.0 <= self.early_confidence <= 1.0:
+            raise ConfigError(f"early_confidence must be from 0 to 1, got {self.early_confidence!r}")
         if "*" in self.cors_origins and self.api_key:
             raise ConfigError("CORS origin '*' together with an API key would expose the key to any page; "
                               "list the allowed origins")

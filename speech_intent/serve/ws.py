@@ -43,7 +43,9 @@ def _recognizer(service, sample_rate: int) -> StreamingRecognizer:
             return PipelineResult(path="<stream>", error=str(error))
 
     return StreamingRecognizer(sample_rate=sample_rate, vad=service.config.vad,
-                               partial_interval=service.config.partial_interval, recognize=recognize)
+                               partial_interval=service.config.partial_interval, recognize=recognize,
+                               early_endpoint=service.config.early_endpoint,
+                               early_confidence=service.config.early_confidence)
 
 
 def _rate(message: dict) -> int:
