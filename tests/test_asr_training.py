@@ -23,6 +23,7 @@ from speech_intent.asr_training import (
     EvaluationData,
     LoraOptions,
     collect_examples,
+    detokenize,
     fine_tune_asr,
     format_sentence,
     is_transcript_manifest,
@@ -133,6 +134,39 @@ def test_collect_examples_from_data_files_sentences_and_manifests(tmp_path, corp
     assert format_sentence("  is it  raining? ") == "Is it raining?"
     with pytest.raises(DataNotFoundError):
         collect_examples([tmp_path / "nothing.yaml"])
+
+
+@pytest.mark.parametrize("tokens, text", [
+    ("what s the weather", "what's the weather"),
+    ("i d like to book it ll be i m sure we re late", "I'd like to book it'll be I'm sure we're late"),
+    ("they ve gone and i don t know why it isn t so you can t", "they've gone and I don't know why it isn't so you can't"),
+    ("add it to lincoln s 80 s party", "add it to lincoln's 80s party"),
+    ("do n't go , it 's late ( really ) !", "don't go, it's late (really)!"),
+    ("I ’m here", "I’m here"),
+    # not contractions: a single letter after another word, or spelled-out letters
+    ("add d flame to james d conrey by tenacious d", "add d flame to james d conrey by tenacious d"),
+    ("at t in the u s a at 7 a m", "at t in the u s a at 7 a m"),
+    ("play s t r e e t d a d", "play s t r e e t d a d"),
+    ("watch w i t c h", "watch w i t c h"),
+    ("what's up, I'm fine.", "what's up, I'm fine."),
+])
+def test_detokenize_joins_split_contractions_and_keeps_letters(tokens, text):
+    assert detokenize(tokens) == text
+    assert detokenize(text) == text
+
+
+def test_bio_folder_sentences_are_written_naturally(tmp_path):
+    bio = tmp_path / "snips"
+    bio.mkdir()
+    (bio / "seq.in").write_text("what s the weather in d lo\ni d like to hear lincoln s song\n")
+    (bio / "seq.out").write_text("O O O O O B-city I-city\nO O O O O O B-artist O\n")
+    (bio / "label").write_text("GetWeather\nPlayMusic\n")
+    examples = collect_examples([bio, "what s up"])
+    assert [ex.speak for ex in examples] == ["what's the weather in d lo", "I'd like to hear lincoln's song",
+                                             "what s up"]  # a plain sentence is not known to be tokenised
+    assert [ex.text for ex in examples[:2]] == ["What's the weather in d lo.", "I'd like to hear lincoln's song."]
+    verbatim = collect_examples([bio], text_format="verbatim")
+    assert [ex.text for ex in verbatim] == ["what's the weather in d lo", "I'd like to hear lincoln's song"]
 
 
 def test_evaluation_data_matches_paths_copies_and_transcripts(corpus):

@@ -8,7 +8,9 @@ An :class:`ASRExample` is one of
   or a ``labels.json``-style mapping ``{"file.wav": {"text": ...}}``. Other columns are ignored.
 - a **synthesised** sentence: any training data :func:`speech_intent.data.load_examples` reads
   (grammar, Rasa, CSV, JSONL, BIO) gives sentences, spoken by a text-to-speech voice when the clip is
-  needed (deterministic: sentence + voice number), so thousands of them cost no memory.
+  needed (deterministic: sentence + voice number), so thousands of them cost no memory. A BIO /
+  JointBERT folder's tokenised sentences (``what s the weather``, ``i d like``) are written as natural
+  text first (:func:`detokenize`: ``What's the weather``, ``I'd like``), for the voice and the target.
 
 :func:`collect_examples` turns a mix of paths, examples and sentences into ASRExamples.
 :class:`EvaluationData` is what is never trained on: the recordings of evaluation manifests and
@@ -35,8 +37,8 @@ from ..normalize import TextNormalizer
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ASRExample", "EvaluationData", "collect_examples", "format_sentence", "is_transcript_manifest",
-           "read_transcript_manifest"]
+__all__ = ["ASRExample", "EvaluationData", "collect_examples", "detokenize", "format_sentence",
+           "is_transcript_manifest", "read_transcript_manifest"]
 
 PathLike = Union[str, Path]
 AUDIO_COLUMNS = ("audio", "file", "path")
@@ -76,6 +78,86 @@ class ASRExample:
     @property
     def synthesised(self) -> bool:
         return self.audio is None
+
+
+# ------------------------------------------------------------------ tokenised text
+_PRONOUNS = frozenset("i you he she it we they that there who what where how".split())
+#: Which words a JointBERT-split clitic (the apostrophe dropped: ``what s``, ``i m``, ``don t``) joins.
+_CLITIC_HOSTS = {
+    "m": frozenset({"i"}),
+    "d": _PRONOUNS,
+    "ll": _PRONOUNS,
+    "re": frozenset("you we they who what where how there why when".split()),
+    "ve": frozenset("i you we they who what where how could would should might must".split()),
+    "t": frozenset("don doesn didn isn aren wasn weren haven hasn hadn won wouldn couldn shouldn can ain mustn "
+                   "needn mightn shan".split()),
+}
+_PTB_CLITIC = re.compile(r"^(?:['’](?:s|m|d|ll|re|ve)|n['’]t)$", re.I)  # Penn Treebank: do n't, it 's
+_CLOSING = re.compile(r"^[.,!?;:%)\]}…]+$")
+_OPENING = re.compile(r"^[(\[{]+$")
+_DECADE = re.compile(r"^\d*0$")
+
+
+def _letter(token: Optional[str]) -> bool:
+    """A single letter that is not a word (``a`` and ``i`` are words): part of a spelled-out name."""
+    return token is not None and len(token) == 1 and token.isalpha() and token.lower() not in ("a", "i")
+
+
+def _joins(host: str, part: str, following: Optional[str]) -> bool:
+    """Whether the token ``part`` is the split-off end of ``host`` (see :func:`detokenize`)."""
+    if _PTB_CLITIC.match(part):
+        return True
+    if _letter(following):  # "play s t r e e t": spelled letters, not a contraction
+        return False
+    word, low = part.lower(), host.lower()
+    if word == "s":
+        return (host.isalpha() and len(host) >= 2) or bool(_DECADE.match(host))
+    return low in _CLITIC_HOSTS.get(word, ())
+
+
+def detokenize(text: str) -> str:
+    """Tokenised text (JointBERT / BIO ``seq.in``, Penn Treebank) written as natural text.
+
+    The rule, token by token (case kept):
+
+    - a split contraction is joined with an apostrophe: ``s`` after a word of two or more letters
+      (``what s`` -> ``what's``, ``let s``, ``lincoln s``); ``m`` after ``i``; ``d`` / ``ll`` after a
+      pronoun (``i``, ``you``, ``he``, ``she``, ``it``, ``we``, ``they``, ``that``, ``there``,
+      ``who``, ``what``, ``where``, ``how``); ``re`` after ``you``/``we``/``they``/``who``/
+      ``what``/``where``/``how``/``there``/``why``/``when``; ``ve`` after ``i``/``you``/``we``/
+      ``they``/``who``/``what``/``where``/``how`` or a modal (``could ve``); ``t`` after a negated
+      auxiliary (``don``, ``isn``, ``can``, ``won``, ...). ``s`` after a decade joins without one
+      (``80 s`` -> ``80s``). Penn Treebank clitics (``'s``, ``n't``, ...) join their word.
+    - Not joined: a part after any other word (``add d flame``, ``james d conrey``, ``tenacious d``,
+      ``at t``, ``u s a``, ``7 a m``) or followed by another single letter other than ``a``/``i``
+      (spelled out: ``play s t r e e t`` keeps its ``s``).
+    - Closing punctuation tokens (``, . ! ? ; : % ) ] } …``) join the word before, opening brackets
+      the word after.
+    - The pronoun ``i`` is written ``I`` (also in ``I'm``, ``I'd``), except among spelled-out letters
+      (``w i t c h``).
+
+    Text that is already natural comes back unchanged (single-spaced).
+    """
+    tokens = text.split()
+    out: List[str] = []
+    opening = ""
+    for index, token in enumerate(tokens):
+        following = tokens[index + 1] if index + 1 < len(tokens) else None
+        if out and not opening and (_CLOSING.match(token) or _joins(out[-1], token, following)):
+            apostrophe = "" if _CLOSING.match(token) or _PTB_CLITIC.match(token) or _DECADE.match(out[-1]) else "'"
+            out[-1] += apostrophe + token
+        elif _OPENING.match(token) and following is not None:
+            opening += token
+        else:
+            out.append(opening + token)
+            opening = ""
+    if opening:
+        out.append(opening)
+    for index, token in enumerate(out):
+        if re.match(r"^i(?:$|['’])", token) and not (_letter(out[index - 1] if index else None)
+                                                   or _letter(out[index + 1] if index + 1 < len(out) else None)):
+            out[index] = "I" + token[1:]
+    return " ".join(out)
 
 
 def format_sentence(text: str) -> str:
@@ -206,13 +288,16 @@ def is_transcript_manifest(path: PathLike) -> bool:
 
 # ------------------------------------------------------------------ collecting
 def _sentences(path: Path, max_examples: Optional[int], seed: int) -> List[str]:
-    """Sentences of a training-data file (a grammar sampled to ``max_examples``; others subsampled)."""
+    """Sentences of a training-data file (a grammar sampled to ``max_examples``; others subsampled).
+    A BIO / JointBERT folder's tokenised sentences are written as natural text (:func:`detokenize`)."""
     name = detect_format(path)
     if name == "grammar":
         examples = load_examples(path, format=name, max_examples=max_examples, seed=seed)
     else:
         examples = load_examples(path, format=name)
     texts = [ex.text for ex in examples if ex.text.strip()]
+    if name == "bio":
+        texts = [detokenize(text) for text in texts]
     if max_examples is not None and len(texts) > max_examples:
         keep = np.random.default_rng(seed).choice(len(texts), size=max_examples, replace=False)
         texts = [texts[i] for i in sorted(keep)]
@@ -229,8 +314,9 @@ def collect_examples(items: Iterable[Any], *, max_examples: Optional[int] = None
     """ASRExamples from a mix of sources, in order.
 
     Each item is an :class:`ASRExample` (kept), an audio manifest path (its recordings), another
-    training-data path (its sentences, synthesised), a :class:`~speech_intent.data.Example` or a
-    plain sentence (synthesised). ``max_examples`` caps the sentences taken from each data file
+    training-data path (its sentences, synthesised; a BIO folder's through :func:`detokenize`), a
+    :class:`~speech_intent.data.Example` or a plain sentence (synthesised as given: call
+    :func:`detokenize` on tokenised text from elsewhere). ``max_examples`` caps the sentences taken from each data file
     (a grammar is sampled). Synthesised clips get random voices (seeded by ``seed``); their
     targets are written per ``text_format`` (``"sentence"``: :func:`format_sentence`).
     """
