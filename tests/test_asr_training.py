@@ -100,6 +100,27 @@ def test_transcript_manifests_in_every_format(tmp_path):
     assert not is_transcript_manifest(tmp_path / "nlu.csv")
 
 
+def test_evaluation_and_training_read_a_manifest_alike(tmp_path):
+    """One reader: the evaluation items and the training examples of a manifest are the same recordings,
+    a JSON array in a .jsonl file included; a labels.json entry's error names its line."""
+    from speech_intent.evaluate import is_audio_manifest, read_manifest
+
+    for i in range(2):
+        _wav(tmp_path / f"a{i}.wav", i)
+    records = [{"audio": "a0.wav", "intent": "greet", "text": "hello there"},
+               {"file": str(tmp_path / "a1.wav"), "intent": None, "text": "bye"}]
+    (tmp_path / "m.jsonl").write_text(json.dumps(records, indent=1))
+    items, examples = read_manifest(tmp_path / "m.jsonl"), read_transcript_manifest(tmp_path / "m.jsonl")
+    assert [i.audio for i in items] == [e.audio for e in examples] == [(tmp_path / f"a{i}.wav").resolve()
+                                                                        for i in range(2)]
+    assert [i.text for i in items] == [e.text for e in examples] == ["hello there", "bye"]
+    assert is_transcript_manifest is is_audio_manifest and is_audio_manifest(tmp_path / "m.jsonl")
+    (tmp_path / "labels.json").write_text('{\n "a0.wav": {"intent": "greet", "text": "hi"},\n "a1.wav": {"intent": "x"}\n}')
+    with pytest.raises(ManifestError, match=r"labels\.json: line 3: entry 'a1\.wav': no transcript"):
+        read_transcript_manifest(tmp_path / "labels.json")
+    assert [i.line for i in read_manifest(tmp_path / "labels.json")] == [2, 3]
+
+
 @pytest.mark.parametrize("name, content, where", [
     ("no_text.csv", "audio,intent\na.wav,greet\n", "line 2"),
     ("missing.csv", "audio,text\na.wav,hi\nnope.wav,hello\n", "line 3"),
