@@ -163,6 +163,7 @@ def test_collect_examples_from_data_files_sentences_and_manifests(tmp_path, corp
     ("they ve gone and i don t know why it isn t so you can t", "they've gone and I don't know why it isn't so you can't"),
     ("add it to lincoln s 80 s party", "add it to lincoln's 80s party"),
     ("do n't go , it 's late ( really ) !", "don't go, it's late (really)!"),
+    ("so do i , right", "so do I, right"),
     ("I ’m here", "I’m here"),
     # not contractions: a single letter after another word, or spelled-out letters
     ("add d flame to james d conrey by tenacious d", "add d flame to james d conrey by tenacious d"),

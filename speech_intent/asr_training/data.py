@@ -93,6 +93,7 @@ _PTB_CLITIC = re.compile(r"^(?:['’](?:s|m|d|ll|re|ve)|n['’]t)$", re.I)  # Pe
 _CLOSING = re.compile(r"^[.,!?;:%)\]}…]+$")
 _OPENING = re.compile(r"^[(\[{]+$")
 _DECADE = re.compile(r"^\d*0$")
+_PRONOUN_I = re.compile(r"^i(?:['’][a-z]+)?[.,!?;:)…]*$")  # "i", "i'm", "i,"; not "i-lander"
 
 
 def _letter(token: Optional[str]) -> bool:
@@ -151,7 +152,7 @@ def detokenize(text: str) -> str:
     if opening:
         out.append(opening)
     for index, token in enumerate(out):
-        if re.match(r"^i(?:$|['’])", token) and not (_letter(out[index - 1] if index else None)
+        if _PRONOUN_I.match(token) and not (_letter(out[index - 1] if index else None)
                                                    or _letter(out[index + 1] if index + 1 < len(out) else None)):
             out[index] = "I" + token[1:]
     return " ".join(out)
