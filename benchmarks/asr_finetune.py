@@ -17,8 +17,9 @@ another training-data file or folder (e.g. the SNIPS training split, a JointBERT
 by the same voices and trained on together with the grammar sentences, against forgetting. A source
 inside ``assets/audio`` or the coffee data is refused, and a sentence equal (normalised) to an
 ``assets/audio`` transcript is dropped before sampling (``assets/audio/manifest.csv`` is also
-passed as ``exclude=``). JointBERT-tokenised text is tidied first (``what s`` -> ``what's``, ``i`` ->
-``I``), so the targets do not teach split contractions and the voices say them as words.
+passed as ``exclude=``). Tokenised text is written naturally first (``speech_intent.asr_training.detokenize``,
+as ``fine_tune_asr`` does for a BIO folder: ``what s`` -> ``what's``, ``i`` -> ``I``), so the targets do not
+teach split contractions and the voices say them as words.
 
 Open slots (``--demo-examples``, 0 to skip): tiny.en fine-tuned the same way on the demo domain's
 sentences (``speech_intent/resources/demo_domain.yaml``: songs, contacts, cities; no grammar), 15% of
@@ -38,7 +39,6 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
-import re
 import sys
 import time
 from pathlib import Path
@@ -196,35 +196,23 @@ def check_rehearsal(parser, args) -> None:
             parser.error(f"--rehearsal {args.rehearsal}: overlaps {name} ({kept_out}), which is never trained on")
 
 
-PRONOUN = r"(?:i|you|he|she|it|we|they|that|there|who|what|where|how)"
-CONTRACTIONS = (re.compile(r"\b([a-z]{2,}) (s)\b", re.I), re.compile(r"\b(i) (m)\b", re.I),
-                re.compile(rf"\b({PRONOUN}) (d|ll|re|ve)\b", re.I), re.compile(r"\b([a-z]+n) (t)\b", re.I))
-
-
-def tidy_tokens(text: str) -> str:
-    """``text`` with JointBERT-split contractions joined (``what s`` -> ``what's``, ``don t`` -> ``don't``;
-    not ``a m``, ``u s`` or ``add d flame``) and the pronoun ``i`` upper case."""
-    text = " ".join(text.split())
-    for pattern in CONTRACTIONS:
-        text = pattern.sub(r"\1'\2", text)
-    return re.sub(r"\bi\b(?!')|\bi(?=')", "I", text)
-
-
 def rehearsal_examples(args) -> tuple:
     """``(examples, record)``: ``--rehearsal-examples`` sentences of ``--rehearsal`` (seeded sample,
-    tidied by :func:`tidy_tokens`), none equal (normalised) to an ``assets/audio`` transcript."""
+    tokenised text written naturally by the library's ``detokenize``), none equal (normalised) to an
+    ``assets/audio`` transcript."""
     from collections import Counter
 
     import numpy as np
 
     from speech_intent import TextNormalizer
+    from speech_intent.asr_training import detokenize
     from speech_intent.data import Example, load_examples
 
     norm = TextNormalizer()
     _, references = assets_clips()
     held_out = {" ".join(norm(text).split()) for text in references}
     raw = [ex for ex in load_examples(args.rehearsal) if ex.text.strip()]
-    examples = [Example(tidy_tokens(ex.text), ex.intent) for ex in raw]
+    examples = [Example(detokenize(ex.text), ex.intent) for ex in raw]
     usable = [ex for ex in examples if " ".join(norm(ex.text).split()) not in held_out]
     n = min(args.rehearsal_examples, len(usable))
     keep = np.random.default_rng(2).choice(len(usable), size=n, replace=False)

@@ -23,6 +23,7 @@ from speech_intent.asr_training import (
     EvaluationData,
     LoraOptions,
     collect_examples,
+    detokenize,
     fine_tune_asr,
     format_sentence,
     is_transcript_manifest,
@@ -99,6 +100,27 @@ def test_transcript_manifests_in_every_format(tmp_path):
     assert not is_transcript_manifest(tmp_path / "nlu.csv")
 
 
+def test_evaluation_and_training_read_a_manifest_alike(tmp_path):
+    """One reader: the evaluation items and the training examples of a manifest are the same recordings,
+    a JSON array in a .jsonl file included; a labels.json entry's error names its line."""
+    from speech_intent.evaluate import is_audio_manifest, read_manifest
+
+    for i in range(2):
+        _wav(tmp_path / f"a{i}.wav", i)
+    records = [{"audio": "a0.wav", "intent": "greet", "text": "hello there"},
+               {"file": str(tmp_path / "a1.wav"), "intent": None, "text": "bye"}]
+    (tmp_path / "m.jsonl").write_text(json.dumps(records, indent=1))
+    items, examples = read_manifest(tmp_path / "m.jsonl"), read_transcript_manifest(tmp_path / "m.jsonl")
+    assert [i.audio for i in items] == [e.audio for e in examples] == [(tmp_path / f"a{i}.wav").resolve()
+                                                                        for i in range(2)]
+    assert [i.text for i in items] == [e.text for e in examples] == ["hello there", "bye"]
+    assert is_transcript_manifest is is_audio_manifest and is_audio_manifest(tmp_path / "m.jsonl")
+    (tmp_path / "labels.json").write_text('{\n "a0.wav": {"intent": "greet", "text": "hi"},\n "a1.wav": {"intent": "x"}\n}')
+    with pytest.raises(ManifestError, match=r"labels\.json: line 3: entry 'a1\.wav': no transcript"):
+        read_transcript_manifest(tmp_path / "labels.json")
+    assert [i.line for i in read_manifest(tmp_path / "labels.json")] == [2, 3]
+
+
 @pytest.mark.parametrize("name, content, where", [
     ("no_text.csv", "audio,intent\na.wav,greet\n", "line 2"),
     ("missing.csv", "audio,text\na.wav,hi\nnope.wav,hello\n", "line 3"),
@@ -133,6 +155,40 @@ def test_collect_examples_from_data_files_sentences_and_manifests(tmp_path, corp
     assert format_sentence("  is it  raining? ") == "Is it raining?"
     with pytest.raises(DataNotFoundError):
         collect_examples([tmp_path / "nothing.yaml"])
+
+
+@pytest.mark.parametrize("tokens, text", [
+    ("what s the weather", "what's the weather"),
+    ("i d like to book it ll be i m sure we re late", "I'd like to book it'll be I'm sure we're late"),
+    ("they ve gone and i don t know why it isn t so you can t", "they've gone and I don't know why it isn't so you can't"),
+    ("add it to lincoln s 80 s party", "add it to lincoln's 80s party"),
+    ("do n't go , it 's late ( really ) !", "don't go, it's late (really)!"),
+    ("so do i , right", "so do I, right"),
+    ("I ’m here", "I’m here"),
+    # not contractions: a single letter after another word, or spelled-out letters
+    ("add d flame to james d conrey by tenacious d", "add d flame to james d conrey by tenacious d"),
+    ("at t in the u s a at 7 a m", "at t in the u s a at 7 a m"),
+    ("play s t r e e t d a d", "play s t r e e t d a d"),
+    ("watch w i t c h", "watch w i t c h"),
+    ("what's up, I'm fine.", "what's up, I'm fine."),
+])
+def test_detokenize_joins_split_contractions_and_keeps_letters(tokens, text):
+    assert detokenize(tokens) == text
+    assert detokenize(text) == text
+
+
+def test_bio_folder_sentences_are_written_naturally(tmp_path):
+    bio = tmp_path / "snips"
+    bio.mkdir()
+    (bio / "seq.in").write_text("what s the weather in d lo\ni d like to hear lincoln s song\n")
+    (bio / "seq.out").write_text("O O O O O B-city I-city\nO O O O O O B-artist O\n")
+    (bio / "label").write_text("GetWeather\nPlayMusic\n")
+    examples = collect_examples([bio, "what s up"])
+    assert [ex.speak for ex in examples] == ["what's the weather in d lo", "I'd like to hear lincoln's song",
+                                             "what s up"]  # a plain sentence is not known to be tokenised
+    assert [ex.text for ex in examples[:2]] == ["What's the weather in d lo.", "I'd like to hear lincoln's song."]
+    verbatim = collect_examples([bio], text_format="verbatim")
+    assert [ex.text for ex in verbatim] == ["what's the weather in d lo", "I'd like to hear lincoln's song"]
 
 
 def test_evaluation_data_matches_paths_copies_and_transcripts(corpus):

@@ -19,6 +19,7 @@ from .data import (
     ASRExample,
     EvaluationData,
     collect_examples,
+    detokenize,
     format_sentence,
     is_transcript_manifest,
     read_transcript_manifest,
@@ -29,6 +30,6 @@ from .trainer import fine_tune_asr
 
 __all__ = [
     "ASRExample", "ASRTrainingOptions", "ASRTrainingResult", "CTRANSLATE2_DIR", "EvaluationData", "LoraOptions",
-    "TRAINING_FILE", "collect_examples", "export_ctranslate2", "fine_tune_asr", "format_sentence",
+    "TRAINING_FILE", "collect_examples", "detokenize", "export_ctranslate2", "fine_tune_asr", "format_sentence",
     "is_transcript_manifest", "read_transcript_manifest",
 ]

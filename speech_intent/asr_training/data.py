@@ -8,7 +8,9 @@ An :class:`ASRExample` is one of
   or a ``labels.json``-style mapping ``{"file.wav": {"text": ...}}``. Other columns are ignored.
 - a **synthesised** sentence: any training data :func:`speech_intent.data.load_examples` reads
   (grammar, Rasa, CSV, JSONL, BIO) gives sentences, spoken by a text-to-speech voice when the clip is
-  needed (deterministic: sentence + voice number), so thousands of them cost no memory.
+  needed (deterministic: sentence + voice number), so thousands of them cost no memory. A BIO /
+  JointBERT folder's tokenised sentences (``what s the weather``, ``i d like``) are written as natural
+  text first (:func:`detokenize`: ``What's the weather``, ``I'd like``), for the voice and the target.
 
 :func:`collect_examples` turns a mix of paths, examples and sentences into ASRExamples.
 :class:`EvaluationData` is what is never trained on: the recordings of evaluation manifests and
@@ -17,31 +19,28 @@ evaluation manifests (a training sentence equal to one, after normalisation, is 
 """
 from __future__ import annotations
 
-import csv
 import hashlib
-import json
 import logging
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple, Union
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Set, Union
 
 import numpy as np
 
 from ..audio import AUDIO_EXTENSIONS
 from ..data import Example, detect_format, load_examples
-from ..errors import DataFormatError, DataNotFoundError, ManifestError
+from ..data.manifest import MANIFEST_SUFFIXES, ManifestRecord, is_audio_manifest, read_audio_manifest
+from ..errors import DataFormatError, DataNotFoundError
 from ..normalize import TextNormalizer
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ASRExample", "EvaluationData", "collect_examples", "format_sentence", "is_transcript_manifest",
-           "read_transcript_manifest"]
+__all__ = ["ASRExample", "EvaluationData", "collect_examples", "detokenize", "format_sentence",
+           "is_transcript_manifest", "read_transcript_manifest"]
 
 PathLike = Union[str, Path]
-AUDIO_COLUMNS = ("audio", "file", "path")
 TEXT_COLUMNS = ("text", "transcript")
-MANIFEST_SUFFIXES = (".csv", ".tsv", ".jsonl", ".json")
 DATA_SUFFIXES = MANIFEST_SUFFIXES + (".yaml", ".yml")
 
 
@@ -78,6 +77,87 @@ class ASRExample:
         return self.audio is None
 
 
+# ------------------------------------------------------------------ tokenised text
+_PRONOUNS = frozenset("i you he she it we they that there who what where how".split())
+#: Which words a JointBERT-split clitic (the apostrophe dropped: ``what s``, ``i m``, ``don t``) joins.
+_CLITIC_HOSTS = {
+    "m": frozenset({"i"}),
+    "d": _PRONOUNS,
+    "ll": _PRONOUNS,
+    "re": frozenset("you we they who what where how there why when".split()),
+    "ve": frozenset("i you we they who what where how could would should might must".split()),
+    "t": frozenset("don doesn didn isn aren wasn weren haven hasn hadn won wouldn couldn shouldn can ain mustn "
+                   "needn mightn shan".split()),
+}
+_PTB_CLITIC = re.compile(r"^(?:['’](?:s|m|d|ll|re|ve)|n['’]t)$", re.I)  # Penn Treebank: do n't, it 's
+_CLOSING = re.compile(r"^[.,!?;:%)\]}…]+$")
+_OPENING = re.compile(r"^[(\[{]+$")
+_DECADE = re.compile(r"^\d*0$")
+_PRONOUN_I = re.compile(r"^i(?:['’][a-z]+)?[.,!?;:)…]*$")  # "i", "i'm", "i,"; not "i-lander"
+
+
+def _letter(token: Optional[str]) -> bool:
+    """A single letter that is not a word (``a`` and ``i`` are words): part of a spelled-out name."""
+    return token is not None and len(token) == 1 and token.isalpha() and token.lower() not in ("a", "i")
+
+
+def _joins(host: str, part: str, following: Optional[str]) -> bool:
+    """Whether the token ``part`` is the split-off end of ``host`` (see :func:`detokenize`)."""
+    if _PTB_CLITIC.match(part):
+        return True
+    if _letter(following):  # "play s t r e e t": spelled letters, not a contraction
+        return False
+    word, low = part.lower(), host.lower()
+    if word == "s":
+        return (host.isalpha() and len(host) >= 2) or bool(_DECADE.match(host))
+    return low in _CLITIC_HOSTS.get(word, ())
+
+
+def detokenize(text: str) -> str:
+    """Tokenised text (JointBERT / BIO ``seq.in``, Penn Treebank) written as natural text.
+
+    The rule, token by token (case kept):
+
+    - a split contraction is joined with an apostrophe: ``s`` after a word of two or more letters
+      (``what s`` -> ``what's``, ``let s``, ``lincoln s``); ``m`` after ``i``; ``d`` / ``ll`` after a
+      pronoun (``i``, ``you``, ``he``, ``she``, ``it``, ``we``, ``they``, ``that``, ``there``,
+      ``who``, ``what``, ``where``, ``how``); ``re`` after ``you``/``we``/``they``/``who``/
+      ``what``/``where``/``how``/``there``/``why``/``when``; ``ve`` after ``i``/``you``/``we``/
+      ``they``/``who``/``what``/``where``/``how`` or a modal (``could ve``); ``t`` after a negated
+      auxiliary (``don``, ``isn``, ``can``, ``won``, ...). ``s`` after a decade joins without one
+      (``80 s`` -> ``80s``). Penn Treebank clitics (``'s``, ``n't``, ...) join their word.
+    - Not joined: a part after any other word (``add d flame``, ``james d conrey``, ``tenacious d``,
+      ``at t``, ``u s a``, ``7 a m``) or followed by another single letter other than ``a``/``i``
+      (spelled out: ``play s t r e e t`` keeps its ``s``).
+    - Closing punctuation tokens (``, . ! ? ; : % ) ] } …``) join the word before, opening brackets
+      the word after.
+    - The pronoun ``i`` is written ``I`` (also in ``I'm``, ``I'd``), except among spelled-out letters
+      (``w i t c h``).
+
+    Text that is already natural comes back unchanged (single-spaced).
+    """
+    tokens = text.split()
+    out: List[str] = []
+    opening = ""
+    for index, token in enumerate(tokens):
+        following = tokens[index + 1] if index + 1 < len(tokens) else None
+        if out and not opening and (_CLOSING.match(token) or _joins(out[-1], token, following)):
+            apostrophe = "" if _CLOSING.match(token) or _PTB_CLITIC.match(token) or _DECADE.match(out[-1]) else "'"
+            out[-1] += apostrophe + token
+        elif _OPENING.match(token) and following is not None:
+            opening += token
+        else:
+            out.append(opening + token)
+            opening = ""
+    if opening:
+        out.append(opening)
+    for index, token in enumerate(out):
+        if _PRONOUN_I.match(token) and not (_letter(out[index - 1] if index else None)
+                                                   or _letter(out[index + 1] if index + 1 < len(out) else None)):
+            out[index] = "I" + token[1:]
+    return " ".join(out)
+
+
 def format_sentence(text: str) -> str:
     """``text`` written the way Whisper writes a sentence: single spaces, first letter upper case,
     a full stop at the end unless it ends with punctuation already."""
@@ -89,130 +169,48 @@ def format_sentence(text: str) -> str:
 
 
 # ------------------------------------------------------------------ manifests
-def _column(fields: Sequence[str], names: Sequence[str]) -> Optional[str]:
-    return next((name for name in names if name in fields), None)
+def _text_column(fields: Mapping[str, Any]) -> Optional[str]:
+    return next((name for name in TEXT_COLUMNS if name in fields), None)
 
 
-def _records(path: Path) -> List[Tuple[Optional[int], Optional[int], Mapping[str, Any], Optional[str]]]:
-    """``(line, record number, record, audio name)`` of every entry of a manifest (no checks beyond syntax)."""
-    suffix = path.suffix.lower()
-    out: List[Tuple[Optional[int], Optional[int], Mapping[str, Any], Optional[str]]] = []
-    if suffix in (".csv", ".tsv"):
-        with path.open(encoding="utf-8-sig", newline="") as handle:
-            reader = csv.DictReader(handle, delimiter="\t" if suffix == ".tsv" else ",")
-            for row in reader:
-                if None in row or None in row.values():
-                    raise ManifestError(f"row does not have the header's {len(reader.fieldnames or [])} fields",
-                                        source=path, line=reader.line_num)
-                out.append((reader.line_num, None, row, None))
-        return out
-    content = path.read_text(encoding="utf-8-sig")
-    if suffix == ".json":
-        try:
-            data = json.loads(content)
-        except json.JSONDecodeError as error:
-            raise ManifestError(f"invalid JSON: {error.msg}", source=path, line=error.lineno) from error
-        if isinstance(data, Mapping):  # labels.json: {"file.wav": {...}}
-            for name, record in data.items():
-                if not isinstance(record, Mapping):
-                    raise ManifestError(f"entry {name!r}: expected an object, got {type(record).__name__}",
-                                        source=path)
-                out.append((None, None, record, str(name)))
-            return out
-        if not isinstance(data, list):
-            raise ManifestError("expected a JSON array of records or an object of file names", source=path)
-        for number, record in enumerate(data, start=1):
-            if not isinstance(record, Mapping):
-                raise ManifestError(f"expected a JSON object, got {type(record).__name__}", source=path,
-                                    record=number)
-            out.append((None, number, record, None))
-        return out
-    for lineno, line in enumerate(content.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise ManifestError(f"invalid JSON: {error.msg}", source=path, line=lineno) from error
-        if not isinstance(record, Mapping):
-            raise ManifestError(f"expected a JSON object, got {type(record).__name__}", source=path, line=lineno)
-        out.append((lineno, None, record, None))
-    return out
-
-
-def _audio_path(record: Mapping[str, Any], name: Optional[str], base: Path) -> Path:
-    if name is None:
-        key = _column(list(record), AUDIO_COLUMNS)
-        if key is None:
-            raise ValueError(f"no audio column (one of {', '.join(AUDIO_COLUMNS)})")
-        name = record[key]
-    if not isinstance(name, str) or not name.strip():
-        raise ValueError(f"audio path must be a non-empty string, got {name!r}")
-    path = Path(name.strip())
-    return (path if path.is_absolute() else base / path).resolve()
+def _transcript(record: ManifestRecord) -> ASRExample:
+    """The recording of a manifest record with its transcript; ValueError without one."""
+    key = _text_column(record.fields)
+    if key is None:
+        raise ValueError(f"no transcript (a {' or '.join(repr(c) for c in TEXT_COLUMNS)} column); "
+                         "ASR training needs what each recording says")
+    text = record.fields[key]
+    if not isinstance(text, str) or not text.strip():
+        raise ValueError(f"empty transcript {text!r}")
+    return ASRExample(text=" ".join(text.split()), audio=record.audio, source=record.location)
 
 
 def read_transcript_manifest(path: PathLike, *, check_files: bool = True) -> List[ASRExample]:
-    """The recordings of an audio manifest with their transcripts (formats in the module docstring).
+    """The recordings of an audio manifest with their transcripts, used as they are (formats in the
+    module docstring; read by :func:`speech_intent.data.manifest.read_audio_manifest`).
 
     Raises :class:`~speech_intent.errors.ManifestError` (a DataFormatError) naming the file and the
     line (or record) for a row without audio or transcript, or whose recording does not exist.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise DataNotFoundError("no such manifest file", source=path)
-    if path.suffix.lower() not in MANIFEST_SUFFIXES:
-        raise ManifestError(f"cannot tell the manifest format from suffix {path.suffix or '(none)'!r} "
-                            "(use .csv, .tsv, .jsonl or .json)", source=path)
-    examples: List[ASRExample] = []
-    for line, number, record, name in _records(path):
-        where = f"entry {name!r}: " if name is not None else ""
-        try:
-            audio = _audio_path(record, name, path.parent)
-            key = _column(list(record), TEXT_COLUMNS)
-            if key is None:
-                raise ValueError(f"no transcript (a {' or '.join(repr(c) for c in TEXT_COLUMNS)} column); "
-                                 "ASR training needs what each recording says")
-            text = record[key]
-            if not isinstance(text, str) or not text.strip():
-                raise ValueError(f"empty transcript {text!r}")
-            if check_files and not audio.is_file():
-                raise ValueError(f"audio file not found: {audio}")
-        except ValueError as error:
-            raise ManifestError(where + str(error), source=path, line=line, record=number) from error
-        place = f"{path}:{line}" if line is not None else f"{path}:{name or number}"
-        examples.append(ASRExample(text=" ".join(text.split()), audio=audio, source=place))
-    if not examples:
-        raise ManifestError("manifest lists no recordings", source=path)
-    logger.info("read %d recordings with transcripts from %s", len(examples), path)
-    return examples
+    return read_audio_manifest(path, _transcript, check_files=check_files)
 
 
-def is_transcript_manifest(path: PathLike) -> bool:
-    """True when ``path`` is an audio manifest (an audio column, or a labels.json mapping) rather than
-    text training data. Whether it has transcripts is checked when it is read."""
-    path = Path(path)
-    if not path.is_file() or path.suffix.lower() not in MANIFEST_SUFFIXES:
-        return False
-    try:
-        records = _records(path)
-    except (DataFormatError, OSError, UnicodeDecodeError):
-        return False
-    if not records:
-        return False
-    _, _, first, name = records[0]
-    return name is not None or _column(list(first), AUDIO_COLUMNS) is not None
+#: True when a path is an audio manifest rather than text training data (the one test, shared with evaluation).
+is_transcript_manifest = is_audio_manifest
 
 
 # ------------------------------------------------------------------ collecting
 def _sentences(path: Path, max_examples: Optional[int], seed: int) -> List[str]:
-    """Sentences of a training-data file (a grammar sampled to ``max_examples``; others subsampled)."""
+    """Sentences of a training-data file (a grammar sampled to ``max_examples``; others subsampled).
+    A BIO / JointBERT folder's tokenised sentences are written as natural text (:func:`detokenize`)."""
     name = detect_format(path)
     if name == "grammar":
         examples = load_examples(path, format=name, max_examples=max_examples, seed=seed)
     else:
         examples = load_examples(path, format=name)
     texts = [ex.text for ex in examples if ex.text.strip()]
+    if name == "bio":
+        texts = [detokenize(text) for text in texts]
     if max_examples is not None and len(texts) > max_examples:
         keep = np.random.default_rng(seed).choice(len(texts), size=max_examples, replace=False)
         texts = [texts[i] for i in sorted(keep)]
@@ -229,8 +227,9 @@ def collect_examples(items: Iterable[Any], *, max_examples: Optional[int] = None
     """ASRExamples from a mix of sources, in order.
 
     Each item is an :class:`ASRExample` (kept), an audio manifest path (its recordings), another
-    training-data path (its sentences, synthesised), a :class:`~speech_intent.data.Example` or a
-    plain sentence (synthesised). ``max_examples`` caps the sentences taken from each data file
+    training-data path (its sentences, synthesised; a BIO folder's through :func:`detokenize`), a
+    :class:`~speech_intent.data.Example` or a plain sentence (synthesised as given: call
+    :func:`detokenize` on tokenised text from elsewhere). ``max_examples`` caps the sentences taken from each data file
     (a grammar is sampled). Synthesised clips get random voices (seeded by ``seed``); their
     targets are written per ``text_format`` (``"sentence"``: :func:`format_sentence`).
     """
@@ -250,7 +249,7 @@ def collect_examples(items: Iterable[Any], *, max_examples: Optional[int] = None
             path = Path(item)
             if not path.exists():
                 raise DataNotFoundError("no such data file or directory", source=path)
-            if is_transcript_manifest(path):
+            if is_audio_manifest(path):
                 out.extend(read_transcript_manifest(path))
             else:
                 out.extend(spoken(text, str(path)) for text in _sentences(path, max_examples, seed))
@@ -297,13 +296,10 @@ class EvaluationData:
             return
         if not path.is_file():
             raise DataNotFoundError("no such evaluation file or folder", source=item)
-        if is_transcript_manifest(path):
-            for line, number, record, name in _records(path):
-                try:
-                    self._add_file(_audio_path(record, name, path.parent))
-                except ValueError as error:
-                    raise ManifestError(str(error), source=path, line=line, record=number) from error
-                text = record.get(_column(list(record), TEXT_COLUMNS) or "")
+        if is_audio_manifest(path):
+            for record in read_audio_manifest(path, check_files=False):
+                self._add_file(record.audio)
+                text = record.fields.get(_text_column(record.fields) or "")
                 if isinstance(text, str) and text.strip():
                     self.texts.add(self._norm(text))
         self._add_file(path)

@@ -238,7 +238,8 @@ def fine_tune_asr(
 
     Args:
         train: training material, any mix of audio manifests with a text column, training-data
-            files (grammar, Rasa, CSV, JSONL, BIO: their sentences are synthesised), ``Example``\\ s,
+            files (grammar, Rasa, CSV, JSONL, BIO: their sentences are synthesised; a BIO folder's
+            tokenised text written naturally by :func:`~.data.detokenize`), ``Example``\\ s,
             sentences and :class:`~.data.ASRExample`\\ s (see :func:`~.data.collect_examples`).
         output_dir: where the fine-tuned :class:`~speech_intent.asr.WhisperASR` is saved (and its
             CTranslate2 copy in ``output_dir/ctranslate2``, ``training.json`` with the result).

@@ -3,6 +3,7 @@
 ``load_examples`` picks the reader from the path (or ``format=``): a directory with
 ``seq.in`` -> BIO; ``.csv``/``.tsv`` -> tabular; ``.jsonl``/``.json`` -> JSON Lines;
 ``.yaml``/``.yml`` -> grammar when it has a top-level ``context:``, else Rasa NLU.
+Audio manifests (recordings and their labels or transcripts) are read by :mod:`.manifest`.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from ..slots import SlotSpan
 from .bio import read_bio, to_bio
 from .examples import DataFormatError, Example
 from .grammar import expand_grammar, grammar_slot_values, grammar_vocabulary
+from .manifest import ManifestRecord, is_audio_manifest, read_audio_manifest
 from .rasa import parse_markup, read_rasa, to_markup
 from .tabular import read_csv, read_jsonl, save_jsonl
 
@@ -26,7 +28,8 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "DataFormatError", "Example", "SlotSpan", "load_examples", "save_jsonl", "detect_format",
     "read_bio", "to_bio", "read_csv", "read_jsonl", "read_rasa", "parse_markup", "to_markup",
-    "expand_grammar", "grammar_slot_values", "grammar_vocabulary",
+    "expand_grammar", "grammar_slot_values", "grammar_vocabulary", "ManifestRecord", "read_audio_manifest",
+    "is_audio_manifest",
 ]
 
 _READERS: dict[str, Callable[..., list[Example]]] = {
