@@ -56,6 +56,7 @@ def start_server(args, batching: bool):
     command += ["--intent", args.intent] if args.intent else []
     command += ["--trailing-silence", str(args.trailing_silence)]
     command += ["--early-endpoint", str(args.early_endpoint)] if args.early_endpoint is not None else []
+    command += ["--max-wait-ms", str(args.max_wait_ms)]
     command += ["--device", args.device] if args.device else []
     command += [] if batching else ["--no-micro-batching"]
     process = subprocess.Popen(command, cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)),
@@ -221,13 +222,20 @@ def throughput(url: str, clients: int, files: list, args) -> dict:
         response = client.post(url + "/v1/predict", files=[("files", (name, data, "audio/wav"))])
         return response.status_code, seconds
 
+    def batching() -> dict:
+        return httpx.get(url + "/v1/info", timeout=30).json()["batching"]
+
+    before = batching()
     began = time.monotonic()
     with client, ThreadPoolExecutor(clients) as pool:
         results = list(pool.map(one, range(count)))
     elapsed = time.monotonic() - began
+    after = batching()
+    batches = after["batches"] - before["batches"]
     ok = [s for code, s in results if code == 200]
     return {"clients": clients, "requests": count, "ok": len(ok), "seconds": round(elapsed, 2),
-            "req_per_s": round(len(ok) / elapsed, 2), "audio_x_realtime": round(sum(ok) / elapsed, 2)}
+            "req_per_s": round(len(ok) / elapsed, 2), "audio_x_realtime": round(sum(ok) / elapsed, 2),
+            "mean_batch": round((after["items"] - before["items"]) / batches, 2) if batches else None}
 
 
 def main() -> None:
@@ -237,8 +245,9 @@ def main() -> None:
     parser.add_argument("--trailing-silence", type=float, default=0.6, help="the streams' VAD trailing silence")
     parser.add_argument("--early-endpoint", type=float, default=None,
                         help="the service's --early-endpoint (seconds of pause; default: off)")
+    parser.add_argument("--max-wait-ms", type=float, default=10.0, help="the service's --max-wait-ms (micro-batching)")
     parser.add_argument("--device", default=None)
-    parser.add_argument("--stream-clients", default="1,8")
+    parser.add_argument("--stream-clients", default="1,8", help="'' for /v1/predict only")
     parser.add_argument("--predict-clients", default="1,8,32", help="'' for streaming only")
     parser.add_argument("--utterances", type=int, default=6, help="recordings each streaming client replays")
     parser.add_argument("--pad", type=float, default=VADOptions().pad, help="the service's VAD pad (seconds)")
@@ -249,10 +258,11 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true", help="note in the output: a smoke run, not for timing")
     parser.add_argument("-o", "--output", default=None, help="write the JSON report here")
     args = parser.parse_args()
-    files = recordings(max(args.utterances * max(map(int, args.stream_clients.split(","))), 32))
+    stream_clients = [int(c) for c in args.stream_clients.split(",") if c.strip()]
+    files = recordings(max([args.utterances * c for c in stream_clients] + [32]))
     report = {"recordings": str(files[0].parent), "smoke": args.smoke, "pipeline": args.pipeline or "default",
               "intent": args.intent, "trailing_silence": args.trailing_silence,
-              "early_endpoint": args.early_endpoint,
+              "early_endpoint": args.early_endpoint, "max_wait_ms": args.max_wait_ms,
               "load_average": os.getloadavg(), "runs": []}
     predict_clients = [int(c) for c in args.predict_clients.split(",") if c.strip()]
     for batching in (True, False) if predict_clients else (True,):  # no /v1/predict runs: streaming only
@@ -260,7 +270,7 @@ def main() -> None:
         try:
             run = {"micro_batching": batching, "stream": [], "predict": []}
             if batching:  # streaming latency with the service's defaults
-                for clients in map(int, args.stream_clients.split(",")):
+                for clients in stream_clients:
                     run["stream"].append(streaming(url, clients, files, args))
                     print("stream", batching, {k: v for k, v in run["stream"][-1].items() if k != "differences"},
                           flush=True)
