@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, Iterable, Iterator, List, Optional, Union
 
+from . import ray_cluster
 from .device import DeviceLike
 from .errors import ConfigError, DistributedError
 from .inputs import expand_inputs
@@ -180,16 +181,18 @@ def connect(options: RayOptions) -> bool:
         return False
     runtime_env = {"env_vars": _worker_env()}
     kwargs: dict = {"runtime_env": runtime_env, "logging_level": logging.WARNING, "log_to_driver": True}
+    state = None
     if options.address is None:  # a local Ray for this run, sized so that the pool fits
         need = options.workers * options.cpus_per_worker
         kwargs.update(num_cpus=max(os.cpu_count() or 1, int(need + 0.999)), include_dashboard=False)
     else:
         kwargs["address"] = options.address
+        if options.address != "auto":  # "auto": Ray finds the local cluster and its token itself
+            state = ray_cluster.prepare(options.address)
     try:
         ray.init(**kwargs)
-    except Exception as error:  # ConnectionError, RuntimeError, ValueError... from ray.init
-        where = options.address or "a local Ray"
-        raise DistributedError(f"cannot start or reach {where}: {type(error).__name__}: {error}") from error
+    except Exception as error:  # ConnectionError, AuthenticationError, ValueError... from ray.init
+        raise ray_cluster.failure(options.address, error, state) from error
     return True
 
 
