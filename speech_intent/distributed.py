@@ -196,8 +196,9 @@ def connect(options: RayOptions) -> bool:
     return True
 
 
-def _stream_rows(todo: List[str], source: PipelineSource, device: DeviceLike, options: RayOptions) -> Iterator[dict]:
-    """Result rows of ``todo`` from the actor pool, in completion order."""
+def _stream_batches(todo: List[str], source: PipelineSource, device: DeviceLike,
+                    options: RayOptions) -> Iterator[List[dict]]:
+    """Result rows of ``todo`` from the actor pool, a Ray Data batch at a time, in completion order."""
     import ray
     import ray.data
 
@@ -224,8 +225,45 @@ def _stream_rows(todo: List[str], source: PipelineSource, device: DeviceLike, op
         # is restarted and its batch retried; only the successful attempt's rows come back
     )
     for batch in rows.iter_batches(batch_size=None, batch_format="numpy"):
-        for text in batch["row"]:
-            yield json.loads(str(text))
+        yield [json.loads(str(text)) for text in batch["row"]]
+
+
+class ClusterDriver:
+    """The job's Ray Data driver inside the cluster, for a process connected through Ray Client
+    (``ray://``): Ray Data runs only in a process with a Ray core worker, which a Ray Client
+    process is not. An actor of this class (no CPU) runs the job; the client pulls its rows a Ray
+    Data batch at a time (:meth:`next_rows`) and writes them as usual."""
+
+    def __init__(self, todo: List[str], source: PipelineSource, device: DeviceLike, options: RayOptions) -> None:
+        self.batches = _stream_batches(todo, source, device, options)
+
+    def next_rows(self) -> Optional[List[dict]]:
+        """The next batch's rows; ``None`` once every input has its row."""
+        return next(self.batches, None)
+
+
+def _through_ray_client() -> bool:
+    try:
+        from ray.util.client import ray as client
+    except ImportError:
+        return False
+    return bool(client.is_connected())
+
+
+def _stream_rows(todo: List[str], source: PipelineSource, device: DeviceLike, options: RayOptions) -> Iterator[dict]:
+    """Result rows of ``todo`` from the actor pool, in completion order."""
+    if not _through_ray_client():
+        for rows in _stream_batches(todo, source, device, options):
+            yield from rows
+        return
+    import ray
+
+    driver = ray.remote(num_cpus=0, max_restarts=0)(ClusterDriver).remote(todo, source, device, options)
+    try:
+        while (rows := ray.get(driver.next_rows.remote())) is not None:
+            yield from rows
+    finally:
+        ray.kill(driver)
 
 
 def predict_distributed(
