@@ -10,6 +10,9 @@ How a run goes:
   batches; ``num_cpus`` / ``num_gpus`` per actor come from :class:`RayOptions`.
 - Rows stream back to the driver, which appends each (flushed) to the JSONL/CSV; once every input
   has its row the JSONL is also written as Parquet (:func:`~speech_intent.parquet.jsonl_to_parquet`).
+  Through Ray Client (``ray://``) the Ray Data job runs in a :class:`ClusterDriver` actor inside the
+  cluster, and the rows come back from it.
+- Reaching a running cluster, and its token authentication: :mod:`speech_intent.ray_cluster`.
 
 Nothing is lost or written twice: a killed worker process is restarted and its batch retried
 (``max_restarts`` / ``max_task_retries``), and only the successful attempt's rows reach the driver
@@ -60,6 +63,7 @@ class RayOptions:
         address: ``None`` = start a local Ray for this run (stopped at the end); ``"auto"`` = the
             cluster this machine belongs to; ``"ray://host:port"`` = a remote cluster (Ray Client);
             ``"host:port"`` = a cluster's GCS. When the process is already connected, that is used.
+            A cluster that requires a token: see :mod:`speech_intent.ray_cluster`.
         workers: actors in the pool (each loads the pipeline once).
         cpus_per_worker / gpus_per_worker: Ray resources each actor reserves (fractions allowed).
         batch_size: the pipeline's batch size in each actor.
