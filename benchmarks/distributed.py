@@ -3,6 +3,7 @@
     python benchmarks/distributed.py --files 1000 10000            # the targets' sizes
     python benchmarks/distributed.py --files 100 --cores 2         # a smoke run
     python benchmarks/distributed.py --files 1000 --asr bundled    # real tiny.en (slow on CPU)
+    python benchmarks/distributed.py --files 1000 10000 --cluster  # Ray rows on an already running cluster
 
 Generates N short wav files in a temp dir (``benchmarks/rss.py``'s tones + noise; hard links
 for each N), saves a pipeline (``tiny``: random 2-layer wav2vec2 + BERT, so the batch and Ray
@@ -18,18 +19,31 @@ the pipeline in every actor; ``--address`` reuses a running cluster instead), fi
 vs local (``wall / local wall - 1``), the driver's peak RSS (the driver process alone: Ray's own
 daemons and the actors are other processes) and the rows written (must equal N: nothing lost or
 doubled). Not part of CI.
+
+``--cluster``: the Ray rows run with ``--address`` on a cluster this script starts first, so their
+wall time leaves out Ray's own start-up (it still has the driver's imports, the actors loading the
+pipeline and Ray Data's start). The cluster is ``ray start --head`` with Ray's defaults (token
+authentication included, as a user's would have) except: ``--num-cpus CORES`` (room for the x1
+row's one actor of CORES CPUs and the x2 row's two of CORES/2), no GPUs, no dashboard (a quiet
+machine), its own free ports and temp dir. It runs in its own process group and is stopped by that
+group when the script ends, on an error or Ctrl-C too (not ``ray stop``: that would stop every Ray
+on the machine). The local row is run as without ``--cluster``; the cluster's start time is printed.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import shutil
+import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, Iterator, List, Optional
 
 import psutil
 
@@ -47,12 +61,17 @@ def run(cmd: List[str], output: Path, threads: int) -> Dict[str, float]:
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     driver = psutil.Process(proc.pid)
     peak = 0
-    while proc.poll() is None:
-        try:
-            peak = max(peak, driver.memory_info().rss)
-        except psutil.Error:
-            pass
-        time.sleep(0.05)
+    try:
+        while proc.poll() is None:
+            try:
+                peak = max(peak, driver.memory_info().rss)
+            except psutil.Error:
+                pass
+            time.sleep(0.05)
+    finally:  # interrupted: the command does not outlive the benchmark (or its cluster)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
     wall = time.perf_counter() - start
     stderr = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
     if proc.returncode != 0:
@@ -60,6 +79,63 @@ def run(cmd: List[str], output: Path, threads: int) -> Dict[str, float]:
     rows = [json.loads(line)["path"] for line in open(output, encoding="utf-8")]
     return {"wall_s": wall, "driver_peak_rss_mb": peak / MB, "rows": len(rows), "unique": len(set(rows)),
             "summary": next((line for line in stderr.splitlines() if line.startswith("done: ")), "")}
+
+
+def _free_ports(n: int) -> List[int]:
+    sockets = [socket.socket() for _ in range(n)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def _stop_group(pgid: int) -> None:
+    """SIGTERM, then SIGKILL, the process group ``pgid`` (a cluster's daemons)."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(pgid, sig)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(pgid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.2)
+
+
+@contextlib.contextmanager
+def ray_cluster(cores: int) -> Iterator[str]:
+    """``ray start --head`` with ``cores`` CPUs on free ports; its address; stopped on leaving."""
+    temp = Path(tempfile.mkdtemp(prefix="si-ray-"))  # short: Ray's socket paths live under it
+    gcs, client, *node = _free_ports(8)
+    names = ["--node-manager-port", "--object-manager-port", "--dashboard-agent-listen-port",
+             "--dashboard-agent-grpc-port", "--runtime-env-agent-port", "--metrics-export-port"]
+    args = [str(Path(sys.executable).with_name("ray")), "start", "--head", f"--port={gcs}",
+            f"--ray-client-server-port={client}", "--node-ip-address=127.0.0.1", f"--num-cpus={cores}",
+            "--num-gpus=0", "--include-dashboard=false", f"--temp-dir={temp}", "--disable-usage-stats",
+            *[f"{name}={port}" for name, port in zip(names, node)]]
+    env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0")
+    for unset in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):  # Ray gives each actor its CPUs' worth
+        env.pop(unset, None)
+    start = time.perf_counter()
+    proc = subprocess.Popen(args, env=env, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a kill still stops the cluster
+    try:
+        out, _ = proc.communicate(timeout=300)
+        if proc.returncode != 0:
+            raise RuntimeError(f"ray start failed:\n{out.decode(errors='replace')[-3000:]}")
+        address = f"127.0.0.1:{gcs}"
+        print(f"cluster: ray start --head, {cores} CPUs, at {address}, started in "
+              f"{time.perf_counter() - start:.1f} s (not in the ray rows' wall time)", flush=True)
+        yield address
+    finally:
+        _stop_group(proc.pid)
+        signal.signal(signal.SIGTERM, previous)
+        shutil.rmtree(temp, ignore_errors=True)
 
 
 def commands(inputs: Path, pipeline: Path, out: Path, batch: int, cores: int, address: Optional[str]) -> dict:
@@ -81,10 +157,14 @@ def main() -> int:
     parser.add_argument("--cores", type=int, default=2, help="cores all three runs share")
     parser.add_argument("--asr", choices=["tiny", "bundled"], default="tiny")
     parser.add_argument("--address", default=None, help="a running Ray cluster (default: each run starts one)")
+    parser.add_argument("--cluster", action="store_true",
+                        help="start a Ray cluster (ray start --head, CORES CPUs) first and run the ray rows on it")
     parser.add_argument("--runs", default="local,ray x1,ray x2", help="which rows, comma-separated")
     parser.add_argument("--json", default=None, help="also write the rows here")
     parser.add_argument("--workdir", default=None, help="keep files here (default: a temp dir, removed)")
     args = parser.parse_args()
+    if args.cluster and args.address:
+        parser.error("--cluster starts its own cluster: give --cluster or --address, not both")
     print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores", flush=True)
     results = []
     with tempfile.TemporaryDirectory(prefix="speech-intent-ray-") as tmp:
@@ -92,22 +172,26 @@ def main() -> int:
         work.mkdir(parents=True, exist_ok=True)
         pipeline = make_pipeline(work / f"pipeline-{args.asr}", args.asr)
         make_files(work / "all", max(args.files), args.seconds)
-        print(f"{'files':>6} {'run':>7} {'wall s':>7} {'files/s':>8} {'overhead':>9} {'driver RSS MB':>14} "
-              f"{'rows':>6} {'unique':>6}", flush=True)
-        for n in args.files:
-            folder = link_set(work / "all", work / f"set_{n}", n)
-            local_wall = None
-            for name, (cmd, threads) in commands(folder, pipeline, work / f"out_{n}.jsonl", args.batch_size,
-                                                 args.cores, args.address).items():
-                if name not in args.runs.split(","):
-                    continue
-                r = run(cmd, work / f"out_{n}.jsonl", threads)
-                local_wall = r["wall_s"] if name == "local" else local_wall
-                overhead = f"{100 * (r['wall_s'] / local_wall - 1):+.1f}%" if local_wall and name != "local" else ""
-                print(f"{n:>6} {name:>7} {r['wall_s']:>7.1f} {n / r['wall_s']:>8.1f} {overhead:>9} "
-                      f"{r['driver_peak_rss_mb']:>14.0f} {r['rows']:>6} {r['unique']:>6}   [{r['summary']}]",
-                      flush=True)
-                results.append({"files": n, "run": name, **r})
+        runs = args.runs.split(",")
+        with (ray_cluster(args.cores) if args.cluster and any(r.startswith("ray") for r in runs)
+              else contextlib.nullcontext(args.address)) as address:
+            print(f"{'files':>6} {'run':>7} {'wall s':>7} {'files/s':>8} {'overhead':>9} {'driver RSS MB':>14} "
+                  f"{'rows':>6} {'unique':>6}", flush=True)
+            for n in args.files:
+                folder = link_set(work / "all", work / f"set_{n}", n)
+                local_wall = None
+                for name, (cmd, threads) in commands(folder, pipeline, work / f"out_{n}.jsonl", args.batch_size,
+                                                     args.cores, address).items():
+                    if name not in runs:
+                        continue
+                    r = run(cmd, work / f"out_{n}.jsonl", threads)
+                    local_wall = r["wall_s"] if name == "local" else local_wall
+                    overhead = f"{100 * (r['wall_s'] / local_wall - 1):+.1f}%" if local_wall and name != "local" else ""
+                    print(f"{n:>6} {name:>7} {r['wall_s']:>7.1f} {n / r['wall_s']:>8.1f} {overhead:>9} "
+                          f"{r['driver_peak_rss_mb']:>14.0f} {r['rows']:>6} {r['unique']:>6}   [{r['summary']}]",
+                          flush=True)
+                    results.append({"files": n, "run": name, "address": address if name != "local" else None,
+                                    "cluster": args.cluster and name != "local", **r})
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
     return 0

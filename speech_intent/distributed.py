@@ -10,6 +10,9 @@ How a run goes:
   batches; ``num_cpus`` / ``num_gpus`` per actor come from :class:`RayOptions`.
 - Rows stream back to the driver, which appends each (flushed) to the JSONL/CSV; once every input
   has its row the JSONL is also written as Parquet (:func:`~speech_intent.parquet.jsonl_to_parquet`).
+  Through Ray Client (``ray://``) the Ray Data job runs in a :class:`ClusterDriver` actor inside the
+  cluster, and the rows come back from it.
+- Reaching a running cluster, and its token authentication: :mod:`speech_intent.ray_cluster`.
 
 Nothing is lost or written twice: a killed worker process is restarted and its batch retried
 (``max_restarts`` / ``max_task_retries``), and only the successful attempt's rows reach the driver
@@ -30,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, Iterable, Iterator, List, Optional, Union
 
+from . import ray_cluster
 from .device import DeviceLike
 from .errors import ConfigError, DistributedError
 from .inputs import expand_inputs
@@ -59,6 +63,7 @@ class RayOptions:
         address: ``None`` = start a local Ray for this run (stopped at the end); ``"auto"`` = the
             cluster this machine belongs to; ``"ray://host:port"`` = a remote cluster (Ray Client);
             ``"host:port"`` = a cluster's GCS. When the process is already connected, that is used.
+            A cluster that requires a token: see :mod:`speech_intent.ray_cluster`.
         workers: actors in the pool (each loads the pipeline once).
         cpus_per_worker / gpus_per_worker: Ray resources each actor reserves (fractions allowed).
         batch_size: the pipeline's batch size in each actor.
@@ -180,21 +185,24 @@ def connect(options: RayOptions) -> bool:
         return False
     runtime_env = {"env_vars": _worker_env()}
     kwargs: dict = {"runtime_env": runtime_env, "logging_level": logging.WARNING, "log_to_driver": True}
+    state = None
     if options.address is None:  # a local Ray for this run, sized so that the pool fits
         need = options.workers * options.cpus_per_worker
         kwargs.update(num_cpus=max(os.cpu_count() or 1, int(need + 0.999)), include_dashboard=False)
     else:
         kwargs["address"] = options.address
+        if options.address != "auto":  # "auto": Ray finds the local cluster and its token itself
+            state = ray_cluster.prepare(options.address)
     try:
         ray.init(**kwargs)
-    except Exception as error:  # ConnectionError, RuntimeError, ValueError... from ray.init
-        where = options.address or "a local Ray"
-        raise DistributedError(f"cannot start or reach {where}: {type(error).__name__}: {error}") from error
+    except Exception as error:  # ConnectionError, AuthenticationError, ValueError... from ray.init
+        raise ray_cluster.failure(options.address, error, state) from error
     return True
 
 
-def _stream_rows(todo: List[str], source: PipelineSource, device: DeviceLike, options: RayOptions) -> Iterator[dict]:
-    """Result rows of ``todo`` from the actor pool, in completion order."""
+def _stream_batches(todo: List[str], source: PipelineSource, device: DeviceLike,
+                    options: RayOptions) -> Iterator[List[dict]]:
+    """Result rows of ``todo`` from the actor pool, a Ray Data batch at a time, in completion order."""
     import ray
     import ray.data
 
@@ -221,8 +229,45 @@ def _stream_rows(todo: List[str], source: PipelineSource, device: DeviceLike, op
         # is restarted and its batch retried; only the successful attempt's rows come back
     )
     for batch in rows.iter_batches(batch_size=None, batch_format="numpy"):
-        for text in batch["row"]:
-            yield json.loads(str(text))
+        yield [json.loads(str(text)) for text in batch["row"]]
+
+
+class ClusterDriver:
+    """The job's Ray Data driver inside the cluster, for a process connected through Ray Client
+    (``ray://``): Ray Data runs only in a process with a Ray core worker, which a Ray Client
+    process is not. An actor of this class (no CPU) runs the job; the client pulls its rows a Ray
+    Data batch at a time (:meth:`next_rows`) and writes them as usual."""
+
+    def __init__(self, todo: List[str], source: PipelineSource, device: DeviceLike, options: RayOptions) -> None:
+        self.batches = _stream_batches(todo, source, device, options)
+
+    def next_rows(self) -> Optional[List[dict]]:
+        """The next batch's rows; ``None`` once every input has its row."""
+        return next(self.batches, None)
+
+
+def _through_ray_client() -> bool:
+    try:
+        from ray.util.client import ray as client
+    except ImportError:
+        return False
+    return bool(client.is_connected())
+
+
+def _stream_rows(todo: List[str], source: PipelineSource, device: DeviceLike, options: RayOptions) -> Iterator[dict]:
+    """Result rows of ``todo`` from the actor pool, in completion order."""
+    if not _through_ray_client():
+        for rows in _stream_batches(todo, source, device, options):
+            yield from rows
+        return
+    import ray
+
+    driver = ray.remote(num_cpus=0, max_restarts=0)(ClusterDriver).remote(todo, source, device, options)
+    try:
+        while (rows := ray.get(driver.next_rows.remote())) is not None:
+            yield from rows
+    finally:
+        ray.kill(driver)
 
 
 def predict_distributed(

@@ -3,12 +3,18 @@ node joined with ``ray start --address``, one CPU each, custom resources ``node_
 work runs on both nodes, the answers equal the local pipeline's, a bad file is an error row, and every
 input gets exactly one row when a worker process or the driver is killed mid-run.
 
+The cluster requires a token (``RAY_AUTH_MODE=token``, as ``ray start --head`` does once the user has
+a Ray token), kept in a file of the test's own (``RAY_AUTH_TOKEN_PATH``, so ``~/.ray`` is left alone).
+Drivers get the token file but not ``RAY_AUTH_MODE``: an explicit ``HOST:PORT`` / ``ray://`` address
+of this machine must find the token by itself, as a user's ``--address`` after ``ray start --head`` does.
+
 The cluster's processes are started in their own process groups and stopped by those groups
 (``ray stop`` would stop every Ray on the machine, not only this one)."""
 from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -21,7 +27,9 @@ import pytest
 import soundfile as sf
 
 from speech_intent import SpeechIntentPipeline
-from speech_intent.distributed import RayOptions, predict_distributed
+from speech_intent.distributed import RayOptions, connect, predict_distributed
+from speech_intent.errors import DistributedError
+from speech_intent.ray_cluster import prepare
 
 from .conftest import REPO
 
@@ -29,7 +37,14 @@ ray = pytest.importorskip("ray")
 
 RAY = str(Path(sys.executable).with_name("ray"))
 ENV = {"PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false",
-       "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
+       "RAY_USAGE_STATS_ENABLED": "0"}
+
+
+def _driver_env(**extra: str) -> dict:
+    """A driver's environment: the token file, no ``RAY_AUTH_MODE`` (the code under test sets it)."""
+    env = dict(os.environ, **ENV, **extra)
+    env.pop("RAY_AUTH_MODE", None)
+    return env
 
 
 def _free_ports(n: int) -> list:
@@ -76,22 +91,26 @@ def _stop_group(pgid: int) -> None:
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    """``(address, {node_id: "node_a" | "node_b"})`` of a 2-node, 2-CPU cluster; stopped afterwards."""
-    saved = {k: os.environ.get(k) for k in ENV}
-    os.environ.update(ENV)  # this process connects to the cluster too
-    env = dict(os.environ)
+    """``(address, {node_id: "node_a" | "node_b"}, ray_client_address)`` of a 2-node, 2-CPU cluster
+    that requires a token; stopped afterwards."""
     temp = tmp_path_factory.mktemp("ray")
-    (gcs_port,) = _free_ports(1)
+    token = temp / "auth_token"
+    token.write_text(secrets.token_hex(32))
+    saved = {k: os.environ.get(k) for k in [*ENV, "RAY_AUTH_TOKEN_PATH", "RAY_AUTH_MODE"]}
+    os.environ.update(ENV, RAY_AUTH_TOKEN_PATH=str(token))  # this process connects to the cluster too
+    os.environ.pop("RAY_AUTH_MODE", None)
+    env = dict(os.environ, RAY_AUTH_MODE="token")
+    gcs_port, client_port = _free_ports(2)
     address = f"127.0.0.1:{gcs_port}"
     groups = []
     try:
-        groups.append(_start_node(["--head", f"--port={gcs_port}",
+        groups.append(_start_node(["--head", f"--port={gcs_port}", f"--ray-client-server-port={client_port}",
                                    "--node-ip-address=127.0.0.1", "--num-cpus=1", "--num-gpus=0",
                                    '--resources={"node_a": 1}', "--include-dashboard=false",
                                    f"--temp-dir={temp}", *_node_ports()], env))
         groups.append(_start_node([f"--address={address}", "--node-ip-address=127.0.0.1", "--num-cpus=1",
                                    "--num-gpus=0", '--resources={"node_b": 1}', *_node_ports()], env))
-        ray.init(address=address, logging_level="WARNING")
+        assert connect(RayOptions(address=address))  # an explicit address: the token is found by connect
         try:
             deadline = time.monotonic() + 60
             while len([n for n in ray.nodes() if n["Alive"]]) < 2 and time.monotonic() < deadline:
@@ -101,7 +120,7 @@ def cluster(tmp_path_factory):
         finally:
             ray.shutdown()
         assert sorted(names.values()) == ["node_a", "node_b"], names
-        yield address, names
+        yield address, names, f"ray://127.0.0.1:{client_port}"
     finally:
         for pgid in reversed(groups):
             _stop_group(pgid)
@@ -144,7 +163,7 @@ def _wait_for_lines(path: Path, n: int, proc: subprocess.Popen, timeout: float =
 
 
 def test_both_nodes_same_answers_as_local_and_bad_files_get_error_rows(cluster, tiny_pipeline_dir, tmp_path):
-    address, names = cluster
+    address, names, _ = cluster
     files = _clips(tmp_path / "in", 24)
     (tmp_path / "in" / "broken.wav").write_bytes(b"not audio at all")
     missing = str(tmp_path / "in" / "missing.wav")
@@ -177,10 +196,10 @@ def test_both_nodes_same_answers_as_local_and_bad_files_get_error_rows(cluster, 
 
 
 def test_worker_killed_mid_run_every_input_exactly_once(cluster, tiny_pipeline_dir, tmp_path):
-    address, _ = cluster
+    address, _, _ = cluster
     files = _clips(tmp_path / "in", 100)
     out = tmp_path / "out.jsonl"
-    env = dict(os.environ, **ENV)
+    env = _driver_env()
     proc = subprocess.Popen(_cli(address, tmp_path / "in", tiny_pipeline_dir, out, "--batch-size", "2",
                                  "--worker-info"), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
@@ -202,10 +221,10 @@ def test_worker_killed_mid_run_every_input_exactly_once(cluster, tiny_pipeline_d
 
 
 def test_driver_killed_then_rerun_every_input_exactly_once(cluster, tiny_pipeline_dir, tmp_path):
-    address, _ = cluster
+    address, _, _ = cluster
     files = _clips(tmp_path / "in", 80)
     out = tmp_path / "out.jsonl"
-    env = dict(os.environ, **ENV)
+    env = _driver_env()
     cmd = _cli(address, tmp_path / "in", tiny_pipeline_dir, out, "--batch-size", "2")
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     lines = _wait_for_lines(out, 6, proc)
@@ -238,3 +257,50 @@ def test_task_size_spreads_small_jobs_and_batches_large_ones():
     assert RayOptions(files_per_task=5).task_size(10_000) == 5
     with pytest.raises(ConfigError, match="files_per_task"):
         RayOptions(files_per_task=0).check()
+
+
+def test_ray_client_address_same_answers_as_local(cluster, tiny_pipeline_dir, tmp_path):
+    """``ray://``: Ray Data cannot run in a Ray Client process; the job runs in a driver actor in the
+    cluster and the rows come back to the CLI, token found as for ``HOST:PORT``."""
+    _, _, client_address = cluster
+    files = _clips(tmp_path / "in", 6)
+    (tmp_path / "in" / "broken.wav").write_bytes(b"not audio at all")
+    out = tmp_path / "out.jsonl"
+    run = subprocess.run(_cli(client_address, tmp_path / "in", tiny_pipeline_dir, out, "--batch-size", "2"),
+                         env=_driver_env(), capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "done: 6, skipped: 0, failed: 1" in run.stderr
+    rows = {r["path"]: r for r in _rows(out)}
+    assert len(rows) == len(_rows(out)) == 7
+    assert rows[str(tmp_path / "in" / "broken.wav")]["error"]
+    local = SpeechIntentPipeline.from_pretrained(tiny_pipeline_dir, device="cpu")(files, batch_size=2)
+    for result in local:
+        assert (rows[result.path]["transcript"], rows[result.path]["intent"]) == (result.transcript, result.intent)
+
+
+def test_token_required_but_none_found_is_a_typed_error_naming_what_to_do(cluster, tiny_pipeline_dir, tmp_path):
+    address, _, _ = cluster
+    _clips(tmp_path / "in", 1)
+    home = tmp_path / "home"  # no ~/.ray/auth_token there, and no RAY_AUTH_TOKEN(_PATH)
+    home.mkdir()
+    env = _driver_env(HOME=str(home))
+    env.pop("RAY_AUTH_TOKEN_PATH")
+    env.pop("RAY_AUTH_TOKEN", None)
+    run = subprocess.run(_cli(address, tmp_path / "in", tiny_pipeline_dir, tmp_path / "out.jsonl"),
+                         env=env, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 1
+    assert f"the Ray cluster at {address} requires token authentication and no token was found" in run.stderr
+    assert "RAY_AUTH_MODE=token" in run.stderr and "ray get-auth-token" in run.stderr
+    assert not (tmp_path / "out.jsonl").exists() or not _rows(tmp_path / "out.jsonl")
+
+
+def test_explicit_address_checks_fail_fast_with_typed_errors(cluster, monkeypatch):
+    address, _, _ = cluster
+    (free,) = _free_ports(1)
+    with pytest.raises(DistributedError, match=f"no Ray cluster \\(GCS\\) answers at 127.0.0.1:{free}"):
+        prepare(f"127.0.0.1:{free}")
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")  # respected, never overridden: the error says so
+    with pytest.raises(DistributedError, match="requires token authentication, but RAY_AUTH_MODE=disabled"):
+        prepare(address)
+    with pytest.raises(DistributedError, match="not auto, HOST:PORT or ray://HOST:PORT"):
+        prepare("head-without-port")

@@ -30,7 +30,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--engine", choices=["local", "ray"], default="local",
                    help="local: this process; ray: a pool of Ray actors (needs speech-intent[distributed])")
     ray.add_argument("--address", default=None,
-                     help="auto, ray://HOST:PORT or HOST:PORT (default: start a local Ray for this run)")
+                     help="auto, ray://HOST:PORT or HOST:PORT (default: start a local Ray for this run); a cluster "
+                          "requiring a token: this machine's is used for an address of this machine, elsewhere "
+                          "set RAY_AUTH_MODE=token and RAY_AUTH_TOKEN (`ray get-auth-token` on the head prints it)")
     ray.add_argument("--workers", type=int, default=1, help="actors, each loading the pipeline once (1)")
     ray.add_argument("--cpus-per-worker", type=float, default=1.0, help="CPUs each actor reserves (1)")
     ray.add_argument("--gpus-per-worker", type=float, default=0.0, help="GPUs each actor reserves (0)")
