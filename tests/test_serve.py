@@ -437,6 +437,40 @@ def test_the_batcher_queue_is_bounded_and_a_failing_batch_fails_only_its_jobs(ti
         batcher.stop()
 
 
+def test_a_batch_waits_only_for_requests_on_their_way():
+    from speech_intent.serve.batcher import MicroBatcher
+
+    class Record:
+        max_duration = 30.0
+
+        def __init__(self):
+            self.calls = []
+
+        def __call__(self, items, batch_size):
+            self.calls.append(len(items))
+            return [type("R", (), {"error": None, "path": "<array #0>"})() for _ in items]
+
+    record = Record()
+    batcher = MicroBatcher(record, max_batch=4, max_wait=30.0).start()  # type: ignore[arg-type]
+    try:
+        lone = batcher.submit_audio([np.zeros(5)])
+        assert len(lone.result(10)) == 1  # nothing else on its way: no 30 s wait
+        coming = batcher.arrival()  # a request still being received ...
+        first = batcher.submit_audio([np.zeros(5)], arrival=batcher.arrival())
+        time.sleep(0.3)
+        assert not first.done() and batcher.arriving == 1  # ... so the batch waits for it
+        second = batcher.submit_audio([np.zeros(5)], arrival=coming)
+        assert len(first.result(10)) == 1 and len(second.result(10)) == 1 and batcher.arriving == 0
+        assert record.calls == [1, 2]  # the second joined the first's batch
+        gone = batcher.arrival()
+        late = batcher.submit_audio([np.zeros(5)])
+        time.sleep(0.1)
+        gone.done()  # a request that ended without a job (e.g. undecodable audio) stops the wait
+        assert len(late.result(10)) == 1 and record.calls == [1, 2, 1]
+    finally:
+        batcher.stop()
+
+
 def test_the_service_streams_with_an_early_endpoint(tiny_pipe):
     from fastapi.testclient import TestClient
 

@@ -23,7 +23,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN",
                    help="allow this origin by CORS (repeatable; default: CORS off)")
     p.add_argument("--max-body-mb", type=float, default=25.0, help="largest request body (413 above it)")
-    p.add_argument("--max-wait-ms", type=float, default=10.0, help="how long a batch waits for more requests")
+    p.add_argument("--max-wait-ms", type=float, default=50.0,
+                   help="how long a batch may wait for requests still being received (a lone request never waits)")
     p.add_argument("--queue-size", type=int, default=64, help="requests waiting at most (503 above it)")
     p.add_argument("--no-micro-batching", action="store_true", help="run each request alone")
     p.add_argument("--max-streams", type=int, default=32, help="concurrent WebSocket streams at most")

@@ -22,7 +22,7 @@ from ..device import set_torch_threads
 from ..errors import AudioError, AudioTooLongError, ConfigError, OverloadedError, SpeechIntentError
 from ..pipeline import SpeechIntentPipeline
 from .auth import require_key
-from .batcher import MicroBatcher
+from .batcher import ARRIVAL_KEY, MicroBatcher
 from .config import ServeConfig
 
 logger = logging.getLogger(__name__)
@@ -95,6 +95,25 @@ class BodyLimit:
     async def _too_large(self, send):
         response = error_response(413, "RequestTooLarge", f"request body over the {self.limit} byte limit")
         await response({"type": "http"}, None, send)
+
+
+# ---------------------------------------------------------------------------- arrivals
+class CountArrivals:
+    """ASGI middleware: each ``POST /v1/...`` is counted as on its way to the model worker from its first
+    byte (the body is still being received and decoded) until it submits its job or ends, so the
+    worker's batch waits for it only while it is coming (:class:`~speech_intent.serve.batcher.MicroBatcher`)."""
+
+    def __init__(self, app, batcher) -> None:
+        self.app, self.batcher = app, batcher
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope.get("method") != "POST" or not scope.get("path", "").startswith("/v1/"):
+            return await self.app(scope, receive, send)
+        arrival = scope[ARRIVAL_KEY] = self.batcher.arrival()
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            arrival.done()
 
 
 # ---------------------------------------------------------------------------- errors
@@ -190,6 +209,7 @@ def create_app(pipeline: SpeechIntentPipeline, config: Optional[ServeConfig] = N
                   description="Speech in, voice-assistant commands out: transcript, intent, slots.", lifespan=lifespan)
     app.state.service = service
     _install_error_handlers(app)
+    app.add_middleware(CountArrivals, batcher=service.batcher)
     app.add_middleware(BodyLimit, limit=config.max_body_bytes)
     if config.cors_origins:
         from fastapi.middleware.cors import CORSMiddleware

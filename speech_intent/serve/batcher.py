@@ -1,9 +1,11 @@
 """Micro-batching: one worker thread owns the models and runs concurrent requests as pipeline batches.
 
 Requests put a job (a few decoded audio arrays, or a few texts) into a bounded queue and get a
-:class:`concurrent.futures.Future`. The worker takes the first waiting job, waits at most
-``max_wait`` seconds for more jobs of the same kind until ``max_batch`` inputs are gathered, runs
-them as one pipeline (or classifier) call and resolves each job's future with its own results. A
+:class:`concurrent.futures.Future`. The worker takes the first waiting job and every job queued
+behind it, up to ``max_batch`` inputs of the same kind; it waits for more (at most ``max_wait``
+seconds) only while other requests are on their way (an :class:`Arrival`: received, still being
+read or decoded), so a lone request never waits. It runs the batch as one pipeline (or classifier)
+call and resolves each job's future with its own results. A
 full queue raises :class:`~speech_intent.errors.OverloadedError` at once; a bad input only gets an
 ``error`` in its own result (the pipeline isolates failures), so one request never disturbs another.
 """
@@ -26,6 +28,9 @@ from ..pipeline import SpeechIntentPipeline
 logger = logging.getLogger(__name__)
 
 _STOP = object()
+#: where a request's :class:`Arrival` is kept in its ASGI scope
+ARRIVAL_KEY = "speech_intent.arrival"
+_POLL = 0.002  # seconds between looks at the requests on their way while a batch waits for them
 
 
 @dataclass
@@ -52,19 +57,32 @@ class BatcherStats:
                 "mean_batch": round(mean, 3), "busy_seconds": round(self.busy_seconds, 3)}
 
 
+class Arrival:
+    """A request on its way to the worker: counted from :meth:`MicroBatcher.arrival` until it submits
+    its job or ends (``done()``, idempotent), so a batch waits for it."""
+
+    def __init__(self, batcher: "MicroBatcher") -> None:
+        self._batcher, self._open = batcher, True
+
+    def done(self) -> None:
+        if self._open:
+            self._open = False
+            self._batcher._count_arrival(-1)
+
+
 class MicroBatcher:
     """Run pipeline calls from many threads on one worker thread, in batches.
 
     Args:
         pipeline: the models (used only by the worker thread).
         max_batch: most inputs in one batch (1: each request runs alone).
-        max_wait: seconds to wait for more requests once one is waiting.
+        max_wait: seconds a batch may wait for requests still on their way (:meth:`arrival`).
         queue_size: most requests waiting; more raise :class:`OverloadedError`.
         threads: torch intra-op threads the worker thread pins for itself when it starts (``None``:
             torch's setting for a new thread).
     """
 
-    def __init__(self, pipeline: SpeechIntentPipeline, *, max_batch: int = 8, max_wait: float = 0.01,
+    def __init__(self, pipeline: SpeechIntentPipeline, *, max_batch: int = 8, max_wait: float = 0.05,
                  queue_size: int = 64, threads: Optional[int] = None) -> None:
         self.pipeline = pipeline
         self.threads = threads
@@ -73,6 +91,8 @@ class MicroBatcher:
         self._queue: "queue.Queue[Any]" = queue.Queue(maxsize=queue_size)
         self._carry: Optional[_Job] = None
         self._thread: Optional[threading.Thread] = None
+        self._arriving = 0
+        self._lock = threading.Lock()
         self.stats = BatcherStats()
 
     # ------------------------------------------------------------------ lifecycle
@@ -93,17 +113,40 @@ class MicroBatcher:
         """Requests waiting for the worker."""
         return self._queue.qsize()
 
+    @property
+    def arriving(self) -> int:
+        """Requests on their way (:meth:`arrival` not yet done)."""
+        return self._arriving
+
+    def arrival(self) -> Arrival:
+        """Count a request on its way until its ``done()`` (its submit calls it)."""
+        self._count_arrival(1)
+        return Arrival(self)
+
+    def _count_arrival(self, step: int) -> None:
+        with self._lock:
+            self._arriving += step
+
     # ------------------------------------------------------------------ submitting
-    def submit_audio(self, arrays: Sequence[np.ndarray], names: Optional[Sequence[str]] = None) -> Future:
-        """Recognise 16 kHz arrays: a future of one :class:`PipelineResult` each (``path`` = its name)."""
+    def submit_audio(self, arrays: Sequence[np.ndarray], names: Optional[Sequence[str]] = None,
+                     arrival: Optional[Arrival] = None) -> Future:
+        """Recognise 16 kHz arrays: a future of one :class:`PipelineResult` each (``path`` = its name).
+        ``arrival``: the request's :class:`Arrival`, done once the job is queued."""
         names = list(names) if names is not None else [f"<array #{i}>" for i in range(len(arrays))]
-        return self._submit(_Job("audio", list(arrays), names))
+        return self._submit(_Job("audio", list(arrays), names), arrival)
 
-    def submit_texts(self, texts: Sequence[str], top_k: int = 3) -> Future:
+    def submit_texts(self, texts: Sequence[str], top_k: int = 3, arrival: Optional[Arrival] = None) -> Future:
         """Classify texts: a future of one :class:`IntentPrediction` each."""
-        return self._submit(_Job("text", list(texts), [], top_k=top_k))
+        return self._submit(_Job("text", list(texts), [], top_k=top_k), arrival)
 
-    def _submit(self, job: _Job) -> Future:
+    def _submit(self, job: _Job, arrival: Optional[Arrival] = None) -> Future:
+        try:
+            return self._enqueue(job)
+        finally:
+            if arrival is not None:
+                arrival.done()
+
+    def _enqueue(self, job: _Job) -> Future:
         if self._thread is None:
             raise OverloadedError("the worker is not running")
         try:
@@ -136,12 +179,12 @@ class MicroBatcher:
             stop = False
             while count < self.max_batch:
                 remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
+                if remaining <= 0 or (self._carry is None and self._queue.empty() and self._arriving == 0):
+                    break  # the wait is over, or nothing else is queued or on its way
                 try:
-                    job = self._next(remaining)
+                    job = self._next(min(remaining, _POLL))
                 except queue.Empty:
-                    break
+                    continue
                 if job is _STOP:
                     stop = True
                     break

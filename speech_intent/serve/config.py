@@ -36,7 +36,8 @@ class ServeConfig:
         max_files: most files in one ``/v1/predict`` request.
         max_texts, max_text_chars: most texts in one ``/v1/classify`` request, longest text.
         max_batch: most inputs in one pipeline batch (1: micro-batching off).
-        max_wait: seconds the worker waits for more requests to fill a batch.
+        max_wait: seconds a batch may wait for requests still being received or decoded (a lone
+            request never waits).
         queue_size: requests waiting for the worker at most (503 with ``Retry-After`` above it).
         max_streams: concurrent WebSocket streams at most.
         max_frame_bytes: largest WebSocket message.
@@ -59,7 +60,7 @@ class ServeConfig:
     max_texts: int = 256
     max_text_chars: int = 2000
     max_batch: int = 8
-    max_wait: float = 0.01
+    max_wait: float = 0.05
     queue_size: int = 64
     max_streams: int = 32
     max_frame_bytes: int = 1024 * 1024

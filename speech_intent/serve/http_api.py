@@ -22,6 +22,7 @@ from ..audio import SAMPLE_RATE, BlockReader, load_audio
 from ..errors import AudioError
 from ..longform import segment_results
 from ..results import PipelineResult
+from .batcher import ARRIVAL_KEY
 
 router = APIRouter(tags=["recognition"])
 
@@ -54,6 +55,11 @@ async def _decode(request: Request, upload: UploadFile, index: int) -> tuple:
     return name, audio
 
 
+def _arrival(request: Request):
+    """The request's :class:`~speech_intent.serve.batcher.Arrival` (set by the app's middleware), if any."""
+    return request.scope.get(ARRIVAL_KEY)
+
+
 def _check_count(request: Request, uploads: List[UploadFile]) -> None:
     limit = _service(request).config.max_files
     if len(uploads) > limit:
@@ -66,7 +72,7 @@ async def _recognise(request: Request, uploads: List[UploadFile]):
     decoded = [await _decode(request, upload, i) for i, upload in enumerate(uploads)]
     names: List[str] = [name for name, _ in decoded]
     arrays: List[np.ndarray] = [audio for _, audio in decoded]
-    return await asyncio.wrap_future(_service(request).batcher.submit_audio(arrays, names))
+    return await asyncio.wrap_future(_service(request).batcher.submit_audio(arrays, names, _arrival(request)))
 
 
 Outcome = Union[AudioError, List[PipelineResult]]  # a file that cannot be used, or its results
@@ -84,11 +90,11 @@ async def _whole_files(request: Request, uploads: List[UploadFile]) -> List[Outc
     if not good:
         return decoded  # type: ignore[return-value]
     results = iter(await asyncio.wrap_future(_service(request).batcher.submit_audio(
-        [audio for _, audio in good], [name for name, _ in good])))
+        [audio for _, audio in good], [name for name, _ in good], _arrival(request))))
     return [item if isinstance(item, AudioError) else [next(results)] for item in decoded]
 
 
-def _segment_file(service, data: bytes, name: str) -> List[PipelineResult]:
+def _segment_file(service, data: bytes, name: str, arrival=None) -> List[PipelineResult]:
     """One file split into utterances, recognised by the worker ``max_batch`` utterances at a time."""
     BlockReader(data, name=name).close()  # an unusable file raises here, like an undecodable whole file
     vad = service.config.vad
@@ -96,7 +102,7 @@ def _segment_file(service, data: bytes, name: str) -> List[PipelineResult]:
         vad = replace(vad, max_utterance=service.max_audio_seconds)
 
     def recognise(arrays: list) -> List[PipelineResult]:
-        return service.batcher.submit_audio(arrays, [name] * len(arrays)).result()
+        return service.batcher.submit_audio(arrays, [name] * len(arrays), arrival).result()
 
     return list(segment_results(data, recognise, options=vad, batch_size=service.config.max_batch, name=name))
 
@@ -109,7 +115,7 @@ async def _segmented_files(request: Request, uploads: List[UploadFile]) -> List[
         try:
             if not data:
                 raise AudioError(name, "empty upload")
-            outcomes.append(await run_in_threadpool(_segment_file, _service(request), data, name))
+            outcomes.append(await run_in_threadpool(_segment_file, _service(request), data, name, _arrival(request)))
         except AudioError as error:
             outcomes.append(error)
     return outcomes
@@ -155,7 +161,8 @@ async def classify(request: Request, body: ClassifyRequest):
     longest = max(len(text) for text in body.texts)
     if longest > config.max_text_chars:
         raise HTTPException(413, f"a text of {longest} characters, over the limit of {config.max_text_chars}")
-    predictions = await asyncio.wrap_future(_service(request).batcher.submit_texts(body.texts, top_k=body.top_k))
+    predictions = await asyncio.wrap_future(_service(request).batcher.submit_texts(body.texts, top_k=body.top_k,
+                                                                                   arrival=_arrival(request)))
     return {"predictions": [p.to_dict() for p in predictions]}
 
 
