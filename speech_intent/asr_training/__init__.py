@@ -2,6 +2,7 @@
 
 - :mod:`.data`: recordings from audio manifests with a text column, sentences of any training data
   (synthesised), and the evaluation data never trained on.
+- :mod:`.text`: tokenised (BIO) text written naturally, targets written the way Whisper writes.
 - :mod:`.augment`: clips, speed perturbation, training noise, batches for the trainer.
 - :mod:`.trainer`: :func:`fine_tune_asr` (transformers ``Seq2SeqTrainer``; frozen encoder or LoRA;
   early stopping by dev WER; bf16 on CUDA).
