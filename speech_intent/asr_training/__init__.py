@@ -12,18 +12,21 @@
 ```python
 from speech_intent import fine_tune_asr
 result = fine_tune_asr(["grammar.yaml", "recordings.csv"], "asr-coffee", dev=["dev.csv"],
-                       exclude=["eval/labels.json", "noise/kitchen.wav"])
+                       exclude=["eval/labels.json", "noise/kitchen.wav"],
+                       rehearsal=["snips/train"])   # 200 other-domain sentences against forgetting
 asr = load_asr("asr-coffee/ctranslate2")      # or load_asr("asr-coffee") on transformers
 ```
 """
 from .data import (
     ASRExample,
     EvaluationData,
+    RehearsalSample,
     collect_examples,
     detokenize,
     format_sentence,
     is_transcript_manifest,
     read_transcript_manifest,
+    sample_rehearsal,
 )
 from .export import CTRANSLATE2_DIR, TRAINING_FILE, ASRTrainingResult, export_ctranslate2
 from .options import ASRTrainingOptions, LoraOptions
@@ -31,6 +34,6 @@ from .trainer import fine_tune_asr
 
 __all__ = [
     "ASRExample", "ASRTrainingOptions", "ASRTrainingResult", "CTRANSLATE2_DIR", "EvaluationData", "LoraOptions",
-    "TRAINING_FILE", "collect_examples", "detokenize", "export_ctranslate2", "fine_tune_asr", "format_sentence",
-    "is_transcript_manifest", "read_transcript_manifest",
+    "RehearsalSample", "TRAINING_FILE", "collect_examples", "detokenize", "export_ctranslate2", "fine_tune_asr",
+    "format_sentence", "is_transcript_manifest", "read_transcript_manifest", "sample_rehearsal",
 ]

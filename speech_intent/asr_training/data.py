@@ -13,6 +13,8 @@ An :class:`ASRExample` is one of
   text first (:func:`detokenize`: ``What's the weather``, ``I'd like``), for the voice and the target.
 
 :func:`collect_examples` turns a mix of paths, examples and sentences into ASRExamples.
+:func:`sample_rehearsal` draws a seeded sample of other training data's sentences (**rehearsal**: mixed
+into a one-domain training set, they keep the model from forgetting other speech).
 :class:`EvaluationData` is what is never trained on: the recordings of evaluation manifests and
 folders, evaluation noise files, matched by path and by content, and the transcripts of
 evaluation manifests (a training sentence equal to one, after normalisation, is dropped too).
@@ -22,27 +24,30 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Set, Union
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Set, Tuple, Union
 
 import numpy as np
 
 from ..audio import AUDIO_EXTENSIONS
 from ..data import Example, detect_format, load_examples
 from ..data.manifest import MANIFEST_SUFFIXES, ManifestRecord, is_audio_manifest, read_audio_manifest
-from ..errors import DataFormatError, DataNotFoundError
+from ..errors import ConfigError, DataFormatError, DataNotFoundError
 from ..normalize import TextNormalizer
 from .text import detokenize, format_sentence
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ASRExample", "EvaluationData", "collect_examples", "detokenize", "format_sentence",
-           "is_transcript_manifest", "read_transcript_manifest"]
+__all__ = ["ASRExample", "EvaluationData", "RehearsalSample", "collect_examples", "detokenize", "format_sentence",
+           "is_transcript_manifest", "read_transcript_manifest", "sample_rehearsal"]
 
 PathLike = Union[str, Path]
 TEXT_COLUMNS = ("text", "transcript")
 DATA_SUFFIXES = MANIFEST_SUFFIXES + (".yaml", ".yml")
+#: Sentences a grammar gives to draw a rehearsal sample from (its even-by-intent sampler).
+REHEARSAL_GRAMMAR_POOL = 20000
 
 
 @dataclass(frozen=True, eq=False)
@@ -110,21 +115,30 @@ is_transcript_manifest = is_audio_manifest
 
 
 # ------------------------------------------------------------------ collecting
-def _sentences(path: Path, max_examples: Optional[int], seed: int) -> List[str]:
-    """Sentences of a training-data file (a grammar sampled to ``max_examples``; others subsampled).
-    A BIO / JointBERT folder's tokenised sentences are written as natural text (:func:`detokenize`)."""
+def _data_examples(path: Path, max_examples: Optional[int], seed: int, *,
+                   grammar_max: Optional[int] = None) -> List[Example]:
+    """Examples of a training-data file with text (a grammar sampled to ``max_examples``, or to
+    ``grammar_max`` without it; others subsampled). A BIO / JointBERT folder's tokenised sentences
+    are written as natural text (:func:`detokenize`; its slot spans are dropped)."""
     name = detect_format(path)
     if name == "grammar":
-        examples = load_examples(path, format=name, max_examples=max_examples, seed=seed)
+        cap = max_examples if max_examples is not None else grammar_max
+        examples = load_examples(path, format=name, max_examples=cap, seed=seed)
     else:
         examples = load_examples(path, format=name)
-    texts = [ex.text for ex in examples if ex.text.strip()]
+    examples = [ex for ex in examples if ex.text.strip()]
     if name == "bio":
-        texts = [detokenize(text) for text in texts]
-    if max_examples is not None and len(texts) > max_examples:
-        keep = np.random.default_rng(seed).choice(len(texts), size=max_examples, replace=False)
-        texts = [texts[i] for i in sorted(keep)]
-    return texts
+        examples = [Example(detokenize(ex.text), ex.intent) for ex in examples]
+    if max_examples is not None and len(examples) > max_examples:
+        keep = np.random.default_rng(seed).choice(len(examples), size=max_examples, replace=False)
+        examples = [examples[i] for i in sorted(keep)]
+    return examples
+
+
+def _spoken(text: str, source: Optional[str], rng: np.random.Generator, text_format: str) -> ASRExample:
+    """A synthesised example of ``text``, a random voice, the target written per ``text_format``."""
+    target = format_sentence(text) if text_format == "sentence" else " ".join(text.split())
+    return ASRExample(text=target, speak=text, voice=int(rng.integers(0, 2**31 - 1)), source=source)
 
 
 def _looks_like_path(text: str) -> bool:
@@ -147,8 +161,7 @@ def collect_examples(items: Iterable[Any], *, max_examples: Optional[int] = None
     out: List[ASRExample] = []
 
     def spoken(text: str, source: Optional[str]) -> ASRExample:
-        target = format_sentence(text) if text_format == "sentence" else " ".join(text.split())
-        return ASRExample(text=target, speak=text, voice=int(rng.integers(0, 2**31 - 1)), source=source)
+        return _spoken(text, source, rng, text_format)
 
     for item in items:
         if isinstance(item, ASRExample):
@@ -162,7 +175,7 @@ def collect_examples(items: Iterable[Any], *, max_examples: Optional[int] = None
             if is_audio_manifest(path):
                 out.extend(read_transcript_manifest(path))
             else:
-                out.extend(spoken(text, str(path)) for text in _sentences(path, max_examples, seed))
+                out.extend(spoken(ex.text, str(path)) for ex in _data_examples(path, max_examples, seed))
         elif isinstance(item, str):
             out.append(spoken(item, None))
         else:
@@ -181,10 +194,12 @@ class EvaluationData:
 
     Built from evaluation manifests (their recordings and transcripts), folders (every audio
     file under them) and single files (recordings, noise). A training recording is evaluation
-    data when its resolved path or its content (SHA-256) is that of an evaluation file.
+    data when its resolved path or its content (SHA-256) is that of an evaluation file; a
+    training-data source overlaps it when it is, holds or lies inside one of the added paths.
     """
 
     paths: Set[Path] = field(default_factory=set)
+    roots: Set[Path] = field(default_factory=set)  # the added manifests, folders and files
     digests: Dict[int, Set[str]] = field(default_factory=dict)  # file size -> contents
     texts: Set[str] = field(default_factory=set)
     normalizer: TextNormalizer = field(default_factory=TextNormalizer)
@@ -199,6 +214,8 @@ class EvaluationData:
     def add(self, item: PathLike) -> None:
         """Add a manifest, a folder or a file (a path that does not exist raises DataNotFoundError)."""
         path = Path(item).resolve()
+        if path.exists():
+            self.roots.add(path)
         if path.is_dir():
             for file in path.rglob("*"):
                 if file.is_file() and file.suffix.lower() in AUDIO_EXTENSIONS:
@@ -240,11 +257,100 @@ class EvaluationData:
         same_size = self.digests.get(path.stat().st_size)
         return bool(same_size) and _digest(path) in same_size
 
+    def contains_text(self, text: str) -> bool:
+        """True when ``text`` equals an evaluation transcript after normalisation."""
+        return bool(self.texts) and self._norm(text) in self.texts
+
     def contains(self, example: ASRExample) -> bool:
         """True when ``example``'s recording is evaluation data or its transcript is an evaluation one."""
         if isinstance(example.audio, Path) and self.contains_file(example.audio):
             return True
-        return bool(self.texts) and self._norm(example.text) in self.texts
+        return self.contains_text(example.text)
+
+    def overlaps(self, path: PathLike) -> Optional[Path]:
+        """The added evaluation path that ``path`` is, holds or lies inside (``None`` when apart)."""
+        path = Path(path).resolve()
+        return next((root for root in sorted(self.roots)
+                     if root == path or root in path.parents or path in root.parents), None)
 
     def __bool__(self) -> bool:
         return bool(self.paths or self.texts)
+
+
+# ------------------------------------------------------------------ rehearsal
+@dataclass(frozen=True)
+class RehearsalSample:
+    """Sentences of other training data, sampled by :func:`sample_rehearsal`.
+
+    Attributes:
+        examples: the sampled sentences, synthesised :class:`ASRExample`\\ s (``source``: their file).
+        requested: the sample size asked for (more than the sources hold gives all of them).
+        sources: each source path and how many of the sampled sentences it gave.
+        available: non-empty sentences the sources hold.
+        dropped: of those, equal to an evaluation or dev transcript (normalised), never sampled.
+        intents: sampled sentences per intent (``"-"``: unlabelled).
+    """
+
+    examples: Tuple[ASRExample, ...]
+    requested: int
+    sources: Dict[str, int]
+    available: int
+    dropped: int
+    intents: Dict[str, int]
+
+    def to_dict(self) -> Dict[str, Any]:
+        """JSON-ready; ``sentences`` is the sample size."""
+        return {"sentences": len(self.examples), "requested": self.requested, "sources": dict(self.sources),
+                "available": self.available, "dropped_as_evaluation": self.dropped, "intents": dict(self.intents)}
+
+
+def sample_rehearsal(paths: Union[PathLike, Iterable[PathLike]], n: int, *, seed: int = 0,
+                     evaluation: Optional[EvaluationData] = None, text_format: str = "sentence") -> RehearsalSample:
+    """A seeded sample of ``n`` sentences of other training data, to mix into a one-domain training set.
+
+    ``paths`` are training-data files or folders :func:`speech_intent.data.load_examples` reads
+    (grammar, Rasa, CSV, JSONL, BIO), read as :func:`collect_examples` reads them (a BIO folder's
+    tokenised text written naturally by :func:`detokenize`; a grammar expanded to at most
+    ``REHEARSAL_GRAMMAR_POOL`` sentences). Their sentences are pooled; those equal to an
+    ``evaluation`` transcript (normalised) are dropped; then ``n`` are drawn without replacement
+    (``numpy.random.default_rng(seed)``, kept in pool order), spoken by random voices.
+
+    Raises :class:`~speech_intent.errors.ConfigError` for a source that is, holds or lies inside an
+    ``evaluation`` path, an audio manifest (recordings belong in the training data itself), an
+    ``n`` below 1, or sources with no usable sentence; :class:`~speech_intent.errors.DataNotFoundError`
+    for a missing path.
+    """
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        raise ConfigError(f"rehearsal needs a sample size >= 1, got {n!r}")
+    paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
+    pool: List[Tuple[Example, str]] = []
+    dropped = 0
+    for item in paths:
+        path = Path(item)
+        if not path.exists():
+            raise DataNotFoundError("no such rehearsal data file or directory", source=path)
+        inside = evaluation.overlaps(path) if evaluation is not None else None
+        if inside is not None:
+            raise ConfigError(f"rehearsal source {path} overlaps the excluded evaluation data {inside}; "
+                              "evaluation data is never trained on")
+        if is_audio_manifest(path):
+            raise ConfigError(f"rehearsal source {path} is an audio manifest; rehearsal samples the sentences of "
+                              "training data (put recordings in the training data itself)")
+        for example in _data_examples(path, None, seed, grammar_max=REHEARSAL_GRAMMAR_POOL):
+            if evaluation is not None and evaluation.contains_text(example.text):
+                dropped += 1
+            else:
+                pool.append((example, str(path)))
+    if not pool:
+        raise ConfigError(f"no rehearsal sentences in {', '.join(str(p) for p in paths)}"
+                          + (f" ({dropped} are evaluation transcripts)" if dropped else ""))
+    if len(pool) < n:
+        logger.warning("rehearsal: %d sentences requested, the sources have %d; using all", n, len(pool))
+    keep = np.random.default_rng(seed).choice(len(pool), size=min(n, len(pool)), replace=False)
+    chosen = [pool[i] for i in sorted(keep)]
+    voices = np.random.default_rng([seed, 13])
+    return RehearsalSample(
+        examples=tuple(_spoken(ex.text, source, voices, text_format) for ex, source in chosen), requested=n,
+        sources={str(p): sum(source == str(p) for _, source in chosen) for p in paths},
+        available=len(pool) + dropped, dropped=dropped,
+        intents=dict(sorted(Counter(ex.intent or "-" for ex, _ in chosen).items())))

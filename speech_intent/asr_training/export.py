@@ -44,7 +44,8 @@ class ASRTrainingResult:
     Attributes:
         output_dir / ctranslate2_dir: the saved stages (``ctranslate2_dir`` is ``None`` without export).
         base: the checkpoint it started from.
-        train_examples / synthesised_examples / dev_examples: clips used (synthesised: of the training clips).
+        train_examples / synthesised_examples / dev_examples: clips used (synthesised: of the training
+            clips; both count the rehearsal sentences).
         excluded_examples: training examples dropped as evaluation data.
         skipped: unusable inputs (unreadable recordings, transcripts over the token limit), one line each.
         train_loss: ``(step, loss)`` every ``logging_steps``.
@@ -52,6 +53,11 @@ class ASRTrainingResult:
         best_step / best_dev_wer: the evaluation whose weights were kept (``None`` without dev data).
         steps / epochs_run / seconds / device: how long it ran, and where.
         options / prompt: the settings.
+        rehearsal: with rehearsal data, what was mixed in: ``sentences`` (trained on; a sampled
+            sentence over ``max_target_tokens`` is in ``skipped`` instead), ``requested``,
+            ``sources`` (path -> sentences sampled from it), ``available``,
+            ``dropped_as_evaluation`` and ``intents`` (see :class:`~.data.RehearsalSample`);
+            ``None`` without.
     """
 
     output_dir: Path
@@ -73,6 +79,7 @@ class ASRTrainingResult:
     device: str
     options: ASRTrainingOptions = field(default_factory=ASRTrainingOptions)
     prompt: Optional[str] = None
+    rehearsal: Optional[Dict[str, Any]] = None
 
     def to_dict(self) -> Dict[str, Any]:
         """JSON-ready (paths as strings, pairs as lists)."""
@@ -86,6 +93,7 @@ class ASRTrainingResult:
             "dev_wer_before": self.dev_wer_before, "best_step": self.best_step, "best_dev_wer": self.best_dev_wer,
             "steps": self.steps, "epochs_run": self.epochs_run, "seconds": self.seconds, "device": self.device,
             "options": self.options.to_dict(), "prompt": self.prompt,
+            "rehearsal": dict(self.rehearsal) if self.rehearsal is not None else None,
         }
 
 

@@ -80,6 +80,10 @@ class ASRTrainingOptions:
         text_format: ``"sentence"`` writes synthesised targets the way Whisper writes (first letter
             upper case, a final full stop); ``"verbatim"`` keeps the data's text. Recording
             transcripts are always verbatim.
+        rehearsal_examples: with ``rehearsal`` data given to :func:`fine_tune_asr`, how many of its
+            sentences are mixed into training (a sample seeded by ``seed``; evaluation and dev
+            transcripts are never drawn). The default is the benchmarked mix: 200 next to 400
+            one-domain sentences, about a third of the clips.
         early_stopping: with dev data, stop after this many evaluations without a lower dev WER
             (0: never); the best evaluation's weights are kept either way.
         eval_steps: evaluate on dev every this many steps (``None``: every epoch).
@@ -111,6 +115,7 @@ class ASRTrainingOptions:
     mask_feature_prob: float = 0.05
     prompt_probability: float = 0.5
     text_format: str = "sentence"
+    rehearsal_examples: int = 200
     early_stopping: int = 2
     eval_steps: Optional[int] = None
     dev_snr: Optional[float] = None
@@ -128,7 +133,7 @@ class ASRTrainingOptions:
         if not self.learning_rate > 0:
             raise ConfigError(f"learning_rate must be positive, got {self.learning_rate!r}")
         for name in ("batch_size", "gradient_accumulation", "max_target_tokens", "generation_max_length",
-                     "logging_steps"):
+                     "logging_steps", "rehearsal_examples"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")

@@ -11,7 +11,9 @@ CTranslate2 copy for :class:`~speech_intent.asr.FasterWhisperASR`.
 
 Evaluation data never reaches training: the ``exclude`` paths (evaluation manifests, folders,
 noise files) and the dev set are matched against every training recording and transcript
-(:class:`~.data.EvaluationData`); a noise file among them is refused.
+(:class:`~.data.EvaluationData`); a noise file among them is refused, and so is a rehearsal source
+that overlaps them (rehearsal: a seeded sample of other training data's sentences mixed in against
+forgetting, :func:`~.data.sample_rehearsal`).
 """
 from __future__ import annotations
 
@@ -34,7 +36,7 @@ from ..device import DeviceLike, resolve_device
 from ..errors import AudioError, ConfigError, ModelLoadError
 from ..normalize import TextNormalizer
 from .augment import ClipAugmenter, ClipSource, TokenizedDataset, WhisperCollator
-from .data import ASRExample, EvaluationData, collect_examples
+from .data import ASRExample, EvaluationData, collect_examples, sample_rehearsal
 from .export import ASRTrainingResult, export_model
 from .options import ASRTrainingOptions
 
@@ -175,6 +177,14 @@ def _noise(noise: Union[PathLike, np.ndarray, None], guard: EvaluationData, synt
     return np.asarray(noise, dtype=np.float32)
 
 
+def _rehearsal_record(sample: Any, examples: Sequence[ASRExample]) -> Optional[dict]:
+    """The training record of a rehearsal sample: its summary, ``sentences`` = those trained on."""
+    if sample is None:
+        return None
+    drawn = set(sample.examples)  # ASRExamples compare by identity
+    return {**sample.to_dict(), "sentences": sum(ex in drawn for ex in examples)}
+
+
 def _training_args(scratch: Path, options: ASRTrainingOptions, total_steps: int, device: torch.device, *,
                    has_dev: bool, progress: bool):
     """``Seq2SeqTrainingArguments``: evaluation, checkpoints and best-model reload by dev WER when there is
@@ -230,6 +240,7 @@ def fine_tune_asr(
     noise: Union[PathLike, np.ndarray, None] = None,
     synthesizer: Optional[Synthesizer] = None,
     max_examples: Optional[int] = None,
+    rehearsal: Union[PathLike, Iterable[PathLike], None] = None,
     language: Optional[str] = None,
     device: DeviceLike = None,
     progress: bool = True,
@@ -254,6 +265,14 @@ def fine_tune_asr(
             :func:`~speech_intent.augment.noise.training_noise`). An excluded file is refused.
         synthesizer: text-to-speech for sentences (default: espeak-ng voices).
         max_examples: sentences taken from each training-data file (a grammar is sampled).
+        rehearsal: other domains' training data (files or folders of any format ``train`` reads as
+            sentences: grammar, Rasa, CSV, JSONL, BIO) of which ``options.rehearsal_examples``
+            sentences (a sample seeded by ``options.seed``) are synthesised and trained on with
+            ``train``, so that the model does not forget other speech
+            (:func:`~.data.sample_rehearsal`). Sentences equal to an ``exclude`` or ``dev``
+            transcript are never drawn; a source overlapping an ``exclude`` path raises
+            :class:`~speech_intent.errors.ConfigError`. Recorded in ``training.json``
+            (``rehearsal``).
         language: language of a multilingual checkpoint's transcripts (default English).
         device: where to train (``None``: CUDA when available).
         progress: show the trainer's progress bar.
@@ -271,10 +290,18 @@ def fine_tune_asr(
     dev_items = collect_examples(dev, seed=options.seed + 1, text_format=options.text_format) if dev else []
     dev_items, _, dev_problems = _usable(dev_items, guard, "dev")
     guard.add_examples(dev_items)
+    rehearsal = [rehearsal] if isinstance(rehearsal, (str, Path)) else list(rehearsal or ())
+    sample = None
+    if rehearsal:  # before the training data: a refused source fails fast
+        sample = sample_rehearsal(rehearsal, options.rehearsal_examples, seed=options.seed, evaluation=guard,
+                                  text_format=options.text_format)
+        logger.info("rehearsal: %d sentences of %s", len(sample.examples), sample.sources)
     examples = collect_examples(train, max_examples=max_examples, seed=options.seed, text_format=options.text_format)
     examples, excluded, problems = _usable(examples, guard, "training")
     if not examples:
         raise ConfigError("no training examples left" + (f" ({excluded} were evaluation data)" if excluded else ""))
+    if sample is not None:
+        examples = examples + list(sample.examples)
     if synthesizer is None and any(ex.synthesised for ex in list(examples) + list(dev_items)):
         synthesizer = EspeakSynthesizer()
     needs_noise = options.noise_probability > 0 or (dev_items and options.dev_snr is not None)
@@ -346,7 +373,7 @@ def fine_tune_asr(
             dev_wer_before=dev_before, best_step=getattr(trainer.state, "best_global_step", None),
             best_dev_wer=trainer.state.best_metric, steps=int(trainer.state.global_step),
             epochs_run=round(float(trainer.state.epoch or 0), 3), seconds=0.0, device=str(resolved),
-            options=options, prompt=prompt,
+            options=options, prompt=prompt, rehearsal=_rehearsal_record(sample, examples),
         )
         export_model(trainer.model, processor, output_dir, result, config=original_config,
                      generation_config=generation_config, started=started)
