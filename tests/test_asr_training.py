@@ -1,6 +1,6 @@
-"""Whisper fine-tuning (speech_intent.asr_training): manifests, evaluation data kept out, training through
-the real Seq2SeqTrainer on a tiny random Whisper saved to disk, the saved WhisperASR and its CTranslate2
-copy loaded by both backends, LoRA merged, and the train-asr CLI."""
+"""Whisper fine-tuning (speech_intent.asr_training): manifests, evaluation data kept out, rehearsal samples,
+training through the real Seq2SeqTrainer on a tiny random Whisper saved to disk, the saved WhisperASR and
+its CTranslate2 copy loaded by both backends, LoRA merged, and the train-asr CLI."""
 from __future__ import annotations
 
 import json
@@ -28,8 +28,10 @@ from speech_intent.asr_training import (
     format_sentence,
     is_transcript_manifest,
     read_transcript_manifest,
+    sample_rehearsal,
 )
-from speech_intent.cli import main
+from speech_intent.cli import build_parser, main
+from speech_intent.cli.train_asr import options_from_args
 from speech_intent.data import Example
 from speech_intent.errors import ConfigError, DataFormatError, DataNotFoundError, ManifestError
 
@@ -201,6 +203,80 @@ def test_evaluation_data_matches_paths_copies_and_transcripts(corpus):
         EvaluationData.from_paths([corpus / "no-such-eval"])
 
 
+def _bio(folder, rows):
+    """A JointBERT folder of ``(tokenised text, intent)`` rows (every token tagged O)."""
+    folder.mkdir()
+    (folder / "seq.in").write_text("".join(f"{text}\n" for text, _ in rows))
+    (folder / "seq.out").write_text("".join(" ".join("O" for _ in text.split()) + "\n" for text, _ in rows))
+    (folder / "label").write_text("".join(f"{intent}\n" for _, intent in rows))
+    return folder
+
+
+def test_rehearsal_sample_is_sized_seeded_and_written_naturally(tmp_path):
+    bio = _bio(tmp_path / "other", [(f"what s the weather in city {i}", "GetWeather") for i in range(20)]
+               + [(f"i d like to hear song {i}", "PlayMusic") for i in range(20)])
+    (tmp_path / "more.csv").write_text("text,intent\n" + "".join(f"set a timer for {i} minutes,timer\n"
+                                                                 for i in range(10)))
+    sources = [bio, tmp_path / "more.csv"]
+    sample = sample_rehearsal(sources, 12, seed=3)
+    assert len(sample.examples) == 12 and sample.requested == 12 and sample.available == 50 and sample.dropped == 0
+    assert sum(sample.sources.values()) == sum(sample.intents.values()) == 12
+    assert set(sample.sources) == {str(p) for p in sources} and set(sample.intents) <= {"GetWeather", "PlayMusic",
+                                                                                          "timer"}
+    assert all(ex.synthesised and ex.source in sample.sources for ex in sample.examples)
+    spoken = [ex.speak for ex in sample.examples]
+    assert len(set(spoken)) == 12 and not any(" s " in t or t.startswith("i d ") for t in spoken)
+    assert all(ex.text == format_sentence(ex.speak) for ex in sample.examples)
+    again = sample_rehearsal(sources, 12, seed=3)
+    assert [(ex.speak, ex.voice) for ex in again.examples] == [(ex.speak, ex.voice) for ex in sample.examples]
+    assert [ex.speak for ex in sample_rehearsal(sources, 12, seed=4).examples] != spoken
+    everything = sample_rehearsal(bio, 100, seed=3, text_format="verbatim")  # fewer than asked: all of them
+    assert len(everything.examples) == 40 and everything.examples[0].text == "what's the weather in city 0"
+    with pytest.raises(ConfigError):
+        sample_rehearsal(bio, 0)
+
+
+def test_rehearsal_never_draws_or_reads_evaluation_data(corpus):
+    guard = EvaluationData.from_paths([corpus / "eval"])  # a folder: its recordings and its manifest
+    guard.add(corpus / "eval" / "eval.csv")
+    guard.add_examples(read_transcript_manifest(corpus / "dev.csv"))
+    rows = ["turn the lights OFF please", "Call my mom.", "play the news", "what s on"]
+    other = _bio(corpus / "other", [(text, "x") for text in rows])
+    sample = sample_rehearsal([other], 4, seed=0, evaluation=guard)
+    assert [ex.speak for ex in sample.examples] == ["play the news", "what's on"]
+    assert sample.dropped == 2 and sample.available == 4 and sample.to_dict()["dropped_as_evaluation"] == 2
+    (corpus / "eval" / "more.csv").write_text("text,intent\nplay jazz,music\n")
+    for inside in (corpus / "eval" / "more.csv", corpus):  # inside an excluded folder; holding one
+        with pytest.raises(ConfigError, match="evaluation"):
+            sample_rehearsal([other, inside], 2, evaluation=guard)
+    with pytest.raises(ConfigError, match="audio manifest"):
+        sample_rehearsal([corpus / "train.csv"], 2, evaluation=guard)
+    with pytest.raises(ConfigError, match="no rehearsal sentences"):
+        sample_rehearsal([_bio(corpus / "evalonly", [("call my mom", "x")])], 2, evaluation=guard)
+    with pytest.raises(DataNotFoundError):
+        sample_rehearsal([corpus / "absent"], 2)
+
+
+def test_train_asr_cli_rehearsal_flags(corpus, tiny_whisper_dir, capsys):
+    parser = build_parser()
+    base = ["train-asr", "--data", "grammar.yaml", "--output", "out"]
+    assert options_from_args(parser.parse_args(base)).rehearsal_examples == ASRTrainingOptions().rehearsal_examples
+    args = parser.parse_args(base + ["--rehearsal", "snips/train", "other.yaml", "--rehearsal-examples", "50",
+                                     "--seed", "3"])
+    assert args.rehearsal == ["snips/train", "other.yaml"] and parser.parse_args(base).rehearsal is None
+    options = options_from_args(args)
+    assert options.rehearsal_examples == 50 and options.seed == 3
+    with pytest.raises(ConfigError):
+        options_from_args(parser.parse_args(base + ["--rehearsal-examples", "0"]))
+    # the flags reach fine_tune_asr: a rehearsal source inside --exclude is refused before any training
+    (corpus / "eval" / "more.csv").write_text("text,intent\nplay jazz,music\n")
+    rc = main(["train-asr", "--data", "play some jazz", "--output", str(corpus / "out"), "--base",
+               str(tiny_whisper_dir), "--exclude", str(corpus / "eval"), "--rehearsal", str(corpus / "eval" / "more.csv"),
+               "--device", "cpu", "-q"])
+    assert rc == 1 and "overlaps the excluded evaluation data" in capsys.readouterr().err
+    assert not (corpus / "out").exists()
+
+
 def test_options_are_checked():
     with pytest.raises(ConfigError):
         ASRTrainingOptions(snr_range=(20, 5))
@@ -231,18 +307,23 @@ def test_fine_tune_lowers_the_loss_and_saves_both_backends(corpus, tiny_whisper_
                                  noise_probability=0.0, speed_range=(1.0, 1.0), specaugment=False,
                                  ctranslate2_quantization="float32")
     out = corpus / "asr"
+    other = _bio(corpus / "other", [("call my mom", "call"), ("what s the weather", "weather")])
     result = fine_tune_asr([corpus / "train.csv", "the lights off please", "turn the lights off please"], out,
-                           base=tiny_whisper_dir, options=options, dev=[corpus / "dev.csv"],
-                           exclude=[corpus / "eval" / "eval.csv"], synthesizer=synth, device="cpu",
-                           progress=False, prompt="jazz, timer.")
-    # the renamed copy of the evaluation recording, the dev recording and the evaluation sentence are left out
-    assert result.excluded_examples == 3 and result.train_examples == 4 and result.synthesised_examples == 1
+                           base=tiny_whisper_dir, options=options.replace(rehearsal_examples=1),
+                           dev=[corpus / "dev.csv"], exclude=[corpus / "eval" / "eval.csv"], rehearsal=other,
+                           synthesizer=synth, device="cpu", progress=False, prompt="jazz, timer.")
+    # the renamed copy of the evaluation recording, the dev recording and the evaluation sentence are left out;
+    # one rehearsal sentence is added (the other is the dev transcript)
+    assert result.excluded_examples == 3 and result.train_examples == 5 and result.synthesised_examples == 2
+    assert result.rehearsal == {"sentences": 1, "requested": 1, "sources": {str(other): 1}, "available": 2,
+                                "dropped_as_evaluation": 1, "intents": {"weather": 1}}
     losses = [loss for _, loss in result.train_loss]
-    assert len(losses) == result.steps == 6 and losses[-1] < losses[0]
-    assert [step for step, _ in result.dev_wer] == [2, 4, 6] and result.best_step in (2, 4, 6)
+    assert len(losses) == result.steps == 9 and losses[-1] < losses[0]
+    assert [step for step, _ in result.dev_wer] == [3, 6, 9] and result.best_step in (3, 6, 9)
     assert result.dev_wer_before is not None and result.best_dev_wer == min(w for _, w in result.dev_wer)
     saved = json.loads((out / TRAINING_FILE).read_text())
-    assert saved["train_examples"] == 4 and saved["options"]["learning_rate"] == 1e-3
+    assert saved["train_examples"] == 5 and saved["options"]["learning_rate"] == 1e-3
+    assert saved["rehearsal"] == result.rehearsal and saved["options"]["rehearsal_examples"] == 1
     for name in ("config.json", "generation_config.json"):  # the base's special tokens, untouched by training
         got, want = (json.loads((d / name).read_text()) for d in (out, tiny_whisper_dir))
         assert [got.get(k) for k in TOKEN_KEYS] == [want.get(k) for k in TOKEN_KEYS]

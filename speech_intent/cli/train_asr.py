@@ -48,6 +48,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="decoder prompt for a share of the clips (e.g. the pipeline's domain prompt)")
     p.add_argument("--max-examples", type=int, default=None, metavar="N",
                    help="sentences taken from each training-data file (a grammar is sampled)")
+    p.add_argument("--rehearsal", nargs="+", default=None, metavar="PATH",
+                   help="other domains' training data (grammar/Rasa YAML, CSV, JSONL, BIO folder): a sample of its "
+                        "sentences is trained on too, so that the model does not forget other speech")
+    p.add_argument("--rehearsal-examples", type=int, default=defaults.rehearsal_examples, metavar="N",
+                   help="sentences sampled from --rehearsal (seeded by --seed; default %(default)s)")
     p.add_argument("--early-stopping", type=int, default=defaults.early_stopping, metavar="N",
                    help="with --dev: stop after N evaluations without a lower WER (0: never)")
     p.add_argument("--eval-steps", type=int, default=None, metavar="N", help="evaluate every N steps (default: epochs)")
@@ -74,8 +79,9 @@ def options_from_args(args: argparse.Namespace) -> ASRTrainingOptions:
         epochs=args.epochs, learning_rate=args.lr, batch_size=args.batch_size, gradient_accumulation=args.grad_accum,
         freeze_encoder=args.freeze_encoder, lora=lora, noise_probability=args.noise_prob,
         snr_range=tuple(args.snr), speed_range=tuple(args.speed), specaugment=not args.no_specaugment,
-        early_stopping=args.early_stopping, eval_steps=args.eval_steps, dev_snr=args.dev_snr, seed=args.seed,
-        dtype=args.dtype, ctranslate2=not args.no_ctranslate2, ctranslate2_quantization=args.quantization)
+        rehearsal_examples=args.rehearsal_examples, early_stopping=args.early_stopping, eval_steps=args.eval_steps,
+        dev_snr=args.dev_snr, seed=args.seed, dtype=args.dtype, ctranslate2=not args.no_ctranslate2,
+        ctranslate2_quantization=args.quantization)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -84,12 +90,15 @@ def run(args: argparse.Namespace) -> int:
           file=sys.stderr)
     result = fine_tune_asr(args.data, args.output, base=args.base, options=options, dev=args.dev,
                            prompt=args.prompt, exclude=args.exclude, noise=args.noise,
-                           max_examples=args.max_examples, device=args.device, progress=not args.quiet)
+                           max_examples=args.max_examples, rehearsal=args.rehearsal, device=args.device,
+                           progress=not args.quiet)
     dev = ""
     if result.best_dev_wer is not None:
         dev = f"; dev WER {result.dev_wer_before:.1%} before, {result.best_dev_wer:.1%} at step {result.best_step}"
-    excluded = f", {result.excluded_examples} evaluation examples left out" if result.excluded_examples else ""
-    print(f"trained on {result.train_examples} clips ({result.synthesised_examples} synthesised{excluded}) for "
+    notes = f", {result.excluded_examples} evaluation examples left out" if result.excluded_examples else ""
+    if result.rehearsal is not None:
+        notes += f", {result.rehearsal['sentences']} rehearsal sentences of {', '.join(result.rehearsal['sources'])}"
+    print(f"trained on {result.train_examples} clips ({result.synthesised_examples} synthesised{notes}) for "
           f"{result.steps} steps in {result.seconds:.0f} s{dev}", file=sys.stderr)
     for problem in result.skipped:
         print(f"skipped: {problem}", file=sys.stderr)
