@@ -12,14 +12,17 @@ canonicalisation, as ``SpeechIntentPipeline`` does): command acceptance, slot F1
 WER), clean and with kitchen noise at ``--snr`` (evaluation only), and the speed of each. Other-domain
 speech: WER on ``assets/audio`` (30 commands, no prompt) before and after (forgetting).
 
-Rehearsal (``--rehearsal PATH --rehearsal-examples N``, coffee only): N sentences (seeded sample) of
-another training-data file or folder (e.g. the SNIPS training split, a JointBERT folder) are spoken
-by the same voices and trained on together with the grammar sentences, against forgetting. A source
-inside ``assets/audio`` or the coffee data is refused, and a sentence equal (normalised) to an
-``assets/audio`` transcript is dropped before sampling (``assets/audio/manifest.csv`` is also
-passed as ``exclude=``). Tokenised text is written naturally first (``speech_intent.asr_training.detokenize``,
-as ``fine_tune_asr`` does for a BIO folder: ``what s`` -> ``what's``, ``i`` -> ``I``), so the targets do not
-teach split contractions and the voices say them as words.
+Rehearsal (``--rehearsal PATH --rehearsal-examples N``, coffee only): the library's rehearsal option
+(``fine_tune_asr(rehearsal=[PATH])``, ``ASRTrainingOptions(rehearsal_examples=N)``): N sentences (a
+sample seeded by the training seed) of another training-data file or folder (e.g. the SNIPS training
+split, a JointBERT folder) are spoken by the same voices and trained on together with the grammar
+sentences, against forgetting. A source inside ``assets/audio`` or the coffee data is refused here
+before anything runs (and one overlapping the ``exclude=`` paths by the library), and a sentence equal
+(normalised) to an ``assets/audio`` transcript is never drawn (``assets/audio/manifest.csv`` is passed as
+``exclude=``). A BIO folder's tokenised text is written naturally first (the library's ``detokenize``:
+``what s`` -> ``what's``, ``i`` -> ``I``), so the targets do not teach split contractions and the voices
+say them as words. ``training.json`` and the JSON output record the sample (``rehearsal``: sentences,
+sources, intents).
 
 Open slots (``--demo-examples``, 0 to skip): tiny.en fine-tuned the same way on the demo domain's
 sentences (``speech_intent/resources/demo_domain.yaml``: songs, contacts, cities; no grammar), 15% of
@@ -115,7 +118,7 @@ def _intent_job(args, intent_dir: Path) -> None:
                                         max_examples=args.intent_max_examples, device=args.device)
 
 
-def _asr_job(args, train, dev, out_dir: Path, prompt, exclude) -> None:
+def _asr_job(args, train, dev, out_dir: Path, prompt, exclude, rehearsal) -> None:
     import logging
 
     from speech_intent.asr_training import ASRTrainingOptions, LoraOptions, fine_tune_asr
@@ -124,21 +127,29 @@ def _asr_job(args, train, dev, out_dir: Path, prompt, exclude) -> None:
     logging.getLogger("speech_intent.asr_training").setLevel(logging.INFO)
     options = ASRTrainingOptions(epochs=args.epochs, learning_rate=args.lr, batch_size=args.train_batch_size,
                                  freeze_encoder=args.freeze_encoder, dev_snr=args.dev_snr,
+                                 rehearsal_examples=args.rehearsal_examples,
                                  lora=LoraOptions(rank=args.lora, alpha=2.0 * args.lora) if args.lora else None)
-    fine_tune_asr(train, out_dir, options=options, dev=dev, prompt=prompt, exclude=exclude, device=args.device,
-                  progress=False)
+    fine_tune_asr(train, out_dir, options=options, dev=dev, prompt=prompt, exclude=exclude, rehearsal=rehearsal,
+                  device=args.device, progress=False)
 
 
-def fine_tuned(args, name: str, train, dev, prompt, exclude) -> dict:
-    """Fine-tune into ``WORK/asr-NAME`` (a child process) unless it is there; its training.json."""
+def fine_tuned(args, name: str, train, dev, prompt, exclude, rehearsal=None) -> dict:
+    """Fine-tune into ``WORK/asr-NAME`` (a child process) unless it is there; its training.json.
+    ``rehearsal``: other training data, ``--rehearsal-examples`` of its sentences mixed in (the library's option)."""
     out_dir = args.work / f"asr-{name}"
     record = out_dir / "training.json"
     if args.retrain or not record.is_file():
-        print(f"fine-tuning tiny.en on {len(train)} {name} sentences ({len(dev)} dev) -> {out_dir}", flush=True)
-        run_child(_asr_job, args, train, dev, out_dir, prompt, exclude)
+        mix = f" + {args.rehearsal_examples} rehearsal sentences of {', '.join(map(str, rehearsal))}" if rehearsal else ""
+        print(f"fine-tuning tiny.en on {len(train)} {name} sentences{mix} ({len(dev)} dev) -> {out_dir}", flush=True)
+        run_child(_asr_job, args, train, dev, out_dir, prompt, exclude, rehearsal)
     result = json.loads(record.read_text())
     print(f"  {result['train_examples']} clips, {result['steps']} steps, {result['seconds']:.0f} s; dev WER "
           f"{result['dev_wer_before']} -> {result['best_dev_wer']} (step {result['best_step']})", flush=True)
+    rehearsed = result.get("rehearsal")
+    if rehearsed:
+        print(f"  rehearsal: {rehearsed['sentences']} sentences of {', '.join(rehearsed['sources'])} "
+              f"({rehearsed['available']} there, {rehearsed['dropped_as_evaluation']} equal to an evaluation "
+              f"transcript never drawn); intents {rehearsed['intents']}", flush=True)
     return result
 
 
@@ -196,34 +207,6 @@ def check_rehearsal(parser, args) -> None:
             parser.error(f"--rehearsal {args.rehearsal}: overlaps {name} ({kept_out}), which is never trained on")
 
 
-def rehearsal_examples(args) -> tuple:
-    """``(examples, record)``: ``--rehearsal-examples`` sentences of ``--rehearsal`` (seeded sample,
-    tokenised text written naturally by the library's ``detokenize``), none equal (normalised) to an
-    ``assets/audio`` transcript."""
-    from collections import Counter
-
-    import numpy as np
-
-    from speech_intent import TextNormalizer
-    from speech_intent.asr_training import detokenize
-    from speech_intent.data import Example, load_examples
-
-    norm = TextNormalizer()
-    _, references = assets_clips()
-    held_out = {" ".join(norm(text).split()) for text in references}
-    raw = [ex for ex in load_examples(args.rehearsal) if ex.text.strip()]
-    examples = [Example(detokenize(ex.text), ex.intent) for ex in raw]
-    usable = [ex for ex in examples if " ".join(norm(ex.text).split()) not in held_out]
-    n = min(args.rehearsal_examples, len(usable))
-    keep = np.random.default_rng(2).choice(len(usable), size=n, replace=False)
-    chosen = [usable[i] for i in sorted(keep)]
-    record = {"source": str(args.rehearsal), "examples": n, "available": len(examples),
-              "dropped_as_assets_audio": len(examples) - len(usable),
-              "tidied": sum(a.text != b.text for a, b in zip(raw, examples)),
-              "intents": dict(sorted(Counter(ex.intent or "-" for ex in chosen).items()))}
-    return chosen, record
-
-
 # ------------------------------------------------------------------ coffee
 def coffee(args, intent_dir: Path) -> dict:
     import soundfile as sf
@@ -238,15 +221,10 @@ def coffee(args, intent_dir: Path) -> dict:
     prompt = domain_prompt(intent.canonicalizer.values) if intent.canonicalizer is not None else None
     train = [ex.text for ex in expand_grammar(grammar, max_examples=args.max_examples, seed=0)]
     dev = [ex.text for ex in expand_grammar(grammar, max_examples=args.dev_examples, seed=1)]
-    rehearsal = None
-    if args.rehearsal is not None:  # after the grammar sentences: their voices stay those of a run without
-        extra, rehearsal = rehearsal_examples(args)
-        train = train + extra
-        print(f"rehearsal: {rehearsal['examples']} sentences of {rehearsal['source']} "
-              f"({rehearsal['available']} there, {rehearsal['dropped_as_assets_audio']} equal to an assets/audio "
-              f"transcript dropped); intents {rehearsal['intents']}", flush=True)
     exclude = [args.data / "dev", kitchen, ASSETS, ASSETS / "manifest.csv"]
-    result = fine_tuned(args, "coffee-rehearsal" if rehearsal else "coffee", train, dev, prompt, exclude)
+    rehearsal = [args.rehearsal] if args.rehearsal is not None else None
+    result = fine_tuned(args, "coffee-rehearsal" if rehearsal else "coffee", train, dev, prompt, exclude, rehearsal)
+    rehearsal = result.get("rehearsal")
 
     items = read_manifest(args.data / "dev" / "labels.json")
     items = items[: args.limit] if args.limit else items
@@ -268,7 +246,7 @@ def coffee(args, intent_dir: Path) -> dict:
             scored = transcribe_wer(asr, clips, references, args.batch_size)
             row["assets_wer"] = {k: v for k, v in scored.items() if k != "texts"}
         rows[name] = row
-    print_coffee(rows, args, len(items), len(train) - (rehearsal["examples"] if rehearsal else 0), rehearsal)
+    print_coffee(rows, args, len(items), len(train), rehearsal)
     return {"training": result, "prompt": prompt, "recordings": len(items), "rehearsal": rehearsal, "rows": rows}
 
 
@@ -289,7 +267,8 @@ def timed_reports(pipe, items, kitchen, args) -> dict:
 
 def print_coffee(rows: dict, args, n: int, n_coffee: int, rehearsal) -> None:
     conditions = ["clean"] + [f"{s:g}dB" for s in args.snr]
-    mix = f" + {rehearsal['examples']} rehearsal sentences of {rehearsal['source']}" if rehearsal else ", no rehearsal"
+    mix = (f" + {rehearsal['sentences']} rehearsal sentences of {', '.join(rehearsal['sources'])}" if rehearsal
+           else ", no rehearsal")
     print(f"\ncoffee dev ({n} recordings), free decoding, CTranslate2 int8; fine-tuned on {n_coffee} grammar "
           f"sentences{mix}")
     print(" " * 25 + "".join(f"{c:^34s}" for c in conditions))
