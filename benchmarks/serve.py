@@ -56,7 +56,7 @@ def start_server(args, batching: bool):
     command += ["--intent", args.intent] if args.intent else []
     command += ["--trailing-silence", str(args.trailing_silence)]
     command += ["--early-endpoint", str(args.early_endpoint)] if args.early_endpoint is not None else []
-    command += ["--max-wait-ms", str(args.max_wait_ms)]
+    command += ["--max-wait-ms", str(args.max_wait_ms)] if args.max_wait_ms is not None else []
     command += ["--device", args.device] if args.device else []
     command += [] if batching else ["--no-micro-batching"]
     process = subprocess.Popen(command, cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)),
@@ -245,7 +245,8 @@ def main() -> None:
     parser.add_argument("--trailing-silence", type=float, default=0.6, help="the streams' VAD trailing silence")
     parser.add_argument("--early-endpoint", type=float, default=None,
                         help="the service's --early-endpoint (seconds of pause; default: off)")
-    parser.add_argument("--max-wait-ms", type=float, default=10.0, help="the service's --max-wait-ms (micro-batching)")
+    parser.add_argument("--max-wait-ms", type=float, default=None,
+                        help="the service's --max-wait-ms (micro-batching; default: the service's)")
     parser.add_argument("--device", default=None)
     parser.add_argument("--stream-clients", default="1,8", help="'' for /v1/predict only")
     parser.add_argument("--predict-clients", default="1,8,32", help="'' for streaming only")
