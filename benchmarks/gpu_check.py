@@ -2,14 +2,18 @@
 
 A GPU machine is lent rarely and briefly, and it reaches no package registry: the check runs from
 what ``benchmarks/gpu_prepare.sh`` put into ``.whl/`` (small wheels) and ``.gpu/`` (tiny.en converted
-to transformers in fp16, the MiniLM tokenizer, the coffee grammar and a few coffee recordings), and
-says exactly what is missing for any check it cannot run (``SKIP``).
+to transformers, its weights packed as int8 rows and unpacked to fp16 here; the MiniLM tokenizer, the
+coffee grammar, a few coffee recordings and synthesised training clips), and says exactly what is
+missing for any check it cannot run (``SKIP``).
 
 Checks (``--device cuda``): WhisperASR fp16 and bf16 batched transcription of the sample commands
 (agreement with CPU fp32 transcripts), SDPA vs eager attention, static cache + ``torch.compile``,
 grammar-constrained 4-beam decoding of coffee recordings, Wav2Vec2ASR (tiny random model),
 FasterWhisperASR on CUDA (float16, int8_float16), ``fine_tune`` for one epoch (bf16 on CUDA), the full
-pipeline end to end, and throughput (RTFx) at batch sizes 1, 8 and 32.
+pipeline end to end, 1 and 64 concurrent streams through the service's micro-batcher (end of speech ->
+final latency), throughput (RTFx) at batch sizes 1, 8 and 32, and ``fine_tune_asr`` of tiny.en for 8
+steps on speech synthesised beforehand (bf16 on CUDA; seconds per step against the same steps on the
+CPU). The stream and ASR fine-tuning checks live in ``gpu_checks_more.py``.
 
 ``--dry-run`` runs the same code paths with tiny random models on a few files (the test suite runs it
 on CPU, so the script cannot rot between GPU runs); agreement numbers are then reported, not judged.
@@ -20,7 +24,8 @@ Usage::
     bash benchmarks/gpu_check.sh OUT --device cuda                  # there: installs .whl/, runs this
     python benchmarks/gpu_check.py OUT --device cpu --dry-run       # anywhere, seconds
 
-Writes ``OUT/gpu_check.json`` and ``OUT/gpu_check.txt``; exits 1 when a check failed.
+Writes ``OUT/gpu_check.json`` and ``OUT/gpu_check.txt`` (one row per result; a check may give several);
+exits 1 when a check failed. ``--only`` takes check names with ``-`` or ``_``.
 """
 from __future__ import annotations
 
@@ -34,7 +39,7 @@ import time
 import traceback
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Union
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -49,6 +54,12 @@ from speech_intent.data import read_rasa  # noqa: E402
 from speech_intent.default import demo_domain_path  # noqa: E402
 from speech_intent.nlu import TrainingConfig, fine_tune  # noqa: E402
 from speech_intent.testing import tiny_bert, tiny_wav2vec2, tiny_whisper  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+# gpu_checks_more reads Result, Skip and the helpers from this module as ``gpu_check``, also when this file
+# runs as a script (``__main__``): one module object, so its Skip is the one run() catches.
+sys.modules.setdefault("gpu_check", sys.modules[__name__])
+import gpu_checks_more  # noqa: E402
 
 #: Agreement (normalised transcripts identical) below which a precision or attention variant fails.
 MIN_AGREEMENT = 0.9
@@ -122,7 +133,9 @@ def prepare(ctx: Context, files: int) -> str:
     ctx.audio = [load_audio(p) for p in paths]
     ctx.seconds_of_audio = sum(len(a) for a in ctx.audio) / 16000
     prepared = ctx.assets / "whisper-tiny.en"
-    if (prepared / "model.safetensors").is_file() and not ctx.dry_run:
+    if (prepared / gpu_checks_more.INT8_WEIGHTS).is_file() and not ctx.dry_run:  # as gpu_prepare.sh packs it
+        ctx.whisper_dir, ctx.real_weights = gpu_checks_more.unpack_int8(prepared, ctx.work / "whisper-tiny.en"), True
+    elif (prepared / "model.safetensors").is_file() and not ctx.dry_run:
         ctx.whisper_dir, ctx.real_weights = prepared, True
     else:
         tokenizer = prepared / "tokenizer.json"
@@ -133,7 +146,7 @@ def prepare(ctx: Context, files: int) -> str:
         ctx.whisper_dir = tiny_whisper(ctx.work / "tiny-whisper", tokenizer)
     reference = whisper(ctx, device="cpu", dtype="float32")
     ctx.reference, _ = timed_transcribe(reference, ctx.audio, 8)
-    kind = "tiny.en (fp16 checkpoint)" if ctx.real_weights else "tiny random Whisper"
+    kind = "tiny.en (fp16 checkpoint; int8 weight rows if packed)" if ctx.real_weights else "tiny random Whisper"
     return f"{len(paths)} files, {ctx.seconds_of_audio:.0f} s of audio, {kind}, CPU fp32 references"
 
 
@@ -276,7 +289,7 @@ def judged(ctx: Context, name: str, score: float, detail: str) -> Result:
     return Result(name, "PASS" if ok else "FAIL", 100 * score, "% agree", detail)
 
 
-CHECKS: Dict[str, Callable[[Context], Result]] = {
+CHECKS: Dict[str, Callable[[Context], Union[Result, List[Result]]]] = {
     "fp16": lambda ctx: check_precision(ctx, "float16" if ctx.device.type == "cuda" else "float32"),
     "bf16": lambda ctx: check_precision(ctx, "bfloat16"),
     "attention": check_attention,
@@ -285,7 +298,9 @@ CHECKS: Dict[str, Callable[[Context], Result]] = {
     "faster-whisper": check_faster_whisper,
     "fine-tune": check_fine_tune,
     "pipeline": check_pipeline,
+    "streams64": lambda ctx: gpu_checks_more.check_streams(ctx),  # looked up when run: the modules import each other
     "throughput": check_throughput,
+    "asr-finetune": lambda ctx: gpu_checks_more.check_asr_finetune(ctx),
     "compile": check_compile,  # last: it compiles for minutes
 }
 
@@ -304,14 +319,17 @@ def run(ctx: Context, only: Optional[List[str]], files: int) -> List[Result]:
             continue
         start = time.perf_counter()
         try:
-            result = check(ctx)
+            rows = check(ctx)
         except Skip as reason:
-            result = Result(name, "SKIP", detail=str(reason))
+            rows = Result(name, "SKIP", detail=str(reason))
         except Exception as error:
-            result = Result(name, "FAIL", detail=describe(error))
-        result.seconds = round(time.perf_counter() - start, 1)
-        results.append(result)
-        print(line(result), flush=True)
+            rows = Result(name, "FAIL", detail=describe(error))
+        if isinstance(rows, Result):  # one row, timed here; a check giving several times each itself
+            rows.seconds = round(time.perf_counter() - start, 1)
+            rows = [rows]
+        for result in rows:
+            results.append(result)
+            print(line(result), flush=True)
     return results
 
 
@@ -331,7 +349,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--device", default="cuda", help="cuda (default) or cpu")
     parser.add_argument("--dry-run", action="store_true", help="tiny random models, few files (CPU test)")
     parser.add_argument("--assets", type=Path, default=REPO / ".gpu", help="what gpu_prepare.sh made")
-    parser.add_argument("--only", nargs="+", choices=sorted(CHECKS), help="run these checks only (reruns)")
+    parser.add_argument("--only", nargs="+", choices=sorted(CHECKS), type=lambda name: name.replace("_", "-"),
+                        help="run these checks only (reruns)")
     parser.add_argument("--files", type=int, default=None, help="sample commands to use (default 30; dry run 3)")
     args = parser.parse_args(argv)
     if args.device.startswith("cuda") and not torch.cuda.is_available():

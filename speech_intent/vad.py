@@ -16,6 +16,7 @@ each utterance's 16 kHz audio out, holding only the utterance in progress (strea
 from __future__ import annotations
 
 import functools
+import importlib.util
 import os
 from dataclasses import asdict, dataclass
 from typing import Any, Dict, List, Optional, Tuple, Union
@@ -32,12 +33,15 @@ _STATE = (1, 1, 128)
 
 
 def silero_model_path() -> str:
-    """Path of ``silero_vad_v6.onnx`` inside the installed faster-whisper."""
-    try:
-        from faster_whisper.utils import get_assets_path
-    except ImportError as error:  # pragma: no cover - faster-whisper is a dependency
-        raise ModelLoadError("faster_whisper", f"faster-whisper is needed for its Silero VAD model ({error})")
-    return os.path.join(get_assets_path(), "silero_vad_v6.onnx")
+    """Path of ``silero_vad_v6.onnx`` inside the installed faster-whisper.
+
+    Found without importing faster-whisper, whose package imports CTranslate2 and PyAV: the VAD needs
+    neither (only onnxruntime), nor their import time.
+    """
+    spec = importlib.util.find_spec("faster_whisper")
+    if spec is None or not spec.submodule_search_locations:  # pragma: no cover - faster-whisper is a dependency
+        raise ModelLoadError("faster_whisper", "faster-whisper is needed for its Silero VAD model (not installed)")
+    return os.path.join(list(spec.submodule_search_locations)[0], "assets", "silero_vad_v6.onnx")
 
 
 @functools.lru_cache(maxsize=None)

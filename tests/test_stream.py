@@ -97,6 +97,19 @@ def test_vad_probabilities_do_not_depend_on_chunking():
     assert whole.max() > 0.9 and whole[:3].max() < 0.5  # speech found; the leading samples are quiet
 
 
+def test_the_vad_runs_without_importing_faster_whisper():
+    """Only its ONNX file is needed: a machine without CTranslate2 and PyAV (faster-whisper installed
+    without its dependencies) still streams."""
+    import subprocess
+    import sys
+
+    code = ("import sys, numpy as np; from speech_intent.vad import SileroVAD; "
+            "p = SileroVAD().probabilities(np.zeros(2048, np.float32)); "
+            "print(len(p), sorted(m for m in ('faster_whisper', 'ctranslate2', 'av') if m in sys.modules))")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.split()[0] == "4" and run.stdout.strip().endswith("[]"), run.stdout
+
 def test_split_utterances_on_a_long_recording():
     audio, spans = with_silences(TWO + ("014_lights_on.wav",))
     found = split_utterances(audio)
