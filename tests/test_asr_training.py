@@ -366,3 +366,16 @@ def test_train_asr_cli_lora_merges_into_the_decoder(corpus, tiny_whisper_dir, ca
     assert changed and all(".decoder." in k and k.endswith(".weight") for k in changed)
     assert isinstance(load_asr(out, device="cpu", max_new_tokens=8), WhisperASR)
     assert json.loads((out / TRAINING_FILE).read_text())["options"]["lora"]["rank"] == 4
+
+
+def test_a_half_precision_checkpoint_is_trained_from_float32_weights(tmp_path, tiny_whisper_dir):
+    import torch
+    from transformers import WhisperForConditionalGeneration, WhisperProcessor
+
+    from speech_intent.asr_training.trainer import load_base
+
+    half = tmp_path / "half"
+    WhisperForConditionalGeneration.from_pretrained(tiny_whisper_dir).to(torch.float16).save_pretrained(half)
+    WhisperProcessor.from_pretrained(tiny_whisper_dir).save_pretrained(half)
+    model, _, _ = load_base(str(half), tmp_path / "scratch")
+    assert {p.dtype for p in model.parameters()} == {torch.float32}

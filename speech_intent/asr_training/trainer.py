@@ -65,7 +65,9 @@ def load_base(base: Optional[PathLike], scratch: Path) -> Tuple[Any, Any, str]:
             raise ModelLoadError(base, "not a Whisper checkpoint (ASR fine-tuning trains Whisper models)")
     try:
         processor = WhisperProcessor.from_pretrained(str(path))
-        model = WhisperForConditionalGeneration.from_pretrained(str(path), use_safetensors=True)
+        # float32 master weights whatever the checkpoint's dtype (a half-precision checkpoint would
+        # otherwise train in half precision; bf16 on CUDA is the Trainer's mixed precision, not the weights')
+        model = WhisperForConditionalGeneration.from_pretrained(str(path), use_safetensors=True, dtype=torch.float32)
     except (OSError, ValueError) as error:
         raise ModelLoadError(base, f"cannot load a Whisper checkpoint with safetensors weights: {error}") from error
     return model, processor, str(base) if base is not None else f"bundled tiny.en ({path})"
