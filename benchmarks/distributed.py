@@ -37,7 +37,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -49,6 +48,9 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from rss import MB, REPO, link_set, make_files, make_pipeline  # noqa: E402
+
+sys.path.insert(0, str(REPO))
+from tests.processes import free_ports, ray_node_port_args, stop_group  # noqa: E402
 
 
 def run(cmd: List[str], output: Path, threads: int) -> Dict[str, float]:
@@ -81,43 +83,15 @@ def run(cmd: List[str], output: Path, threads: int) -> Dict[str, float]:
             "summary": next((line for line in stderr.splitlines() if line.startswith("done: ")), "")}
 
 
-def _free_ports(n: int) -> List[int]:
-    sockets = [socket.socket() for _ in range(n)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
-def _stop_group(pgid: int) -> None:
-    """SIGTERM, then SIGKILL, the process group ``pgid`` (a cluster's daemons)."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.killpg(pgid, sig)
-        except ProcessLookupError:
-            return
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                os.killpg(pgid, 0)
-            except ProcessLookupError:
-                return
-            time.sleep(0.2)
-
-
 @contextlib.contextmanager
 def ray_cluster(cores: int) -> Iterator[str]:
     """``ray start --head`` with ``cores`` CPUs on free ports; its address; stopped on leaving."""
     temp = Path(tempfile.mkdtemp(prefix="si-ray-"))  # short: Ray's socket paths live under it
-    gcs, client, *node = _free_ports(8)
-    names = ["--node-manager-port", "--object-manager-port", "--dashboard-agent-listen-port",
-             "--dashboard-agent-grpc-port", "--runtime-env-agent-port", "--metrics-export-port"]
+    gcs, client = free_ports(2)
     args = [str(Path(sys.executable).with_name("ray")), "start", "--head", f"--port={gcs}",
             f"--ray-client-server-port={client}", "--node-ip-address=127.0.0.1", f"--num-cpus={cores}",
             "--num-gpus=0", "--include-dashboard=false", f"--temp-dir={temp}", "--disable-usage-stats",
-            *[f"{name}={port}" for name, port in zip(names, node)]]
+            *ray_node_port_args()]
     env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0")
     for unset in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):  # Ray gives each actor its CPUs' worth
         env.pop(unset, None)
@@ -133,7 +107,7 @@ def ray_cluster(cores: int) -> Iterator[str]:
               f"{time.perf_counter() - start:.1f} s (not in the ray rows' wall time)", flush=True)
         yield address
     finally:
-        _stop_group(proc.pid)
+        stop_group(proc.pid)
         signal.signal(signal.SIGTERM, previous)
         shutil.rmtree(temp, ignore_errors=True)
 

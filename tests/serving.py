@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,14 +14,14 @@ from typing import Iterator, List, Sequence
 import numpy as np
 import soundfile as sf
 
+from tests.processes import free_ports
+
 REPO = Path(__file__).resolve().parents[1]
 AUDIO = REPO / "assets" / "audio"
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    return free_ports(1)[0]
 
 
 class Server:

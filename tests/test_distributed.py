@@ -16,7 +16,6 @@ import json
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -32,6 +31,7 @@ from speech_intent.errors import DistributedError
 from speech_intent.ray_cluster import prepare
 
 from .conftest import REPO
+from .processes import free_ports, ray_node_port_args, stop_group
 
 ray = pytest.importorskip("ray")
 
@@ -47,46 +47,15 @@ def _driver_env(**extra: str) -> dict:
     return env
 
 
-def _free_ports(n: int) -> list:
-    sockets = [socket.socket() for _ in range(n)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
-def _node_ports() -> list:
-    names = ["--node-manager-port", "--object-manager-port", "--dashboard-agent-listen-port",
-             "--dashboard-agent-grpc-port", "--runtime-env-agent-port", "--metrics-export-port"]
-    return [f"{name}={port}" for name, port in zip(names, _free_ports(len(names)))]
-
-
 def _start_node(args: list, env: dict) -> int:
     """Run ``ray start ARGS`` in a new session; its daemons stay in that process group (returned)."""
     proc = subprocess.Popen([RAY, "start", *args, "--disable-usage-stats"], env=env, start_new_session=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     out, _ = proc.communicate(timeout=180)
     if proc.returncode != 0:
-        _stop_group(proc.pid)
+        stop_group(proc.pid)
         raise RuntimeError(f"ray start {' '.join(args)} failed:\n{out.decode()[-3000:]}")
     return proc.pid
-
-
-def _stop_group(pgid: int) -> None:
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.killpg(pgid, sig)
-        except ProcessLookupError:
-            return
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                os.killpg(pgid, 0)
-            except ProcessLookupError:
-                return
-            time.sleep(0.2)
 
 
 @pytest.fixture(scope="module")
@@ -100,16 +69,16 @@ def cluster(tmp_path_factory):
     os.environ.update(ENV, RAY_AUTH_TOKEN_PATH=str(token))  # this process connects to the cluster too
     os.environ.pop("RAY_AUTH_MODE", None)
     env = dict(os.environ, RAY_AUTH_MODE="token")
-    gcs_port, client_port = _free_ports(2)
+    gcs_port, client_port = free_ports(2)
     address = f"127.0.0.1:{gcs_port}"
     groups = []
     try:
         groups.append(_start_node(["--head", f"--port={gcs_port}", f"--ray-client-server-port={client_port}",
                                    "--node-ip-address=127.0.0.1", "--num-cpus=1", "--num-gpus=0",
                                    '--resources={"node_a": 1}', "--include-dashboard=false",
-                                   f"--temp-dir={temp}", *_node_ports()], env))
+                                   f"--temp-dir={temp}", *ray_node_port_args()], env))
         groups.append(_start_node([f"--address={address}", "--node-ip-address=127.0.0.1", "--num-cpus=1",
-                                   "--num-gpus=0", '--resources={"node_b": 1}', *_node_ports()], env))
+                                   "--num-gpus=0", '--resources={"node_b": 1}', *ray_node_port_args()], env))
         assert connect(RayOptions(address=address))  # an explicit address: the token is found by connect
         try:
             deadline = time.monotonic() + 60
@@ -123,7 +92,7 @@ def cluster(tmp_path_factory):
         yield address, names, f"ray://127.0.0.1:{client_port}"
     finally:
         for pgid in reversed(groups):
-            _stop_group(pgid)
+            stop_group(pgid)
         for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)
@@ -296,7 +265,7 @@ def test_token_required_but_none_found_is_a_typed_error_naming_what_to_do(cluste
 
 def test_explicit_address_checks_fail_fast_with_typed_errors(cluster, monkeypatch):
     address, _, _ = cluster
-    (free,) = _free_ports(1)
+    (free,) = free_ports(1)
     with pytest.raises(DistributedError, match=f"no Ray cluster \\(GCS\\) answers at 127.0.0.1:{free}"):
         prepare(f"127.0.0.1:{free}")
     monkeypatch.setenv("RAY_AUTH_MODE", "disabled")  # respected, never overridden: the error says so
