@@ -45,6 +45,7 @@ import multiprocessing
 import sys
 import time
 from pathlib import Path
+from typing import List, Optional, Tuple
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data" / "coffee"
@@ -61,9 +62,10 @@ def main() -> int:
     parser.add_argument("--work", type=Path, default=Path("/tmp/speech-intent-asr-finetune"))
     parser.add_argument("--max-examples", type=int, default=1500, help="coffee grammar sentences to train on")
     parser.add_argument("--rehearsal", type=Path, default=None, metavar="PATH",
-                        help="other-domain training data mixed into the coffee training (any format load_examples reads)")
-    parser.add_argument("--rehearsal-examples", type=int, default=200, metavar="N",
-                        help="sentences sampled from --rehearsal")
+                        help="other-domain training data mixed into the coffee training (any format load_examples "
+                             "reads; default: the library's general-English sentences)")
+    parser.add_argument("--rehearsal-examples", type=int, default=defaults.rehearsal_examples, metavar="N",
+                        help="rehearsal sentences sampled (default %(default)s; 0: no rehearsal)")
     parser.add_argument("--dev-examples", type=int, default=100, help="synthesised dev sentences (best epoch)")
     parser.add_argument("--dev-snr", type=float, default=10.0, help="training noise in the dev clips (dB)")
     parser.add_argument("--epochs", type=float, default=defaults.epochs)
@@ -85,6 +87,8 @@ def main() -> int:
     args = parser.parse_args()
     if not (args.data / "grammar.yaml").is_file():
         sys.exit(f"coffee data not found under {args.data}")
+    if args.rehearsal_examples < 0:
+        parser.error("--rehearsal-examples must be at least 0")
     if args.rehearsal is not None:
         check_rehearsal(parser, args)
     args.work.mkdir(parents=True, exist_ok=True)
@@ -133,13 +137,34 @@ def _asr_job(args, train, dev, out_dir: Path, prompt, exclude, rehearsal) -> Non
                   device=args.device, progress=False)
 
 
+def rehearsal_setting(args) -> Tuple[str, Optional[List[Path]]]:
+    """``(name suffix, rehearsal=)`` of the run: the library's default sentences, ``--rehearsal`` or none."""
+    if args.rehearsal_examples == 0:
+        return "-no-rehearsal", []
+    if args.rehearsal is not None:
+        return "-rehearsal", [args.rehearsal]
+    return "", None
+
+
+def _same_rehearsal(record: dict, args, rehearsal: Optional[List[Path]]) -> bool:
+    """Whether a kept model was trained with this run's rehearsal setting."""
+    from speech_intent.asr_training import bundled_rehearsal_path
+
+    wanted = [] if rehearsal == [] else [Path(p).resolve() for p in (rehearsal or [bundled_rehearsal_path()])]
+    done = record.get("rehearsal") or {}
+    return ({Path(p).resolve() for p in done.get("sources", {})} == set(wanted)
+            and (not wanted or done.get("requested") == args.rehearsal_examples))
+
+
 def fine_tuned(args, name: str, train, dev, prompt, exclude, rehearsal=None) -> dict:
-    """Fine-tune into ``WORK/asr-NAME`` (a child process) unless it is there; its training.json.
-    ``rehearsal``: other training data, ``--rehearsal-examples`` of its sentences mixed in (the library's option)."""
+    """Fine-tune into ``WORK/asr-NAME`` (a child process) unless it is there with the same rehearsal setting;
+    its training.json. ``rehearsal`` (the library's option): other training data, ``--rehearsal-examples`` of
+    its sentences mixed in; ``None``: the library's general-English sentences; ``[]``: none."""
     out_dir = args.work / f"asr-{name}"
     record = out_dir / "training.json"
-    if args.retrain or not record.is_file():
-        mix = f" + {args.rehearsal_examples} rehearsal sentences of {', '.join(map(str, rehearsal))}" if rehearsal else ""
+    if args.retrain or not record.is_file() or not _same_rehearsal(json.loads(record.read_text()), args, rehearsal):
+        source = "the library's sentences" if rehearsal is None else ", ".join(map(str, rehearsal))
+        mix = f" + {args.rehearsal_examples} rehearsal sentences of {source}" if rehearsal != [] else ""
         print(f"fine-tuning tiny.en on {len(train)} {name} sentences{mix} ({len(dev)} dev) -> {out_dir}", flush=True)
         run_child(_asr_job, args, train, dev, out_dir, prompt, exclude, rehearsal)
     result = json.loads(record.read_text())
@@ -200,7 +225,7 @@ def check_rehearsal(parser, args) -> None:
     if not source.exists():
         parser.error(f"--rehearsal {args.rehearsal}: no such file or folder")
     if args.rehearsal_examples < 1:
-        parser.error("--rehearsal-examples must be at least 1")
+        parser.error("--rehearsal needs --rehearsal-examples of at least 1")
     for name, kept_out in (("assets/audio", ASSETS), ("the coffee data", args.data)):
         kept_out = kept_out.resolve()
         if source == kept_out or kept_out in source.parents or source in kept_out.parents:
@@ -222,8 +247,8 @@ def coffee(args, intent_dir: Path) -> dict:
     train = [ex.text for ex in expand_grammar(grammar, max_examples=args.max_examples, seed=0)]
     dev = [ex.text for ex in expand_grammar(grammar, max_examples=args.dev_examples, seed=1)]
     exclude = [args.data / "dev", kitchen, ASSETS, ASSETS / "manifest.csv"]
-    rehearsal = [args.rehearsal] if args.rehearsal is not None else None
-    result = fine_tuned(args, "coffee-rehearsal" if rehearsal else "coffee", train, dev, prompt, exclude, rehearsal)
+    suffix, rehearsal = rehearsal_setting(args)
+    result = fine_tuned(args, "coffee" + suffix, train, dev, prompt, exclude, rehearsal)
     rehearsal = result.get("rehearsal")
 
     items = read_manifest(args.data / "dev" / "labels.json")
@@ -299,7 +324,8 @@ def demo(args) -> dict:
     n_dev = min(len(rest) // 10, args.dev_examples)
     train, dev = [ex.text for ex in rest[n_dev:]], [ex.text for ex in rest[:n_dev]] or [rest[0].text]
     kitchen = args.data / "noise" / "kitchen.wav"
-    result = fine_tuned(args, "demo", train, dev, None, [kitchen, ASSETS])
+    suffix, rehearsal = rehearsal_setting(args)
+    result = fine_tuned(args, "demo" + suffix, train, dev, None, [kitchen, ASSETS], rehearsal)
 
     synth, voice_name = test_synthesizer()
     clean = [synth.synthesize(ex.text, voice=i) for i, ex in enumerate(test)]

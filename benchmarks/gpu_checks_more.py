@@ -304,7 +304,8 @@ def step_timer(device: torch.device, budget: Optional[float]):
 
 def train_row(ctx, manifest: Path, device: torch.device, budget: Optional[float], clips: int) -> dict:
     options = ASRTrainingOptions(epochs=TRAIN_EPOCHS, batch_size=min(TRAIN_BATCH, clips), dtype="auto",
-                                 ctranslate2=False, logging_steps=1, seed=0)
+                                 ctranslate2=False, logging_steps=1, seed=0,
+                                 rehearsal_examples=0)  # recordings only: no espeak-ng needed on the device
     exclude = [p for p in (ctx.assets / "coffee" / "dev",) if p.is_dir()]
     out = ctx.work / f"asr-{device.type}"
     with step_timer(device, budget) as timer:

@@ -22,6 +22,7 @@ from speech_intent.asr_training import (
     ASRTrainingOptions,
     EvaluationData,
     LoraOptions,
+    bundled_rehearsal_path,
     collect_examples,
     detokenize,
     fine_tune_asr,
@@ -266,8 +267,9 @@ def test_train_asr_cli_rehearsal_flags(corpus, tiny_whisper_dir, capsys):
     assert args.rehearsal == ["snips/train", "other.yaml"] and parser.parse_args(base).rehearsal is None
     options = options_from_args(args)
     assert options.rehearsal_examples == 50 and options.seed == 3
+    assert options_from_args(parser.parse_args(base + ["--rehearsal-examples", "0"])).rehearsal_examples == 0
     with pytest.raises(ConfigError):
-        options_from_args(parser.parse_args(base + ["--rehearsal-examples", "0"]))
+        options_from_args(parser.parse_args(base + ["--rehearsal-examples", "-1"]))
     # the flags reach fine_tune_asr: a rehearsal source inside --exclude is refused before any training
     (corpus / "eval" / "more.csv").write_text("text,intent\nplay jazz,music\n")
     rc = main(["train-asr", "--data", "play some jazz", "--output", str(corpus / "out"), "--base",
@@ -356,10 +358,14 @@ def test_train_asr_cli_lora_merges_into_the_decoder(corpus, tiny_whisper_dir, ca
     out = corpus / "lora"
     rc = main(["train-asr", "--data", str(corpus / "train.csv"), "play some jazz", "--base", str(tiny_whisper_dir),
                "--output", str(out), "--exclude", str(corpus / "eval"), "--lora", "4", "--freeze-encoder",
-               "--epochs", "1", "--batch-size", "2", "--lr", "1e-2", "--no-ctranslate2", "--device", "cpu", "-q"])
-    assert rc == 0, capsys.readouterr().err
+               "--epochs", "1", "--batch-size", "2", "--lr", "1e-2", "--no-ctranslate2", "--device", "cpu", "-q",
+               "--rehearsal-examples", "2"])
     err = capsys.readouterr().err
-    assert "1 evaluation examples left out" in err and "saved:" in err
+    assert rc == 0, err
+    # no --rehearsal: two of the library's general-English sentences are trained on too
+    assert "1 evaluation examples left out, 2 rehearsal sentences of " in err and "saved:" in err
+    record = json.loads((out / TRAINING_FILE).read_text())["rehearsal"]
+    assert record["sources"] == {str(bundled_rehearsal_path()): 2} and record["available"] >= 400
     trained, base = load_file(out / "model.safetensors"), load_file(tiny_whisper_dir / "model.safetensors")
     assert not any("lora" in k for k in trained) and set(trained) == set(base)
     changed = {k for k in base if not torch.equal(trained[k], base[k])}

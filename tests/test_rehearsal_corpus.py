@@ -8,14 +8,13 @@ sentence lengths the synthesiser and trainer expect, and clear of the evaluation
 from __future__ import annotations
 
 import re
-from importlib import resources
-from pathlib import Path
 
 import pytest
 
+from speech_intent.asr_training import bundled_rehearsal_path
 from speech_intent.data import Example, load_examples
 
-CORPUS = Path(str(resources.files("speech_intent") / "resources" / "rehearsal_en.csv"))
+CORPUS = bundled_rehearsal_path()
 
 #: Words of the evaluation domains; matched as whole words, plural included.
 EXCLUDED = (

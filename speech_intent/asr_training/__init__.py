@@ -14,6 +14,7 @@ from speech_intent import fine_tune_asr
 result = fine_tune_asr(["grammar.yaml", "recordings.csv"], "asr-coffee", dev=["dev.csv"],
                        exclude=["eval/labels.json", "noise/kitchen.wav"],
                        rehearsal=["snips/train"])   # 200 other-domain sentences against forgetting
+# (without rehearsal=, 200 of the library's own general-English sentences; rehearsal_examples=0: none)
 asr = load_asr("asr-coffee/ctranslate2")      # or load_asr("asr-coffee") on transformers
 ```
 """
@@ -21,6 +22,7 @@ from .data import (
     ASRExample,
     EvaluationData,
     RehearsalSample,
+    bundled_rehearsal_path,
     collect_examples,
     detokenize,
     format_sentence,
@@ -34,6 +36,6 @@ from .trainer import fine_tune_asr
 
 __all__ = [
     "ASRExample", "ASRTrainingOptions", "ASRTrainingResult", "CTRANSLATE2_DIR", "EvaluationData", "LoraOptions",
-    "RehearsalSample", "TRAINING_FILE", "collect_examples", "detokenize", "export_ctranslate2", "fine_tune_asr",
+    "RehearsalSample", "TRAINING_FILE", "bundled_rehearsal_path", "collect_examples", "detokenize", "export_ctranslate2", "fine_tune_asr",
     "format_sentence", "is_transcript_manifest", "read_transcript_manifest", "sample_rehearsal",
 ]

@@ -14,7 +14,8 @@ An :class:`ASRExample` is one of
 
 :func:`collect_examples` turns a mix of paths, examples and sentences into ASRExamples.
 :func:`sample_rehearsal` draws a seeded sample of other training data's sentences (**rehearsal**: mixed
-into a one-domain training set, they keep the model from forgetting other speech).
+into a one-domain training set, they keep the model from forgetting other speech); without other data
+it draws from the library's own general-English sentences (:func:`bundled_rehearsal_path`).
 :class:`EvaluationData` is what is never trained on: the recordings of evaluation manifests and
 folders, evaluation noise files, matched by path and by content, and the transcripts of
 evaluation manifests (a training sentence equal to one, after normalisation, is dropped too).
@@ -26,6 +27,7 @@ import logging
 import re
 from collections import Counter
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Set, Tuple, Union
 
@@ -40,14 +42,22 @@ from .text import detokenize, format_sentence
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ASRExample", "EvaluationData", "RehearsalSample", "collect_examples", "detokenize", "format_sentence",
-           "is_transcript_manifest", "read_transcript_manifest", "sample_rehearsal"]
+__all__ = ["ASRExample", "EvaluationData", "RehearsalSample", "bundled_rehearsal_path", "collect_examples",
+           "detokenize", "format_sentence", "is_transcript_manifest", "read_transcript_manifest", "sample_rehearsal"]
 
 PathLike = Union[str, Path]
 TEXT_COLUMNS = ("text", "transcript")
 DATA_SUFFIXES = MANIFEST_SUFFIXES + (".yaml", ".yml")
 #: Sentences a grammar gives to draw a rehearsal sample from (its even-by-intent sampler).
 REHEARSAL_GRAMMAR_POOL = 20000
+#: The library's rehearsal sentences (``speech_intent/resources``): 400 general-English sentences on
+#: everyday topics, written for this library (no voice-assistant commands), topic as the intent column.
+REHEARSAL_DATA = "rehearsal_en.csv"
+
+
+def bundled_rehearsal_path() -> Path:
+    """The rehearsal data :func:`~speech_intent.asr_training.fine_tune_asr` uses when given none."""
+    return Path(str(resources.files("speech_intent") / "resources" / REHEARSAL_DATA))
 
 
 @dataclass(frozen=True, eq=False)

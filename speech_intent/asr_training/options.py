@@ -80,10 +80,11 @@ class ASRTrainingOptions:
         text_format: ``"sentence"`` writes synthesised targets the way Whisper writes (first letter
             upper case, a final full stop); ``"verbatim"`` keeps the data's text. Recording
             transcripts are always verbatim.
-        rehearsal_examples: with ``rehearsal`` data given to :func:`fine_tune_asr`, how many of its
-            sentences are mixed into training (a sample seeded by ``seed``; evaluation and dev
-            transcripts are never drawn). The default is the benchmarked mix: 200 next to 400
-            one-domain sentences, about a third of the clips.
+        rehearsal_examples: how many sentences of the ``rehearsal`` data given to
+            :func:`fine_tune_asr` (default: the library's general-English sentences) are mixed
+            into training against forgetting (a sample seeded by ``seed``; evaluation and dev
+            transcripts are never drawn); 0 = no rehearsal. The default is the benchmarked mix:
+            200 next to 400-600 one-domain sentences.
         early_stopping: with dev data, stop after this many evaluations without a lower dev WER
             (0: never); the best evaluation's weights are kept either way.
         eval_steps: evaluate on dev every this many steps (``None``: every epoch).
@@ -133,10 +134,13 @@ class ASRTrainingOptions:
         if not self.learning_rate > 0:
             raise ConfigError(f"learning_rate must be positive, got {self.learning_rate!r}")
         for name in ("batch_size", "gradient_accumulation", "max_target_tokens", "generation_max_length",
-                     "logging_steps", "rehearsal_examples"):
+                     "logging_steps"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")
+        if not isinstance(self.rehearsal_examples, int) or isinstance(self.rehearsal_examples, bool) \
+                or self.rehearsal_examples < 0:
+            raise ConfigError(f"rehearsal_examples must be an integer >= 0, got {self.rehearsal_examples!r}")
         if not isinstance(self.early_stopping, int) or self.early_stopping < 0:
             raise ConfigError(f"early_stopping must be an integer >= 0, got {self.early_stopping!r}")
         if self.eval_steps is not None and (not isinstance(self.eval_steps, int) or self.eval_steps < 1):

@@ -36,7 +36,7 @@ from ..device import DeviceLike, resolve_device
 from ..errors import AudioError, ConfigError, ModelLoadError
 from ..normalize import TextNormalizer
 from .augment import ClipAugmenter, ClipSource, TokenizedDataset, WhisperCollator
-from .data import ASRExample, EvaluationData, collect_examples, sample_rehearsal
+from .data import ASRExample, EvaluationData, bundled_rehearsal_path, collect_examples, sample_rehearsal
 from .export import ASRTrainingResult, export_model
 from .options import ASRTrainingOptions
 
@@ -271,7 +271,8 @@ def fine_tune_asr(
             sentences: grammar, Rasa, CSV, JSONL, BIO) of which ``options.rehearsal_examples``
             sentences (a sample seeded by ``options.seed``) are synthesised and trained on with
             ``train``, so that the model does not forget other speech
-            (:func:`~.data.sample_rehearsal`). Sentences equal to an ``exclude`` or ``dev``
+            (:func:`~.data.sample_rehearsal`). ``None``: the library's general-English sentences
+            (:func:`~.data.bundled_rehearsal_path`); ``options.rehearsal_examples=0``: no rehearsal. Sentences equal to an ``exclude`` or ``dev``
             transcript are never drawn; a source overlapping an ``exclude`` path raises
             :class:`~speech_intent.errors.ConfigError`. Recorded in ``training.json``
             (``rehearsal``).
@@ -292,9 +293,11 @@ def fine_tune_asr(
     dev_items = collect_examples(dev, seed=options.seed + 1, text_format=options.text_format) if dev else []
     dev_items, _, dev_problems = _usable(dev_items, guard, "dev")
     guard.add_examples(dev_items)
-    rehearsal = [rehearsal] if isinstance(rehearsal, (str, Path)) else list(rehearsal or ())
+    if rehearsal is None:
+        rehearsal = bundled_rehearsal_path()
+    rehearsal = [rehearsal] if isinstance(rehearsal, (str, Path)) else list(rehearsal)
     sample = None
-    if rehearsal:  # before the training data: a refused source fails fast
+    if rehearsal and options.rehearsal_examples:  # before the training data: a refused source fails fast
         sample = sample_rehearsal(rehearsal, options.rehearsal_examples, seed=options.seed, evaluation=guard,
                                   text_format=options.text_format)
         logger.info("rehearsal: %d sentences of %s", len(sample.examples), sample.sources)

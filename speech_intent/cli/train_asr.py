@@ -50,9 +50,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="sentences taken from each training-data file (a grammar is sampled)")
     p.add_argument("--rehearsal", nargs="+", default=None, metavar="PATH",
                    help="other domains' training data (grammar/Rasa YAML, CSV, JSONL, BIO folder): a sample of its "
-                        "sentences is trained on too, so that the model does not forget other speech")
+                        "sentences is trained on too, so that the model does not forget other speech (default: "
+                        "the library's general-English sentences)")
     p.add_argument("--rehearsal-examples", type=int, default=defaults.rehearsal_examples, metavar="N",
-                   help="sentences sampled from --rehearsal (seeded by --seed; default %(default)s)")
+                   help="rehearsal sentences sampled (seeded by --seed; default %(default)s; 0: no rehearsal)")
     p.add_argument("--early-stopping", type=int, default=defaults.early_stopping, metavar="N",
                    help="with --dev: stop after N evaluations without a lower WER (0: never)")
     p.add_argument("--eval-steps", type=int, default=None, metavar="N", help="evaluate every N steps (default: epochs)")
