@@ -188,7 +188,9 @@ def connect(options: RayOptions) -> bool:
     state = None
     if options.address is None:  # a local Ray for this run, sized so that the pool fits
         need = options.workers * options.cpus_per_worker
-        kwargs.update(num_cpus=max(os.cpu_count() or 1, int(need + 0.999)), include_dashboard=False)
+        # "local": a new Ray even where a cluster was started on this machine before (Ray would
+        # otherwise join the one ray_current_cluster names, or fail when that one is gone)
+        kwargs.update(address="local", num_cpus=max(os.cpu_count() or 1, int(need + 0.999)), include_dashboard=False)
     else:
         kwargs["address"] = options.address
         if options.address != "auto":  # "auto": Ray finds the local cluster and its token itself

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -273,3 +274,35 @@ def test_explicit_address_checks_fail_fast_with_typed_errors(cluster, monkeypatc
         prepare(address)
     with pytest.raises(DistributedError, match="not auto, HOST:PORT or ray://HOST:PORT"):
         prepare("head-without-port")
+
+
+def test_without_an_address_a_local_ray_is_started_even_after_a_cluster_that_died(tiny_pipeline_dir, tmp_path):
+    """No ``--address``: a Ray of its own for the run, stopped afterwards. Ray itself would join the cluster
+    that ``ray_current_cluster`` names (left behind by a ``ray start --head`` killed without ``ray stop``)."""
+    import tempfile
+
+    import psutil
+
+    files = _clips(tmp_path / "in", 6)
+    ray_tmp = Path(tempfile.mkdtemp(prefix="si-rt-"))  # short: Ray's socket paths live under it
+    try:
+        (ray_tmp / "ray").mkdir()
+        (dead,) = free_ports(1)
+        (ray_tmp / "ray" / "ray_current_cluster").write_text(f"127.0.0.1:{dead}")
+        env = _driver_env(RAY_TMPDIR=str(ray_tmp))
+        env.pop("RAY_AUTH_TOKEN_PATH", None)
+        cmd = [sys.executable, "-m", "speech_intent", "predict", str(tmp_path / "in"), "--engine", "ray",
+               "--pipeline", str(tiny_pipeline_dir), "--device", "cpu", "--workers", "1", "-q",
+               "-o", str(tmp_path / "out.jsonl")]
+        run = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+        assert run.returncode == 0, run.stderr[-3000:]
+        rows = _rows(tmp_path / "out.jsonl")
+        assert sorted(r["path"] for r in rows) == sorted(files) and not any(r["error"] for r in rows)
+        assert "done: 6, skipped: 0, failed: 0" in run.stderr
+        left = [p.pid for p in psutil.process_iter(["cmdline"]) if str(ray_tmp) in " ".join(p.info["cmdline"] or [])]
+        assert not left, f"Ray processes of the run still alive: {left}"
+    finally:
+        for proc in psutil.process_iter(["cmdline"]):  # never leave a Ray behind, even when the test fails
+            if str(ray_tmp) in " ".join(proc.info["cmdline"] or []):
+                proc.kill()
+        shutil.rmtree(ray_tmp, ignore_errors=True)
