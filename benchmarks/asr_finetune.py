@@ -12,27 +12,28 @@ canonicalisation, as ``SpeechIntentPipeline`` does): command acceptance, slot F1
 WER), clean and with kitchen noise at ``--snr`` (evaluation only), and the speed of each. Other-domain
 speech: WER on ``assets/audio`` (30 commands, no prompt) before and after (forgetting).
 
-Rehearsal (``--rehearsal PATH --rehearsal-examples N``, coffee only): the library's rehearsal option
-(``fine_tune_asr(rehearsal=[PATH])``, ``ASRTrainingOptions(rehearsal_examples=N)``): N sentences (a
-sample seeded by the training seed) of another training-data file or folder (e.g. the SNIPS training
-split, a JointBERT folder) are spoken by the same voices and trained on together with the grammar
-sentences, against forgetting. A source inside ``assets/audio`` or the coffee data is refused here
-before anything runs (and one overlapping the ``exclude=`` paths by the library), and a sentence equal
-(normalised) to an ``assets/audio`` transcript is never drawn (``assets/audio/manifest.csv`` is passed as
-``exclude=``). A BIO folder's tokenised text is written naturally first (the library's ``detokenize``:
-``what s`` -> ``what's``, ``i`` -> ``I``), so the targets do not teach split contractions and the voices
-say them as words. ``training.json`` and the JSON output record the sample (``rehearsal``: sentences,
-sources, intents).
+Rehearsal (the library's default, as ``fine_tune_asr`` does it): ``--rehearsal-examples`` N (200)
+sentences of the library's general-English rehearsal sentences (``bundled_rehearsal_path()``) are spoken
+by the same voices and trained on with each domain's sentences, against forgetting; ``--rehearsal PATH``
+samples them from other training data instead (e.g. the SNIPS training split, a JointBERT folder), and
+``--rehearsal-examples 0`` trains without. A source inside ``assets/audio`` or the coffee data is refused
+here before anything runs (and one overlapping the ``exclude=`` paths by the library), and a sentence
+equal (normalised) to an ``assets/audio`` transcript is never drawn (``assets/audio/manifest.csv`` is
+passed as ``exclude=``). A BIO folder's tokenised text is written naturally first (the library's
+``detokenize``: ``what s`` -> ``what's``, ``i`` -> ``I``). Models are kept per setting
+(``WORK/asr-coffee``, ``asr-coffee-rehearsal``, ``asr-coffee-no-rehearsal``; ``asr-demo...`` likewise) and
+retrained when the kept one's ``training.json`` records another rehearsal setting. ``training.json`` and
+the JSON output record the sample (``rehearsal``: sentences, sources, intents).
 
 Open slots (``--demo-examples``, 0 to skip): tiny.en fine-tuned the same way on the demo domain's
-sentences (``speech_intent/resources/demo_domain.yaml``: songs, contacts, cities; no grammar), 15% of
-them held out; WER and slot-value recall on the held-out sentences (spoken by hibari-tts when installed,
+sentences (``speech_intent/resources/demo_domain.yaml``: songs, contacts, cities; no grammar; the same
+rehearsal setting), 15% of them held out; WER and slot-value recall on the held-out sentences (spoken by hibari-tts when installed,
 else by other espeak-ng voice draws) and on ``assets/audio`` (in-domain here; its sentences are not in the
 training data), before and after.
 
-    python benchmarks/asr_finetune.py --json asr_finetune.json          # full run (hours on 2 CPU cores)
+    python benchmarks/asr_finetune.py --json asr_finetune.json          # full run (about 1.5 hours on 2 CPU cores)
     python benchmarks/asr_finetune.py --max-examples 8 --dev-examples 4 --epochs 1 --limit 5 \\
-        --demo-examples 8 --intent-epochs 0.1 --intent-max-examples 200   # smoke run
+        --demo-examples 8 --intent-epochs 0.1 --intent-max-examples 200 --rehearsal-examples 4  # smoke run
 
 Training runs in a child process (CTranslate2's threads, once loaded, slow torch training on CPU);
 models and results are kept in ``--work`` and reused unless ``--retrain``.
