@@ -1,25 +1,33 @@
-"""Explicit device, dtype and CPU-thread settings (never global state at import time)."""
+"""Explicit device, dtype and CPU-thread settings (never global state at import time).
+
+torch is imported by the functions that need it, not by this module, so that the CLI and the Ray
+driver can import this module without loading torch.
+"""
 from __future__ import annotations
 
 import os
-from typing import Union
-
-import torch
+from typing import TYPE_CHECKING, Union
 
 from .errors import ConfigError
 
-DeviceLike = Union[str, torch.device, None]
-DTypeLike = Union[str, torch.dtype, None]
+if TYPE_CHECKING:
+    import torch
 
+DeviceLike = Union[str, "torch.device", None]
+DTypeLike = Union[str, "torch.dtype", None]
+
+#: dtype names accepted by :func:`resolve_dtype` -> the ``torch`` attribute
 _DTYPES = {
-    "float32": torch.float32, "fp32": torch.float32, "float": torch.float32,
-    "float16": torch.float16, "fp16": torch.float16, "half": torch.float16,
-    "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+    "float32": "float32", "fp32": "float32", "float": "float32",
+    "float16": "float16", "fp16": "float16", "half": "float16",
+    "bfloat16": "bfloat16", "bf16": "bfloat16",
 }
 
 
 def resolve_device(device: DeviceLike = None) -> torch.device:
     """``None``/``"auto"`` -> CUDA when available, else CPU; otherwise ``torch.device(device)``."""
+    import torch
+
     if device is None or (isinstance(device, str) and device == "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     resolved = torch.device(device)
@@ -30,14 +38,17 @@ def resolve_device(device: DeviceLike = None) -> torch.device:
 
 def resolve_dtype(dtype: DTypeLike, device: torch.device) -> torch.dtype:
     """``None`` -> float16 on CUDA, float32 elsewhere; strings like ``"bf16"`` are accepted."""
+    import torch
+
     if dtype is None or dtype == "auto":
         return torch.float16 if device.type == "cuda" else torch.float32
     if isinstance(dtype, torch.dtype):
         return dtype
     try:
-        return _DTYPES[str(dtype).lower()]
+        name = _DTYPES[str(dtype).lower()]
     except KeyError:
         raise ConfigError(f"unknown dtype {dtype!r}; use one of {sorted(_DTYPES)}") from None
+    return getattr(torch, name)
 
 
 def dtype_name(dtype: torch.dtype) -> str:
@@ -60,4 +71,6 @@ def set_torch_threads(threads: int) -> None:
     """
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
         raise ConfigError(f"threads must be an integer >= 1, got {threads!r}")
+    import torch
+
     torch.set_num_threads(threads)

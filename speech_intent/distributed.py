@@ -31,21 +31,23 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, Iterable, Iterator, List, Optional, Union
+from typing import TYPE_CHECKING, Callable, Dict, Iterable, Iterator, List, Optional, Union
 
 from . import ray_cluster
 from .device import DeviceLike
 from .errors import ConfigError, DistributedError
 from .inputs import expand_inputs
-from .pipeline import SpeechIntentPipeline
 from .results import PipelineResult
 from .writer import ResultWriter, file_key
+
+if TYPE_CHECKING:  # the pipeline (torch, the model libraries) is imported by the workers only
+    from .pipeline import SpeechIntentPipeline
 
 logger = logging.getLogger(__name__)
 
 #: a saved pipeline directory, ``None`` for :meth:`SpeechIntentPipeline.default`, or a picklable
 #: callable that builds the pipeline (it is called once in each worker)
-PipelineSource = Union[None, str, Path, Callable[[], SpeechIntentPipeline]]
+PipelineSource = Union[None, str, Path, Callable[[], "SpeechIntentPipeline"]]
 
 #: how long a run waits for its whole actor pool to load the pipeline (a cluster too small for the
 #: pool fails after this)
@@ -118,6 +120,8 @@ class RunSummary:
 
 def load_pipeline(source: PipelineSource, device: DeviceLike = None) -> SpeechIntentPipeline:
     """The pipeline a worker runs: a saved directory, the default (``None``) or a builder's."""
+    from .pipeline import SpeechIntentPipeline
+
     if source is None:
         return SpeechIntentPipeline.default(device=device, progress=False)
     if isinstance(source, (str, Path)):

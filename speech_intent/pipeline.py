@@ -36,11 +36,10 @@ from .nlu import IntentClassifier
 from .nlu.canonical import domain_prompt
 from .results import IntentPrediction, PipelineResult, Transcript
 from .vad import VADOptions
-from .validation import check_classifier_dir, check_pipeline_config, check_stage_dir, read_json_object
+from .validation import PIPELINE_CONFIG, check_classifier_dir, check_pipeline_config, check_stage_dir, read_json_object
 
 logger = logging.getLogger(__name__)
 
-PIPELINE_CONFIG = "pipeline.json"
 FORMAT_VERSION = 1
 
 

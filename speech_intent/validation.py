@@ -23,6 +23,8 @@ PICKLE_WEIGHTS = ("pytorch_model.bin", "pytorch_model.bin.index.json", "tf_model
 HEAD_SUFFIXES = ("classifier.weight", "classifier.out_proj.weight", "score.weight", "intent_head.weight")
 
 PathLike = Union[str, Path]
+#: The file that makes a directory a saved pipeline (see :class:`~speech_intent.pipeline.SpeechIntentPipeline`).
+PIPELINE_CONFIG = "pipeline.json"
 
 
 def read_json_object(file: Path) -> Dict[str, Any]:

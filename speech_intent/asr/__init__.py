@@ -8,27 +8,73 @@ Each stage's decoding options are a frozen dataclass (:mod:`speech_intent.asr.op
 """
 from __future__ import annotations
 
+import importlib
 import json
 from pathlib import Path
-from typing import Any, Mapping, Optional, Union
+from typing import TYPE_CHECKING, Any, Iterator, Mapping, Optional, Union
 
-from ..device import DeviceLike
+from .._lazy import lazy_attributes
 from ..errors import ConfigError
-from .base import ASRStage, BaseASR
-from .convert import bundled_whisper_transformers_path, convert_ctranslate2_whisper
-from .faster_whisper import FasterWhisperASR
-from .options import ASROptions, FasterWhisperOptions, Wav2Vec2Options, WhisperOptions
-from .wav2vec2 import Wav2Vec2ASR
-from .whisper import WhisperASR
 from .whisper_common import grammar_unsupported
 
-BACKENDS = {"whisper": WhisperASR, "wav2vec2": Wav2Vec2ASR, "faster-whisper": FasterWhisperASR}
+if TYPE_CHECKING:
+    from ..device import DeviceLike
+    from .base import ASRStage, BaseASR
+    from .convert import convert_ctranslate2_whisper
+    from .faster_whisper import FasterWhisperASR
+    from .options import ASROptions, FasterWhisperOptions, Wav2Vec2Options, WhisperOptions
+    from .wav2vec2 import Wav2Vec2ASR
+    from .whisper import WhisperASR
+
+#: backend name -> (module, class); :data:`BACKENDS` imports a class on first use
+_BACKEND_CLASSES = {
+    "whisper": (".whisper", "WhisperASR"),
+    "wav2vec2": (".wav2vec2", "Wav2Vec2ASR"),
+    "faster-whisper": (".faster_whisper", "FasterWhisperASR"),
+}
+#: the ASR backend names (known without importing any backend)
+BACKEND_NAMES = tuple(_BACKEND_CLASSES)
+
+
+class _Backends(Mapping[str, type]):
+    """``{"whisper": WhisperASR, "wav2vec2": Wav2Vec2ASR, "faster-whisper": FasterWhisperASR}``, read-only;
+    the names are known at once, a class is imported when it is looked up."""
+
+    def __getitem__(self, name: str) -> type:
+        module, attribute = _BACKEND_CLASSES[name]
+        return getattr(importlib.import_module(module, __name__), attribute)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(_BACKEND_CLASSES)
+
+    def __len__(self) -> int:
+        return len(_BACKEND_CLASSES)
+
+    def __contains__(self, name: object) -> bool:
+        return name in _BACKEND_CLASSES
+
+    def __repr__(self) -> str:
+        return repr(dict(self))
+
+
+BACKENDS: Mapping[str, type] = _Backends()
 
 __all__ = [
     "ASRStage", "BaseASR", "WhisperASR", "Wav2Vec2ASR", "FasterWhisperASR", "BACKENDS", "ASROptions",
     "WhisperOptions", "FasterWhisperOptions", "Wav2Vec2Options", "detect_backend", "load_asr", "apply_grammar",
     "convert_ctranslate2_whisper",
 ]
+
+_EXPORTS = {
+    **dict.fromkeys(["ASRStage", "BaseASR"], ".base"),
+    "convert_ctranslate2_whisper": ".convert",
+    "FasterWhisperASR": ".faster_whisper",
+    **dict.fromkeys(["ASROptions", "FasterWhisperOptions", "Wav2Vec2Options", "WhisperOptions"], ".options"),
+    "Wav2Vec2ASR": ".wav2vec2",
+    "WhisperASR": ".whisper",
+}
+
+__getattr__, __dir__ = lazy_attributes(__name__, _EXPORTS, globals())
 
 
 def detect_backend(name_or_path: Union[str, Path]) -> str:
@@ -80,10 +126,14 @@ def load_asr(
         if backend != "whisper":
             raise grammar_unsupported(backend)
     if name_or_path is None and backend == "whisper":
+        from .convert import bundled_whisper_transformers_path
+
         name_or_path = bundled_whisper_transformers_path()
     elif name_or_path is None:
         if backend not in (None, "faster-whisper"):
             raise ConfigError(f"the bundled model runs on faster-whisper or whisper, not {backend!r}")
+        from .faster_whisper import FasterWhisperASR
+
         return FasterWhisperASR.from_pretrained(None, device=device, **kwargs)
     backend = backend or detect_backend(name_or_path)
     if backend not in BACKENDS:

@@ -18,24 +18,42 @@ result = fine_tune_asr(["grammar.yaml", "recordings.csv"], "asr-coffee", dev=["d
 asr = load_asr("asr-coffee/ctranslate2")      # or load_asr("asr-coffee") on transformers
 ```
 """
-from .data import (
-    ASRExample,
-    EvaluationData,
-    RehearsalSample,
-    bundled_rehearsal_path,
-    collect_examples,
-    detokenize,
-    format_sentence,
-    is_transcript_manifest,
-    read_transcript_manifest,
-    sample_rehearsal,
-)
-from .export import CTRANSLATE2_DIR, TRAINING_FILE, ASRTrainingResult, export_ctranslate2
-from .options import ASRTrainingOptions, LoraOptions
-from .trainer import fine_tune_asr
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .._lazy import lazy_attributes
+
+if TYPE_CHECKING:
+    from .data import (
+        ASRExample,
+        EvaluationData,
+        RehearsalSample,
+        bundled_rehearsal_path,
+        collect_examples,
+        detokenize,
+        format_sentence,
+        is_transcript_manifest,
+        read_transcript_manifest,
+        sample_rehearsal,
+    )
+    from .export import CTRANSLATE2_DIR, TRAINING_FILE, ASRTrainingResult, export_ctranslate2
+    from .options import ASRTrainingOptions, LoraOptions
+    from .trainer import fine_tune_asr
 
 __all__ = [
     "ASRExample", "ASRTrainingOptions", "ASRTrainingResult", "CTRANSLATE2_DIR", "EvaluationData", "LoraOptions",
     "RehearsalSample", "TRAINING_FILE", "bundled_rehearsal_path", "collect_examples", "detokenize", "export_ctranslate2", "fine_tune_asr",
     "format_sentence", "is_transcript_manifest", "read_transcript_manifest", "sample_rehearsal",
 ]
+
+_EXPORTS = {
+    **dict.fromkeys(["ASRExample", "EvaluationData", "RehearsalSample", "bundled_rehearsal_path", "collect_examples",
+                     "detokenize", "format_sentence", "is_transcript_manifest", "read_transcript_manifest",
+                     "sample_rehearsal"], ".data"),
+    **dict.fromkeys(["CTRANSLATE2_DIR", "TRAINING_FILE", "ASRTrainingResult", "export_ctranslate2"], ".export"),
+    **dict.fromkeys(["ASRTrainingOptions", "LoraOptions"], ".options"),
+    "fine_tune_asr": ".trainer",
+}
+
+__getattr__, __dir__ = lazy_attributes(__name__, _EXPORTS, globals())

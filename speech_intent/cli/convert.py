@@ -4,7 +4,6 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..asr import convert_ctranslate2_whisper
 from ..models import bundled_whisper_path
 
 
@@ -18,6 +17,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..asr import convert_ctranslate2_whisper
+
     src = args.source or bundled_whisper_path()
     out = convert_ctranslate2_whisper(src, args.output, dtype=args.dtype)
     print(f"converted {src} -> {out}", file=sys.stderr)

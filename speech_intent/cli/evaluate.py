@@ -13,7 +13,6 @@ from pathlib import Path
 
 from ..audio import DEFAULT_MAX_DURATION
 from ..data import load_examples
-from ..evaluate import evaluate_audio, evaluate_text, format_summary, is_audio_manifest, read_manifest, write_report
 from .options import add_asr_args, add_device_arg, add_intent_args, build_pipeline, load_classifier
 
 _DESCRIPTION = ("Score a model. Text data is classified directly; an audio manifest goes through the whole "
@@ -47,6 +46,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Run the evaluation, print the tables and write the report directory when ``--output`` is given."""
+    from ..evaluate import evaluate_audio, evaluate_text, format_summary, is_audio_manifest, read_manifest, write_report
+
     if args.snr and not args.noise:
         print("error: --snr needs --noise", file=sys.stderr)
         return 2

@@ -3,21 +3,24 @@
 Every subcommand that runs a model takes the same flags for it (``--device``, ``--asr``,
 ``--asr-backend``, ``--intent``, ``--pipeline``, ``--nlu-runtime``, ``--grammar``, ``--grammar-rejection``,
 ``--context-margin``, ``--batch-size``, ``--max-duration``) and loads models the same way.
+Building the parser imports no model library: the loaders import the stages when they run.
 """
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ..asr import BACKENDS, apply_grammar, load_asr
+from ..asr import BACKEND_NAMES, apply_grammar, load_asr
 from ..audio import DEFAULT_MAX_DURATION
-from ..default import default_intent_model
 from ..errors import ConfigError, ModelLoadError
-from ..nlu import RUNTIMES, IntentClassifier
-from ..nlu.onnx import require_onnx
-from ..pipeline import PIPELINE_CONFIG, SpeechIntentPipeline
+from ..nlu.runtimes import RUNTIMES, require_onnx
 from ..vad import VADOptions
-from ..validation import check_classifier_dir
+from ..validation import PIPELINE_CONFIG, check_classifier_dir
+
+if TYPE_CHECKING:
+    from ..nlu import IntentClassifier
+    from ..pipeline import SpeechIntentPipeline
 
 DEVICE_HELP = "cpu, cuda, cuda:1 (default: CUDA when available)"
 
@@ -29,7 +32,7 @@ def add_device_arg(parser: argparse.ArgumentParser) -> None:
 def add_asr_args(parser: argparse.ArgumentParser) -> None:
     """``--asr`` / ``--asr-backend`` and the grammar options."""
     parser.add_argument("--asr", default=None, help="ASR model dir or hub name (default: bundled tiny.en)")
-    parser.add_argument("--asr-backend", choices=sorted(BACKENDS), default=None,
+    parser.add_argument("--asr-backend", choices=sorted(BACKEND_NAMES), default=None,
                         help="force the ASR backend (default: detected from --asr)")
     parser.add_argument("--context-margin", type=_context_margin, default=None, metavar="S",
                         help="Whisper encoder context: the longest clip of a batch + S seconds, unreliable clips"
@@ -122,6 +125,9 @@ def load_asr_stage(args: argparse.Namespace):
 
 def load_classifier(args: argparse.Namespace) -> IntentClassifier:
     """``--intent DIR``, else the demo-domain default model."""
+    from ..default import default_intent_model
+    from ..nlu import IntentClassifier
+
     if args.intent:
         return IntentClassifier.from_pretrained(args.intent, device=args.device, **intent_options(args))
     return default_intent_model(device=args.device, **intent_options(args))
@@ -129,6 +135,8 @@ def load_classifier(args: argparse.Namespace) -> IntentClassifier:
 
 def load_saved_pipeline(args: argparse.Namespace) -> SpeechIntentPipeline:
     """``--pipeline DIR`` loaded, with ``--grammar`` applied to its ASR stage when given."""
+    from ..pipeline import SpeechIntentPipeline
+
     pipe = SpeechIntentPipeline.from_pretrained(args.pipeline, device=args.device, max_duration=args.max_duration,
                                                 intent_options=intent_options(args))
     if args.grammar or args.grammar_rejection is not None:
@@ -157,5 +165,7 @@ def build_pipeline(args: argparse.Namespace) -> SpeechIntentPipeline:
         return load_saved_pipeline(args)
     if args.intent:
         check_classifier_dir(args.intent)  # a bad intent dir fails before the ASR loads: a clear ModelLoadError
+    from ..pipeline import SpeechIntentPipeline
+
     asr = load_asr_stage(args)
     return SpeechIntentPipeline(asr, load_classifier(args), max_duration=args.max_duration)

@@ -7,7 +7,6 @@ import sys
 import time
 
 from ..data import detect_format, load_examples
-from ..nlu import TrainingConfig, fine_tune
 from .options import add_device_arg
 
 
@@ -52,6 +51,8 @@ def _load(args: argparse.Namespace, path: str) -> list:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..nlu import TrainingConfig, fine_tune
+
     examples = _load(args, args.data)
     dev = load_examples(args.dev, format=args.dev_format) if args.dev else None
     config = TrainingConfig(epochs=args.epochs, learning_rate=args.lr, batch_size=args.batch_size, seed=args.seed,

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..asr_training import ASRTrainingOptions, LoraOptions, fine_tune_asr
+from ..asr_training.options import ASRTrainingOptions, LoraOptions
 from .options import add_device_arg
 
 _DESCRIPTION = (
@@ -86,6 +86,8 @@ def options_from_args(args: argparse.Namespace) -> ASRTrainingOptions:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..asr_training import fine_tune_asr
+
     options = options_from_args(args)
     print(f"fine-tuning {args.base or 'the bundled tiny.en'} on {', '.join(args.data)} -> {args.output}",
           file=sys.stderr)

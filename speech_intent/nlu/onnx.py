@@ -29,13 +29,12 @@ from torch import nn
 from ..device import available_cpus
 from ..errors import ConfigError, ModelLoadError
 from ..models import cache_dir
+from .runtimes import RUNTIMES, require_onnx
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["RUNTIMES", "OnnxForward", "check_runtime", "export_onnx", "load_onnx_forward", "require_onnx"]
 
-#: Forward-pass runtimes of :class:`~speech_intent.nlu.IntentClassifier`.
-RUNTIMES = ("torch", "onnx", "onnx-int8")
 EXPORT_DIR = "onnx"
 MANIFEST = "export.json"
 FILES = {"onnx": "model.onnx", "onnx-int8": "model-int8.onnx"}
@@ -45,22 +44,6 @@ TOLERANCE = 1e-3
 _TRACE_TEXTS = ["hello", "hello there, how are you today"]
 _CHECK_TEXTS = ["what is the weather like in new york tomorrow morning", "play some jazz", "hi"]
 PathLike = Union[str, Path]
-
-
-def require_onnx(runtime: str = "onnx") -> None:
-    """Raise :class:`ConfigError` naming what to install when ``onnx`` / ``onnxruntime`` are missing."""
-    missing = [package for package in ("onnx", "onnxruntime") if not _importable(package)]
-    if missing:
-        raise ConfigError(f"runtime {runtime!r} needs the {' and '.join(missing)} package(s): "
-                          "pip install 'speech-intent[onnx]'")
-
-
-def _importable(package: str) -> bool:
-    try:
-        __import__(package)
-    except ImportError:
-        return False
-    return True
 
 
 def check_runtime(runtime: str, device: torch.device, dtype: torch.dtype) -> None:
