@@ -272,10 +272,10 @@ def fine_tune_asr(
             sentences (a sample seeded by ``options.seed``) are synthesised and trained on with
             ``train``, so that the model does not forget other speech
             (:func:`~.data.sample_rehearsal`). ``None``: the library's general-English sentences
-            (:func:`~.data.bundled_rehearsal_path`); ``options.rehearsal_examples=0``: no rehearsal. Sentences equal to an ``exclude`` or ``dev``
-            transcript are never drawn; a source overlapping an ``exclude`` path raises
-            :class:`~speech_intent.errors.ConfigError`. Recorded in ``training.json``
-            (``rehearsal``).
+            (:func:`~.data.bundled_rehearsal_path`); ``[]`` or ``options.rehearsal_examples=0``: no
+            rehearsal. Sentences equal to an ``exclude`` or ``dev`` transcript are never drawn; a
+            source overlapping an ``exclude`` path raises :class:`~speech_intent.errors.ConfigError`.
+            Recorded in ``training.json`` (``rehearsal``).
         language: language of a multilingual checkpoint's transcripts (default English).
         device: where to train (``None``: CUDA when available).
         progress: show the trainer's progress bar.
