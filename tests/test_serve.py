@@ -363,6 +363,26 @@ def test_api_key_cors_and_a_full_queue(tiny_pipe):
         assert busy.status_code == 503 and busy.headers["retry-after"] == "3"
 
 
+class _StubPipeline:
+    """A stand-in for the pipeline behind the micro-batcher: records each batch's size and the torch
+    threads it ran with; ``delay`` seconds per batch; a batch holding a 3-sample clip raises."""
+
+    max_duration = 30.0
+
+    def __init__(self, delay: float = 0.0) -> None:
+        self.delay, self.calls, self.threads = delay, [], []
+
+    def __call__(self, items, batch_size):
+        import torch
+
+        self.calls.append(len(items))
+        self.threads.append(torch.get_num_threads())
+        time.sleep(self.delay)
+        if any(len(x) == 3 for x in items):
+            raise RuntimeError("boom")
+        return [type("R", (), {"error": None, "path": "<array #0>"})() for _ in items]
+
+
 def test_the_worker_pins_its_torch_threads_and_serve_defaults_to_the_cores(monkeypatch):
     import torch
 
@@ -371,27 +391,19 @@ def test_the_worker_pins_its_torch_threads_and_serve_defaults_to_the_cores(monke
     from speech_intent.device import available_cpus
     from speech_intent.serve.batcher import MicroBatcher
 
-    seen = []
-
-    class Probe:
-        max_duration = 30.0
-
-        def __call__(self, items, batch_size):
-            seen.append(torch.get_num_threads())
-            return [type("R", (), {"error": None, "path": "<array #0>"})() for _ in items]
-
+    probe = _StubPipeline()
     before = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
         for threads in (None, 1):  # unset: what a new thread gets (here 2); pinned in the worker: 1
-            batcher = MicroBatcher(Probe(), threads=threads).start()  # type: ignore[arg-type]
+            batcher = MicroBatcher(probe, threads=threads).start()  # type: ignore[arg-type]
             try:
                 batcher.submit_audio([np.zeros(5)]).result(5)
             finally:
                 batcher.stop()
     finally:
         torch.set_num_threads(before)
-    assert seen == [2, 1]
+    assert probe.threads == [2, 1]
     monkeypatch.delenv("SPEECH_INTENT_API_KEY", raising=False)
     assert config_from_args(build_parser().parse_args(["serve"])).threads == available_cpus()
     assert config_from_args(build_parser().parse_args(["serve", "--threads", "3"])).threads == 3
@@ -405,20 +417,7 @@ def test_the_worker_pins_its_torch_threads_and_serve_defaults_to_the_cores(monke
 def test_the_batcher_queue_is_bounded_and_a_failing_batch_fails_only_its_jobs(tiny_pipe):
     from speech_intent.serve.batcher import MicroBatcher
 
-    class Slow:
-        max_duration = 30.0
-
-        def __init__(self):
-            self.calls = []
-
-        def __call__(self, items, batch_size):
-            self.calls.append(len(items))
-            time.sleep(0.3)
-            if any(len(x) == 3 for x in items):
-                raise RuntimeError("boom")
-            return [type("R", (), {"error": None, "path": "<array #0>"})() for _ in items]
-
-    slow = Slow()
+    slow = _StubPipeline(delay=0.3)
     batcher = MicroBatcher(slow, max_batch=4, max_wait=0.05, queue_size=2).start()  # type: ignore[arg-type]
     try:
         first = batcher.submit_audio([np.zeros(5)])
@@ -440,17 +439,7 @@ def test_the_batcher_queue_is_bounded_and_a_failing_batch_fails_only_its_jobs(ti
 def test_a_batch_waits_only_for_requests_on_their_way():
     from speech_intent.serve.batcher import MicroBatcher
 
-    class Record:
-        max_duration = 30.0
-
-        def __init__(self):
-            self.calls = []
-
-        def __call__(self, items, batch_size):
-            self.calls.append(len(items))
-            return [type("R", (), {"error": None, "path": "<array #0>"})() for _ in items]
-
-    record = Record()
+    record = _StubPipeline()
     batcher = MicroBatcher(record, max_batch=4, max_wait=30.0).start()  # type: ignore[arg-type]
     try:
         lone = batcher.submit_audio([np.zeros(5)])
