@@ -285,6 +285,11 @@ def test_without_an_address_a_local_ray_is_started_even_after_a_cluster_that_die
 
     files = _clips(tmp_path / "in", 6)
     ray_tmp = Path(tempfile.mkdtemp(prefix="si-rt-"))  # short: Ray's socket paths live under it
+
+    def ray_processes() -> list:
+        """The processes of a Ray started under ``ray_tmp``."""
+        return [proc for proc in psutil.process_iter(["cmdline"]) if str(ray_tmp) in " ".join(proc.info["cmdline"] or [])]
+
     try:
         (ray_tmp / "ray").mkdir()
         (dead,) = free_ports(1)
@@ -299,10 +304,9 @@ def test_without_an_address_a_local_ray_is_started_even_after_a_cluster_that_die
         rows = _rows(tmp_path / "out.jsonl")
         assert sorted(r["path"] for r in rows) == sorted(files) and not any(r["error"] for r in rows)
         assert "done: 6, skipped: 0, failed: 0" in run.stderr
-        left = [p.pid for p in psutil.process_iter(["cmdline"]) if str(ray_tmp) in " ".join(p.info["cmdline"] or [])]
+        left = [proc.pid for proc in ray_processes()]
         assert not left, f"Ray processes of the run still alive: {left}"
     finally:
-        for proc in psutil.process_iter(["cmdline"]):  # never leave a Ray behind, even when the test fails
-            if str(ray_tmp) in " ".join(proc.info["cmdline"] or []):
-                proc.kill()
+        for proc in ray_processes():  # never leave a Ray behind, even when the test fails
+            proc.kill()
         shutil.rmtree(ray_tmp, ignore_errors=True)
