@@ -44,9 +44,9 @@ class Builder:
         import psutil
 
         entered = time.time()
-        from speech_intent import SpeechIntentPipeline
+        from speech_intent.distributed import load_pipeline
 
-        pipe = SpeechIntentPipeline.from_pretrained(self.path, device="cpu")
+        pipe = load_pipeline(self.path, device="cpu")  # what a worker does with a pipeline directory
         with open(self.log, "a", encoding="utf-8") as f:
             f.write(json.dumps({"pid": os.getpid(), "created": psutil.Process().create_time(), "entered": entered,
                                 "loaded": time.time()}) + "\n")
