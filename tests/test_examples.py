@@ -61,3 +61,37 @@ def test_stream_microphone_streams_a_wav_at_real_time_and_prints_the_command(tmp
     final = events[-1]
     assert final["intent"] == _labels()["014_lights_on.wav"] and final["error"] is None
     assert final["reason"] == "silence" and final["speech_end"] < final["end"]
+
+
+def test_fine_tune_intents_trains_on_a_users_csv_predicts_and_saves_a_pipeline_that_loads(tmp_path):
+    sentences = {
+        "lights_on": ["turn on the lights", "switch the lamp on", "lights on please", "put the light on",
+                      "turn the kitchen light on", "can you switch on the lights"],
+        "get_weather": ["what is the weather", "will it rain today", "how hot is it outside",
+                        "weather forecast please", "is it sunny tomorrow", "what's the weather like in paris"],
+        "set_alarm": ["wake me up at seven", "set an alarm for six", "alarm at nine thirty please",
+                      "set my alarm for tomorrow morning", "i need an alarm at five", "wake me at eight"],
+    }
+    data = tmp_path / "intents.csv"
+    with data.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["text", "intent"])
+        writer.writerows([text, intent] for intent, texts in sentences.items() for text in texts)
+    audio = tmp_path / "audio"
+    audio.mkdir()
+    for name in ("014_lights_on.wav", "007_get_weather.wav"):
+        shutil.copy(AUDIO / name, audio / name)
+
+    done = subprocess.run([sys.executable, str(EXAMPLES / "fine_tune_intents.py"), str(data), str(audio)],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "PYTHONPATH": str(REPO), "TMPDIR": str(tmp_path)})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "training on 18 examples" in done.stdout
+    printed = [line.split()[0] for line in done.stdout.splitlines() if line.split(" ", 1)[0].endswith(".wav")]
+    assert printed == ["007_get_weather.wav", "014_lights_on.wav"]
+    saved = [line for line in done.stdout.splitlines() if line.startswith("whole pipeline saved to")]
+    assert len(saved) == 1
+    from speech_intent import SpeechIntentPipeline
+
+    pipe = SpeechIntentPipeline.from_pretrained(saved[0].split()[4], device="cpu")
+    assert sorted(pipe.intent.labels) == sorted(sentences)
