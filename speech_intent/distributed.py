@@ -22,6 +22,7 @@ processing raises gets error rows, so the job itself does not fail on an input.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -179,6 +180,21 @@ def _worker_env() -> Dict[str, str]:
     return {"PYTHONPATH": os.pathsep.join(dict.fromkeys(path)), "TOKENIZERS_PARALLELISM": "false"}
 
 
+@contextlib.contextmanager
+def _environment(values: Dict[str, str]) -> Iterator[None]:
+    """``values`` in ``os.environ`` for the block (what processes started in it inherit), then restored."""
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
 def connect(options: RayOptions) -> bool:
     """Connect to (or start) Ray; ``True`` if this call started it (then the caller shuts it down)."""
     try:
@@ -187,20 +203,25 @@ def connect(options: RayOptions) -> bool:
         raise DistributedError("Ray is not installed: pip install 'speech-intent[distributed]'") from error
     if ray.is_initialized():
         return False
-    runtime_env = {"env_vars": _worker_env()}
-    kwargs: dict = {"runtime_env": runtime_env, "logging_level": logging.WARNING, "log_to_driver": True}
+    kwargs: dict = {"logging_level": logging.WARNING, "log_to_driver": True}
     state = None
     if options.address is None:  # a local Ray for this run, sized so that the pool fits
         need = options.workers * options.cpus_per_worker
         # "local": a new Ray even where a cluster was started on this machine before (Ray would
         # otherwise join the one ray_current_cluster names, or fail when that one is gone)
         kwargs.update(address="local", num_cpus=max(os.cpu_count() or 1, int(need + 0.999)), include_dashboard=False)
+        # its processes inherit this one's environment: the workers' settings go there, not into a
+        # runtime_env, so that the worker processes Ray starts ahead (one per CPU) can host the actors
+        # (a job's runtime_env needs worker processes of its own, started only when asked: ~1 s later)
+        environment = _environment(_worker_env())
     else:
-        kwargs["address"] = options.address
+        kwargs.update(address=options.address, runtime_env={"env_vars": _worker_env()})
+        environment = contextlib.nullcontext()
         if options.address != "auto":  # "auto": Ray finds the local cluster and its token itself
             state = ray_cluster.prepare(options.address)
     try:
-        ray.init(**kwargs)
+        with environment:
+            ray.init(**kwargs)
     except Exception as error:  # ConnectionError, AuthenticationError, ValueError... from ray.init
         raise ray_cluster.failure(options.address, error, state) from error
     return True

@@ -276,6 +276,32 @@ def test_explicit_address_checks_fail_fast_with_typed_errors(cluster, monkeypatc
         prepare("head-without-port")
 
 
+def test_a_local_ray_gets_the_worker_settings_through_its_environment_and_the_drivers_is_restored(monkeypatch):
+    """No runtime_env for a local Ray (its prestarted workers can then host the actors): its processes
+    inherit the settings from the driver's environment during ``ray.init``, and only then."""
+    calls = []
+
+    def fake_init(**kwargs):
+        calls.append((kwargs, {key: os.environ.get(key) for key in ("PYTHONPATH", "TOKENIZERS_PARALLELISM")}))
+        if len(calls) == 2:
+            raise ValueError("could not start")
+
+    monkeypatch.setattr(ray, "init", fake_init)
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setenv("PYTHONPATH", "/elsewhere")
+    monkeypatch.delenv("TOKENIZERS_PARALLELISM", raising=False)
+    assert connect(RayOptions()) is True
+    with pytest.raises(DistributedError, match="could not start"):
+        connect(RayOptions())
+    worker_env = {"PYTHONPATH": os.pathsep.join([str(REPO), "/elsewhere"]), "TOKENIZERS_PARALLELISM": "false"}
+    for kwargs, env in calls:
+        assert kwargs["address"] == "local" and "runtime_env" not in kwargs and env == worker_env
+    assert os.environ["PYTHONPATH"] == "/elsewhere" and "TOKENIZERS_PARALLELISM" not in os.environ
+    connect(RayOptions(address="auto"))  # a cluster of its own: the settings travel in a runtime_env
+    kwargs, env = calls[-1]
+    assert kwargs["runtime_env"] == {"env_vars": worker_env} and env["TOKENIZERS_PARALLELISM"] is None
+
+
 def test_without_an_address_a_local_ray_is_started_even_after_a_cluster_that_died(tiny_pipeline_dir, tmp_path):
     """No ``--address``: a Ray of its own for the run, stopped afterwards. Ray itself would join the cluster
     that ``ray_current_cluster`` names (left behind by a ``ray start --head`` killed without ``ray stop``)."""
