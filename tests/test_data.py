@@ -361,6 +361,16 @@ def test_grammar_bad_structure(tmp_path: Path) -> None:
         expand_grammar(GRAMMAR, max_examples=0)
 
 
+def test_grammar_file_keeps_plain_scalars_as_written(tmp_path: Path) -> None:
+    """Unquoted YAML values such as ``on`` or ``7:30`` are words, not booleans or sexagesimal numbers."""
+    path = tmp_path / "lights.yaml"
+    path.write_text("context:\n  expressions:\n    light:\n      - turn it $state:state at $time:time\n"
+                    "  slots:\n    state:\n      - on\n      - off\n    time: [7:30, 007]\n", encoding="utf-8")
+    assert grammar_slot_values(path) == {"state": ["on", "off"], "time": ["7:30", "007"]}
+    assert {e.text for e in load_examples(path, max_examples=None)} == {
+        f"turn it {s} at {t}" for s in ("on", "off") for t in ("7:30", "007")}
+
+
 # ---------------------------------------------------------------- dispatch
 
 
