@@ -111,7 +111,9 @@ class TextNormalizer:
         def number(m: re.Match) -> str:
             digits = m.group(0)
             if _year_like(digits):
-                return f" {_words(int(digits[:2]))} {_words(int(digits[2:])) if digits[2:] != '00' else 'hundred'} "
+                last = digits[2:]
+                last = "hundred" if last == "00" else f"oh {_words(int(last))}" if last[0] == "0" else _words(int(last))
+                return f" {_words(int(digits[:2]))} {last} "
             if len(digits) > 12:
                 return " " + " ".join(_words(int(d)) for d in digits) + " "
             return f" {_words(int(digits))} "

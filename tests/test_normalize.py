@@ -27,3 +27,10 @@ def test_normalizer_never_raises_is_idempotent_and_plain(text):
     assert once == once.lower()
     assert not any(_is_punctuation_or_symbol(c) for c in once), once
     assert once == once.strip() and "  " not in once
+
+
+def test_years_with_a_zero_third_digit_keep_their_value():
+    # "2005" read as "twenty five" would be the number 25
+    assert NORMALIZE("in 2005") == "in twenty oh five"
+    assert NORMALIZE("the 1907 flood") == "the nineteen oh seven flood"
+    assert NORMALIZE("2025") == "twenty twenty five" and NORMALIZE("1900") == "nineteen hundred"
