@@ -19,6 +19,7 @@ _NUMBER = re.compile(r"\d+")
 _AMPM = re.compile(r"(?<!')\b([ap])\.?\s?m\b(?!')\.?", re.IGNORECASE)  # not inside "pm'th", "x'am"
 _PUNCT = re.compile(r"[^\w\s']|_")  # "_" is a word character to re, punctuation to us
 _SPACE = re.compile(r"\s+")
+_PREFIX_SYMBOLS = ("$", "\u20ac", "\u00a3", "\u00a5")  # currency symbols written before the amount
 
 #: Abbreviations and symbols spelled out (applied after lower-casing).
 DEFAULT_UNITS: Dict[str, str] = {
@@ -77,6 +78,9 @@ class TextNormalizer:
             text = re.sub(r"(?<=\w)-(?=\w)", " ", text)
         for symbol, words in self.units.items():
             if not symbol.isalnum():
+                if symbol in _PREFIX_SYMBOLS:  # "$5" is said "five dollars"
+                    amount = re.escape(symbol) + r"\s?(\d+(?:[.,]\d+)*)"
+                    text = re.sub(amount, lambda m: f" {m.group(1)} {words} ", text)
                 text = text.replace(symbol, words)
         if self.numbers_to_words:
             text = self._spell_numbers(text)

@@ -34,3 +34,9 @@ def test_years_with_a_zero_third_digit_keep_their_value():
     assert NORMALIZE("in 2005") == "in twenty oh five"
     assert NORMALIZE("the 1907 flood") == "the nineteen oh seven flood"
     assert NORMALIZE("2025") == "twenty twenty five" and NORMALIZE("1900") == "nineteen hundred"
+
+
+def test_currency_symbol_is_read_after_the_amount():
+    assert NORMALIZE("it costs $5") == "it costs five dollars"
+    assert NORMALIZE("$1,000 or $ 20?") == "one thousand dollars or twenty dollars"
+    assert NORMALIZE("$ signs") == "dollars signs"
