@@ -107,6 +107,7 @@ class TextNormalizer:
             minute_words = _words(minutes) if minutes >= 10 else f"oh {_words(minutes)}"
             return f" {_words(hours)} {minute_words} "
 
+        text = re.sub(r"(?<![\w.-])-(?=\d)", " minus ", text)  # "-5" (not "5-10", split or not)
         text = _TIME.sub(time, text)
         text = _ORDINAL.sub(lambda m: f" {_words(int(m.group(1)), ordinal=True)} ", text)
         text = _DECIMAL.sub(lambda m: f" {_words(int(m.group(1)))} point {' '.join(_words(int(d)) for d in m.group(2))} ", text)

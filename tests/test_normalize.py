@@ -40,3 +40,9 @@ def test_currency_symbol_is_read_after_the_amount():
     assert NORMALIZE("it costs $5") == "it costs five dollars"
     assert NORMALIZE("$1,000 or $ 20?") == "one thousand dollars or twenty dollars"
     assert NORMALIZE("$ signs") == "dollars signs"
+
+
+def test_negative_numbers_keep_their_sign():
+    assert NORMALIZE("set it to -5 degrees") == "set it to minus five degrees"
+    assert NORMALIZE("-2.5") == "minus two point five"
+    assert NORMALIZE("pages 5-10, a -- b") == "pages five ten a b"
