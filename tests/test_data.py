@@ -209,6 +209,16 @@ def test_bio_malformed(tmp_path: Path, seq_in: str, seq_out: str, label: str, ma
     assert "broken_bio" in str(info.value)
 
 
+def test_bio_files_with_a_byte_order_mark(tmp_path: Path) -> None:
+    """Files saved with a UTF-8 BOM (Windows editors): no stray U+FEFF in the first token, tag or intent."""
+    folder = tmp_path / "bom"
+    folder.mkdir()
+    for name, content in (("seq.in", "play jazz\nhi\n"), ("seq.out", "O B-genre\nO\n"), ("label", "Play\nGreet\n")):
+        (folder / name).write_text(content, encoding="utf-8-sig")
+    first, _ = read_bio(folder)
+    assert first == Example("play jazz", "Play", (SlotSpan("genre", 5, 9, "jazz"),))
+
+
 def test_bio_missing_file(tmp_path: Path) -> None:
     folder = tmp_path / "half"
     folder.mkdir()
