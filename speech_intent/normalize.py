@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Dict
 
 _QUOTES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u201c": '"', "\u201d": '"', "\u2013": "-", "\u2014": "-"})
-_TIME = re.compile(r"\b(\d{1,2}):(\d{2})\b")
+_TIME = re.compile(r"\b(\d{1,2}):(\d{2})(?!\d)")  # also "5:00pm"
 _ORDINAL = re.compile(r"\b(\d+)(st|nd|rd|th)\b", re.IGNORECASE)
 _DECIMAL = re.compile(r"\b(\d+)\.(\d+)\b")
 _NUMBER = re.compile(r"\d+")

@@ -46,3 +46,9 @@ def test_negative_numbers_keep_their_sign():
     assert NORMALIZE("set it to -5 degrees") == "set it to minus five degrees"
     assert NORMALIZE("-2.5") == "minus two point five"
     assert NORMALIZE("pages 5-10, a -- b") == "pages five ten a b"
+
+
+def test_times_glued_to_am_pm_read_like_spaced_ones():
+    # "5:00pm" became "five zero pm" and "5:05pm" "five five pm"
+    for glued, words in [("5:00pm", "five pm"), ("5:05pm", "five oh five pm"), ("10:30AM", "ten thirty am")]:
+        assert NORMALIZE(glued) == NORMALIZE(glued[:-2] + " " + glued[-2:]) == words
