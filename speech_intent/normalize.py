@@ -14,7 +14,7 @@ from typing import Any, Dict
 _QUOTES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u201c": '"', "\u201d": '"', "\u2013": "-", "\u2014": "-"})
 _TIME = re.compile(r"\b(\d{1,2}):(\d{2})(?!\d)")  # also "5:00pm"
 _ORDINAL = re.compile(r"\b(\d+)(st|nd|rd|th)\b", re.IGNORECASE)
-_DECIMAL = re.compile(r"\b(\d+)\.(\d+)\b")
+_DECIMAL = re.compile(r"\b(\d+)\.(\d+)(?!\d)")  # also "1.5oz"
 _NUMBER = re.compile(r"\d+")
 _AMPM = re.compile(r"(?<!')\b([ap])\.?\s?m\b(?!')\.?", re.IGNORECASE)  # not inside "pm'th", "x'am"
 _PUNCT = re.compile(r"[^\w\s']|_")  # "_" is a word character to re, punctuation to us

@@ -52,3 +52,8 @@ def test_times_glued_to_am_pm_read_like_spaced_ones():
     # "5:00pm" became "five zero pm" and "5:05pm" "five five pm"
     for glued, words in [("5:00pm", "five pm"), ("5:05pm", "five oh five pm"), ("10:30AM", "ten thirty am")]:
         assert NORMALIZE(glued) == NORMALIZE(glued[:-2] + " " + glued[-2:]) == words
+
+
+def test_decimals_glued_to_a_unit_keep_their_point():
+    # "1.5oz" became "one five ounce"
+    assert NORMALIZE("a 1.5oz shot") == NORMALIZE("a 1.5 oz shot") == "a one point five ounce shot"
