@@ -102,6 +102,13 @@ def test_csv_with_both_slot_forms_and_unicode(tmp_path: Path) -> None:
     assert examples[2].slots == ()
 
 
+def test_csv_intent_with_spaces_is_the_same_intent(tmp_path: Path) -> None:
+    """``play jazz, play_music`` (a space after the comma) must not make a second intent " play_music"."""
+    path = tmp_path / "spaced.csv"
+    path.write_text("text,intent\nplay jazz, play_music\nplay rock,play_music\nhello,  \n", encoding="utf-8")
+    assert [e.intent for e in load_examples(path)] == ["play_music", "play_music", None]
+
+
 def test_tsv(tmp_path: Path) -> None:
     path = tmp_path / "train.tsv"
     path.write_text('text\tintent\tslots\nbook a table\tBook\t{"thing": "table"}\n', encoding="utf-8")
