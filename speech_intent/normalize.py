@@ -12,13 +12,14 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Dict
 
 _QUOTES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u201c": '"', "\u201d": '"', "\u2013": "-", "\u2014": "-"})
-_TIME = re.compile(r"\b(\d{1,2}):(\d{2})\b")
+_TIME = re.compile(r"\b(\d{1,2}):(\d{2})(?!\d)")  # also "5:00pm"
 _ORDINAL = re.compile(r"\b(\d+)(st|nd|rd|th)\b", re.IGNORECASE)
-_DECIMAL = re.compile(r"\b(\d+)\.(\d+)\b")
+_DECIMAL = re.compile(r"\b(\d+)\.(\d+)(?!\d)")  # also "1.5oz"
 _NUMBER = re.compile(r"\d+")
 _AMPM = re.compile(r"(?<!')\b([ap])\.?\s?m\b(?!')\.?", re.IGNORECASE)  # not inside "pm'th", "x'am"
 _PUNCT = re.compile(r"[^\w\s']|_")  # "_" is a word character to re, punctuation to us
 _SPACE = re.compile(r"\s+")
+_PREFIX_SYMBOLS = ("$", "\u20ac", "\u00a3", "\u00a5")  # currency symbols written before the amount
 
 #: Abbreviations and symbols spelled out (applied after lower-casing).
 DEFAULT_UNITS: Dict[str, str] = {
@@ -77,6 +78,9 @@ class TextNormalizer:
             text = re.sub(r"(?<=\w)-(?=\w)", " ", text)
         for symbol, words in self.units.items():
             if not symbol.isalnum():
+                if symbol in _PREFIX_SYMBOLS:  # "$5" is said "five dollars"
+                    amount = re.escape(symbol) + r"\s?(\d+(?:[.,]\d+)*)"
+                    text = re.sub(amount, lambda m: f" {m.group(1)} {words} ", text)
                 text = text.replace(symbol, words)
         if self.numbers_to_words:
             text = self._spell_numbers(text)
@@ -103,6 +107,7 @@ class TextNormalizer:
             minute_words = _words(minutes) if minutes >= 10 else f"oh {_words(minutes)}"
             return f" {_words(hours)} {minute_words} "
 
+        text = re.sub(r"(?<![\w.-])-(?=\d)", " minus ", text)  # "-5" (not "5-10", split or not)
         text = _TIME.sub(time, text)
         text = _ORDINAL.sub(lambda m: f" {_words(int(m.group(1)), ordinal=True)} ", text)
         text = _DECIMAL.sub(lambda m: f" {_words(int(m.group(1)))} point {' '.join(_words(int(d)) for d in m.group(2))} ", text)
@@ -111,7 +116,9 @@ class TextNormalizer:
         def number(m: re.Match) -> str:
             digits = m.group(0)
             if _year_like(digits):
-                return f" {_words(int(digits[:2]))} {_words(int(digits[2:])) if digits[2:] != '00' else 'hundred'} "
+                last = digits[2:]
+                last = "hundred" if last == "00" else f"oh {_words(int(last))}" if last[0] == "0" else _words(int(last))
+                return f" {_words(int(digits[:2]))} {last} "
             if len(digits) > 12:
                 return " " + " ".join(_words(int(d)) for d in digits) + " "
             return f" {_words(int(digits))} "

@@ -102,6 +102,13 @@ def test_csv_with_both_slot_forms_and_unicode(tmp_path: Path) -> None:
     assert examples[2].slots == ()
 
 
+def test_csv_intent_with_spaces_is_the_same_intent(tmp_path: Path) -> None:
+    """``play jazz, play_music`` (a space after the comma) must not make a second intent " play_music"."""
+    path = tmp_path / "spaced.csv"
+    path.write_text("text,intent\nplay jazz, play_music\nplay rock,play_music\nhello,  \n", encoding="utf-8")
+    assert [e.intent for e in load_examples(path)] == ["play_music", "play_music", None]
+
+
 def test_tsv(tmp_path: Path) -> None:
     path = tmp_path / "train.tsv"
     path.write_text('text\tintent\tslots\nbook a table\tBook\t{"thing": "table"}\n', encoding="utf-8")
@@ -207,6 +214,16 @@ def test_bio_malformed(tmp_path: Path, seq_in: str, seq_out: str, label: str, ma
     with pytest.raises(DataFormatError, match=match) as info:
         read_bio(folder)
     assert "broken_bio" in str(info.value)
+
+
+def test_bio_files_with_a_byte_order_mark(tmp_path: Path) -> None:
+    """Files saved with a UTF-8 BOM (Windows editors): no stray U+FEFF in the first token, tag or intent."""
+    folder = tmp_path / "bom"
+    folder.mkdir()
+    for name, content in (("seq.in", "play jazz\nhi\n"), ("seq.out", "O B-genre\nO\n"), ("label", "Play\nGreet\n")):
+        (folder / name).write_text(content, encoding="utf-8-sig")
+    first, _ = read_bio(folder)
+    assert first == Example("play jazz", "Play", (SlotSpan("genre", 5, 9, "jazz"),))
 
 
 def test_bio_missing_file(tmp_path: Path) -> None:
@@ -359,6 +376,16 @@ def test_grammar_bad_structure(tmp_path: Path) -> None:
         load_examples(path)
     with pytest.raises(ValueError):
         expand_grammar(GRAMMAR, max_examples=0)
+
+
+def test_grammar_file_keeps_plain_scalars_as_written(tmp_path: Path) -> None:
+    """Unquoted YAML values such as ``on`` or ``7:30`` are words, not booleans or sexagesimal numbers."""
+    path = tmp_path / "lights.yaml"
+    path.write_text("context:\n  expressions:\n    light:\n      - turn it $state:state at $time:time\n"
+                    "  slots:\n    state:\n      - on\n      - off\n    time: [7:30, 007]\n", encoding="utf-8")
+    assert grammar_slot_values(path) == {"state": ["on", "off"], "time": ["7:30", "007"]}
+    assert {e.text for e in load_examples(path, max_examples=None)} == {
+        f"turn it {s} at {t}" for s in ("on", "off") for t in ("7:30", "007")}
 
 
 # ---------------------------------------------------------------- dispatch

@@ -36,7 +36,7 @@ def _read_lines(path: Path) -> list[str]:
     """Lines of a UTF-8 file without line terminators."""
     if not path.is_file():
         raise DataFormatError(f"missing file {path.name!r}", source=path.parent)
-    return path.read_text(encoding="utf-8").splitlines()
+    return path.read_text(encoding="utf-8-sig").splitlines()
 
 
 def read_bio(directory: str | Path) -> list[Example]:

@@ -59,6 +59,17 @@ _WORD = re.compile(r"[^\s\[\]()$]+")
 _WORD_IN_CHOICE = re.compile(r"[^\s\[\]()$,]+")
 
 
+class _GrammarLoader(yaml.SafeLoader):
+    """SafeLoader that reads plain scalars as written: ``on`` stays "on", ``7:30`` "7:30" (only null is resolved)."""
+
+
+_GrammarLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers
+            if tag in ("tag:yaml.org,2002:null", "tag:yaml.org,2002:merge")]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
 class _Parser:
     """Recursive-descent parser for one expression string."""
 
@@ -151,7 +162,7 @@ def _load(path_or_dict: str | Path | Mapping[str, Any]) -> Grammar:
     else:
         source = str(path_or_dict)
         try:
-            data = yaml.safe_load(Path(path_or_dict).read_text(encoding="utf-8"))
+            data = yaml.load(Path(path_or_dict).read_text(encoding="utf-8"), Loader=_GrammarLoader)
         except yaml.YAMLError as exc:
             raise DataFormatError.from_yaml(exc, source) from exc
     context = data.get("context", data) if isinstance(data, Mapping) else None

@@ -62,8 +62,8 @@ def example_from_record(record: Mapping[str, Any]) -> Example:
     if not isinstance(text, str):
         raise ValueError("missing or non-string 'text'")
     intent = record.get("intent")
-    if intent == "":
-        intent = None
+    if isinstance(intent, str):  # "a, b" in a CSV: the intent cell is " b"
+        intent = intent.strip() or None
     if intent is not None and not isinstance(intent, str):
         raise ValueError(f"intent must be a string or null, got {intent!r}")
     return Example(text, intent, _slots_from_json(text, record.get("slots")))
