@@ -27,6 +27,20 @@ def test_far_values_keep_the_raw_span():
     assert value == "hot chocolate" and score < 0.7
 
 
+def test_a_span_naming_another_number_is_never_snapped_to_a_listed_number():
+    canon = SlotCanonicalizer({"party": ["one", "two", "three", "six", "seven"],
+                               "shots": ["one shot", "three shots", "double shot"]})
+    for raw in ("thirty", "sixty", "eleven", "seventy", "three hundred"):
+        assert canon.match("party", raw)[0] == raw, raw
+    assert canon.match("party", "tree")[0] == "three"  # a misheard number still maps
+    assert canon.match("shots", "three shot")[0] == "three shots"
+    assert canon.match("shots", "thirty shots")[0] == "thirty shots"
+    assert canon.match("shots", "dabble shot")[0] == "double shot"
+    sizes = SlotCanonicalizer({"size": ["small", "sixteen ounce", "twenty ounce"]})
+    assert sizes.match("size", "sixty ounce")[0] == "sixteen ounce"  # the teen/ty confusion of recognisers
+    assert sizes.match("size", "six ounce")[0] == "six ounce"
+
+
 def test_closed_slots_are_inferred_from_repeated_values_only():
     examples = []
     for i in range(12):

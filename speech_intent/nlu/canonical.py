@@ -3,7 +3,7 @@
 A slot with a closed value list (from a grammar, or inferred from training
 data) maps whatever span the model extracted to the nearest listed value with
 a fuzzy + phonetic match ("light rose" -> "light roast"); below the threshold
-the raw span is kept. The same lists give Whisper a domain prompt so it spells
+the raw span is kept, and so is a span that names a number no listed value names. The same lists give Whisper a domain prompt so it spells
 the domain's words the way the intent model was trained on.
 """
 from __future__ import annotations
@@ -19,6 +19,27 @@ logger = logging.getLogger(__name__)
 MAX_CLOSED_VALUES = 60
 #: ...and each value occurs this many times on average (open slots such as song names rarely repeat).
 MIN_MEAN_OCCURRENCES = 3.0
+#: Words that name a number: a span and a listed value that name different numbers do not match
+#: ("thirty" is not a misheard "three", though it sounds and looks close)...
+NUMBER_WORDS = frozenset(
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
+    "seventeen eighteen nineteen twenty thirty forty fifty sixty seventy eighty ninety hundred thousand "
+    "million billion".split())
+#: ...except the pairs speech recognisers confuse ("sixty ounce" is a misheard "sixteen ounce").
+CONFUSABLE_NUMBERS = frozenset(frozenset(pair) for pair in (
+    ("thirteen", "thirty"), ("fourteen", "forty"), ("fifteen", "fifty"), ("sixteen", "sixty"),
+    ("seventeen", "seventy"), ("eighteen", "eighty"), ("nineteen", "ninety")))
+
+
+def _numbers(text: str) -> List[str]:
+    """The number words and digit groups of ``text``, in order."""
+    return [word for word in text.split() if word in NUMBER_WORDS or word.isdigit()]
+
+
+def _may_be_heard_as(said: List[str], heard: List[str]) -> bool:
+    """Whether numbers ``said`` could have been recognised as ``heard`` (equal, or teen/ty confusions)."""
+    return len(said) == len(heard) and all(a == b or frozenset((a, b)) in CONFUSABLE_NUMBERS
+                                           for a, b in zip(said, heard))
 
 
 def _phonetic(text: str) -> str:
@@ -73,8 +94,11 @@ class SlotCanonicalizer:
         if raw in candidates:
             return raw, 1.0
         raw_phonetic = _phonetic(raw)
+        raw_numbers = _numbers(raw)
         best, best_score = raw, 0.0
         for value, phonetic in zip(candidates, self._phonetic[name]):
+            if raw_numbers and not _may_be_heard_as(_numbers(value), raw_numbers):  # another number
+                continue
             score = max(fuzz.ratio(raw, value), fuzz.ratio(raw_phonetic, phonetic)) / 100.0
             if score > best_score:
                 best, best_score = value, score
