@@ -485,3 +485,29 @@ def test_the_service_streams_with_an_early_endpoint(tiny_pipe):
     text = (finals[0]["transcript"] or "").rstrip()
     assert finals[0]["reason"] == "early_endpoint" or not text or text.endswith((",", ";", ":", "-", "..."))
     assert finals[0]["timings"]["endpoint_delay"] < 0.5 or finals[0]["reason"] != "early_endpoint"
+
+
+def test_a_cancelled_request_does_not_kill_the_worker():
+    import threading
+
+    from speech_intent.serve.batcher import MicroBatcher
+
+    gate = threading.Event()
+
+    class Held(_StubPipeline):
+        def __call__(self, items, batch_size):
+            gate.wait(10)
+            return super().__call__(items, batch_size)
+
+    held = Held()
+    batcher = MicroBatcher(held, max_batch=1).start()  # type: ignore[arg-type]
+    try:
+        running = batcher.submit_audio([np.zeros(5)])
+        gone = batcher.submit_audio([np.zeros(5)])
+        assert gone.cancel()  # its client went away (asyncio.wrap_future cancels it with the request's task)
+        gate.set()
+        assert len(running.result(10)) == 1
+        assert len(batcher.submit_audio([np.zeros(5)]).result(10)) == 1  # the worker still runs
+        assert held.calls == [1, 1]  # the cancelled job was not run
+    finally:
+        batcher.stop()

@@ -199,6 +199,9 @@ class MicroBatcher:
                 return
 
     def _run(self, jobs: List[_Job]) -> None:
+        jobs = [job for job in jobs if job.future.set_running_or_notify_cancel()]  # a cancelled job is dropped
+        if not jobs:
+            return
         items = [item for job in jobs for item in job.items]
         began = time.perf_counter()
         try:
