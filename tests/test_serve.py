@@ -511,3 +511,26 @@ def test_a_cancelled_request_does_not_kill_the_worker():
         assert held.calls == [1, 1]  # the cancelled job was not run
     finally:
         batcher.stop()
+
+
+def test_stream_utterances_are_cut_at_the_services_audio_limit(tiny_whisper_pipeline_dir):
+    from fastapi.testclient import TestClient
+
+    from speech_intent import SpeechIntentPipeline
+    from speech_intent.serve import ServeConfig, create_app
+    from speech_intent.vad import VADOptions
+
+    short = SpeechIntentPipeline.from_pretrained(tiny_whisper_pipeline_dir, device="cpu", max_duration=2.0)
+    speech = np.concatenate([recording(n) for n in ("001_set_alarm.wav", "004_set_timer.wav")])
+    config = ServeConfig(vad=VADOptions(max_utterance=3.0), partial_interval=None)  # like --max-duration 2
+    with TestClient(create_app(short, config)) as client, client.websocket_connect("/v1/stream") as ws:
+        assert ws.receive_json()["type"] == "ready"
+        ws.send_bytes(pcm16(speech))
+        ws.send_text(json.dumps({"type": "end"}))
+        events = []
+        while not events or events[-1]["type"] != "end":
+            events.append(ws.receive_json())
+    finals = [e for e in events if e["type"] == "final"]
+    assert finals and "max_utterance" in {f["reason"] for f in finals}
+    assert all(f["error"] is None for f in finals), [f["error"] for f in finals]  # as /v1/predict?segment=true
+    assert all(f["end"] - f["start"] <= 2.0 + 1e-6 for f in finals)
