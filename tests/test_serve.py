@@ -534,3 +534,16 @@ def test_stream_utterances_are_cut_at_the_services_audio_limit(tiny_whisper_pipe
     assert finals and "max_utterance" in {f["reason"] for f in finals}
     assert all(f["error"] is None for f in finals), [f["error"] for f in finals]  # as /v1/predict?segment=true
     assert all(f["end"] - f["start"] <= 2.0 + 1e-6 for f in finals)
+
+
+def test_unknown_routes_and_methods_get_the_json_error_shape(tiny_pipe):
+    from fastapi.testclient import TestClient
+
+    from speech_intent.serve import create_app
+
+    with TestClient(create_app(tiny_pipe)) as client:
+        missing = client.get("/v1/nothing")
+        wrong = client.get("/v1/predict")
+    assert missing.status_code == 404 and missing.json()["error"]["type"] == "NotFound"
+    assert wrong.status_code == 405 and wrong.json()["error"]["type"] == "MethodNotAllowed"
+    assert "POST" in wrong.headers["allow"]
