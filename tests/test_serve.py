@@ -547,3 +547,37 @@ def test_unknown_routes_and_methods_get_the_json_error_shape(tiny_pipe):
     assert missing.status_code == 404 and missing.json()["error"]["type"] == "NotFound"
     assert wrong.status_code == 405 and wrong.json()["error"]["type"] == "MethodNotAllowed"
     assert "POST" in wrong.headers["allow"]
+
+
+def test_a_job_submitted_while_the_worker_stops_is_answered():
+    import threading
+
+    from speech_intent.serve.batcher import MicroBatcher
+
+    gate = threading.Event()
+
+    class Held(_StubPipeline):
+        def __call__(self, items, batch_size):
+            gate.wait(10)
+            return super().__call__(items, batch_size)
+
+    batcher = MicroBatcher(Held(), max_batch=1).start()  # type: ignore[arg-type]
+    running = batcher.submit_audio([np.zeros(5)])
+    for _ in range(1000):  # until the worker holds it
+        if batcher.depth == 0:
+            break
+        time.sleep(0.01)
+    stopping = threading.Thread(target=batcher.stop)
+    stopping.start()  # a server shutting down while a request (e.g. a segmented file) still submits
+    for _ in range(1000):
+        if batcher.depth == 1:  # the stop is queued
+            break
+        time.sleep(0.01)
+    try:
+        late = batcher.submit_audio([np.zeros(5)])
+    except OverloadedError:
+        late = None  # refused at once: fine
+    gate.set()
+    stopping.join(20)
+    assert len(running.result(10)) == 1
+    assert late is None or late.done()  # never a future nobody will resolve (its caller would wait forever)

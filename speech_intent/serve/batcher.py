@@ -103,10 +103,11 @@ class MicroBatcher:
         return self
 
     def stop(self, timeout: float = 10.0) -> None:
-        if self._thread is not None:
+        with self._lock:  # no job is queued after the stop, where nobody would run it
+            thread, self._thread = self._thread, None
+        if thread is not None:
             self._queue.put(_STOP)
-            self._thread.join(timeout)
-            self._thread = None
+            thread.join(timeout)
 
     @property
     def depth(self) -> int:
@@ -147,14 +148,15 @@ class MicroBatcher:
                 arrival.done()
 
     def _enqueue(self, job: _Job) -> Future:
-        if self._thread is None:
-            raise OverloadedError("the worker is not running")
-        try:
-            self._queue.put_nowait(job)
-        except queue.Full:
-            retry = max(1.0, round(self.depth * self._seconds_per_job(), 1))
-            raise OverloadedError(f"the queue is full ({self.depth} requests waiting); try again later",
-                                  retry_after=retry) from None
+        with self._lock:  # the check and the put together: no job lands behind the stop
+            if self._thread is None:
+                raise OverloadedError("the worker is not running")
+            try:
+                self._queue.put_nowait(job)
+            except queue.Full:
+                retry = max(1.0, round(self.depth * self._seconds_per_job(), 1))
+                raise OverloadedError(f"the queue is full ({self.depth} requests waiting); try again later",
+                                      retry_after=retry) from None
         return job.future
 
     def _seconds_per_job(self) -> float:
