@@ -581,3 +581,18 @@ def test_a_job_submitted_while_the_worker_stops_is_answered():
     stopping.join(20)
     assert len(running.result(10)) == 1
     assert late is None or late.done()  # never a future nobody will resolve (its caller would wait forever)
+
+
+def test_a_text_the_classifier_cannot_take_fails_only_its_own_request(tiny_pipe):
+    from speech_intent.serve.batcher import MicroBatcher
+
+    batcher = MicroBatcher(tiny_pipe, max_batch=4, max_wait=30.0).start()
+    try:
+        coming = batcher.arrival()  # the good request is on its way: the bad one's batch waits for it
+        bad = batcher.submit_texts(["play \ud800 jazz"], arrival=batcher.arrival())  # a lone surrogate
+        good = batcher.submit_texts(["play some jazz"], arrival=coming)
+        assert good.result(30)[0].text == "play some jazz"  # not failed with its batch-mate
+        with pytest.raises(Exception):
+            bad.result(30)
+    finally:
+        batcher.stop()

@@ -202,10 +202,13 @@ class MicroBatcher:
 
     def _run(self, jobs: List[_Job]) -> None:
         jobs = [job for job in jobs if job.future.set_running_or_notify_cancel()]  # a cancelled job is dropped
-        if not jobs:
-            return
+        if jobs:
+            self._execute(jobs)
+
+    def _execute(self, jobs: List[_Job]) -> None:
         items = [item for job in jobs for item in job.items]
         began = time.perf_counter()
+        failed: Optional[BaseException] = None
         try:
             if jobs[0].kind == "audio":
                 outputs = self.pipeline(items, batch_size=max(1, len(items))) if items else []
@@ -218,11 +221,16 @@ class MicroBatcher:
                 outputs = self.pipeline.intent(items, top_k=jobs[0].top_k) if items else []
         except BaseException as error:  # never lose the worker: fail these jobs only
             logger.exception("a batch of %d inputs failed", len(items))
-            for job in jobs:
-                job.future.set_exception(error)
-            return
+            failed = error
         finally:
             self.stats.busy_seconds += time.perf_counter() - began
+        if failed is not None:
+            for job in jobs:
+                if len(jobs) > 1:  # one request's input must not fail the others: each job again, alone
+                    self._execute([job])
+                else:
+                    job.future.set_exception(failed)
+            return
         self.stats.batches += 1
         self.stats.items += len(items)
         self.stats.largest_batch = max(self.stats.largest_batch, len(items))
