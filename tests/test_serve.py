@@ -596,3 +596,16 @@ def test_a_text_the_classifier_cannot_take_fails_only_its_own_request(tiny_pipe)
             bad.result(30)
     finally:
         batcher.stop()
+
+
+def test_a_text_that_is_not_valid_unicode_is_a_json_422(tiny_pipe):
+    from fastapi.testclient import TestClient
+
+    from speech_intent.serve import create_app
+
+    with TestClient(create_app(tiny_pipe), raise_server_exceptions=False) as client:
+        bad = client.post("/v1/classify", content=b'{"texts": ["play \\ud800 jazz"]}',  # valid JSON, a lone surrogate
+                          headers={"content-type": "application/json"})
+        assert bad.status_code == 422 and bad.json()["error"]["type"] == "InvalidRequest"
+        assert "texts" in bad.json()["error"]["message"]
+        assert client.post("/v1/classify", json={"texts": ["play jazz"]}).status_code == 200
