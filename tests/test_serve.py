@@ -485,3 +485,127 @@ def test_the_service_streams_with_an_early_endpoint(tiny_pipe):
     text = (finals[0]["transcript"] or "").rstrip()
     assert finals[0]["reason"] == "early_endpoint" or not text or text.endswith((",", ";", ":", "-", "..."))
     assert finals[0]["timings"]["endpoint_delay"] < 0.5 or finals[0]["reason"] != "early_endpoint"
+
+
+def test_a_cancelled_request_does_not_kill_the_worker():
+    import threading
+
+    from speech_intent.serve.batcher import MicroBatcher
+
+    gate = threading.Event()
+
+    class Held(_StubPipeline):
+        def __call__(self, items, batch_size):
+            gate.wait(10)
+            return super().__call__(items, batch_size)
+
+    held = Held()
+    batcher = MicroBatcher(held, max_batch=1).start()  # type: ignore[arg-type]
+    try:
+        running = batcher.submit_audio([np.zeros(5)])
+        gone = batcher.submit_audio([np.zeros(5)])
+        assert gone.cancel()  # its client went away (asyncio.wrap_future cancels it with the request's task)
+        gate.set()
+        assert len(running.result(10)) == 1
+        assert len(batcher.submit_audio([np.zeros(5)]).result(10)) == 1  # the worker still runs
+        assert held.calls == [1, 1]  # the cancelled job was not run
+    finally:
+        batcher.stop()
+
+
+def test_stream_utterances_are_cut_at_the_services_audio_limit(tiny_whisper_pipeline_dir):
+    from fastapi.testclient import TestClient
+
+    from speech_intent import SpeechIntentPipeline
+    from speech_intent.serve import ServeConfig, create_app
+    from speech_intent.vad import VADOptions
+
+    short = SpeechIntentPipeline.from_pretrained(tiny_whisper_pipeline_dir, device="cpu", max_duration=2.0)
+    speech = np.concatenate([recording(n) for n in ("001_set_alarm.wav", "004_set_timer.wav")])
+    config = ServeConfig(vad=VADOptions(max_utterance=3.0), partial_interval=None)  # like --max-duration 2
+    with TestClient(create_app(short, config)) as client, client.websocket_connect("/v1/stream") as ws:
+        assert ws.receive_json()["type"] == "ready"
+        ws.send_bytes(pcm16(speech))
+        ws.send_text(json.dumps({"type": "end"}))
+        events = []
+        while not events or events[-1]["type"] != "end":
+            events.append(ws.receive_json())
+    finals = [e for e in events if e["type"] == "final"]
+    assert finals and "max_utterance" in {f["reason"] for f in finals}
+    assert all(f["error"] is None for f in finals), [f["error"] for f in finals]  # as /v1/predict?segment=true
+    assert all(f["end"] - f["start"] <= 2.0 + 1e-6 for f in finals)
+
+
+def test_unknown_routes_and_methods_get_the_json_error_shape(tiny_pipe):
+    from fastapi.testclient import TestClient
+
+    from speech_intent.serve import create_app
+
+    with TestClient(create_app(tiny_pipe)) as client:
+        missing = client.get("/v1/nothing")
+        wrong = client.get("/v1/predict")
+    assert missing.status_code == 404 and missing.json()["error"]["type"] == "NotFound"
+    assert wrong.status_code == 405 and wrong.json()["error"]["type"] == "MethodNotAllowed"
+    assert "POST" in wrong.headers["allow"]
+
+
+def test_a_job_submitted_while_the_worker_stops_is_answered():
+    import threading
+
+    from speech_intent.serve.batcher import MicroBatcher
+
+    gate = threading.Event()
+
+    class Held(_StubPipeline):
+        def __call__(self, items, batch_size):
+            gate.wait(10)
+            return super().__call__(items, batch_size)
+
+    batcher = MicroBatcher(Held(), max_batch=1).start()  # type: ignore[arg-type]
+    running = batcher.submit_audio([np.zeros(5)])
+    for _ in range(1000):  # until the worker holds it
+        if batcher.depth == 0:
+            break
+        time.sleep(0.01)
+    stopping = threading.Thread(target=batcher.stop)
+    stopping.start()  # a server shutting down while a request (e.g. a segmented file) still submits
+    for _ in range(1000):
+        if batcher.depth == 1:  # the stop is queued
+            break
+        time.sleep(0.01)
+    try:
+        late = batcher.submit_audio([np.zeros(5)])
+    except OverloadedError:
+        late = None  # refused at once: fine
+    gate.set()
+    stopping.join(20)
+    assert len(running.result(10)) == 1
+    assert late is None or late.done()  # never a future nobody will resolve (its caller would wait forever)
+
+
+def test_a_text_the_classifier_cannot_take_fails_only_its_own_request(tiny_pipe):
+    from speech_intent.serve.batcher import MicroBatcher
+
+    batcher = MicroBatcher(tiny_pipe, max_batch=4, max_wait=30.0).start()
+    try:
+        coming = batcher.arrival()  # the good request is on its way: the bad one's batch waits for it
+        bad = batcher.submit_texts(["play \ud800 jazz"], arrival=batcher.arrival())  # a lone surrogate
+        good = batcher.submit_texts(["play some jazz"], arrival=coming)
+        assert good.result(30)[0].text == "play some jazz"  # not failed with its batch-mate
+        with pytest.raises(Exception):
+            bad.result(30)
+    finally:
+        batcher.stop()
+
+
+def test_a_text_that_is_not_valid_unicode_is_a_json_422(tiny_pipe):
+    from fastapi.testclient import TestClient
+
+    from speech_intent.serve import create_app
+
+    with TestClient(create_app(tiny_pipe), raise_server_exceptions=False) as client:
+        bad = client.post("/v1/classify", content=b'{"texts": ["play \\ud800 jazz"]}',  # valid JSON, a lone surrogate
+                          headers={"content-type": "application/json"})
+        assert bad.status_code == 422 and bad.json()["error"]["type"] == "InvalidRequest"
+        assert "texts" in bad.json()["error"]["message"]
+        assert client.post("/v1/classify", json={"texts": ["play jazz"]}).status_code == 200

@@ -13,10 +13,11 @@ from contextlib import asynccontextmanager
 from importlib import metadata, resources
 from typing import Any, Dict, Optional
 
-from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException  # FastAPI's subclasses it; the router raises this one
 
 from ..device import set_torch_threads
 from ..errors import AudioError, AudioTooLongError, ConfigError, OverloadedError, SpeechIntentError

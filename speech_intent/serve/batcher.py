@@ -103,10 +103,11 @@ class MicroBatcher:
         return self
 
     def stop(self, timeout: float = 10.0) -> None:
-        if self._thread is not None:
+        with self._lock:  # no job is queued after the stop, where nobody would run it
+            thread, self._thread = self._thread, None
+        if thread is not None:
             self._queue.put(_STOP)
-            self._thread.join(timeout)
-            self._thread = None
+            thread.join(timeout)
 
     @property
     def depth(self) -> int:
@@ -147,14 +148,15 @@ class MicroBatcher:
                 arrival.done()
 
     def _enqueue(self, job: _Job) -> Future:
-        if self._thread is None:
-            raise OverloadedError("the worker is not running")
-        try:
-            self._queue.put_nowait(job)
-        except queue.Full:
-            retry = max(1.0, round(self.depth * self._seconds_per_job(), 1))
-            raise OverloadedError(f"the queue is full ({self.depth} requests waiting); try again later",
-                                  retry_after=retry) from None
+        with self._lock:  # the check and the put together: no job lands behind the stop
+            if self._thread is None:
+                raise OverloadedError("the worker is not running")
+            try:
+                self._queue.put_nowait(job)
+            except queue.Full:
+                retry = max(1.0, round(self.depth * self._seconds_per_job(), 1))
+                raise OverloadedError(f"the queue is full ({self.depth} requests waiting); try again later",
+                                      retry_after=retry) from None
         return job.future
 
     def _seconds_per_job(self) -> float:
@@ -199,8 +201,14 @@ class MicroBatcher:
                 return
 
     def _run(self, jobs: List[_Job]) -> None:
+        jobs = [job for job in jobs if job.future.set_running_or_notify_cancel()]  # a cancelled job is dropped
+        if jobs:
+            self._execute(jobs)
+
+    def _execute(self, jobs: List[_Job]) -> None:
         items = [item for job in jobs for item in job.items]
         began = time.perf_counter()
+        failed: Optional[BaseException] = None
         try:
             if jobs[0].kind == "audio":
                 outputs = self.pipeline(items, batch_size=max(1, len(items))) if items else []
@@ -213,11 +221,16 @@ class MicroBatcher:
                 outputs = self.pipeline.intent(items, top_k=jobs[0].top_k) if items else []
         except BaseException as error:  # never lose the worker: fail these jobs only
             logger.exception("a batch of %d inputs failed", len(items))
-            for job in jobs:
-                job.future.set_exception(error)
-            return
+            failed = error
         finally:
             self.stats.busy_seconds += time.perf_counter() - began
+        if failed is not None:
+            for job in jobs:
+                if len(jobs) > 1:  # one request's input must not fail the others: each job again, alone
+                    self._execute([job])
+                else:
+                    job.future.set_exception(failed)
+            return
         self.stats.batches += 1
         self.stats.items += len(items)
         self.stats.largest_batch = max(self.stats.largest_batch, len(items))

@@ -15,7 +15,7 @@ from typing import List, Optional, Union
 import numpy as np
 from fastapi import APIRouter, File, Form, HTTPException, Query, Request, UploadFile
 from fastapi.responses import JSONResponse, PlainTextResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 from starlette.concurrency import run_in_threadpool
 
 from ..audio import SAMPLE_RATE, BlockReader, load_audio
@@ -32,6 +32,16 @@ RESPONSE_FORMATS = ("json", "text", "verbose_json")
 class ClassifyRequest(BaseModel):
     texts: List[str] = Field(..., min_length=1, description="texts to classify")
     top_k: int = Field(3, ge=1, le=50, description="how many labels each prediction lists")
+
+    @field_validator("texts")
+    @classmethod
+    def _unicode(cls, texts: List[str]) -> List[str]:
+        for i, text in enumerate(texts):  # JSON can escape a lone surrogate, which no tokenizer takes
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError as error:
+                raise ValueError(f"text {i} is not valid Unicode ({error.reason} at character {error.start})") from None
+        return texts
 
 
 def _service(request: Request):

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import replace
 from typing import Optional
 
 import numpy as np
@@ -42,7 +43,10 @@ def _recognizer(service, sample_rate: int) -> StreamingRecognizer:
         except OverloadedError as error:
             return PipelineResult(path="<stream>", error=str(error))
 
-    return StreamingRecognizer(sample_rate=sample_rate, vad=service.config.vad,
+    vad = service.config.vad
+    if vad.max_utterance > service.max_audio_seconds:  # as /v1/predict?segment=true: no utterance the pipeline refuses
+        vad = replace(vad, max_utterance=service.max_audio_seconds)
+    return StreamingRecognizer(sample_rate=sample_rate, vad=vad,
                                partial_interval=service.config.partial_interval, recognize=recognize,
                                early_endpoint=service.config.early_endpoint,
                                early_confidence=service.config.early_confidence)
