@@ -44,6 +44,9 @@ class ResultWriter:
       it atomically, so after a rerun every input has exactly one row: its latest
       outcome. Rows of paths that are not part of the run are kept untouched.
 
+    ``resume=False`` (``--overwrite``) leaves an existing file as it is until :meth:`pending`
+    (or the first :meth:`write`) starts it afresh.
+
     With ``segments=True`` (long recordings split into utterances, ``predict --segment``)
     rows are keyed by ``(path, segment)`` and CSV has the :data:`SEGMENT_FIELDS` too. A file
     is done when it has its ``last`` row and a successful row for every utterance up to it,
@@ -75,8 +78,6 @@ class ResultWriter:
         if self.resume and Path(path).is_file():  # type: ignore[arg-type]
             _cut_partial_last_line(path)  # type: ignore[arg-type]
             self._scan()
-        elif path and not resume:
-            self._open()  # --overwrite: start the file afresh now
 
     # ------------------------------------------------------------------ resume
     def _records(self) -> Iterator[Tuple[Optional[dict], str]]:
@@ -155,6 +156,8 @@ class ResultWriter:
             drop.update(key for key in self._keys.get(path, ()) if key[1] not in keep)
         if self.resume and (drop or self._unparsed or self._rows > len(self._latest)):
             self._compact(drop)
+        elif self.path and not self.resume:
+            self._open()  # --overwrite: start the file afresh now (not before: models that fail to load leave it)
         return todo
 
     def _compact(self, drop: Set[Key]) -> None:

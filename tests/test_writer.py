@@ -59,3 +59,20 @@ def test_result_writer_round_trips_non_utf8_file_names(tmp_path):
     writer.write(_result(path))
     writer.close()
     assert ResultWriter(out).pending([path]) == []
+
+
+def test_overwrite_leaves_the_output_as_it_was_when_the_models_fail_to_load(tmp_path, tiny_pipeline_dir):
+    from speech_intent.cli import main
+
+    clip = tmp_path / "a.wav"
+    clip.write_bytes(b"RIFF")
+    out = tmp_path / "out.jsonl"
+    out.write_text('{"path": "earlier.wav", "error": null, "file_key": "1:1"}\n')
+    before = out.read_text()
+    # a typo in --intent: the models do not load, nothing runs
+    assert main(["predict", str(clip), "--overwrite", "--intent", str(tmp_path / "no-such-model"), "-q",
+                 "-o", str(out)]) != 0
+    assert out.read_text() == before
+    assert main(["predict", str(clip), "--overwrite", "--pipeline", str(tiny_pipeline_dir), "--device", "cpu", "-q",
+                 "-o", str(out)]) == 0
+    assert [json.loads(line)["path"] for line in out.read_text().splitlines()] == [str(clip)]
