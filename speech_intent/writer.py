@@ -211,10 +211,13 @@ class ResultWriter:
                 self._csv.writeheader()
         return self._file
 
-    def write(self, result: PipelineResult) -> None:
-        """Append one result (with its ``file_key``) and flush, so a kill loses at most this line."""
+    def write(self, result: PipelineResult, key: Optional[str] = None) -> None:
+        """Append one result (with its ``file_key``) and flush, so a kill loses at most this line.
+
+        ``key``: the input's :func:`file_key` taken before it was read (default: taken now), so
+        that a file changed while it was processed is not marked done as it is now."""
         row = result.to_dict()
-        row["file_key"] = file_key(result.path)
+        row["file_key"] = file_key(result.path) if key is None else key
         self.write_row(row)
 
     def write_row(self, row: Dict[str, object]) -> None:

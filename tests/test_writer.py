@@ -76,3 +76,44 @@ def test_overwrite_leaves_the_output_as_it_was_when_the_models_fail_to_load(tmp_
     assert main(["predict", str(clip), "--overwrite", "--pipeline", str(tiny_pipeline_dir), "--device", "cpu", "-q",
                  "-o", str(out)]) == 0
     assert [json.loads(line)["path"] for line in out.read_text().splitlines()] == [str(clip)]
+
+
+class _CopyingASR:
+    """An ASR stage during whose work the input file is still being written (a copy in progress)."""
+
+    sampling_rate = 16000
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def transcribe(self, arrays, batch_size=8, **kwargs):
+        with open(self.path, "ab") as handle:  # more of the file arrives after it was read
+            handle.write(b"\0" * 3200)
+        return [Transcript("hi", 1.0, duration=len(a) / 16000) for a in arrays]
+
+
+@pytest.mark.parametrize("segment", [False, True])
+def test_a_file_that_changes_while_it_is_processed_is_redone_by_the_rerun(tmp_path, tiny_bert_dir, monkeypatch,
+                                                                          segment):
+    import numpy as np
+    import soundfile as sf
+
+    from speech_intent.cli import main, predict
+    from speech_intent.nlu import IntentClassifier
+    from speech_intent.pipeline import SpeechIntentPipeline
+
+    clip = tmp_path / "a.wav"
+    t = np.arange(16000) / 16000
+    sf.write(clip, (0.3 * np.sin(2 * np.pi * 300 * t)).astype(np.float32), 16000)
+    pipe = SpeechIntentPipeline(_CopyingASR(clip), IntentClassifier.from_pretrained(tiny_bert_dir, device="cpu"))
+    monkeypatch.setattr(predict, "build_pipeline", lambda args: pipe)
+    out = tmp_path / "out.jsonl"
+    cmd = ["predict", str(clip), "-q", "-o", str(out)]
+    if segment:
+        monkeypatch.setattr(SpeechIntentPipeline, "predict_segments", lambda self, path, **kw: iter(
+            [PipelineResult(path=path, transcription=self.asr.transcribe([np.zeros(1600)])[0], segment=0,
+                            start=0.0, end=0.1, last=True)]))
+        cmd.append("--segment")
+    assert main(cmd) == 0
+    # the row describes the file as it was read, not as it is now: the rerun redoes it
+    assert ResultWriter(str(out), segments=segment).pending([str(clip)]) == [str(clip)]
