@@ -149,7 +149,7 @@ def as_float32(samples: np.ndarray, name: str) -> np.ndarray:
     kind = samples.dtype.kind
     if kind in "iu":
         info = np.iinfo(samples.dtype)
-        scale = float(max(abs(info.min), info.max))
+        scale = (float(info.max) - float(info.min) + 1.0) / 2.0  # 32768 for int16, 128 for uint8
         offset = 0.0 if kind == "i" else (info.max + 1) / 2.0
         return ((samples.astype(np.float64) - offset) / scale).astype(np.float32)
     if kind == "f":
