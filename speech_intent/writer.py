@@ -103,12 +103,14 @@ class ResultWriter:
 
     def _scan(self) -> None:
         """Latest outcome per ``(path, segment)``; ``done`` holds paths whose latest whole-file row succeeded."""
+        other = 0  # rows that parse but are not results (no path)
         for index, (row, _) in enumerate(self._records()):
             if row is None:
                 self._unparsed += 1
                 continue
             path = row.get("path")
             if not isinstance(path, str):
+                other += 1
                 continue
             self._rows += 1
             key = (path, _segment_of(row))
@@ -120,6 +122,9 @@ class ResultWriter:
                 self.done.pop(path, None)
             else:
                 self.done[path] = str(outcome.file_key)
+        if (self._unparsed or other) and not self._rows and self.format == "jsonl":  # someone else's file
+            raise DataFormatError("cannot resume: not a JSONL results file (no line is a row with a path; use a "
+                                  "new output file or --overwrite)", source=self.path)
         if self._unparsed:
             logger.warning("%s: %d unreadable row(s) ignored", self.path, self._unparsed)
 

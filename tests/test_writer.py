@@ -117,3 +117,20 @@ def test_a_file_that_changes_while_it_is_processed_is_redone_by_the_rerun(tmp_pa
     assert main(cmd) == 0
     # the row describes the file as it was read, not as it is now: the rerun redoes it
     assert ResultWriter(str(out), segments=segment).pending([str(clip)]) == [str(clip)]
+
+
+def test_resuming_into_a_file_that_is_not_a_results_file_refuses_instead_of_emptying_it(tmp_path):
+    from speech_intent.errors import DataFormatError
+
+    clip = tmp_path / "a.wav"
+    clip.write_bytes(b"RIFF")
+    out = tmp_path / "labels.json"  # e.g. a pretty-printed labels file given as -o by mistake
+    out.write_text(json.dumps({"a.wav": {"intent": "orderDrink", "slots": {"size": "small"}}}, indent=1) + "\n")
+    before = out.read_text()
+    with pytest.raises(DataFormatError, match="not a JSONL results file"):
+        ResultWriter(str(out)).pending([str(clip)])
+    assert out.read_text() == before
+    data = tmp_path / "train.jsonl"  # a JSONL of another kind: results are not appended to it
+    data.write_text('{"text": "a small latte", "intent": "orderDrink"}\n')
+    with pytest.raises(DataFormatError, match="not a JSONL results file"):
+        ResultWriter(str(data))
