@@ -168,7 +168,8 @@ class ResultWriter:
     def _compact(self, drop: Set[Key]) -> None:
         """Rewrite the file without the rows of ``drop``, unreadable rows and superseded duplicates (atomic)."""
         assert self.path is not None
-        tmp = f"{self.path}.tmp"
+        target = os.path.realpath(self.path)  # a symlinked output: rewrite the file it points to, keep the link
+        tmp = f"{target}.tmp"
         kept = dropped = 0
         with open(tmp, "w", encoding="utf-8", errors="surrogateescape", newline="") as out:
             writer = csv.DictWriter(out, fieldnames=self.fields) if self.format == "csv" else None
@@ -189,7 +190,7 @@ class ResultWriter:
                     out.write(line if line.endswith("\n") else line + "\n")
             out.flush()
             os.fsync(out.fileno())
-        os.replace(tmp, self.path)
+        os.replace(tmp, target)
         logger.info("%s: removed %d superseded row(s), kept %d", self.path, dropped, kept)
         for key in drop:
             self._latest.pop(key, None)

@@ -134,3 +134,21 @@ def test_resuming_into_a_file_that_is_not_a_results_file_refuses_instead_of_empt
     data.write_text('{"text": "a small latte", "intent": "orderDrink"}\n')
     with pytest.raises(DataFormatError, match="not a JSONL results file"):
         ResultWriter(str(data))
+
+
+def test_resuming_through_a_symlinked_output_updates_the_file_it_points_to(tmp_path):
+    clip = tmp_path / "a.wav"
+    clip.write_bytes(b"RIFF")
+    real = tmp_path / "runs" / "out.jsonl"
+    real.parent.mkdir()
+    writer = ResultWriter(str(real))
+    writer.write(_result(str(clip), error=f"{clip}: boom"))
+    writer.close()
+    link = tmp_path / "out.jsonl"
+    link.symlink_to(real)
+    writer = ResultWriter(str(link))
+    assert writer.pending([str(clip)]) == [str(clip)]  # drops the failed row: the file is rewritten
+    writer.write(_result(str(clip)))
+    writer.close()
+    assert link.is_symlink()
+    assert [json.loads(line)["error"] for line in real.read_text().splitlines()] == [None]
