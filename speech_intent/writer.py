@@ -231,13 +231,21 @@ class ResultWriter:
         remote worker) and flush. CSV keeps only its columns (:data:`CSV_FIELDS`, plus
         :data:`SEGMENT_FIELDS` when segmented); JSONL keeps every key."""
         handle = self._open()
+        try:
+            self._write(handle, row, ensure_ascii=False)
+        except UnicodeEncodeError:  # a non-UTF-8 file name, to a stream that refuses it (stdout): escaped
+            self._write(handle, row, ensure_ascii=True)
+        handle.flush()
+
+    def _write(self, handle: IO[str], row: Dict[str, object], ensure_ascii: bool) -> None:
         if self._csv is not None:
             flat = {k: row.get(k) for k in self.fields}
-            flat["slots"] = json.dumps(row["slots"], ensure_ascii=False) if row["slots"] else ""
+            flat["slots"] = json.dumps(row["slots"], ensure_ascii=ensure_ascii) if row["slots"] else ""
+            if ensure_ascii:  # CSV cannot escape: undecodable bytes become U+FFFD
+                flat = {k: _replace_undecodable(v) if isinstance(v, str) else v for k, v in flat.items()}
             self._csv.writerow(flat)
         else:
-            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-        handle.flush()
+            handle.write(json.dumps(row, ensure_ascii=ensure_ascii) + "\n")
 
     def close(self) -> None:
         """Close the output file (a stream given by the caller is left open)."""
@@ -260,6 +268,11 @@ class _Outcome(NamedTuple):
         key = row.get("file_key") or None
         return cls(last not in (None, ""), not row.get("error") and key is not None,
                    last is True or str(last).lower() == "true", None if key is None else str(key))
+
+
+def _replace_undecodable(text: str) -> str:
+    """``text`` with the bytes a non-UTF-8 file name was decoded with (surrogate escapes) replaced by U+FFFD."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 def _segment_of(row: dict) -> Optional[int]:

@@ -152,3 +152,26 @@ def test_resuming_through_a_symlinked_output_updates_the_file_it_points_to(tmp_p
     writer.close()
     assert link.is_symlink()
     assert [json.loads(line)["error"] for line in real.read_text().splitlines()] == [None]
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv"])
+def test_non_utf8_file_names_to_a_strict_utf8_stdout_do_not_stop_the_run(tmp_path, tiny_pipeline_dir, monkeypatch,
+                                                                         fmt):
+    import io
+    import sys
+
+    from speech_intent.cli import main
+
+    odd = tmp_path / os.fsdecode(b"caf\xe9.wav")  # a Latin-1 name: not valid UTF-8
+    odd.write_bytes(b"RIFF")
+    plain = tmp_path / "plain.wav"
+    plain.write_bytes(b"RIFF")
+    stdout = io.TextIOWrapper(io.BytesIO(), encoding="utf-8", newline="")  # errors="strict", as in a UTF-8 locale
+    monkeypatch.setattr(sys, "stdout", stdout)
+    assert main(["predict", str(odd), str(plain), "--format", fmt, "--pipeline", str(tiny_pipeline_dir),
+                 "--device", "cpu", "-q"]) == 0
+    stdout.flush()
+    text = stdout.buffer.getvalue().decode("utf-8")
+    rows = [json.loads(line) for line in text.splitlines()] if fmt == "jsonl" else list(csv.DictReader(io.StringIO(text)))
+    assert [Path(r["path"]).name for r in rows][1:] == ["plain.wav"]
+    assert rows[0]["path"] == str(odd) if fmt == "jsonl" else rows[0]["path"].endswith("caf\ufffd.wav")
