@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 from pathlib import Path
 from typing import Iterator, Optional, Tuple, Union
 
@@ -88,6 +89,12 @@ def _checked_path(audio: Union[str, Path], name: str) -> str:
     return str(path)
 
 
+def _sf_path(data: Union[str, io.BytesIO]) -> Union[bytes, io.BytesIO]:
+    """A path as bytes for libsndfile: soundfile encodes a ``str`` strictly, which fails on a file name
+    that is not valid UTF-8 (surrogate-escaped by the OS layer)."""
+    return os.fsencode(data) if isinstance(data, str) else data
+
+
 def _too_long(name: str, seconds: float, limit: float) -> AudioTooLongError:
     return AudioTooLongError(name, seconds, limit)
 
@@ -102,7 +109,7 @@ def _read_sndfile(data: Union[str, io.BytesIO], name: str, max_duration: Optiona
     """Decode with libsndfile, refusing over-long inputs from the header before reading samples."""
     import soundfile as sf
 
-    with sf.SoundFile(data) as handle:
+    with sf.SoundFile(_sf_path(data)) as handle:
         rate = _check_rate(handle.samplerate, name)
         if not 1 <= handle.channels <= MAX_CHANNELS:
             raise AudioError(name, f"unsupported channel count {handle.channels} (accepted: 1-{MAX_CHANNELS})")
@@ -149,7 +156,7 @@ def as_float32(samples: np.ndarray, name: str) -> np.ndarray:
     kind = samples.dtype.kind
     if kind in "iu":
         info = np.iinfo(samples.dtype)
-        scale = float(max(abs(info.min), info.max))
+        scale = (float(info.max) - float(info.min) + 1.0) / 2.0  # 32768 for int16, 128 for uint8
         offset = 0.0 if kind == "i" else (info.max + 1) / 2.0
         return ((samples.astype(np.float64) - offset) / scale).astype(np.float32)
     if kind == "f":
@@ -301,7 +308,7 @@ class BlockReader:
         else:
             raise AudioError(self.name, f"unsupported input type {type(audio).__name__} (a path or bytes)")
         try:
-            self._handle = sf.SoundFile(data)
+            self._handle = sf.SoundFile(_sf_path(data))
         except Exception as error:
             raise AudioError(self.name, f"cannot decode audio: not a readable audio file ({_short(error)})") from error
         try:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import numbers
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Collection, Iterable, Iterator, List, Mapping, Optional, Sequence, Union
@@ -164,7 +165,9 @@ class SpeechIntentPipeline:
         self, inputs: Union[AudioInput, Sequence[AudioInput]], *, batch_size: int = 8, progress: bool = False
     ) -> List[PipelineResult]:
         """Process inputs (paths, bytes, arrays); one result per input, in order."""
-        single_pair = isinstance(inputs, tuple) and len(inputs) == 2 and not isinstance(inputs[1], (str, Path, bytes))
+        # (samples, rate) is one input; any other tuple is a sequence of inputs (two arrays are two inputs)
+        single_pair = (isinstance(inputs, tuple) and len(inputs) == 2 and isinstance(inputs[1], numbers.Real)
+                       and not isinstance(inputs[1], bool))
         if isinstance(inputs, (str, Path, bytes, bytearray)) or single_pair or not isinstance(inputs, Sequence):
             inputs = [inputs]  # type: ignore[list-item]
         return list(self.stream(inputs, batch_size=batch_size, progress=progress))

@@ -44,6 +44,9 @@ class ResultWriter:
       it atomically, so after a rerun every input has exactly one row: its latest
       outcome. Rows of paths that are not part of the run are kept untouched.
 
+    ``resume=False`` (``--overwrite``) leaves an existing file as it is until :meth:`pending`
+    (or the first :meth:`write`) starts it afresh.
+
     With ``segments=True`` (long recordings split into utterances, ``predict --segment``)
     rows are keyed by ``(path, segment)`` and CSV has the :data:`SEGMENT_FIELDS` too. A file
     is done when it has its ``last`` row and a successful row for every utterance up to it,
@@ -75,8 +78,6 @@ class ResultWriter:
         if self.resume and Path(path).is_file():  # type: ignore[arg-type]
             _cut_partial_last_line(path)  # type: ignore[arg-type]
             self._scan()
-        elif path and not resume:
-            self._open()  # --overwrite: start the file afresh now
 
     # ------------------------------------------------------------------ resume
     def _records(self) -> Iterator[Tuple[Optional[dict], str]]:
@@ -102,12 +103,14 @@ class ResultWriter:
 
     def _scan(self) -> None:
         """Latest outcome per ``(path, segment)``; ``done`` holds paths whose latest whole-file row succeeded."""
+        other = 0  # rows that parse but are not results (no path)
         for index, (row, _) in enumerate(self._records()):
             if row is None:
                 self._unparsed += 1
                 continue
             path = row.get("path")
             if not isinstance(path, str):
+                other += 1
                 continue
             self._rows += 1
             key = (path, _segment_of(row))
@@ -119,6 +122,9 @@ class ResultWriter:
                 self.done.pop(path, None)
             else:
                 self.done[path] = str(outcome.file_key)
+        if (self._unparsed or other) and not self._rows and self.format == "jsonl":  # someone else's file
+            raise DataFormatError("cannot resume: not a JSONL results file (no line is a row with a path; use a "
+                                  "new output file or --overwrite)", source=self.path)
         if self._unparsed:
             logger.warning("%s: %d unreadable row(s) ignored", self.path, self._unparsed)
 
@@ -155,12 +161,15 @@ class ResultWriter:
             drop.update(key for key in self._keys.get(path, ()) if key[1] not in keep)
         if self.resume and (drop or self._unparsed or self._rows > len(self._latest)):
             self._compact(drop)
+        elif self.path and not self.resume:
+            self._open()  # --overwrite: start the file afresh now (not before: models that fail to load leave it)
         return todo
 
     def _compact(self, drop: Set[Key]) -> None:
         """Rewrite the file without the rows of ``drop``, unreadable rows and superseded duplicates (atomic)."""
         assert self.path is not None
-        tmp = f"{self.path}.tmp"
+        target = os.path.realpath(self.path)  # a symlinked output: rewrite the file it points to, keep the link
+        tmp = f"{target}.tmp"
         kept = dropped = 0
         with open(tmp, "w", encoding="utf-8", errors="surrogateescape", newline="") as out:
             writer = csv.DictWriter(out, fieldnames=self.fields) if self.format == "csv" else None
@@ -181,7 +190,7 @@ class ResultWriter:
                     out.write(line if line.endswith("\n") else line + "\n")
             out.flush()
             os.fsync(out.fileno())
-        os.replace(tmp, self.path)
+        os.replace(tmp, target)
         logger.info("%s: removed %d superseded row(s), kept %d", self.path, dropped, kept)
         for key in drop:
             self._latest.pop(key, None)
@@ -208,10 +217,13 @@ class ResultWriter:
                 self._csv.writeheader()
         return self._file
 
-    def write(self, result: PipelineResult) -> None:
-        """Append one result (with its ``file_key``) and flush, so a kill loses at most this line."""
+    def write(self, result: PipelineResult, key: Optional[str] = None) -> None:
+        """Append one result (with its ``file_key``) and flush, so a kill loses at most this line.
+
+        ``key``: the input's :func:`file_key` taken before it was read (default: taken now), so
+        that a file changed while it was processed is not marked done as it is now."""
         row = result.to_dict()
-        row["file_key"] = file_key(result.path)
+        row["file_key"] = file_key(result.path) if key is None else key
         self.write_row(row)
 
     def write_row(self, row: Dict[str, object]) -> None:
@@ -219,13 +231,21 @@ class ResultWriter:
         remote worker) and flush. CSV keeps only its columns (:data:`CSV_FIELDS`, plus
         :data:`SEGMENT_FIELDS` when segmented); JSONL keeps every key."""
         handle = self._open()
+        try:
+            self._write(handle, row, ensure_ascii=False)
+        except UnicodeEncodeError:  # a non-UTF-8 file name, to a stream that refuses it (stdout): escaped
+            self._write(handle, row, ensure_ascii=True)
+        handle.flush()
+
+    def _write(self, handle: IO[str], row: Dict[str, object], ensure_ascii: bool) -> None:
         if self._csv is not None:
             flat = {k: row.get(k) for k in self.fields}
-            flat["slots"] = json.dumps(row["slots"], ensure_ascii=False) if row["slots"] else ""
+            flat["slots"] = json.dumps(row["slots"], ensure_ascii=ensure_ascii) if row["slots"] else ""
+            if ensure_ascii:  # CSV cannot escape: undecodable bytes become U+FFFD
+                flat = {k: _replace_undecodable(v) if isinstance(v, str) else v for k, v in flat.items()}
             self._csv.writerow(flat)
         else:
-            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-        handle.flush()
+            handle.write(json.dumps(row, ensure_ascii=ensure_ascii) + "\n")
 
     def close(self) -> None:
         """Close the output file (a stream given by the caller is left open)."""
@@ -248,6 +268,11 @@ class _Outcome(NamedTuple):
         key = row.get("file_key") or None
         return cls(last not in (None, ""), not row.get("error") and key is not None,
                    last is True or str(last).lower() == "true", None if key is None else str(key))
+
+
+def _replace_undecodable(text: str) -> str:
+    """``text`` with the bytes a non-UTF-8 file name was decoded with (surrogate escapes) replaced by U+FFFD."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 def _segment_of(row: dict) -> Optional[int]:

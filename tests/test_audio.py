@@ -123,3 +123,26 @@ def test_array_inputs_are_scaled_before_downmixing_and_validated():
         with pytest.raises(AudioError, match=reason):
             load_audio(bad)
     assert len(load_audio(x[:1000], min_duration=None)) == 1000
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int8, np.int16, np.int32])
+def test_integer_arrays_signed_or_unsigned_are_scaled_to_full_range(dtype):
+    x = _signal(16000, 0.5)
+    x = x / np.abs(x).max()  # full scale
+    info = np.iinfo(dtype)
+    half = (float(info.max) - float(info.min) + 1) / 2  # unsigned PCM: centred on half its range
+    centre = 0.0 if info.min < 0 else half
+    pcm = np.clip(np.round(x * half + centre), info.min, info.max).astype(dtype)
+    np.testing.assert_allclose(load_audio(pcm), x, atol=2.5 / half)
+
+
+def test_files_whose_names_are_not_utf8_are_read(tmp_path):
+    import os
+
+    from speech_intent.audio import BlockReader
+
+    path = tmp_path / os.fsdecode(b"caf\xe9.wav")  # a Latin-1 name: surrogate-escaped by the OS layer
+    sf.write(os.fsencode(path), _tone(16000), 16000)
+    assert len(load_audio(path)) == 16000
+    with BlockReader(str(path)) as reader:
+        assert sum(len(block) for block in reader) == 16000

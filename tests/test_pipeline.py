@@ -242,6 +242,15 @@ def test_a_stage_raising_on_one_input_fails_only_that_input(tiny_pipeline_dir):
     assert isinstance(results[0].transcript, str) and isinstance(results[2].transcript, str)
 
 
+def test_a_tuple_of_two_arrays_is_two_inputs_and_an_array_with_its_rate_is_one(tiny_pipeline_dir):
+    pipe = SpeechIntentPipeline.from_pretrained(tiny_pipeline_dir, device="cpu")
+    a, b = _signal(16000, 0.5), _signal(16000, 0.7)
+    results = pipe((a, b))
+    assert [(r.path, r.error) for r in results] == [("<array #0>", None), ("<array #1>", None)]
+    assert [r.duration for r in results] == pytest.approx([0.5, 0.7])
+    assert [r.duration for r in pipe((a, 8000))] == pytest.approx([1.0])  # (samples, rate): one input
+
+
 # ------------------------------------------------------------------------------------ determinism
 @pytest.mark.parametrize("backend", ["wav2vec2", "whisper"])
 def test_same_inputs_same_outputs_across_runs_and_batch_sizes(backend, tiny_pipeline_dir, tiny_whisper_dir,

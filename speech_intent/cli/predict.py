@@ -9,7 +9,7 @@ from functools import partial
 
 from ..errors import ConfigError
 from ..inputs import expand_inputs
-from ..writer import ResultWriter
+from ..writer import ResultWriter, file_key
 from .options import add_model_args, add_vad_args, build_pipeline, check_model_args, vad_options
 
 
@@ -71,16 +71,25 @@ def run(args: argparse.Namespace) -> int:
         if pipe is not None and vad is not None:
             for path in _progress(todo, args.quiet):
                 ok, heard = True, 0.0
+                key = file_key(path)  # before reading: the rows describe the file as it was read
                 for result in pipe.predict_segments(path, vad=vad, batch_size=args.batch_size,
                                                     skip=writer.done_segments(path)):
-                    writer.write(result)
+                    writer.write(result, key)
                     ok = ok and not result.error
                     utterances += result.segment is not None
                     heard = max(heard, result.end or 0.0)  # the file's audio up to its last utterance
                 done, failed, audio_seconds = done + ok, failed + (not ok), audio_seconds + heard
         elif pipe is not None:
-            for result in pipe.stream(todo, batch_size=args.batch_size, progress=not args.quiet, total=len(todo)):
-                writer.write(result)
+            keys: dict = {}
+
+            def keyed(paths):
+                for path in paths:  # taken as the pipeline takes the file, before it reads it
+                    keys[path] = file_key(path)
+                    yield path
+
+            for result in pipe.stream(keyed(todo), batch_size=args.batch_size, progress=not args.quiet,
+                                      total=len(todo)):
+                writer.write(result, keys.pop(result.path, None))
                 if result.error:
                     failed += 1
                 else:
