@@ -255,7 +255,9 @@ def _stream_batches(todo: List[str], source: PipelineSource, device: DeviceLike,
         # Ray Data gives actor pools max_restarts=-1 and max_task_retries=-1: a killed worker process
         # is restarted and its batch retried; only the successful attempt's rows come back
     )
-    for batch in rows.iter_batches(batch_size=None, batch_format="numpy"):
+    # prefetch_batches=0: a task's rows are handed over (and written) as soon as it ends; with Ray's
+    # default the driver holds each task's rows until the next task's are ready too
+    for batch in rows.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=0):
         yield [json.loads(str(text)) for text in batch["row"]]
 
 
