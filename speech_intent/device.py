@@ -63,6 +63,15 @@ def available_cpus() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def thread_budget() -> int:
+    """Threads a model may use by default: ``OMP_NUM_THREADS`` where it is set to a positive number
+    (as torch's own default; Ray sets it to an actor's CPUs), else :func:`available_cpus`."""
+    value = os.environ.get("OMP_NUM_THREADS", "")
+    if value.strip().isdigit() and int(value) > 0:
+        return min(int(value), available_cpus())
+    return available_cpus()
+
+
 def set_torch_threads(threads: int) -> None:
     """Pin torch's intra-op threads for the calling thread and the threads it starts afterwards.
 

@@ -105,3 +105,21 @@ def test_cached_suppression_equals_transformers_processors(tiny_whisper_dir, sin
         with monkeypatch.context() as patch:
             patch.setattr(whisper_module, "suppressors", lambda config: ([], {}))  # transformers' own
             assert [(t.text, t.confidence) for t in asr.transcribe(clips, batch_size=2)] == cached
+
+
+def test_faster_whisper_threads_follow_omp_num_threads_as_torch_does(monkeypatch, caplog):
+    """A Ray actor of 1 CPU gets OMP_NUM_THREADS=1: CTranslate2 then uses 1 thread, as torch does, not every core."""
+    import logging
+
+    from speech_intent.device import available_cpus, thread_budget
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert thread_budget() == 1
+    with caplog.at_level(logging.INFO, logger="speech_intent.asr.faster_whisper"):
+        FasterWhisperASR.from_pretrained(None, device="cpu")
+    assert "1 worker(s) x 1 CPU threads" in caplog.text
+    monkeypatch.setenv("OMP_NUM_THREADS", "1000")
+    assert thread_budget() == available_cpus()  # never more than the cores it may run on
+    for unset in ("", "0", "four"):
+        monkeypatch.setenv("OMP_NUM_THREADS", unset)
+        assert thread_budget() == available_cpus()

@@ -21,7 +21,7 @@ from typing import Any, List, Mapping, Optional, Union
 
 import numpy as np
 
-from ..device import resolve_device
+from ..device import resolve_device, thread_budget
 from ..errors import ModelLoadError
 from ..models import bundled_whisper_path
 from ..results import Transcript
@@ -29,7 +29,6 @@ from .base import BaseASR
 from .options import FasterWhisperOptions, merge_options
 from .whisper_common import (
     LOGPROB_THRESHOLD,
-    available_cpus,
     context_frames,
     encoder_step,
     grammar_unsupported,
@@ -119,7 +118,7 @@ class FasterWhisperASR(BaseASR):
 
         ``None`` loads the bundled tiny.en. ``compute_type`` (or ``dtype``) defaults to
         int8 on CPU and float16 on CUDA. ``cpu_threads`` (threads per worker) defaults
-        to the available cores (at most 8) divided by ``num_workers``; ``num_workers`` > 1 decodes
+        to :func:`~speech_intent.device.thread_budget` (at most 8) divided by ``num_workers``; ``num_workers`` > 1 decodes
         parts of a batch in parallel. Other keyword arguments go to the constructor (``options=``,
         option names); a ``grammar`` raises ConfigError before anything is loaded.
         """
@@ -132,7 +131,7 @@ class FasterWhisperASR(BaseASR):
         compute_type = compute_type or dtype or ("float16" if resolved.type == "cuda" else "int8")
         path = str(name_or_path) if name_or_path is not None else str(bundled_whisper_path())
         if cpu_threads is None:
-            cpu_threads = max(1, min(MAX_DEFAULT_THREADS, available_cpus()) // max(1, num_workers))
+            cpu_threads = max(1, min(MAX_DEFAULT_THREADS, thread_budget()) // max(1, num_workers))
         logger.info("loading %s on %s (%s, %d worker(s) x %d CPU threads)", path, resolved, compute_type,
                     num_workers, cpu_threads)
         try:
