@@ -68,7 +68,9 @@ class RayOptions:
             ``"host:port"`` = a cluster's GCS. When the process is already connected, that is used.
             A cluster that requires a token: see :mod:`speech_intent.ray_cluster`.
         workers: actors in the pool (each loads the pipeline once).
-        cpus_per_worker / gpus_per_worker: Ray resources each actor reserves (fractions allowed).
+        cpus_per_worker / gpus_per_worker: Ray resources each actor reserves (fractions allowed);
+            the models use that many threads (Ray sets ``OMP_NUM_THREADS``). ``cpus_per_worker=None``:
+            a local Ray's CPUs (this machine's) shared among the workers, 1 on a cluster.
         batch_size: the pipeline's batch size in each actor.
         files_per_task: inputs per Ray task (one ``map_batches`` batch, run by the actor as pipeline
             batches of ``batch_size``); ``None`` = ``TASK_BATCHES`` pipeline batches, fewer when a
@@ -80,7 +82,7 @@ class RayOptions:
 
     address: Optional[str] = None
     workers: int = 1
-    cpus_per_worker: float = 1.0
+    cpus_per_worker: Optional[float] = None
     gpus_per_worker: float = 0.0
     batch_size: int = 8
     files_per_task: Optional[int] = None
@@ -94,6 +96,14 @@ class RayOptions:
         spread = math.ceil(inputs / (4 * self.workers))  # at least 4 tasks per worker
         return max(self.batch_size, min(TASK_BATCHES * self.batch_size, spread))
 
+    def cpus(self) -> float:
+        """CPUs each actor reserves: ``cpus_per_worker``, or its default for where the run goes."""
+        if self.cpus_per_worker is not None:
+            return self.cpus_per_worker
+        if self.address is None:  # a local Ray: the whole machine, as a local run uses it
+            return float(max(1, (os.cpu_count() or 1) // self.workers))
+        return 1.0
+
     def check(self) -> None:
         if isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 1:
             raise ConfigError(f"workers must be an integer >= 1, got {self.workers!r}")
@@ -102,7 +112,7 @@ class RayOptions:
         if self.files_per_task is not None and (isinstance(self.files_per_task, bool)
                                                 or not isinstance(self.files_per_task, int) or self.files_per_task < 1):
             raise ConfigError(f"files_per_task must be an integer >= 1 or None, got {self.files_per_task!r}")
-        if not self.cpus_per_worker > 0 or self.gpus_per_worker < 0:
+        if (self.cpus_per_worker is not None and not self.cpus_per_worker > 0) or self.gpus_per_worker < 0:
             raise ConfigError(f"cpus_per_worker must be > 0 and gpus_per_worker >= 0, got "
                               f"{self.cpus_per_worker!r} and {self.gpus_per_worker!r}")
 
@@ -206,7 +216,7 @@ def connect(options: RayOptions) -> bool:
     kwargs: dict = {"logging_level": logging.WARNING, "log_to_driver": True}
     state = None
     if options.address is None:  # a local Ray for this run, sized so that the pool fits
-        need = options.workers * options.cpus_per_worker
+        need = options.workers * options.cpus()
         # "local": a new Ray even where a cluster was started on this machine before (Ray would
         # otherwise join the one ray_current_cluster names, or fail when that one is gone)
         kwargs.update(address="local", num_cpus=max(os.cpu_count() or 1, int(need + 0.999)), include_dashboard=False)
@@ -250,7 +260,7 @@ def _stream_batches(todo: List[str], source: PipelineSource, device: DeviceLike,
                                "worker_info": options.worker_info},
         batch_size=options.task_size(len(todo)),
         compute=ray.data.ActorPoolStrategy(size=options.workers),
-        num_cpus=options.cpus_per_worker,
+        num_cpus=options.cpus(),
         num_gpus=options.gpus_per_worker or None,
         # Ray Data gives actor pools max_restarts=-1 and max_task_retries=-1: a killed worker process
         # is restarted and its batch retried; only the successful attempt's rows come back

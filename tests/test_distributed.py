@@ -28,7 +28,7 @@ import soundfile as sf
 
 from speech_intent import SpeechIntentPipeline
 from speech_intent.distributed import RayOptions, connect, predict_distributed
-from speech_intent.errors import DistributedError
+from speech_intent.errors import ConfigError, DistributedError
 from speech_intent.ray_cluster import prepare
 
 from .conftest import REPO
@@ -217,8 +217,6 @@ def test_driver_killed_then_rerun_every_input_exactly_once(cluster, tiny_pipelin
 
 
 def test_task_size_spreads_small_jobs_and_batches_large_ones():
-    from speech_intent.errors import ConfigError
-
     options = RayOptions(workers=2, batch_size=4)
     assert options.task_size(26) == 4  # 7 tasks: both workers get several
     assert options.task_size(200) == 25
@@ -227,6 +225,16 @@ def test_task_size_spreads_small_jobs_and_batches_large_ones():
     assert RayOptions(files_per_task=5).task_size(10_000) == 5
     with pytest.raises(ConfigError, match="files_per_task"):
         RayOptions(files_per_task=0).check()
+
+
+def test_actors_default_to_the_machine_on_a_local_ray_and_one_cpu_on_a_cluster(monkeypatch):
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)
+    assert RayOptions().cpus() == 8.0  # one actor: the whole machine, as a local run
+    assert RayOptions(workers=3).cpus() == 2.0 and RayOptions(workers=16).cpus() == 1.0
+    assert RayOptions(address="auto").cpus() == 1.0 and RayOptions(address="auto", workers=4).cpus() == 1.0
+    assert RayOptions(cpus_per_worker=0.5).cpus() == 0.5
+    with pytest.raises(ConfigError, match="cpus_per_worker"):
+        RayOptions(cpus_per_worker=0).check()
 
 
 def test_ray_client_address_same_answers_as_local(cluster, tiny_pipeline_dir, tmp_path):
@@ -296,6 +304,7 @@ def test_a_local_ray_gets_the_worker_settings_through_its_environment_and_the_dr
     worker_env = {"PYTHONPATH": os.pathsep.join([str(REPO), "/elsewhere"]), "TOKENIZERS_PARALLELISM": "false"}
     for kwargs, env in calls:
         assert kwargs["address"] == "local" and "runtime_env" not in kwargs and env == worker_env
+        assert kwargs["num_cpus"] == max(os.cpu_count() or 1, 1)  # room for the default actor
     assert os.environ["PYTHONPATH"] == "/elsewhere" and "TOKENIZERS_PARALLELISM" not in os.environ
     connect(RayOptions(address="auto"))  # a cluster of its own: the settings travel in a runtime_env
     kwargs, env = calls[-1]

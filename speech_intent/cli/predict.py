@@ -34,7 +34,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                           "requiring a token: this machine's is used for an address of this machine, elsewhere "
                           "set RAY_AUTH_MODE=token and RAY_AUTH_TOKEN (`ray get-auth-token` on the head prints it)")
     ray.add_argument("--workers", type=int, default=1, help="actors, each loading the pipeline once (1)")
-    ray.add_argument("--cpus-per-worker", type=float, default=1.0, help="CPUs each actor reserves (1)")
+    ray.add_argument("--cpus-per-worker", type=float, default=None,
+                     help="CPUs (threads) each actor reserves (without --address: this machine's CPUs shared "
+                          "among the workers; with it: 1)")
     ray.add_argument("--gpus-per-worker", type=float, default=0.0, help="GPUs each actor reserves (0)")
     ray.add_argument("--parquet", default=None,
                      help="also write the results as Parquet (default: the JSONL output's name with .parquet)")
