@@ -206,8 +206,10 @@ class Endpointer:
             return "start"
         silent_for = 0 if self._silence_start is None else self.position - self._silence_start
         if not self.confirmed:
-            if silent_for >= max(self._min_speech, 4 * WINDOW):
-                self.reset()  # a blip: forget it
+            # a blip, or a trigger that never became speech (probabilities between the two thresholds
+            # for as long as an utterance may last): forget it, so the samples kept stay bounded
+            if silent_for >= max(self._min_speech, 4 * WINDOW) or self.position - self.start >= self._max:
+                self.reset()
             return None
         if silent_for >= self._silence:
             return self._end("silence")

@@ -7,7 +7,7 @@ import pytest
 from speech_intent import SpeechIntentPipeline
 from speech_intent.errors import AudioError, ConfigError
 from speech_intent.stream import StreamingRecognizer
-from speech_intent.vad import WINDOW, SileroVAD, VADOptions, split_utterances
+from speech_intent.vad import WINDOW, Endpointer, SileroVAD, VADOptions, split_utterances
 from tests.serving import pcm16, recording, with_silences
 
 TWO = ("001_set_alarm.wav", "007_get_weather.wav")
@@ -199,3 +199,24 @@ def test_early_endpoint_settings_are_checked(pipe):
         StreamingRecognizer(pipe, early_endpoint=0.8)  # over the 0.6 s trailing silence
     with pytest.raises(ConfigError, match="early_confidence"):
         StreamingRecognizer(pipe, early_endpoint=0.2, early_confidence=1.5)
+
+
+def test_a_trigger_that_never_becomes_speech_is_dropped_after_max_utterance():
+    """Probabilities that stay between the silence and speech thresholds after one speech window neither
+    confirm an utterance nor end it: the trigger is dropped once it is as old as the longest utterance,
+    so the samples kept for it stay bounded, and later speech starts an utterance of its own."""
+    options = VADOptions(max_utterance=3.0)
+    endpointer = Endpointer(options)
+    assert endpointer.update(0.9) is None and endpointer.triggered
+    limit = int(options.max_utterance * 16000) // WINDOW
+    for _ in range(limit + 1):
+        assert endpointer.update(0.4) is None
+    assert not endpointer.triggered  # forgotten, not kept for ever
+    for _ in range(2 * limit):
+        endpointer.update(0.4)
+    events = [endpointer.update(0.9) for _ in range(10)]
+    assert "start" in events
+    began = endpointer.position - 10 * WINDOW
+    segment = next(e for e in (endpointer.update(0.0) for _ in range(40)) if e is not None)
+    assert segment.reason == "silence" and segment.start >= began - int(options.pad * 16000)
+    assert segment.end - segment.start <= options.max_utterance * 16000
