@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import IO, Dict, Iterable, Iterator, List, NamedTuple, Optional, Set, Tuple
 
-from .errors import DataFormatError
+from .errors import ConfigError, DataFormatError
 from .results import PipelineResult
 
 logger = logging.getLogger(__name__)
@@ -62,6 +62,8 @@ class ResultWriter:
 
     def __init__(self, path: Optional[str], fmt: Optional[str] = None, *, resume: bool = True,
                  stream: Optional[IO[str]] = None, segments: bool = False) -> None:
+        if path and Path(path).is_dir():  # before any model loads: nothing could be written there
+            raise ConfigError(f"the output {path!r} is a directory; give a file (e.g. {os.path.join(path, 'results.jsonl')})")
         self.path = path
         self.format = fmt or ("csv" if path and path.lower().endswith(".csv") else "jsonl")
         self.resume = bool(path and resume)

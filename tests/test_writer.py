@@ -78,6 +78,17 @@ def test_overwrite_leaves_the_output_as_it_was_when_the_models_fail_to_load(tmp_
     assert [json.loads(line)["path"] for line in out.read_text().splitlines()] == [str(clip)]
 
 
+def test_a_directory_as_the_output_is_refused_before_any_model_loads(tmp_path, capsys):
+    from speech_intent.cli import main
+
+    clip = tmp_path / "a.wav"
+    clip.write_bytes(b"RIFF")
+    # the models named would not load either: the output is checked first, and named
+    assert main(["predict", str(clip), "--intent", str(tmp_path / "no-such-model"), "-q", "-o", str(tmp_path)]) != 0
+    err = capsys.readouterr().err
+    assert "is a directory" in err and str(tmp_path) in err and "no-such-model" not in err
+
+
 class _CopyingASR:
     """An ASR stage during whose work the input file is still being written (a copy in progress)."""
 
