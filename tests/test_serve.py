@@ -487,6 +487,50 @@ def test_the_service_streams_with_an_early_endpoint(tiny_pipe):
     assert finals[0]["timings"]["endpoint_delay"] < 0.5 or finals[0]["reason"] != "early_endpoint"
 
 
+def test_a_stream_whose_recognition_fails_gets_error_finals_and_goes_on(tiny_pipe):
+    """A batch that raises (a lost device, a model bug) gives the utterance a final with the error; the
+    stream stays open for the next one (it was closed silently, as if the client had gone)."""
+    from fastapi.testclient import TestClient
+
+    from speech_intent.serve import ServeConfig, create_app
+
+    class Failing:
+        def __init__(self, pipe) -> None:
+            self._pipe = pipe
+
+        def __getattr__(self, name):
+            return getattr(self._pipe, name)
+
+        def __call__(self, items, batch_size=8):
+            raise RuntimeError("device lost")
+
+    import threading
+
+    audio, _ = with_silences(["001_set_alarm.wav", "014_lights_on.wav"], lead=0.5, tail=1.0)
+    data = pcm16(audio)
+    events: list = []
+    health: list = []
+
+    def talk() -> None:  # in a thread: a stream closed without a word would block receive_json for ever
+        with TestClient(create_app(Failing(tiny_pipe), ServeConfig(partial_interval=None))) as client:
+            with client.websocket_connect("/v1/stream") as ws:
+                assert ws.receive_json()["type"] == "ready"
+                for start in range(0, len(data), 640):
+                    ws.send_bytes(data[start: start + 640])
+                ws.send_text(json.dumps({"type": "end"}))
+                while not events or events[-1]["type"] != "end":
+                    events.append(ws.receive_json())
+            health.append(client.get("/health").status_code)
+
+    talker = threading.Thread(target=talk, daemon=True)
+    talker.start()
+    talker.join(120)
+    assert health == [200], f"the stream stopped answering after {[e['type'] for e in events]}"
+    finals = [e for e in events if e["type"] == "final"]
+    assert len(finals) == 2
+    assert all("recognition failed (RuntimeError: device lost)" in f["error"] for f in finals)
+
+
 def test_a_cancelled_request_does_not_kill_the_worker():
     import threading
 

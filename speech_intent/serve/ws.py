@@ -42,6 +42,8 @@ def _recognizer(service, sample_rate: int) -> StreamingRecognizer:
             return service.batcher.submit_audio([audio], ["<stream>"]).result()[0]
         except OverloadedError as error:
             return PipelineResult(path="<stream>", error=str(error))
+        except Exception as error:  # the batch failed (logged by the batcher): this utterance's result says so
+            return PipelineResult(path="<stream>", error=f"recognition failed ({type(error).__name__}: {error})")
 
     vad = service.config.vad
     if vad.max_utterance > service.max_audio_seconds:  # as /v1/predict?segment=true: no utterance the pipeline refuses
