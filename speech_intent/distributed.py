@@ -70,7 +70,8 @@ class RayOptions:
         workers: actors in the pool (each loads the pipeline once).
         cpus_per_worker / gpus_per_worker: Ray resources each actor reserves (fractions allowed);
             the models use that many threads (Ray sets ``OMP_NUM_THREADS``). ``cpus_per_worker=None``:
-            a local Ray's CPUs (this machine's) shared among the workers, 1 on a cluster.
+            a local Ray's CPUs (this machine's, or those of the Ray this process has joined already)
+            shared among the workers; 1 on a cluster given by ``address``.
         batch_size: the pipeline's batch size in each actor.
         files_per_task: inputs per Ray task (one ``map_batches`` batch, run by the actor as pipeline
             batches of ``batch_size``); ``None`` = ``TASK_BATCHES`` pipeline batches, fewer when a
@@ -100,9 +101,14 @@ class RayOptions:
         """CPUs each actor reserves: ``cpus_per_worker``, or its default for where the run goes."""
         if self.cpus_per_worker is not None:
             return self.cpus_per_worker
-        if self.address is None:  # a local Ray: the whole machine, as a local run uses it
-            return float(max(1, (os.cpu_count() or 1) // self.workers))
-        return 1.0
+        if self.address is not None:
+            return 1.0
+        ray = sys.modules.get("ray")
+        if ray is not None and ray.is_initialized():  # a Ray this process had joined already: its CPUs
+            total = int(ray.cluster_resources().get("CPU", 1))
+        else:  # a local Ray for the run: the whole machine, as a local run uses it
+            total = os.cpu_count() or 1
+        return float(max(1, total // self.workers))
 
     def check(self) -> None:
         if isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 1:

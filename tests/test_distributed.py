@@ -233,6 +233,9 @@ def test_actors_default_to_the_machine_on_a_local_ray_and_one_cpu_on_a_cluster(m
     assert RayOptions(workers=3).cpus() == 2.0 and RayOptions(workers=16).cpus() == 1.0
     assert RayOptions(address="auto").cpus() == 1.0 and RayOptions(address="auto", workers=4).cpus() == 1.0
     assert RayOptions(cpus_per_worker=0.5).cpus() == 0.5
+    monkeypatch.setattr(ray, "is_initialized", lambda: True)  # a Ray this process joined before: its CPUs
+    monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 3.0})
+    assert RayOptions().cpus() == 3.0 and RayOptions(workers=2).cpus() == 1.0
     with pytest.raises(ConfigError, match="cpus_per_worker"):
         RayOptions(cpus_per_worker=0).check()
 
