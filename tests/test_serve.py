@@ -363,6 +363,26 @@ def test_api_key_cors_and_a_full_queue(tiny_pipe):
         assert busy.status_code == 503 and busy.headers["retry-after"] == "3"
 
 
+def test_only_the_services_own_pages_and_configured_origins_may_open_a_stream(tiny_pipe):
+    """Browsers apply no CORS to WebSockets: without this, any site the user visits could stream to the
+    service on their machine. The demo (same origin), configured origins and non-browser clients may."""
+    from fastapi.testclient import TestClient
+    from starlette.websockets import WebSocketDisconnect
+
+    from speech_intent.serve import ServeConfig, create_app
+
+    with TestClient(create_app(tiny_pipe, ServeConfig(cors_origins=("http://app.example",)))) as client:
+        for origin in (None, "http://testserver", "http://app.example"):
+            headers = {"origin": origin} if origin else {}
+            with client.websocket_connect("/v1/stream", headers=headers) as ws:
+                assert ws.receive_json()["type"] == "ready", origin
+        for origin in ("http://evil.example", "null", "http://testserver.evil.example"):
+            with pytest.raises(WebSocketDisconnect) as refused:
+                with client.websocket_connect("/v1/stream", headers={"origin": origin}) as ws:
+                    ws.receive_json()
+            assert refused.value.code == 1008, origin
+
+
 class _StubPipeline:
     """A stand-in for the pipeline behind the micro-batcher: records each batch's size and the torch
     threads it ran with; ``delay`` seconds per batch; a batch holding a 3-sample clip raises."""

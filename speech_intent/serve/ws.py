@@ -27,7 +27,7 @@ from starlette.concurrency import run_in_threadpool
 from ..errors import OverloadedError, SpeechIntentError
 from ..results import PipelineResult
 from ..stream import StreamingRecognizer
-from .auth import websocket_key_ok
+from .auth import websocket_key_ok, websocket_origin_ok
 
 logger = logging.getLogger(__name__)
 
@@ -132,6 +132,9 @@ async def stream(websocket: WebSocket) -> None:
     service = websocket.app.state.service
     if not websocket_key_ok(websocket):
         await websocket.close(code=1008, reason="a valid API key is required")
+        return
+    if not websocket_origin_ok(websocket):
+        await websocket.close(code=1008, reason="this origin may not open a stream (see --cors-origin)")
         return
     await websocket.accept()
     if service.streams >= service.config.max_streams:
