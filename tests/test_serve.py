@@ -385,16 +385,19 @@ def test_only_the_services_own_pages_and_configured_origins_may_open_a_stream(ti
 
 class _StubPipeline:
     """A stand-in for the pipeline behind the micro-batcher: records each batch's size and the torch
-    threads it ran with; ``delay`` seconds per batch; a batch holding a 3-sample clip raises."""
+    threads it ran with; ``delay`` seconds per batch; with ``gate``, each batch first waits (up to 10 s)
+    for it to be set; a batch holding a 3-sample clip raises."""
 
     max_duration = 30.0
 
-    def __init__(self, delay: float = 0.0) -> None:
-        self.delay, self.calls, self.threads = delay, [], []
+    def __init__(self, delay: float = 0.0, gate=None) -> None:
+        self.delay, self.gate, self.calls, self.threads = delay, gate, [], []
 
     def __call__(self, items, batch_size):
         import torch
 
+        if self.gate is not None:
+            self.gate.wait(10)
         self.calls.append(len(items))
         self.threads.append(torch.get_num_threads())
         time.sleep(self.delay)
@@ -557,13 +560,7 @@ def test_a_cancelled_request_does_not_kill_the_worker():
     from speech_intent.serve.batcher import MicroBatcher
 
     gate = threading.Event()
-
-    class Held(_StubPipeline):
-        def __call__(self, items, batch_size):
-            gate.wait(10)
-            return super().__call__(items, batch_size)
-
-    held = Held()
+    held = _StubPipeline(gate=gate)
     batcher = MicroBatcher(held, max_batch=1).start()  # type: ignore[arg-type]
     try:
         running = batcher.submit_audio([np.zeros(5)])
@@ -619,13 +616,7 @@ def test_a_job_submitted_while_the_worker_stops_is_answered():
     from speech_intent.serve.batcher import MicroBatcher
 
     gate = threading.Event()
-
-    class Held(_StubPipeline):
-        def __call__(self, items, batch_size):
-            gate.wait(10)
-            return super().__call__(items, batch_size)
-
-    batcher = MicroBatcher(Held(), max_batch=1).start()  # type: ignore[arg-type]
+    batcher = MicroBatcher(_StubPipeline(gate=gate), max_batch=1).start()  # type: ignore[arg-type]
     running = batcher.submit_audio([np.zeros(5)])
     for _ in range(1000):  # until the worker holds it
         if batcher.depth == 0:
