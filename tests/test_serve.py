@@ -8,6 +8,7 @@ import io
 import json
 import time
 from concurrent.futures import ThreadPoolExecutor
+from typing import Optional
 
 import numpy as np
 import pytest
@@ -383,6 +384,19 @@ def test_only_the_services_own_pages_and_configured_origins_may_open_a_stream(ti
             assert refused.value.code == 1008, origin
 
 
+def _replay(ws, data: bytes, frame: int = 640, events: Optional[list] = None) -> list:
+    """Through an in-process WebSocket: expect ``ready``, send ``data`` in frames (640 bytes: 20 ms),
+    then ``end``; every event up to the service's ``end``, appended to ``events`` as they come."""
+    assert ws.receive_json()["type"] == "ready"
+    for start in range(0, len(data), frame):
+        ws.send_bytes(data[start: start + frame])
+    ws.send_text(json.dumps({"type": "end"}))
+    events = [] if events is None else events
+    while not events or events[-1]["type"] != "end":
+        events.append(ws.receive_json())
+    return events
+
+
 class _StubPipeline:
     """A stand-in for the pipeline behind the micro-batcher: records each batch's size and the torch
     threads it ran with; ``delay`` seconds per batch; with ``gate``, each batch first waits (up to 10 s)
@@ -496,13 +510,7 @@ def test_the_service_streams_with_an_early_endpoint(tiny_pipe):
     with TestClient(create_app(tiny_pipe, ServeConfig(early_endpoint=0.25, early_confidence=0.0))) as client:
         assert client.get("/v1/info").json()["stream"]["early_endpoint"] == 0.25
         with client.websocket_connect("/v1/stream") as ws:
-            assert ws.receive_json()["type"] == "ready"
-            for start in range(0, len(data), 640):  # 20 ms frames
-                ws.send_bytes(data[start: start + 640])
-            ws.send_text(json.dumps({"type": "end"}))
-            events = []
-            while not events or events[-1]["type"] != "end":
-                events.append(ws.receive_json())
+            events = _replay(ws, data)
     finals = [e for e in events if e["type"] == "final"]
     assert len(finals) == 1 and finals[0]["result"]["error"] is None
     text = (finals[0]["transcript"] or "").rstrip()
@@ -537,12 +545,7 @@ def test_a_stream_whose_recognition_fails_gets_error_finals_and_goes_on(tiny_pip
     def talk() -> None:  # in a thread: a stream closed without a word would block receive_json for ever
         with TestClient(create_app(Failing(tiny_pipe), ServeConfig(partial_interval=None))) as client:
             with client.websocket_connect("/v1/stream") as ws:
-                assert ws.receive_json()["type"] == "ready"
-                for start in range(0, len(data), 640):
-                    ws.send_bytes(data[start: start + 640])
-                ws.send_text(json.dumps({"type": "end"}))
-                while not events or events[-1]["type"] != "end":
-                    events.append(ws.receive_json())
+                _replay(ws, data, events=events)
             health.append(client.get("/health").status_code)
 
     talker = threading.Thread(target=talk, daemon=True)
@@ -585,12 +588,8 @@ def test_stream_utterances_are_cut_at_the_services_audio_limit(tiny_whisper_pipe
     speech = np.concatenate([recording(n) for n in ("001_set_alarm.wav", "004_set_timer.wav")])
     config = ServeConfig(vad=VADOptions(max_utterance=3.0), partial_interval=None)  # like --max-duration 2
     with TestClient(create_app(short, config)) as client, client.websocket_connect("/v1/stream") as ws:
-        assert ws.receive_json()["type"] == "ready"
-        ws.send_bytes(pcm16(speech))
-        ws.send_text(json.dumps({"type": "end"}))
-        events = []
-        while not events or events[-1]["type"] != "end":
-            events.append(ws.receive_json())
+        data = pcm16(speech)
+        events = _replay(ws, data, frame=len(data))  # one message
     finals = [e for e in events if e["type"] == "final"]
     assert finals and "max_utterance" in {f["reason"] for f in finals}
     assert all(f["error"] is None for f in finals), [f["error"] for f in finals]  # as /v1/predict?segment=true
