@@ -15,9 +15,10 @@ AUDIO = REPO / "assets" / "audio"
 EXAMPLES = REPO / "examples"
 
 
-def _run(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
+def _run(*args: str, cwd: Path, timeout: float = 300, **env: str) -> subprocess.CompletedProcess:
+    """An example in a fresh interpreter, importing this checkout; ``env``: more environment variables."""
     return subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "2"})
+                          env={**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "2", **env})
 
 
 def _labels() -> dict:
@@ -82,9 +83,8 @@ def test_fine_tune_intents_trains_on_a_users_csv_predicts_and_saves_a_pipeline_t
     for name in ("014_lights_on.wav", "007_get_weather.wav"):
         shutil.copy(AUDIO / name, audio / name)
 
-    done = subprocess.run([sys.executable, str(EXAMPLES / "fine_tune_intents.py"), str(data), str(audio)],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=600,
-                          env={**os.environ, "PYTHONPATH": str(REPO), "TMPDIR": str(tmp_path)})
+    done = _run(str(EXAMPLES / "fine_tune_intents.py"), str(data), str(audio), cwd=tmp_path, timeout=600,
+                TMPDIR=str(tmp_path))  # the example's work folder (tempfile.mkdtemp) inside the test's
     assert done.returncode == 0, done.stderr[-2000:]
     assert "training on 18 examples" in done.stdout
     printed = [line.split()[0] for line in done.stdout.splitlines() if line.split(" ", 1)[0].endswith(".wav")]
