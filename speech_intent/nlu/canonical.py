@@ -83,6 +83,7 @@ class SlotCanonicalizer:
 
     def __post_init__(self) -> None:
         self._phonetic = {name: [_phonetic(v) for v in vals] for name, vals in self.values.items()}
+        self._numbers = {name: [_numbers(v) for v in vals] for name, vals in self.values.items()}
 
     def match(self, name: str, raw: str) -> Tuple[str, float]:
         """Best canonical value for ``raw`` in slot ``name`` and its similarity (raw itself if open)."""
@@ -96,8 +97,8 @@ class SlotCanonicalizer:
         raw_phonetic = _phonetic(raw)
         raw_numbers = _numbers(raw)
         best, best_score = raw, 0.0
-        for value, phonetic in zip(candidates, self._phonetic[name]):
-            if raw_numbers and not _may_be_heard_as(_numbers(value), raw_numbers):  # another number
+        for value, phonetic, numbers in zip(candidates, self._phonetic[name], self._numbers[name]):
+            if raw_numbers and not _may_be_heard_as(numbers, raw_numbers):  # another number
                 continue
             score = max(fuzz.ratio(raw, value), fuzz.ratio(raw_phonetic, phonetic)) / 100.0
             if score > best_score:
