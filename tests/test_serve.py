@@ -24,6 +24,8 @@ websockets = pytest.importorskip("websockets")
 ROW_KEYS = {"path", "transcript", "transcript_confidence", "duration", "in_grammar", "grammar_margin", "text",
             "intent", "confidence", "top_k", "slots", "slot_spans", "error"}
 LABELS = ["get_weather", "play_music", "set_alarm"]
+LOCAL = "http://127.0.0.1"  # in-process clients: a loopback Host, as a browser on this machine sends
+STREAM = "ws://127.0.0.1/v1/stream"  # (the test client gives WebSockets its own host unless the URL names one)
 
 
 def _wav(audio: np.ndarray, rate: int = 16000) -> bytes:
@@ -344,7 +346,7 @@ def test_api_key_cors_and_a_full_queue(tiny_pipe):
         ServeConfig(host="0.0.0.0")
     config = ServeConfig(host="0.0.0.0", api_key="secret-key-1", cors_origins=("http://app.example",))
     app = create_app(tiny_pipe, config)
-    with TestClient(app) as client:
+    with TestClient(app, base_url=LOCAL) as client:
         assert client.get("/health").status_code == 200  # open
         assert client.get("/v1/info").status_code == 401
         assert client.get("/v1/info", headers={"Authorization": "Bearer secret-key-1"}).status_code == 200
@@ -372,16 +374,78 @@ def test_only_the_services_own_pages_and_configured_origins_may_open_a_stream(ti
 
     from speech_intent.serve import ServeConfig, create_app
 
-    with TestClient(create_app(tiny_pipe, ServeConfig(cors_origins=("http://app.example",)))) as client:
-        for origin in (None, "http://testserver", "http://app.example"):
+    with TestClient(create_app(tiny_pipe, ServeConfig(cors_origins=("http://app.example",))), base_url=LOCAL) as client:
+        for origin in (None, LOCAL, "http://app.example"):
             headers = {"origin": origin} if origin else {}
-            with client.websocket_connect("/v1/stream", headers=headers) as ws:
+            with client.websocket_connect(STREAM, headers=headers) as ws:
                 assert ws.receive_json()["type"] == "ready", origin
-        for origin in ("http://evil.example", "null", "http://testserver.evil.example"):
+        for origin in ("http://evil.example", "null", "http://127.0.0.1.evil.example"):
             with pytest.raises(WebSocketDisconnect) as refused:
-                with client.websocket_connect("/v1/stream", headers={"origin": origin}) as ws:
+                with client.websocket_connect(STREAM, headers={"origin": origin}) as ws:
                     ws.receive_json()
             assert refused.value.code == 1008, origin
+
+
+def test_a_service_on_loopback_answers_only_its_own_host_names(tiny_pipe):
+    """A site whose domain is re-pointed at 127.0.0.1 (DNS rebinding) is same-origin to the browser: the
+    ``Host`` it sends is the site's, not one of this machine's names, and is refused."""
+    from fastapi.testclient import TestClient
+    from starlette.websockets import WebSocketDisconnect
+
+    from speech_intent.serve import ServeConfig, create_app
+
+    app = create_app(tiny_pipe, ServeConfig(allowed_hosts=("speech.internal",)))
+    with TestClient(app, base_url=LOCAL) as client:
+        for host in ("127.0.0.1:8000", "localhost", "[::1]:8000", "127.0.0.2", "speech.internal:8000"):
+            assert client.get("/health", headers={"host": host}).status_code == 200, host
+        for host in ("evil.example", "evil.example:8000", "127.0.0.1.evil.example", "[::1", ""):
+            refused = client.get("/health", headers={"host": host})
+            assert refused.status_code == 400 and refused.json()["error"]["type"] == "InvalidHost", host
+        evil = {"host": "evil.example:8000", "origin": "http://evil.example:8000"}  # same-origin to the browser
+        assert client.post("/v1/classify", json={"texts": ["hi"]}, headers=evil).status_code == 400
+        with pytest.raises(WebSocketDisconnect) as closed:
+            with client.websocket_connect(STREAM, headers=evil) as ws:
+                ws.receive_json()
+        assert closed.value.code == 1008
+    keyed = create_app(tiny_pipe, ServeConfig(host="0.0.0.0", api_key="secret-key-1"))
+    with TestClient(keyed, base_url="http://speech.example.com") as client:  # any name: the key guards it
+        assert client.get("/health").status_code == 200
+
+
+def test_pages_of_other_sites_cannot_post_and_refused_bodies_are_never_read(tiny_pipe):
+    """CORS only keeps a page from reading an answer; without this check any site could make a
+    service without an API key run the models. And a request without the key gets its 401 before a
+    byte of its body is read."""
+    from fastapi.testclient import TestClient
+
+    from speech_intent.serve import ServeConfig, create_app
+
+    with TestClient(create_app(tiny_pipe, ServeConfig(cors_origins=("http://app.example",))), base_url=LOCAL) as client:
+        for origin in (None, LOCAL, "http://app.example"):
+            headers = {"origin": origin} if origin else {}
+            assert client.post("/v1/classify", json={"texts": ["hi"]}, headers=headers).status_code == 200, origin
+        for origin in ("http://evil.example", "null", "http://127.0.0.1:9999"):
+            refused = client.post("/v1/classify", json={"texts": ["hi"]}, headers={"origin": origin})
+            assert refused.status_code == 403 and refused.json()["error"]["type"] == "Forbidden", origin
+        assert client.get("/v1/info", headers={"origin": "http://evil.example"}).status_code == 200  # nothing run
+
+    app = create_app(tiny_pipe, ServeConfig(api_key="secret-key-1"))
+    sent: list = []
+
+    async def receive():
+        raise AssertionError("the body was read before the API key was checked")
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": "/v1/predict", "raw_path": b"/v1/predict",
+             "query_string": b"", "root_path": "", "scheme": "http", "server": ("127.0.0.1", 8000),
+             "client": ("127.0.0.1", 50000), "http_version": "1.1",
+             "headers": [(b"host", b"127.0.0.1:8000"), (b"content-length", b"1000000"),
+                         (b"content-type", b"multipart/form-data; boundary=x"), (b"x-api-key", b"wrong-key-00")]}
+    asyncio.run(app(scope, receive, send))
+    assert sent[0]["type"] == "http.response.start" and sent[0]["status"] == 401
+    assert json.loads(sent[1]["body"])["error"]["type"] == "Unauthorized"
 
 
 def _replay(ws, data: bytes, frame: int = 640, events: Optional[list] = None) -> list:
@@ -507,9 +571,9 @@ def test_the_service_streams_with_an_early_endpoint(tiny_pipe):
         ServeConfig(early_endpoint=1.0)  # over the 0.6 s trailing silence
     audio, _ = with_silences(["001_set_alarm.wav"], lead=0.5, tail=1.0)
     data = pcm16(audio)
-    with TestClient(create_app(tiny_pipe, ServeConfig(early_endpoint=0.25, early_confidence=0.0))) as client:
+    with TestClient(create_app(tiny_pipe, ServeConfig(early_endpoint=0.25, early_confidence=0.0)), base_url=LOCAL) as client:
         assert client.get("/v1/info").json()["stream"]["early_endpoint"] == 0.25
-        with client.websocket_connect("/v1/stream") as ws:
+        with client.websocket_connect(STREAM) as ws:
             events = _replay(ws, data)
     finals = [e for e in events if e["type"] == "final"]
     assert len(finals) == 1 and finals[0]["result"]["error"] is None
@@ -543,8 +607,8 @@ def test_a_stream_whose_recognition_fails_gets_error_finals_and_goes_on(tiny_pip
     health: list = []
 
     def talk() -> None:  # in a thread: a stream closed without a word would block receive_json for ever
-        with TestClient(create_app(Failing(tiny_pipe), ServeConfig(partial_interval=None))) as client:
-            with client.websocket_connect("/v1/stream") as ws:
+        with TestClient(create_app(Failing(tiny_pipe), ServeConfig(partial_interval=None)), base_url=LOCAL) as client:
+            with client.websocket_connect(STREAM) as ws:
                 _replay(ws, data, events=events)
             health.append(client.get("/health").status_code)
 
@@ -587,7 +651,7 @@ def test_stream_utterances_are_cut_at_the_services_audio_limit(tiny_whisper_pipe
     short = SpeechIntentPipeline.from_pretrained(tiny_whisper_pipeline_dir, device="cpu", max_duration=2.0)
     speech = np.concatenate([recording(n) for n in ("001_set_alarm.wav", "004_set_timer.wav")])
     config = ServeConfig(vad=VADOptions(max_utterance=3.0), partial_interval=None)  # like --max-duration 2
-    with TestClient(create_app(short, config)) as client, client.websocket_connect("/v1/stream") as ws:
+    with TestClient(create_app(short, config), base_url=LOCAL) as client, client.websocket_connect(STREAM) as ws:
         data = pcm16(speech)
         events = _replay(ws, data, frame=len(data))  # one message
     finals = [e for e in events if e["type"] == "final"]
@@ -601,7 +665,7 @@ def test_unknown_routes_and_methods_get_the_json_error_shape(tiny_pipe):
 
     from speech_intent.serve import create_app
 
-    with TestClient(create_app(tiny_pipe)) as client:
+    with TestClient(create_app(tiny_pipe), base_url=LOCAL) as client:
         missing = client.get("/v1/nothing")
         wrong = client.get("/v1/predict")
     assert missing.status_code == 404 and missing.json()["error"]["type"] == "NotFound"
@@ -657,7 +721,7 @@ def test_a_text_that_is_not_valid_unicode_is_a_json_422(tiny_pipe):
 
     from speech_intent.serve import create_app
 
-    with TestClient(create_app(tiny_pipe), raise_server_exceptions=False) as client:
+    with TestClient(create_app(tiny_pipe), raise_server_exceptions=False, base_url=LOCAL) as client:
         bad = client.post("/v1/classify", content=b'{"texts": ["play \\ud800 jazz"]}',  # valid JSON, a lone surrogate
                           headers={"content-type": "application/json"})
         assert bad.status_code == 422 and bad.json()["error"]["type"] == "InvalidRequest"

@@ -22,6 +22,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--api-key", default=None, help=f"required on /v1/* (default: ${API_KEY_ENV})")
     p.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN",
                    help="allow this origin by CORS (repeatable; default: CORS off)")
+    p.add_argument("--allowed-host", action="append", default=[], metavar="NAME",
+                   help="also answer requests for this Host name, e.g. one a reverse proxy forwards (repeatable; "
+                        "'*': any; default: the loopback names and --host)")
     p.add_argument("--max-body-mb", type=float, default=25.0, help="largest request body (413 above it)")
     p.add_argument("--max-wait-ms", type=float, default=50.0,
                    help="how long a batch may wait for requests still being received (a lone request never waits)")
@@ -47,7 +50,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def config_from_args(args: argparse.Namespace) -> ServeConfig:
     return ServeConfig(
         host=args.host, port=args.port, api_key=args.api_key or os.environ.get(API_KEY_ENV) or None,
-        cors_origins=tuple(args.cors_origin), max_body_bytes=int(args.max_body_mb * 1024 * 1024),
+        cors_origins=tuple(args.cors_origin), allowed_hosts=tuple(args.allowed_host), max_body_bytes=int(args.max_body_mb * 1024 * 1024),
         max_audio_seconds=args.max_duration, max_batch=1 if args.no_micro_batching else args.batch_size,
         max_wait=args.max_wait_ms / 1000.0, queue_size=args.queue_size, max_streams=args.max_streams,
         partial_interval=args.partial_interval or None, vad=vad_options(args),

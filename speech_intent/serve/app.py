@@ -1,4 +1,5 @@
-"""The FastAPI application: assembly, limits, authentication, errors, health, info and the demo page.
+"""The FastAPI application: assembly, errors, health, info and the demo page (the host, key, origin and
+size checks in front of the routes: :mod:`.middleware`).
 
 Routes: ``GET /`` (browser demo), ``GET /health``, ``GET /v1/info``, the HTTP API
 (:mod:`.http_api`: ``/v1/predict``, ``/v1/classify``, ``/v1/audio/transcriptions``) and the
@@ -13,18 +14,18 @@ from contextlib import asynccontextmanager
 from importlib import metadata, resources
 from typing import Any, Dict, Optional
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException  # FastAPI's subclasses it; the router raises this one
 
 from ..device import set_torch_threads
 from ..errors import AudioError, AudioTooLongError, ConfigError, OverloadedError, SpeechIntentError
 from ..pipeline import SpeechIntentPipeline
-from .auth import require_key
-from .batcher import ARRIVAL_KEY, MicroBatcher
+from .batcher import MicroBatcher
 from .config import ServeConfig
+from .middleware import BodyLimit, CountArrivals, RequestGuard, error_response
 
 logger = logging.getLogger(__name__)
 
@@ -41,80 +42,6 @@ class Service:
                                     queue_size=config.queue_size, threads=config.threads)
         self.streams = 0
         self.max_audio_seconds = min(config.max_audio_seconds, pipeline.max_duration or config.max_audio_seconds)
-
-
-def error_response(status: int, kind: str, message: str, headers: Optional[Dict[str, str]] = None,
-                   **extra: Any) -> JSONResponse:
-    return JSONResponse({"error": {"type": kind, "message": message, **extra}}, status_code=status, headers=headers)
-
-
-# ---------------------------------------------------------------------------- body size
-class _BodyTooLarge(Exception):
-    pass
-
-
-class BodyLimit:
-    """ASGI middleware: a body over ``limit`` bytes gets 413, whether or not it declares its length."""
-
-    def __init__(self, app, limit: int) -> None:
-        self.app, self.limit = app, limit
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        declared = dict(scope.get("headers") or []).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.limit:
-            return await self._too_large(send)
-        state = {"read": 0, "over": False, "started": False}
-
-        async def limited_receive():
-            message = await receive()
-            if message["type"] == "http.request":
-                state["read"] += len(message.get("body", b""))
-                if state["read"] > self.limit:
-                    state["over"] = True
-                    raise _BodyTooLarge()
-            return message
-
-        async def guarded_send(message):
-            if state["over"]:
-                return  # the 413 is sent instead
-            if message["type"] == "http.response.start":
-                state["started"] = True
-            await send(message)
-
-        try:
-            await self.app(scope, limited_receive, guarded_send)
-        except _BodyTooLarge:
-            pass
-        except Exception:
-            if not state["over"]:
-                raise
-        if state["over"] and not state["started"]:
-            await self._too_large(send)
-
-    async def _too_large(self, send):
-        response = error_response(413, "RequestTooLarge", f"request body over the {self.limit} byte limit")
-        await response({"type": "http"}, None, send)
-
-
-# ---------------------------------------------------------------------------- arrivals
-class CountArrivals:
-    """ASGI middleware: each ``POST /v1/...`` is counted as on its way to the model worker from its first
-    byte (the body is still being received and decoded) until it submits its job or ends, so the
-    worker's batch waits for it only while it is coming (:class:`~speech_intent.serve.batcher.MicroBatcher`)."""
-
-    def __init__(self, app, batcher) -> None:
-        self.app, self.batcher = app, batcher
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http" or scope.get("method") != "POST" or not scope.get("path", "").startswith("/v1/"):
-            return await self.app(scope, receive, send)
-        arrival = scope[ARRIVAL_KEY] = self.batcher.arrival()
-        try:
-            await self.app(scope, receive, send)
-        finally:
-            arrival.done()
 
 
 # ---------------------------------------------------------------------------- errors
@@ -212,6 +139,7 @@ def create_app(pipeline: SpeechIntentPipeline, config: Optional[ServeConfig] = N
     _install_error_handlers(app)
     app.add_middleware(CountArrivals, batcher=service.batcher)
     app.add_middleware(BodyLimit, limit=config.max_body_bytes)
+    app.add_middleware(RequestGuard, config=config)  # outside the limit: a refused request's body is never read
     if config.cors_origins:
         from fastapi.middleware.cors import CORSMiddleware
 
@@ -229,11 +157,11 @@ def create_app(pipeline: SpeechIntentPipeline, config: Optional[ServeConfig] = N
         """Liveness: ``{"status": "ok"}`` while the worker runs."""
         return {"status": "ok", "queue": service.batcher.depth, "streams": service.streams}
 
-    @app.get("/v1/info", tags=["service"], dependencies=[Depends(require_key)])
+    @app.get("/v1/info", tags=["service"])
     async def info():
         """Labels, slots, ASR, device, limits, batching statistics and versions."""
         return service_info(service)
 
-    app.include_router(http_api.router, prefix="/v1", dependencies=[Depends(require_key)])
+    app.include_router(http_api.router, prefix="/v1")
     app.include_router(ws.router, prefix="/v1")
     return app

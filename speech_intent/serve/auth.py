@@ -1,45 +1,72 @@
-"""API-key checks: ``Authorization: Bearer KEY`` or ``X-API-Key`` (and ``?api_key=`` on the WebSocket,
-which browsers cannot give headers). No key configured: everything is open (loopback only). And the
-WebSocket's ``Origin`` check: browsers apply no CORS to WebSockets."""
+"""Who may use the service: the API key (``Authorization: Bearer KEY`` or ``X-API-Key``, and
+``?api_key=`` on the WebSocket, which browsers cannot give headers; no key configured: open, loopback
+only), the origin of browser pages (the service's own pages and ``cors_origins``), and the ``Host``
+names the service answers to. :class:`~speech_intent.serve.middleware.RequestGuard` applies them to
+HTTP requests before any body is read; the WebSocket route applies them on connect."""
 from __future__ import annotations
 
 import hmac
-from typing import Optional
+from typing import Mapping, Optional
 from urllib.parse import urlsplit
 
-from fastapi import HTTPException, Request, WebSocket
+from fastapi import WebSocket
 
-from .config import ServeConfig
+from .config import ServeConfig, is_loopback
+
+#: Names of this machine's loopback interface, always accepted as ``Host``.
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 
 
-def _key_ok(config: ServeConfig, given: Optional[str]) -> bool:
+def key_ok(config: ServeConfig, given: Optional[str]) -> bool:
     return config.api_key is None or (given is not None and hmac.compare_digest(given.encode(), config.api_key.encode()))
 
 
-def request_key(headers, query=None) -> Optional[str]:
+def request_key(headers: Mapping[str, str], query: Optional[Mapping[str, str]] = None) -> Optional[str]:
     auth = headers.get("authorization") or ""
     if auth.lower().startswith("bearer "):
         return auth[7:].strip()
     return headers.get("x-api-key") or (query.get("api_key") if query is not None else None)
 
 
-async def require_key(request: Request) -> None:
-    if not _key_ok(request.app.state.service.config, request_key(request.headers)):
-        raise HTTPException(401, "a valid API key is required (Authorization: Bearer KEY or X-API-Key)")
+def origin_ok(config: ServeConfig, headers: Mapping[str, str]) -> bool:
+    """Whether the browser page behind a request may use the service: the service's own pages (the demo)
+    and the origins of ``cors_origins`` may, any other site may not. Clients that send no ``Origin``
+    (not a browser page: curl, SDKs) pass."""
+    origin = headers.get("origin")
+    if origin is None:
+        return True
+    if "*" in config.cors_origins or origin in config.cors_origins:
+        return True
+    return urlsplit(origin).netloc.lower() == (headers.get("host") or "").lower()
+
+
+def host_ok(config: ServeConfig, host: Optional[str]) -> bool:
+    """Whether ``host`` (a request's ``Host`` header) names this service.
+
+    Bound to loopback: the loopback names, the bound host and ``allowed_hosts``; any other name means a
+    page of some site whose domain was pointed at this machine (DNS rebinding), which browsers treat as
+    that site's own. Bound elsewhere (an API key is required there): any name, unless ``allowed_hosts``
+    lists them. ``"*"`` in ``allowed_hosts``: any name."""
+    allowed = config.allowed_hosts
+    if "*" in allowed or (not allowed and not is_loopback(config.host)):
+        return True
+    try:
+        name = urlsplit(f"//{host}").hostname if host else None
+    except ValueError:  # e.g. an unclosed "[" in the header
+        return False
+    if not name:
+        return False
+    names = {config.host.lower(), *(h.lower() for h in allowed)}
+    if is_loopback(config.host):
+        names.update(LOOPBACK_NAMES)
+    return name in names or (is_loopback(config.host) and is_loopback(name))
 
 
 def websocket_key_ok(websocket: WebSocket) -> bool:
-    return _key_ok(websocket.app.state.service.config, request_key(websocket.headers, websocket.query_params))
+    return key_ok(websocket.app.state.service.config, request_key(websocket.headers, websocket.query_params))
 
 
 def websocket_origin_ok(websocket: WebSocket) -> bool:
-    """Whether a browser page may open this stream: the service's own pages (the demo) and the origins of
-    ``cors_origins`` may; any other site the user visits may not (it could otherwise use a service on the
-    user's machine, since browsers apply no CORS to WebSockets). Clients that send no ``Origin`` pass."""
-    origin = websocket.headers.get("origin")
-    if origin is None:
-        return True
-    allowed = websocket.app.state.service.config.cors_origins
-    if "*" in allowed or origin in allowed:
-        return True
-    return urlsplit(origin).netloc.lower() == (websocket.headers.get("host") or "").lower()
+    """:func:`origin_ok` for a stream: browsers apply no CORS to WebSockets, so without it any site the
+    user visits could stream to a service on the user's machine."""
+    return origin_ok(websocket.app.state.service.config, websocket.headers)

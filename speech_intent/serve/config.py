@@ -30,7 +30,10 @@ class ServeConfig:
         host, port: where to listen. Any address but loopback needs ``api_key``.
         api_key: required on ``/v1/*`` (``Authorization: Bearer KEY`` or ``X-API-Key``; the
             WebSocket also takes ``?api_key=``) when set.
-        cors_origins: origins allowed by CORS (none: CORS off).
+        cors_origins: origins allowed by CORS (none: CORS off); browser pages of other origins may
+            not POST to ``/v1/*`` nor open the stream.
+        allowed_hosts: ``Host`` names answered besides the loopback names and ``host`` (e.g. the name a
+            reverse proxy forwards); ``"*"``: any. Bound to a non-loopback address with none given: any.
         max_body_bytes: largest request body (413 above it).
         max_audio_seconds: longest audio file accepted (413 above it).
         max_files: most files in one ``/v1/predict`` request.
@@ -54,6 +57,7 @@ class ServeConfig:
     port: int = 8000
     api_key: Optional[str] = None
     cors_origins: Tuple[str, ...] = ()
+    allowed_hosts: Tuple[str, ...] = ()
     max_body_bytes: int = 25 * 1024 * 1024
     max_audio_seconds: float = 30.0
     max_files: int = 32
@@ -109,4 +113,5 @@ class ServeConfig:
         out = asdict(self)
         out["api_key"] = self.api_key is not None
         out["cors_origins"] = list(self.cors_origins)
+        out["allowed_hosts"] = list(self.allowed_hosts)
         return out
