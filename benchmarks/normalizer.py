@@ -31,7 +31,7 @@ VARIANTS = {
     "punctuation kept": {"strip_punctuation": False},
     "contractions expanded": {"expand_contractions": True},
     "lower case only": {"numbers_to_words": False, "split_hyphens": False, "strip_punctuation": False,
-                        "units": {}},
+                        "units": {}, "number_units": {}, "titles": {}, "cased_titles": {}},
 }
 
 

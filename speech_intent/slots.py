@@ -231,34 +231,38 @@ def _collapse(text: str) -> str:
 def normalize_spans(
     text: str, spans: Iterable[Any], normalizer: Optional[Normalize] = None
 ) -> Tuple[str, List[SlotSpan]]:
-    """``text`` after ``normalizer`` and the ``spans`` moved into it (see :func:`normalize_example`)."""
+    """``text`` after ``normalizer`` and the ``spans`` moved into it (see :func:`normalize_example`).
+
+    A normaliser with a ``normalize_pieces`` method (:class:`~speech_intent.normalize.TextNormalizer`)
+    gets all the pieces at once, so its context rules see across the cuts ("dr [smith](name)").
+    """
     norm = normalizer or _collapse
+    segments: List[str] = []
+    owners: List[Any] = []  # the span each segment is, or None for the text between spans
+    cursor = 0
+    for span in sorted(spans, key=lambda s: s.start):
+        segments += [text[cursor : span.start], text[span.start : span.end]]
+        owners += [None, span]
+        cursor = span.end
+    segments.append(text[cursor:])
+    owners.append(None)
+    together = getattr(norm, "normalize_pieces", None)
+    normalized = together(segments) if together is not None else [norm(segment) for segment in segments]
+
     pieces: List[str] = []
     moved: List[SlotSpan] = []
     length = 0
-
-    def add(segment: str) -> Optional[int]:
-        nonlocal length
-        piece = _collapse(norm(segment))
+    for segment, piece, span in zip(segments, normalized, owners):
+        piece = _collapse(piece)
         if not piece:
-            return None
-        if pieces:
-            length += 1
+            if span is not None:
+                logger.debug("slot %s=%r is empty after normalisation; dropped", span.name, segment)
+            continue
+        length += 1 if pieces else 0
         pieces.append(piece)
+        if span is not None:
+            moved.append(SlotSpan(span.name, length, length + len(piece), piece, raw=segment))
         length += len(piece)
-        return length - len(piece)
-
-    cursor = 0
-    for span in sorted(spans, key=lambda s: s.start):
-        add(text[cursor : span.start])
-        found = text[span.start : span.end]
-        start = add(found)
-        if start is None:
-            logger.debug("slot %s=%r is empty after normalisation; dropped", span.name, found)
-        else:
-            moved.append(SlotSpan(span.name, start, start + len(pieces[-1]), pieces[-1], raw=found))
-        cursor = span.end
-    add(text[cursor:])
     return " ".join(pieces), moved
 
 
@@ -269,9 +273,11 @@ def normalize_example(example: Any, normalizer: Optional[Normalize] = None) -> N
     each slot value) is normalised on its own, and the non-empty pieces are joined
     with single spaces; so a slot always covers whole words of the result. This can
     differ from normalising the whole text when a slot is glued to its neighbour
-    (``[john](name)'s`` gives ``john s``), which is rare in assistant data. A slot
-    whose value normalises to nothing is dropped. ``normalizer=None`` only
-    collapses whitespace. ``(text, intent)`` pairs are accepted too (no slots).
+    (``[john](name)'s`` gives ``john s``), which is rare in assistant data; a
+    :class:`~speech_intent.normalize.TextNormalizer`'s context rules (a unit after a
+    number, a title before a name) still see across the cuts. A slot whose value
+    normalises to nothing is dropped. ``normalizer=None`` only collapses whitespace.
+    ``(text, intent)`` pairs are accepted too (no slots).
     """
     if hasattr(example, "text"):
         text, intent, spans = example.text, example.intent, tuple(getattr(example, "slots", ()) or ())

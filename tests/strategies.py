@@ -94,10 +94,10 @@ def sampling_rates() -> st.SearchStrategy:
 
 
 def texts() -> st.SearchStrategy[str]:
-    """Any unicode text, plus text built from the pieces the normaliser rewrites (numbers, units, times)."""
+    """Any unicode text, plus text built from the pieces the normaliser rewrites (numbers, units, titles, times)."""
     pieces = st.sampled_from(list("0123456789") * 3 + list(":.,-'%$&+°_ ") + [
-        "am", "pm", "A.M.", "st", "nd", "rd", "th", "oz", "lbs", "Dr.", "\u2019", "\u2013", "ﬁ", "İ", "²", "٣",
-        "ß", "\u0301", "\n", "\t"])
+        "am", "pm", "A.M.", "st", "St.", "Louis", "nd", "rd", "th", "s", "'s", "oz", "lbs", "min", "Dr.", "mr",
+        "\u2019", "\u2013", "ﬁ", "İ", "²", "٣", "ß", "\u0301", "\n", "\t"])
     return st.one_of(st.text(), st.lists(pieces, max_size=30).map("".join))
 
 

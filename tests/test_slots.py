@@ -159,6 +159,23 @@ def test_normalize_example_moves_spans_into_normalised_text():
     assert normalize_example(("Hello,  World", "greet"), None).text == "Hello, World"
 
 
+def test_slot_cuts_do_not_change_how_abbreviations_read():
+    # each piece is normalised on its own, but a title, a unit or "st" reads as in the whole text
+    normalizer = TextNormalizer()
+    for markup, text, values in [
+        ("call dr [smith](name)", "call doctor smith", ["smith"]),
+        ("a [12](amount) oz latte", "a twelve ounce latte", ["twelve"]),
+        ("fly to St. [Louis](city)", "fly to saint louis", ["louis"]),
+        ("fly to [St.](x) [Louis](city)", "fly to saint louis", ["saint", "louis"]),
+        ("wait a [min](unit)", "wait a min", ["min"]),
+    ]:
+        example = parse_markup(markup, "x")
+        norm = normalize_example(example, normalizer)
+        assert norm.text == text == normalizer(example.text), markup
+        assert [s.value for s in norm.slots] == values
+        assert all(norm.text[s.start:s.end] == s.value for s in norm.slots)
+
+
 _WORDS = st.sampled_from(["set", "an", "alarm", "7:30", "12-ounce", "Dr.", "$5", "it's", "?", "a.m.", "Paris", "2nd"])
 
 
