@@ -448,6 +448,25 @@ def test_pages_of_other_sites_cannot_post_and_refused_bodies_are_never_read(tiny
     assert json.loads(sent[1]["body"])["error"]["type"] == "Unauthorized"
 
 
+def test_the_guard_holds_when_the_service_is_served_under_a_path_prefix(tiny_pipe):
+    """Behind ``uvicorn --root-path /speech`` (or mounted in a larger app) the request's path keeps the
+    prefix: the key and origin checks still apply to the service's ``/v1/*``."""
+    from fastapi.testclient import TestClient
+
+    from speech_intent.serve import ServeConfig, create_app
+
+    app = create_app(tiny_pipe, ServeConfig(api_key="secret-key-1"))
+    with TestClient(app, base_url=LOCAL, root_path="/speech") as client:
+        texts = {"texts": ["hi"]}
+        refused = client.post("/speech/v1/classify", json=texts)
+        assert refused.status_code == 401 and refused.json()["error"]["type"] == "Unauthorized"
+        assert client.get("/speech/v1/info").status_code == 401
+        key = {"x-api-key": "secret-key-1"}
+        assert client.post("/speech/v1/classify", json=texts, headers=key).status_code == 200
+        other = client.post("/speech/v1/classify", json=texts, headers={**key, "origin": "http://evil.example"})
+        assert other.status_code == 403 and other.json()["error"]["type"] == "Forbidden"
+
+
 def _replay(ws, data: bytes, frame: int = 640, events: Optional[list] = None) -> list:
     """Through an in-process WebSocket: expect ``ready``, send ``data`` in frames (640 bytes: 20 ms),
     then ``end``; every event up to the service's ``end``, appended to ``events`` as they come."""
