@@ -412,6 +412,21 @@ def test_a_service_on_loopback_answers_only_its_own_host_names(tiny_pipe):
         assert client.get("/health").status_code == 200
 
 
+def test_allowed_hosts_on_any_address_add_to_this_machines_names(tiny_pipe):
+    """Bound to all interfaces with ``--allowed-host``, a health check on the machine itself
+    (``curl http://127.0.0.1:8000/health``, a container's HEALTHCHECK) is still answered."""
+    from fastapi.testclient import TestClient
+
+    from speech_intent.serve import ServeConfig, create_app
+
+    config = ServeConfig(host="0.0.0.0", api_key="secret-key-1", allowed_hosts=("speech.example.com",))
+    with TestClient(create_app(tiny_pipe, config), base_url=LOCAL) as client:
+        for host in ("127.0.0.1:8000", "localhost:8000", "[::1]:8000", "speech.example.com"):
+            assert client.get("/health", headers={"host": host}).status_code == 200, host
+        refused = client.get("/health", headers={"host": "evil.example"})
+        assert refused.status_code == 400 and refused.json()["error"]["type"] == "InvalidHost"
+
+
 def test_pages_of_other_sites_cannot_post_and_refused_bodies_are_never_read(tiny_pipe):
     """CORS only keeps a page from reading an answer; without this check any site could make a
     service without an API key run the models. And a request without the key gets its 401 before a

@@ -46,7 +46,7 @@ def host_ok(config: ServeConfig, host: Optional[str]) -> bool:
     Bound to loopback: the loopback names, the bound host and ``allowed_hosts``; any other name means a
     page of some site whose domain was pointed at this machine (DNS rebinding), which browsers treat as
     that site's own. Bound elsewhere (an API key is required there): any name, unless ``allowed_hosts``
-    lists them. ``"*"`` in ``allowed_hosts``: any name."""
+    lists some (then those, the loopback names and the bound host). ``"*"`` in ``allowed_hosts``: any name."""
     allowed = config.allowed_hosts
     if "*" in allowed or (not allowed and not is_loopback(config.host)):
         return True
@@ -56,10 +56,8 @@ def host_ok(config: ServeConfig, host: Optional[str]) -> bool:
         return False
     if not name:
         return False
-    names = {config.host.lower(), *(h.lower() for h in allowed)}
-    if is_loopback(config.host):
-        names.update(LOOPBACK_NAMES)
-    return name in names or (is_loopback(config.host) and is_loopback(name))
+    names = {config.host.lower(), *LOOPBACK_NAMES, *(h.lower() for h in allowed)}
+    return name in names or is_loopback(name)
 
 
 def websocket_key_ok(websocket: WebSocket) -> bool:
