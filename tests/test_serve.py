@@ -463,6 +463,33 @@ def test_pages_of_other_sites_cannot_post_and_refused_bodies_are_never_read(tiny
     assert json.loads(sent[1]["body"])["error"]["type"] == "Unauthorized"
 
 
+def test_the_services_own_pages_pass_whether_or_not_the_host_names_the_default_port(tiny_pipe):
+    """A reverse proxy may forward ``Host: NAME:443`` (nginx ``$host:$server_port``) while the browser's
+    ``Origin`` leaves the default port out: the demo page behind it is still the service's own page."""
+    from fastapi.testclient import TestClient
+    from starlette.websockets import WebSocketDisconnect
+
+    from speech_intent.serve import ServeConfig, create_app
+
+    app = create_app(tiny_pipe, ServeConfig(allowed_hosts=("speech.example.com",)))
+    texts = {"texts": ["hi"]}
+    with TestClient(app, base_url=LOCAL) as client:
+        for host, origin in (("speech.example.com:443", "https://speech.example.com"),
+                             ("speech.example.com", "https://speech.example.com:443"),
+                             ("127.0.0.1:80", "http://127.0.0.1"), ("[::1]:8000", "http://[::1]:8000")):
+            page = {"host": host, "origin": origin}
+            assert client.post("/v1/classify", json=texts, headers=page).status_code == 200, page
+            with client.websocket_connect(STREAM, headers=page) as ws:
+                assert ws.receive_json()["type"] == "ready", page
+        for host, origin in (("127.0.0.1:8000", "http://127.0.0.1"), ("127.0.0.1", "http://127.0.0.1:8000"),
+                             ("speech.example.com:443", "https://speech.example.com:8443")):
+            page = {"host": host, "origin": origin}
+            assert client.post("/v1/classify", json=texts, headers=page).status_code == 403, page
+            with pytest.raises(WebSocketDisconnect):
+                with client.websocket_connect(STREAM, headers=page) as ws:
+                    ws.receive_json()
+
+
 def test_the_guard_holds_when_the_service_is_served_under_a_path_prefix(tiny_pipe):
     """Behind ``uvicorn --root-path /speech`` (or mounted in a larger app) the request's path keeps the
     prefix: the key and origin checks still apply to the service's ``/v1/*``."""

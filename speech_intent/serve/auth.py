@@ -37,7 +37,22 @@ def origin_ok(config: ServeConfig, headers: Mapping[str, str]) -> bool:
         return True
     if "*" in config.cors_origins or origin in config.cors_origins:
         return True
-    return urlsplit(origin).netloc.lower() == (headers.get("host") or "").lower()
+    return _same_host_and_port(origin, headers.get("host"))
+
+
+def _same_host_and_port(origin: str, host: Optional[str]) -> bool:
+    """Whether the page ``origin`` is at the ``host`` a request was sent to, a port left out being the
+    origin scheme's default (browsers leave 80 / 443 out of both; a proxy may forward ``NAME:443``)."""
+    if not host:
+        return False
+    default = {"http": 80, "https": 443}
+    try:
+        page, target = urlsplit(origin), urlsplit(f"//{host}")
+        page_port = page.port or default.get(page.scheme)
+        target_port = target.port or default.get(page.scheme)
+    except ValueError:  # a port that is not a number, an unclosed "["
+        return False
+    return page.hostname is not None and page.hostname == target.hostname and page_port == target_port
 
 
 def host_ok(config: ServeConfig, host: Optional[str]) -> bool:
