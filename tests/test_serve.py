@@ -396,9 +396,10 @@ def test_a_service_on_loopback_answers_only_its_own_host_names(tiny_pipe):
 
     app = create_app(tiny_pipe, ServeConfig(allowed_hosts=("speech.internal",)))
     with TestClient(app, base_url=LOCAL) as client:
-        for host in ("127.0.0.1:8000", "localhost", "[::1]:8000", "127.0.0.2", "speech.internal:8000"):
+        for host in ("127.0.0.1:8000", "localhost", "[::1]:8000", "127.0.0.2", "speech.internal:8000",
+                     "localhost.:8000", "Speech.Internal."):  # a name's fully qualified form: the same name
             assert client.get("/health", headers={"host": host}).status_code == 200, host
-        for host in ("evil.example", "evil.example:8000", "127.0.0.1.evil.example", "[::1", ""):
+        for host in ("evil.example", "evil.example:8000", "127.0.0.1.evil.example", "[::1", "", ".", "evil.example."):
             refused = client.get("/health", headers={"host": host})
             assert refused.status_code == 400 and refused.json()["error"]["type"] == "InvalidHost", host
         evil = {"host": "evil.example:8000", "origin": "http://evil.example:8000"}  # same-origin to the browser

@@ -69,9 +69,10 @@ def host_ok(config: ServeConfig, host: Optional[str]) -> bool:
         name = urlsplit(f"//{host}").hostname if host else None
     except ValueError:  # e.g. an unclosed "[" in the header
         return False
+    name = (name or "").rstrip(".")  # "localhost." is localhost written in full
     if not name:
         return False
-    names = {config.host.lower(), *LOOPBACK_NAMES, *(h.lower() for h in allowed)}
+    names = {config.host.lower(), *LOOPBACK_NAMES, *(h.lower().rstrip(".") for h in allowed)}
     return name in names or is_loopback(name)
 
 
