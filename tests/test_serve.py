@@ -428,6 +428,26 @@ def test_allowed_hosts_on_any_address_add_to_this_machines_names(tiny_pipe):
         assert refused.status_code == 400 and refused.json()["error"]["type"] == "InvalidHost"
 
 
+def test_an_allowed_host_is_a_bare_name_or_address(tiny_pipe, capsys):
+    """``--allowed-host`` is compared with the name in ``Host``: one given with a port or a scheme
+    would never match, so it is refused before the models load; an IPv6 address may have brackets."""
+    from fastapi.testclient import TestClient
+
+    from speech_intent.cli import main
+    from speech_intent.errors import ConfigError
+    from speech_intent.serve import ServeConfig, create_app
+
+    for wrong in ("speech.example.com:8443", "https://speech.example.com", "speech.example.com/", ""):
+        with pytest.raises(ConfigError, match="allowed host"):
+            ServeConfig(allowed_hosts=(wrong,))
+    assert main(["serve", "--allowed-host", "speech.example.com:8443"]) == 1
+    assert "speech.example.com:8443" in capsys.readouterr().err
+    app = create_app(tiny_pipe, ServeConfig(allowed_hosts=("[fd00::1]", "fd00::2", "192.168.1.5")))
+    with TestClient(app, base_url=LOCAL) as client:
+        for host in ("[fd00::1]:8000", "[fd00::2]", "192.168.1.5:8000"):
+            assert client.get("/health", headers={"host": host}).status_code == 200, host
+
+
 def test_pages_of_other_sites_cannot_post_and_refused_bodies_are_never_read(tiny_pipe):
     """CORS only keeps a page from reading an answer; without this check any site could make a
     service without an API key run the models. And a request without the key gets its 401 before a

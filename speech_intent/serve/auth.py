@@ -72,7 +72,7 @@ def host_ok(config: ServeConfig, host: Optional[str]) -> bool:
     name = (name or "").rstrip(".")  # "localhost." is localhost written in full
     if not name:
         return False
-    names = {config.host.lower(), *LOOPBACK_NAMES, *(h.lower().rstrip(".") for h in allowed)}
+    names = {config.host.lower(), *LOOPBACK_NAMES, *(h.lower().strip("[]").rstrip(".") for h in allowed)}
     return name in names or is_loopback(name)
 
 
