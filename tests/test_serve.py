@@ -396,9 +396,10 @@ def test_a_service_on_loopback_answers_only_its_own_host_names(tiny_pipe):
 
     app = create_app(tiny_pipe, ServeConfig(allowed_hosts=("speech.internal",)))
     with TestClient(app, base_url=LOCAL) as client:
-        for host in ("127.0.0.1:8000", "localhost", "[::1]:8000", "127.0.0.2", "speech.internal:8000"):
+        for host in ("127.0.0.1:8000", "localhost", "[::1]:8000", "127.0.0.2", "speech.internal:8000",
+                     "localhost.:8000", "Speech.Internal."):  # a name's fully qualified form: the same name
             assert client.get("/health", headers={"host": host}).status_code == 200, host
-        for host in ("evil.example", "evil.example:8000", "127.0.0.1.evil.example", "[::1", ""):
+        for host in ("evil.example", "evil.example:8000", "127.0.0.1.evil.example", "[::1", "", ".", "evil.example."):
             refused = client.get("/health", headers={"host": host})
             assert refused.status_code == 400 and refused.json()["error"]["type"] == "InvalidHost", host
         evil = {"host": "evil.example:8000", "origin": "http://evil.example:8000"}  # same-origin to the browser
@@ -410,6 +411,41 @@ def test_a_service_on_loopback_answers_only_its_own_host_names(tiny_pipe):
     keyed = create_app(tiny_pipe, ServeConfig(host="0.0.0.0", api_key="secret-key-1"))
     with TestClient(keyed, base_url="http://speech.example.com") as client:  # any name: the key guards it
         assert client.get("/health").status_code == 200
+
+
+def test_allowed_hosts_on_any_address_add_to_this_machines_names(tiny_pipe):
+    """Bound to all interfaces with ``--allowed-host``, a health check on the machine itself
+    (``curl http://127.0.0.1:8000/health``, a container's HEALTHCHECK) is still answered."""
+    from fastapi.testclient import TestClient
+
+    from speech_intent.serve import ServeConfig, create_app
+
+    config = ServeConfig(host="0.0.0.0", api_key="secret-key-1", allowed_hosts=("speech.example.com",))
+    with TestClient(create_app(tiny_pipe, config), base_url=LOCAL) as client:
+        for host in ("127.0.0.1:8000", "localhost:8000", "[::1]:8000", "speech.example.com"):
+            assert client.get("/health", headers={"host": host}).status_code == 200, host
+        refused = client.get("/health", headers={"host": "evil.example"})
+        assert refused.status_code == 400 and refused.json()["error"]["type"] == "InvalidHost"
+
+
+def test_an_allowed_host_is_a_bare_name_or_address(tiny_pipe, capsys):
+    """``--allowed-host`` is compared with the name in ``Host``: one given with a port or a scheme
+    would never match, so it is refused before the models load; an IPv6 address may have brackets."""
+    from fastapi.testclient import TestClient
+
+    from speech_intent.cli import main
+    from speech_intent.errors import ConfigError
+    from speech_intent.serve import ServeConfig, create_app
+
+    for wrong in ("speech.example.com:8443", "https://speech.example.com", "speech.example.com/", ""):
+        with pytest.raises(ConfigError, match="allowed host"):
+            ServeConfig(allowed_hosts=(wrong,))
+    assert main(["serve", "--allowed-host", "speech.example.com:8443"]) == 1
+    assert "speech.example.com:8443" in capsys.readouterr().err
+    app = create_app(tiny_pipe, ServeConfig(allowed_hosts=("[fd00::1]", "fd00::2", "192.168.1.5")))
+    with TestClient(app, base_url=LOCAL) as client:
+        for host in ("[fd00::1]:8000", "[fd00::2]", "192.168.1.5:8000"):
+            assert client.get("/health", headers={"host": host}).status_code == 200, host
 
 
 def test_pages_of_other_sites_cannot_post_and_refused_bodies_are_never_read(tiny_pipe):
@@ -446,6 +482,52 @@ def test_pages_of_other_sites_cannot_post_and_refused_bodies_are_never_read(tiny
     asyncio.run(app(scope, receive, send))
     assert sent[0]["type"] == "http.response.start" and sent[0]["status"] == 401
     assert json.loads(sent[1]["body"])["error"]["type"] == "Unauthorized"
+
+
+def test_the_services_own_pages_pass_whether_or_not_the_host_names_the_default_port(tiny_pipe):
+    """A reverse proxy may forward ``Host: NAME:443`` (nginx ``$host:$server_port``) while the browser's
+    ``Origin`` leaves the default port out: the demo page behind it is still the service's own page."""
+    from fastapi.testclient import TestClient
+    from starlette.websockets import WebSocketDisconnect
+
+    from speech_intent.serve import ServeConfig, create_app
+
+    app = create_app(tiny_pipe, ServeConfig(allowed_hosts=("speech.example.com",)))
+    texts = {"texts": ["hi"]}
+    with TestClient(app, base_url=LOCAL) as client:
+        for host, origin in (("speech.example.com:443", "https://speech.example.com"),
+                             ("speech.example.com", "https://speech.example.com:443"),
+                             ("127.0.0.1:80", "http://127.0.0.1"), ("[::1]:8000", "http://[::1]:8000")):
+            page = {"host": host, "origin": origin}
+            assert client.post("/v1/classify", json=texts, headers=page).status_code == 200, page
+            with client.websocket_connect(STREAM, headers=page) as ws:
+                assert ws.receive_json()["type"] == "ready", page
+        for host, origin in (("127.0.0.1:8000", "http://127.0.0.1"), ("127.0.0.1", "http://127.0.0.1:8000"),
+                             ("speech.example.com:443", "https://speech.example.com:8443")):
+            page = {"host": host, "origin": origin}
+            assert client.post("/v1/classify", json=texts, headers=page).status_code == 403, page
+            with pytest.raises(WebSocketDisconnect):
+                with client.websocket_connect(STREAM, headers=page) as ws:
+                    ws.receive_json()
+
+
+def test_the_guard_holds_when_the_service_is_served_under_a_path_prefix(tiny_pipe):
+    """Behind ``uvicorn --root-path /speech`` (or mounted in a larger app) the request's path keeps the
+    prefix: the key and origin checks still apply to the service's ``/v1/*``."""
+    from fastapi.testclient import TestClient
+
+    from speech_intent.serve import ServeConfig, create_app
+
+    app = create_app(tiny_pipe, ServeConfig(api_key="secret-key-1"))
+    with TestClient(app, base_url=LOCAL, root_path="/speech") as client:
+        texts = {"texts": ["hi"]}
+        refused = client.post("/speech/v1/classify", json=texts)
+        assert refused.status_code == 401 and refused.json()["error"]["type"] == "Unauthorized"
+        assert client.get("/speech/v1/info").status_code == 401
+        key = {"x-api-key": "secret-key-1"}
+        assert client.post("/speech/v1/classify", json=texts, headers=key).status_code == 200
+        other = client.post("/speech/v1/classify", json=texts, headers={**key, "origin": "http://evil.example"})
+        assert other.status_code == 403 and other.json()["error"]["type"] == "Forbidden"
 
 
 def _replay(ws, data: bytes, frame: int = 640, events: Optional[list] = None) -> list:

@@ -23,7 +23,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN",
                    help="allow this origin by CORS (repeatable; default: CORS off)")
     p.add_argument("--allowed-host", action="append", default=[], metavar="NAME",
-                   help="also answer requests for this Host name, e.g. one a reverse proxy forwards (repeatable; "
+                   help="also answer requests for this Host name (no port), e.g. one a reverse proxy forwards (repeatable; "
                         "'*': any; default: the loopback names and --host)")
     p.add_argument("--max-body-mb", type=float, default=25.0, help="largest request body (413 above it)")
     p.add_argument("--max-wait-ms", type=float, default=50.0,

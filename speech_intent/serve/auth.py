@@ -37,7 +37,22 @@ def origin_ok(config: ServeConfig, headers: Mapping[str, str]) -> bool:
         return True
     if "*" in config.cors_origins or origin in config.cors_origins:
         return True
-    return urlsplit(origin).netloc.lower() == (headers.get("host") or "").lower()
+    return _same_host_and_port(origin, headers.get("host"))
+
+
+def _same_host_and_port(origin: str, host: Optional[str]) -> bool:
+    """Whether the page ``origin`` is at the ``host`` a request was sent to, a port left out being the
+    origin scheme's default (browsers leave 80 / 443 out of both; a proxy may forward ``NAME:443``)."""
+    if not host:
+        return False
+    default = {"http": 80, "https": 443}
+    try:
+        page, target = urlsplit(origin), urlsplit(f"//{host}")
+        page_port = page.port or default.get(page.scheme)
+        target_port = target.port or default.get(page.scheme)
+    except ValueError:  # a port that is not a number, an unclosed "["
+        return False
+    return page.hostname is not None and page.hostname == target.hostname and page_port == target_port
 
 
 def host_ok(config: ServeConfig, host: Optional[str]) -> bool:
@@ -46,7 +61,7 @@ def host_ok(config: ServeConfig, host: Optional[str]) -> bool:
     Bound to loopback: the loopback names, the bound host and ``allowed_hosts``; any other name means a
     page of some site whose domain was pointed at this machine (DNS rebinding), which browsers treat as
     that site's own. Bound elsewhere (an API key is required there): any name, unless ``allowed_hosts``
-    lists them. ``"*"`` in ``allowed_hosts``: any name."""
+    lists some (then those, the loopback names and the bound host). ``"*"`` in ``allowed_hosts``: any name."""
     allowed = config.allowed_hosts
     if "*" in allowed or (not allowed and not is_loopback(config.host)):
         return True
@@ -54,12 +69,11 @@ def host_ok(config: ServeConfig, host: Optional[str]) -> bool:
         name = urlsplit(f"//{host}").hostname if host else None
     except ValueError:  # e.g. an unclosed "[" in the header
         return False
+    name = (name or "").rstrip(".")  # "localhost." is localhost written in full
     if not name:
         return False
-    names = {config.host.lower(), *(h.lower() for h in allowed)}
-    if is_loopback(config.host):
-        names.update(LOOPBACK_NAMES)
-    return name in names or (is_loopback(config.host) and is_loopback(name))
+    names = {config.host.lower(), *LOOPBACK_NAMES, *(h.lower().strip("[]").rstrip(".") for h in allowed)}
+    return name in names or is_loopback(name)
 
 
 def websocket_key_ok(websocket: WebSocket) -> bool:

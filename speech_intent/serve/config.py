@@ -22,6 +22,16 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def _is_host_name(name: str) -> bool:
+    """Whether ``name`` is a host name or an IP address alone (an IPv6 one may be in brackets): no
+    scheme, port or path."""
+    try:
+        ipaddress.ip_address(name[1:-1] if name.startswith("[") and name.endswith("]") else name)
+        return True
+    except ValueError:
+        return bool(name) and not any(c in name for c in ":/@?#[]\\ ")
+
+
 @dataclass(frozen=True)
 class ServeConfig:
     """How the service binds, authenticates, limits and batches.
@@ -33,7 +43,8 @@ class ServeConfig:
         cors_origins: origins allowed by CORS (none: CORS off); browser pages of other origins may
             not POST to ``/v1/*`` nor open the stream.
         allowed_hosts: ``Host`` names answered besides the loopback names and ``host`` (e.g. the name a
-            reverse proxy forwards); ``"*"``: any. Bound to a non-loopback address with none given: any.
+            reverse proxy forwards; names or addresses, without a port); ``"*"``: any. Bound to a
+            non-loopback address with none given: any.
         max_body_bytes: largest request body (413 above it).
         max_audio_seconds: longest audio file accepted (413 above it).
         max_files: most files in one ``/v1/predict`` request.
@@ -100,6 +111,10 @@ class ServeConfig:
                               f"got {self.early_endpoint!r}")
         if not 0.0 <= self.early_confidence <= 1.0:
             raise ConfigError(f"early_confidence must be from 0 to 1, got {self.early_confidence!r}")
+        for name in self.allowed_hosts:
+            if name != "*" and not _is_host_name(name):
+                raise ConfigError(f"allowed host {name!r} must be a name or address alone, without a scheme, "
+                                  "port or path (e.g. speech.example.com)")
         if "*" in self.cors_origins and self.api_key:
             raise ConfigError("CORS origin '*' together with an API key would expose the key to any page; "
                               "list the allowed origins")

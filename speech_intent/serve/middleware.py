@@ -21,6 +21,15 @@ def error_response(status: int, kind: str, message: str, headers: Optional[Dict[
     return JSONResponse({"error": {"type": kind, "message": message, **extra}}, status_code=status, headers=headers)
 
 
+def route_path(scope) -> str:
+    """The path the routes see: the request's path without the ``root_path`` it is served under
+    (``uvicorn --root-path``, or the service mounted in a larger app keep the prefix in ``path``)."""
+    path, root = scope.get("path", ""), scope.get("root_path", "")
+    if root and path.startswith(root) and path[len(root):len(root) + 1] == "/":
+        return path[len(root):]
+    return path
+
+
 # ---------------------------------------------------------------------------- guard
 class RequestGuard:
     """ASGI middleware, before any route or body: refuses a request
@@ -47,7 +56,7 @@ class RequestGuard:
                 return await send({"type": "websocket.close", "code": 1008, "reason": "unknown host"})
             return await self._refuse(send, 400, "InvalidHost",
                                       f"Host {headers.get('host')!r} is not a name of this service (see --allowed-host)")
-        if scope["type"] == "http" and scope.get("path", "").startswith("/v1/") and scope.get("method") != "OPTIONS":
+        if scope["type"] == "http" and route_path(scope).startswith("/v1/") and scope.get("method") != "OPTIONS":
             if not key_ok(self.config, request_key(headers)):
                 return await self._refuse(send, 401, "Unauthorized",
                                           "a valid API key is required (Authorization: Bearer KEY or X-API-Key)")
@@ -121,7 +130,7 @@ class CountArrivals:
         self.app, self.batcher = app, batcher
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] != "http" or scope.get("method") != "POST" or not scope.get("path", "").startswith("/v1/"):
+        if scope["type"] != "http" or scope.get("method") != "POST" or not route_path(scope).startswith("/v1/"):
             return await self.app(scope, receive, send)
         arrival = scope[ARRIVAL_KEY] = self.batcher.arrival()
         try:
