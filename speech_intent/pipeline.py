@@ -97,11 +97,13 @@ class SpeechIntentPipeline:
 
     @classmethod
     def from_pretrained(cls, directory: Union[str, Path], *, device: DeviceLike = None,
-                        intent_options: Optional[Mapping[str, Any]] = None, **kwargs) -> "SpeechIntentPipeline":
+                        intent_options: Optional[Mapping[str, Any]] = None, num_workers: Optional[int] = None,
+                        **kwargs) -> "SpeechIntentPipeline":
         """Load a pipeline directory written by :meth:`save_pretrained`.
 
         ``intent_options``: keyword arguments of :class:`IntentClassifier` for its intent stage (e.g.
-        ``{"runtime": "onnx-int8"}``); ``kwargs`` override the saved pipeline options.
+        ``{"runtime": "onnx-int8"}``); ``num_workers``: batches it will be called with at once, from as
+        many threads (:func:`~speech_intent.asr.load_asr`); ``kwargs`` override the saved pipeline options.
         """
         directory = Path(directory)
         config_file = directory / PIPELINE_CONFIG
@@ -118,7 +120,7 @@ class SpeechIntentPipeline:
             options = BACKENDS[backend].options_class.from_dict(asr_cfg.get("options", {}))
         except ConfigError as error:
             raise ConfigError(f"{config_file}: asr.options: {error}") from error
-        asr = load_asr(asr_dir, backend=backend, device=device, options=options)
+        asr = load_asr(asr_dir, backend=backend, device=device, options=options, num_workers=num_workers)
         intent = IntentClassifier.from_pretrained(directory / intent_cfg.get("path", "intent"), device=device,
                                                   **(intent_options or {}))
         keys = ("max_duration", "min_duration", "silence_threshold", "top_k", "domain_prompt")

@@ -97,3 +97,25 @@ def test_faster_whisper_bundled_batch(sine):
     out = asr.transcribe([sine, silence], batch_size=2)
     assert len(out) == 2 and out[1].text == "" and out[1].confidence == 0.0
     assert detect_backend("tiny.en") == "faster-whisper"
+
+
+def test_num_workers_lets_batches_run_at_once_from_several_threads(tiny_whisper_pipeline_dir):
+    """A server's model workers call the stage from as many threads: faster-whisper gets that many
+    CTranslate2 workers and gives each thread the transcripts it gives one caller; the torch backends
+    take concurrent calls as they are (the option is accepted, not passed on)."""
+    from concurrent.futures import ThreadPoolExecutor
+    from pathlib import Path
+
+    from speech_intent import SpeechIntentPipeline
+    from speech_intent.audio import load_audio
+
+    clips = [load_audio(p) for p in sorted((Path(__file__).parents[1] / "assets" / "audio").glob("*.wav"))[:4]]
+    asr = load_asr(None, device="cpu", num_workers=2)
+    assert asr.num_workers == 2 and asr.model.model.num_workers == 2
+    alone = [t.text for t in asr.transcribe(clips[:2], batch_size=2) + asr.transcribe(clips[2:], batch_size=2)]
+    with ThreadPoolExecutor(2) as pool:
+        together = [t.text for part in pool.map(lambda c: asr.transcribe(c, batch_size=2), [clips[:2], clips[2:]])
+                    for t in part]
+    assert together == alone and all(alone)
+    pipe = SpeechIntentPipeline.from_pretrained(tiny_whisper_pipeline_dir, device="cpu", num_workers=2)
+    assert pipe.asr.backend == "whisper"

@@ -590,11 +590,63 @@ def test_the_worker_pins_its_torch_threads_and_serve_defaults_to_the_cores(monke
     monkeypatch.delenv("SPEECH_INTENT_API_KEY", raising=False)
     assert config_from_args(build_parser().parse_args(["serve"])).threads == available_cpus()
     assert config_from_args(build_parser().parse_args(["serve", "--threads", "3"])).threads == 3
+    assert config_from_args(build_parser().parse_args(["serve"])).workers == 1
+    assert config_from_args(build_parser().parse_args(["serve", "--workers", "2"])).workers == 2
     from speech_intent.errors import ConfigError
     from speech_intent.serve import ServeConfig
 
     with pytest.raises(ConfigError, match="threads"):
         ServeConfig(threads=0)
+    with pytest.raises(ConfigError, match="workers"):
+        ServeConfig(workers=0)
+
+
+def test_several_workers_run_batches_at_once_each_on_its_share_of_the_threads():
+    import threading
+
+    from speech_intent.serve.batcher import MicroBatcher
+
+    class Meeting(_StubPipeline):  # each batch waits until two batches run at once
+        def __init__(self) -> None:
+            super().__init__()
+            self.meet = threading.Barrier(2, timeout=3)
+
+        def __call__(self, items, batch_size):
+            self.meet.wait()
+            return super().__call__(items, batch_size)
+
+    for workers in (2, 1):
+        pipe = Meeting()
+        batcher = MicroBatcher(pipe, max_batch=1, threads=2, workers=workers).start()  # type: ignore[arg-type]
+        try:
+            jobs = [batcher.submit_audio([np.zeros(5)]) for _ in range(2)]
+            if workers == 2:
+                assert all(len(job.result(10)) == 1 for job in jobs)
+                assert pipe.threads == [1, 1] and batcher.stats.batches == 2  # 2 threads shared by 2 workers
+            else:  # one worker: the first batch waits alone for a second that cannot start
+                with pytest.raises(threading.BrokenBarrierError):
+                    jobs[0].result(10)
+        finally:
+            batcher.stop()
+        assert not [t for t in threading.enumerate() if t.name.startswith("speech-intent-worker")]
+
+
+def test_a_service_with_two_workers_answers_concurrent_requests_as_one_does(tiny_pipe):
+    from fastapi.testclient import TestClient
+
+    from speech_intent.serve import ServeConfig, create_app
+
+    names = ["001_set_alarm.wav", "007_get_weather.wav", "002_set_alarm.wav"] * 2
+    answers = {}
+    for workers in (1, 2):
+        with TestClient(create_app(tiny_pipe, ServeConfig(workers=workers, threads=2)), base_url=LOCAL) as client:
+            with ThreadPoolExecutor(6) as pool:
+                responses = list(pool.map(lambda name: client.post("/v1/predict", files=_files(name)), names))
+            assert all(r.status_code == 200 for r in responses)
+            answers[workers] = [(r.json()["results"][0]["path"], r.json()["results"][0]["transcript"])
+                                for r in responses]
+            assert client.get("/v1/info").json()["batching"]["workers"] == workers
+    assert answers[2] == answers[1] and [path for path, _ in answers[2]] == names
 
 
 def test_the_batcher_queue_is_bounded_and_a_failing_batch_fails_only_its_jobs(tiny_pipe):

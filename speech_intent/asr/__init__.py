@@ -107,6 +107,7 @@ def load_asr(
     device: DeviceLike = None,
     grammar: Any = None,
     options: Union[ASROptions, Mapping[str, Any], None] = None,
+    num_workers: Optional[int] = None,
     **kwargs,
 ) -> BaseASR:
     """Load an ASR stage; ``None`` is the bundled tiny.en: on faster-whisper, or with
@@ -117,7 +118,12 @@ def load_asr(
     ``options`` (the backend's options dataclass or a mapping of its fields) and keyword
     arguments with option names (``num_beams=4``, ``prompt=...``) set decoding options; other
     keyword arguments go to the backend's ``from_pretrained`` (``dtype``, ``cpu_threads``, ...).
+    ``num_workers``: batches the stage will be called with at once, from as many threads (a server's
+    model workers): faster-whisper starts that many CTranslate2 workers, each on its share of the CPU
+    threads; the torch backends take concurrent calls as they are (``None``: 1).
     """
+    if num_workers is not None and num_workers > 1:
+        kwargs["num_workers"] = num_workers
     if options is not None:
         kwargs["options"] = options
     if grammar is not None:
@@ -138,6 +144,8 @@ def load_asr(
     backend = backend or detect_backend(name_or_path)
     if backend not in BACKENDS:
         raise ConfigError(f"unknown ASR backend {backend!r}; choose from {sorted(BACKENDS)}")
+    if backend != "faster-whisper":
+        kwargs.pop("num_workers", None)
     return BACKENDS[backend].from_pretrained(name_or_path, device=device, **kwargs)
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Optional
 
 from ..asr import BACKEND_NAMES, apply_grammar, load_asr
 from ..audio import DEFAULT_MAX_DURATION
@@ -117,10 +117,11 @@ def grammar_options(args: argparse.Namespace) -> dict:
     return {"grammar": args.grammar, "grammar_rejection": args.grammar_rejection}
 
 
-def load_asr_stage(args: argparse.Namespace):
-    """The ASR stage named by ``--asr`` / ``--asr-backend`` / ``--grammar``."""
-    return load_asr(args.asr, backend=args.asr_backend, device=args.device, **grammar_options(args),
-                    **asr_overrides(args))
+def load_asr_stage(args: argparse.Namespace, num_workers: Optional[int] = None):
+    """The ASR stage named by ``--asr`` / ``--asr-backend`` / ``--grammar`` (``num_workers``: see
+    :func:`~speech_intent.asr.load_asr`)."""
+    return load_asr(args.asr, backend=args.asr_backend, device=args.device, num_workers=num_workers,
+                    **grammar_options(args), **asr_overrides(args))
 
 
 def load_classifier(args: argparse.Namespace) -> IntentClassifier:
@@ -133,12 +134,12 @@ def load_classifier(args: argparse.Namespace) -> IntentClassifier:
     return default_intent_model(device=args.device, **intent_options(args))
 
 
-def load_saved_pipeline(args: argparse.Namespace) -> SpeechIntentPipeline:
+def load_saved_pipeline(args: argparse.Namespace, num_workers: Optional[int] = None) -> SpeechIntentPipeline:
     """``--pipeline DIR`` loaded, with ``--grammar`` applied to its ASR stage when given."""
     from ..pipeline import SpeechIntentPipeline
 
     pipe = SpeechIntentPipeline.from_pretrained(args.pipeline, device=args.device, max_duration=args.max_duration,
-                                                intent_options=intent_options(args))
+                                                intent_options=intent_options(args), num_workers=num_workers)
     if args.grammar or args.grammar_rejection is not None:
         apply_grammar(pipe.asr, args.grammar, args.grammar_rejection)
     if asr_overrides(args):
@@ -159,13 +160,14 @@ def check_model_args(args: argparse.Namespace) -> None:
     grammar_options(args)
 
 
-def build_pipeline(args: argparse.Namespace) -> SpeechIntentPipeline:
-    """``--pipeline``, else the stages from ``--asr`` / ``--intent`` (bundled defaults)."""
+def build_pipeline(args: argparse.Namespace, num_workers: Optional[int] = None) -> SpeechIntentPipeline:
+    """``--pipeline``, else the stages from ``--asr`` / ``--intent`` (bundled defaults); ``num_workers``:
+    batches it will be called with at once (``serve --workers``)."""
     if args.pipeline:
-        return load_saved_pipeline(args)
+        return load_saved_pipeline(args, num_workers)
     if args.intent:
         check_classifier_dir(args.intent)  # a bad intent dir fails before the ASR loads: a clear ModelLoadError
     from ..pipeline import SpeechIntentPipeline
 
-    asr = load_asr_stage(args)
+    asr = load_asr_stage(args, num_workers)
     return SpeechIntentPipeline(asr, load_classifier(args), max_duration=args.max_duration)

@@ -38,6 +38,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         "splits it; default: off)")
     p.add_argument("--early-confidence", type=float, default=0.9,
                    help="intent confidence an --early-endpoint needs (default: 0.9)")
+    p.add_argument("--workers", type=int, default=1,
+                   help="batches run at once, each on its share of --threads (CPU: 2 single-thread workers serve "
+                        "more requests/s under load than 1 on 2 threads; default: 1)")
     p.add_argument("--threads", type=int, default=None,
                    help="torch intra-op threads of the model worker, and ONNX Runtime's with --nlu-runtime onnx"
                         " / onnx-int8 (default: the cores this process may use)")
@@ -55,7 +58,7 @@ def config_from_args(args: argparse.Namespace) -> ServeConfig:
         max_wait=args.max_wait_ms / 1000.0, queue_size=args.queue_size, max_streams=args.max_streams,
         partial_interval=args.partial_interval or None, vad=vad_options(args),
         early_endpoint=args.early_endpoint, early_confidence=args.early_confidence,
-        threads=args.threads if args.threads is not None else available_cpus(),
+        threads=args.threads if args.threads is not None else available_cpus(), workers=args.workers,
     )
 
 
@@ -68,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     except ImportError as error:
         raise ConfigError(f"the serve command needs FastAPI and uvicorn ({error}): "
                           "pip install 'speech-intent[serve]'") from error
-    pipeline = build_pipeline(args)
+    pipeline = build_pipeline(args, num_workers=config.workers)
     app = create_app(pipeline, config)
     print(f"speech-intent serving on http://{config.host}:{config.port} (demo at /, docs at /docs)", file=sys.stderr)
     uvicorn.run(app, host=config.host, port=config.port, log_level="warning", ws_max_size=config.max_frame_bytes + 1024,

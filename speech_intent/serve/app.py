@@ -39,7 +39,7 @@ class Service:
         self.pipeline = pipeline
         self.config = config
         self.batcher = MicroBatcher(pipeline, max_batch=config.max_batch, max_wait=config.max_wait,
-                                    queue_size=config.queue_size, threads=config.threads)
+                                    queue_size=config.queue_size, threads=config.threads, workers=config.workers)
         self.streams = 0
         self.max_audio_seconds = min(config.max_audio_seconds, pipeline.max_duration or config.max_audio_seconds)
 
@@ -104,6 +104,7 @@ def service_info(service: Service) -> Dict[str, Any]:
                    "max_files": service.config.max_files, "max_texts": service.config.max_texts,
                    "max_streams": service.config.max_streams, "queue_size": service.config.queue_size},
         "batching": {"max_batch": service.config.max_batch, "max_wait": service.config.max_wait,
+                     "workers": service.config.workers,
                      **service.batcher.stats.to_dict()},
         "stream": {"partial_interval": service.config.partial_interval,
                    "early_endpoint": service.config.early_endpoint, "early_confidence": service.config.early_confidence,

@@ -1,11 +1,14 @@
-"""Micro-batching: one worker thread owns the models and runs concurrent requests as pipeline batches.
+"""Micro-batching: worker threads run concurrent requests as pipeline batches.
 
 Requests put a job (a few decoded audio arrays, or a few texts) into a bounded queue and get a
 :class:`concurrent.futures.Future`. The worker takes the first waiting job and every job queued
 behind it, up to ``max_batch`` inputs of the same kind; it waits for more (at most ``max_wait``
 seconds) only while other requests are on their way (an :class:`Arrival`: received, still being
 read or decoded), so a lone request never waits. It runs the batch as one pipeline (or classifier)
-call and resolves each job's future with its own results. A
+call and resolves each job's future with its own results. With ``workers`` > 1 that many worker
+threads take batches from the one queue and run them at once (the models are shared; on CPU each
+worker runs them on its share of the threads: two batches on one thread each beat one batch on two
+threads, as each batch's serial work overlaps the other's model time). A
 full queue raises :class:`~speech_intent.errors.OverloadedError` at once; a bad input only gets an
 ``error`` in its own result (the pipeline isolates failures), so one request never disturbs another.
 """
@@ -71,43 +74,50 @@ class Arrival:
 
 
 class MicroBatcher:
-    """Run pipeline calls from many threads on one worker thread, in batches.
+    """Run pipeline calls from many threads on ``workers`` worker threads, in batches.
 
     Args:
-        pipeline: the models (used only by the worker thread).
+        pipeline: the models (used only by the worker threads; with several, at once: its stages must
+            take concurrent calls, as the library's do).
         max_batch: most inputs in one batch (1: each request runs alone).
         max_wait: seconds a batch may wait for requests still on their way (:meth:`arrival`).
         queue_size: most requests waiting; more raise :class:`OverloadedError`.
-        threads: torch intra-op threads the worker thread pins for itself when it starts (``None``:
-            torch's setting for a new thread).
+        threads: torch intra-op threads the workers share: each pins ``threads // workers`` (at least 1)
+            for itself when it starts (``None``: torch's setting for a new thread).
+        workers: batches run at once (one worker thread each).
     """
 
     def __init__(self, pipeline: SpeechIntentPipeline, *, max_batch: int = 8, max_wait: float = 0.05,
-                 queue_size: int = 64, threads: Optional[int] = None) -> None:
+                 queue_size: int = 64, threads: Optional[int] = None, workers: int = 1) -> None:
         self.pipeline = pipeline
         self.threads = threads
+        self.workers = max(1, int(workers))
         self.max_batch = max_batch
         self.max_wait = max_wait
         self._queue: "queue.Queue[Any]" = queue.Queue(maxsize=queue_size)
-        self._carry: Optional[_Job] = None
-        self._thread: Optional[threading.Thread] = None
+        self._threads: List[threading.Thread] = []
         self._arriving = 0
         self._lock = threading.Lock()
         self.stats = BatcherStats()
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> "MicroBatcher":
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._work, name="speech-intent-worker", daemon=True)
-            self._thread.start()
+        with self._lock:
+            if not self._threads:
+                self._threads = [threading.Thread(target=self._work, name=f"speech-intent-worker-{i}", daemon=True)
+                                 for i in range(self.workers)]
+                for thread in self._threads:
+                    thread.start()
         return self
 
     def stop(self, timeout: float = 10.0) -> None:
         with self._lock:  # no job is queued after the stop, where nobody would run it
-            thread, self._thread = self._thread, None
-        if thread is not None:
+            threads, self._threads = self._threads, []
+        for _ in threads:  # each worker ends at the first stop it takes
             self._queue.put(_STOP)
-            thread.join(timeout)
+        deadline = time.monotonic() + timeout
+        for thread in threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
 
     @property
     def depth(self) -> int:
@@ -149,7 +159,7 @@ class MicroBatcher:
 
     def _enqueue(self, job: _Job) -> Future:
         with self._lock:  # the check and the put together: no job lands behind the stop
-            if self._thread is None:
+            if not self._threads:
                 raise OverloadedError("the worker is not running")
             try:
                 self._queue.put_nowait(job)
@@ -160,20 +170,16 @@ class MicroBatcher:
         return job.future
 
     def _seconds_per_job(self) -> float:
-        return self.stats.busy_seconds / self.stats.batches if self.stats.batches else 0.5
+        per_batch = self.stats.busy_seconds / self.stats.batches if self.stats.batches else 0.5
+        return per_batch / self.workers
 
-    # ------------------------------------------------------------------ the worker
-    def _next(self, timeout: Optional[float]) -> Any:
-        if self._carry is not None:
-            job, self._carry = self._carry, None
-            return job
-        return self._queue.get(timeout=timeout) if timeout is not None else self._queue.get()
-
+    # ------------------------------------------------------------------ the workers
     def _work(self) -> None:
-        if self.threads is not None:
-            set_torch_threads(self.threads)  # per thread: torch's OpenMP setting is not inherited
+        if self.threads is not None:  # per thread: torch's OpenMP setting is not inherited
+            set_torch_threads(max(1, self.threads // self.workers))
+        carry: Optional[_Job] = None  # a job taken that did not fit the last batch: this worker's next
         while True:
-            first = self._next(None)
+            first, carry = (carry, None) if carry is not None else (self._queue.get(), None)
             if first is _STOP:
                 return
             batch, count = [first], len(first.items)
@@ -181,10 +187,10 @@ class MicroBatcher:
             stop = False
             while count < self.max_batch:
                 remaining = deadline - time.monotonic()
-                if remaining <= 0 or (self._carry is None and self._queue.empty() and self._arriving == 0):
+                if remaining <= 0 or (self._queue.empty() and self._arriving == 0):
                     break  # the wait is over, or nothing else is queued or on its way
                 try:
-                    job = self._next(min(remaining, _POLL))
+                    job = self._queue.get(timeout=min(remaining, _POLL))
                 except queue.Empty:
                     continue
                 if job is _STOP:
@@ -192,7 +198,7 @@ class MicroBatcher:
                     break
                 if job.kind != first.kind or (job.kind == "text" and job.top_k != first.top_k) \
                         or count + len(job.items) > self.max_batch:
-                    self._carry = job  # runs next, first in line
+                    carry = job  # runs next, first in line
                     break
                 batch.append(job)
                 count += len(job.items)
@@ -223,7 +229,8 @@ class MicroBatcher:
             logger.exception("a batch of %d inputs failed", len(items))
             failed = error
         finally:
-            self.stats.busy_seconds += time.perf_counter() - began
+            with self._lock:
+                self.stats.busy_seconds += time.perf_counter() - began
         if failed is not None:
             for job in jobs:
                 if len(jobs) > 1:  # one request's input must not fail the others: each job again, alone
@@ -231,9 +238,10 @@ class MicroBatcher:
                 else:
                     job.future.set_exception(failed)
             return
-        self.stats.batches += 1
-        self.stats.items += len(items)
-        self.stats.largest_batch = max(self.stats.largest_batch, len(items))
+        with self._lock:
+            self.stats.batches += 1
+            self.stats.items += len(items)
+            self.stats.largest_batch = max(self.stats.largest_batch, len(items))
         start = 0
         for job in jobs:
             job.future.set_result(outputs[start: start + len(job.items)])
