@@ -1,6 +1,6 @@
 """Service benchmark (loopback only, bounded in count and time).
 
-Starts ``speech-intent serve`` (micro-batching on, then off), and measures:
+Starts ``speech-intent serve`` (micro-batching on, then off; for each ``--workers`` count), and measures:
 
 - streaming, with 1 and 8 concurrent WebSocket clients replaying recordings in 20 ms frames at real
   time (``--gap`` s of silence after each; client ``i`` replays recordings ``iN .. iN + N - 1``,
@@ -17,6 +17,7 @@ Recordings: ``../shared/data/coffee/dev`` when present, else ``assets/audio``.
     python benchmarks/serve.py                                   # the embedded default pipeline
     python benchmarks/serve.py --pipeline DIR --utterances 2 --requests 16 --smoke
     python benchmarks/serve.py --intent DIR --early-endpoint 0.2 --predict-clients ''   # streaming only
+    python benchmarks/serve.py --intent DIR --workers 1,2 --stream-clients 1,8 --predict-clients 1,8,32
 """
 from __future__ import annotations
 
@@ -46,7 +47,7 @@ def recordings(limit: int) -> list:
     return sorted(folder.glob("*.wav"))[:limit]
 
 
-def start_server(args, batching: bool):
+def start_server(args, batching: bool, workers: int = 1):
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
@@ -59,6 +60,7 @@ def start_server(args, batching: bool):
     command += ["--max-wait-ms", str(args.max_wait_ms)] if args.max_wait_ms is not None else []
     command += ["--device", args.device] if args.device else []
     command += [] if batching else ["--no-micro-batching"]
+    command += ["--workers", str(workers)]
     process = subprocess.Popen(command, cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)),
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     import httpx
@@ -254,6 +256,8 @@ def main() -> None:
     parser.add_argument("--pad", type=float, default=VADOptions().pad, help="the service's VAD pad (seconds)")
     parser.add_argument("--gap", type=float, default=1.0, help="seconds of silence after each recording")
     parser.add_argument("--requests", type=int, default=64, help="/v1/predict requests per setting")
+    parser.add_argument("--workers", type=lambda text: [int(w) for w in text.split(",")], default=[1],
+                        help="the service's --workers, comma-separated: a server (micro-batching on and off) each")
     parser.add_argument("--max-seconds", type=float, default=60.0, help="bound on each streaming run")
     parser.add_argument("--start-timeout", type=float, default=600.0)
     parser.add_argument("--smoke", action="store_true", help="note in the output: a smoke run, not for timing")
@@ -266,18 +270,19 @@ def main() -> None:
               "early_endpoint": args.early_endpoint, "max_wait_ms": args.max_wait_ms,
               "load_average": os.getloadavg(), "runs": []}
     predict_clients = [int(c) for c in args.predict_clients.split(",") if c.strip()]
-    for batching in (True, False) if predict_clients else (True,):  # no /v1/predict runs: streaming only
-        process, url = start_server(args, batching)
+    settings = [(w, b) for w in args.workers for b in ((True, False) if predict_clients else (True,))]
+    for workers, batching in settings:  # no /v1/predict runs: streaming only
+        process, url = start_server(args, batching, workers)
         try:
-            run = {"micro_batching": batching, "stream": [], "predict": []}
+            run = {"workers": workers, "micro_batching": batching, "stream": [], "predict": []}
             if batching:  # streaming latency with the service's defaults
                 for clients in stream_clients:
                     run["stream"].append(streaming(url, clients, files, args))
-                    print("stream", batching, {k: v for k, v in run["stream"][-1].items() if k != "differences"},
-                          flush=True)
+                    print("stream", workers, batching,
+                          {k: v for k, v in run["stream"][-1].items() if k != "differences"}, flush=True)
             for clients in predict_clients:
                 run["predict"].append(throughput(url, clients, files, args))
-                print("predict", batching, run["predict"][-1], flush=True)
+                print("predict", workers, batching, run["predict"][-1], flush=True)
             run["peak_rss_mb"] = round(peak_rss_mb(process.pid), 1)
         finally:
             stop_server(process)

@@ -590,8 +590,9 @@ def test_the_worker_pins_its_torch_threads_and_serve_defaults_to_the_cores(monke
     monkeypatch.delenv("SPEECH_INTENT_API_KEY", raising=False)
     assert config_from_args(build_parser().parse_args(["serve"])).threads == available_cpus()
     assert config_from_args(build_parser().parse_args(["serve", "--threads", "3"])).threads == 3
-    assert config_from_args(build_parser().parse_args(["serve"])).workers == 1
-    assert config_from_args(build_parser().parse_args(["serve", "--workers", "2"])).workers == 2
+    workers = {tuple(flags): config_from_args(build_parser().parse_args(["serve", *flags])).workers
+               for flags in (["--threads", "1"], ["--threads", "2", "--device", "cpu"], ["--workers", "3"])}
+    assert workers == {("--threads", "1"): 1, ("--threads", "2", "--device", "cpu"): 2, ("--workers", "3"): 3}
     from speech_intent.errors import ConfigError
     from speech_intent.serve import ServeConfig
 

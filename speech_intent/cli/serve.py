@@ -29,7 +29,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--max-wait-ms", type=float, default=50.0,
                    help="how long a batch may wait for requests still being received (a lone request never waits)")
     p.add_argument("--queue-size", type=int, default=64, help="requests waiting at most (503 above it)")
-    p.add_argument("--no-micro-batching", action="store_true", help="run each request alone")
+    p.add_argument("--no-micro-batching", action="store_true", help="run each request alone (each worker one at a time; with --workers 1: one request at a time)")
     p.add_argument("--max-streams", type=int, default=32, help="concurrent WebSocket streams at most")
     p.add_argument("--partial-interval", type=float, default=1.0, help="seconds between partials (0: none)")
     p.add_argument("--early-endpoint", type=float, default=None, metavar="SECONDS",
@@ -38,9 +38,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         "splits it; default: off)")
     p.add_argument("--early-confidence", type=float, default=0.9,
                    help="intent confidence an --early-endpoint needs (default: 0.9)")
-    p.add_argument("--workers", type=int, default=1,
-                   help="batches run at once, each on its share of --threads (CPU: 2 single-thread workers serve "
-                        "more requests/s under load than 1 on 2 threads; default: 1)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="batches run at once, each on its share of --threads (default: 2 on a CPU with 2 or more "
+                        "cores, where one batch's decoding and text work overlap the other's model time; else 1)")
     p.add_argument("--threads", type=int, default=None,
                    help="torch intra-op threads of the model worker, and ONNX Runtime's with --nlu-runtime onnx"
                         " / onnx-int8 (default: the cores this process may use)")
@@ -51,6 +51,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def config_from_args(args: argparse.Namespace) -> ServeConfig:
+    threads = args.threads if args.threads is not None else available_cpus()
     return ServeConfig(
         host=args.host, port=args.port, api_key=args.api_key or os.environ.get(API_KEY_ENV) or None,
         cors_origins=tuple(args.cors_origin), allowed_hosts=tuple(args.allowed_host), max_body_bytes=int(args.max_body_mb * 1024 * 1024),
@@ -58,8 +59,16 @@ def config_from_args(args: argparse.Namespace) -> ServeConfig:
         max_wait=args.max_wait_ms / 1000.0, queue_size=args.queue_size, max_streams=args.max_streams,
         partial_interval=args.partial_interval or None, vad=vad_options(args),
         early_endpoint=args.early_endpoint, early_confidence=args.early_confidence,
-        threads=args.threads if args.threads is not None else available_cpus(), workers=args.workers,
+        threads=threads, workers=args.workers if args.workers is not None else default_workers(args.device, threads),
     )
+
+
+def default_workers(device, threads: int) -> int:
+    """2 on a CPU with 2 or more threads to share (measured faster than 1 worker on every thread for
+    lone and concurrent requests and streams: benchmarks/README.md), else 1 (GPUs: not measured)."""
+    from ..device import resolve_device
+
+    return 2 if threads >= 2 and resolve_device(device).type == "cpu" else 1
 
 
 def run(args: argparse.Namespace) -> int:
