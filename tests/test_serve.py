@@ -632,6 +632,25 @@ def test_several_workers_run_batches_at_once_each_on_its_share_of_the_threads():
         assert not [t for t in threading.enumerate() if t.name.startswith("speech-intent-worker")]
 
 
+def test_requests_go_to_idle_workers_first_and_are_batched_when_all_are_busy():
+    from speech_intent.serve.batcher import MicroBatcher
+
+    slow = _StubPipeline(delay=0.4)
+    batcher = MicroBatcher(slow, max_batch=4, max_wait=1.0, workers=2).start()  # type: ignore[arg-type]
+    try:
+        coming = batcher.arrival()  # on its way: a lone worker would wait for it (up to max_wait) ...
+        first = batcher.submit_audio([np.zeros(5)])
+        time.sleep(0.2)
+        assert slow.calls == [1]  # ... but the other worker is idle: the batch ran at once, alone
+        second = batcher.submit_audio([np.zeros(5)], arrival=coming)
+        time.sleep(0.1)  # both workers busy now
+        queued = [batcher.submit_audio([np.zeros(5)]) for _ in range(4)]
+        assert all(len(job.result(10)) == 1 for job in [first, second, *queued])
+        assert slow.calls == [1, 1, 4]  # the four that queued while both were busy: one batch
+    finally:
+        batcher.stop()
+
+
 def test_a_service_with_two_workers_answers_concurrent_requests_as_one_does(tiny_pipe):
     from fastapi.testclient import TestClient
 

@@ -8,7 +8,8 @@ read or decoded), so a lone request never waits. It runs the batch as one pipeli
 call and resolves each job's future with its own results. With ``workers`` > 1 that many worker
 threads take batches from the one queue and run them at once (the models are shared; on CPU each
 worker runs them on its share of the threads: two batches on one thread each beat one batch on two
-threads, as each batch's serial work overlaps the other's model time). A
+threads, as each batch's serial work overlaps the other's model time); a batch stops growing while
+another worker is idle, so requests are spread over the workers first and batched when all are busy. A
 full queue raises :class:`~speech_intent.errors.OverloadedError` at once; a bad input only gets an
 ``error`` in its own result (the pipeline isolates failures), so one request never disturbs another.
 """
@@ -97,6 +98,7 @@ class MicroBatcher:
         self._queue: "queue.Queue[Any]" = queue.Queue(maxsize=queue_size)
         self._threads: List[threading.Thread] = []
         self._arriving = 0
+        self._idle = 0  # workers waiting for a job
         self._lock = threading.Lock()
         self.stats = BatcherStats()
 
@@ -179,7 +181,7 @@ class MicroBatcher:
             set_torch_threads(max(1, self.threads // self.workers))
         carry: Optional[_Job] = None  # a job taken that did not fit the last batch: this worker's next
         while True:
-            first, carry = (carry, None) if carry is not None else (self._queue.get(), None)
+            first, carry = (carry, None) if carry is not None else (self._take_first(), None)
             if first is _STOP:
                 return
             batch, count = [first], len(first.items)
@@ -187,8 +189,8 @@ class MicroBatcher:
             stop = False
             while count < self.max_batch:
                 remaining = deadline - time.monotonic()
-                if remaining <= 0 or (self._queue.empty() and self._arriving == 0):
-                    break  # the wait is over, or nothing else is queued or on its way
+                if remaining <= 0 or (self._queue.empty() and self._arriving == 0) or self._idle:
+                    break  # the wait is over, nothing else is queued or on its way, or an idle worker takes it
                 try:
                     job = self._queue.get(timeout=min(remaining, _POLL))
                 except queue.Empty:
@@ -205,6 +207,19 @@ class MicroBatcher:
             self._run(batch)
             if stop:
                 return
+
+    def _take_first(self) -> Any:
+        """The next job, waiting as an idle worker: batches being formed leave what is queued to idle
+        workers (two batches at once beat one twice the size)."""
+        self._count_idle(1)
+        try:
+            return self._queue.get()
+        finally:
+            self._count_idle(-1)
+
+    def _count_idle(self, step: int) -> None:
+        with self._lock:
+            self._idle += step
 
     def _run(self, jobs: List[_Job]) -> None:
         jobs = [job for job in jobs if job.future.set_running_or_notify_cancel()]  # a cancelled job is dropped
