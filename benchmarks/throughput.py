@@ -58,6 +58,7 @@ class Row:
     margin: Optional[float] = None  # shorter encoder context (seconds of margin); None = 30 s
     threads: Optional[int] = None  # CTranslate2 threads per worker (None = library default)
     workers: int = 1
+    chunks: int = 1  # batches at once (pipe(..., workers=chunks), each from its own thread)
     compute: Optional[str] = None  # CTranslate2 compute type (None = int8 on CPU, float16 on CUDA)
     whole_encoder: bool = False  # one encoder call per batch (before CPU slicing)
     group: str = ""
@@ -154,7 +155,7 @@ def _load(row: Row, paths: Dict[str, Optional[str]]):
 
     def run(files, batch, margin=None):
         asr.configure(context_margin=margin)
-        results = pipe(files, batch_size=batch)
+        results = pipe(files, batch_size=batch, workers=row.chunks)
         failed = [r.error for r in results if r.error]
         if failed:  # the pipeline isolates failures per file; a benchmark must not time them
             raise RuntimeError(f"{len(failed)} of {len(files)} inputs failed, e.g. {failed[0]}")
@@ -250,6 +251,12 @@ def build_rows(args) -> List[Row]:
                         + (" whole-batch encoder" if whole else ""), "ours", batch=args.variant_batch,
                         threads=threads or None, workers=workers, compute=compute, whole_encoder=whole,
                         group=f"ours-fw-{variant}"))
+    for chunks in args.workers:  # the CLI's default on a CPU: 2 batches at once, 2 CTranslate2 workers
+        for margin in args.margins:
+            for bs in args.batch_sizes:
+                ctx = "30s" if margin is None else f"short+{margin:g}s"
+                rows.append(Row(f"ours faster-whisper cpu {ctx} {chunks} workers", "ours", batch=bs, margin=margin,
+                                workers=chunks, chunks=chunks, group=f"ours-fw-{chunks}-workers"))
     rows.append(Row("NLU alone", "nlu", device=devices[-1], batch=0, group="nlu"))
     return rows
 
@@ -268,6 +275,10 @@ def main(argv: Optional[List[str]] = None) -> None:
                         help="extra faster-whisper rows WORKERSxTHREADS[:COMPUTE][:whole], e.g. 1x1,1x4,2x1,"
                              "1x2:float32,1x2:int8:whole (0 threads = library default; whole = one encoder call"
                              " per batch)")
+    parser.add_argument("--workers", default="",
+                        help="extra faster-whisper rows running N batches at once (pipe(..., workers=N), N "
+                             "CTranslate2 workers on their share of the threads: predict's default on a CPU), "
+                             "per margin and batch size, e.g. 2")
     parser.add_argument("--variant-batch", type=int, default=8, help="batch size of the thread variants")
     parser.add_argument("--torch-batch", type=int, default=8, help="batch size of the transformers rows")
     parser.add_argument("--no-hf", action="store_true", help="leave out the transformers pipeline anchor")
@@ -285,6 +296,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     args.backends = [b for b in args.backends.split(",") if b]
     args.margins = [None if m == "none" else float(m) for m in args.margins.split(",")]
     args.fw_variants = [v for v in args.fw_variants.split(",") if v]
+    args.workers = [int(w) for w in args.workers.split(",") if w]
 
     from speech_intent.asr import convert_ctranslate2_whisper
     from speech_intent.models import bundled_whisper_path

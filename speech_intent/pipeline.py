@@ -30,7 +30,7 @@ from .audio import (
     source_name,
 )
 from .default import default_intent_model
-from .device import DeviceLike
+from .device import DeviceLike, set_torch_threads, thread_budget
 from .errors import AudioError, ConfigError, ModelLoadError
 from .longform import DEFAULT_BLOCK_SECONDS, Source, segment_results
 from .nlu import IntentClassifier
@@ -83,17 +83,21 @@ class SpeechIntentPipeline:
     # ------------------------------------------------------------------ loading
     @classmethod
     def default(cls, device: DeviceLike = None, *, progress: bool = True, asr: Optional[ASRStage] = None,
-                intent_options: Optional[Mapping[str, Any]] = None, **kwargs) -> "SpeechIntentPipeline":
+                intent_options: Optional[Mapping[str, Any]] = None, num_workers: Optional[int] = None,
+                **kwargs) -> "SpeechIntentPipeline":
         """The embedded default: bundled Whisper tiny.en (faster-whisper) + the demo-domain intent model.
 
         Works offline. The intent model is fine-tuned on first use and cached
         (see :func:`speech_intent.default.default_intent_model`). ``intent_options``: keyword
-        arguments of :class:`IntentClassifier` (e.g. ``{"runtime": "onnx-int8"}``).
+        arguments of :class:`IntentClassifier` (e.g. ``{"runtime": "onnx-int8"}``); ``num_workers``:
+        batches it will be called with at once (:meth:`stream`'s ``workers``).
         """
         # the intent model first: a first-run fine-tune is several times slower on CPU once CTranslate2
         # is loaded (its OpenMP threads compete with torch's)
         intent = default_intent_model(device=device, progress=progress, **(intent_options or {}))
-        return cls(asr if asr is not None else FasterWhisperASR.from_pretrained(None, device=device), intent, **kwargs)
+        if asr is None:
+            asr = FasterWhisperASR.from_pretrained(None, device=device, num_workers=max(1, num_workers or 1))
+        return cls(asr, intent, **kwargs)
 
     @classmethod
     def from_pretrained(cls, directory: Union[str, Path], *, device: DeviceLike = None,
@@ -164,44 +168,71 @@ class SpeechIntentPipeline:
 
     # ---------------------------------------------------------------- inference
     def __call__(
-        self, inputs: Union[AudioInput, Sequence[AudioInput]], *, batch_size: int = 8, progress: bool = False
+        self, inputs: Union[AudioInput, Sequence[AudioInput]], *, batch_size: int = 8, progress: bool = False,
+        workers: int = 1,
     ) -> List[PipelineResult]:
-        """Process inputs (paths, bytes, arrays); one result per input, in order."""
+        """Process inputs (paths, bytes, arrays); one result per input, in order (``workers``: :meth:`stream`)."""
         # (samples, rate) is one input; any other tuple is a sequence of inputs (two arrays are two inputs)
         single_pair = (isinstance(inputs, tuple) and len(inputs) == 2 and isinstance(inputs[1], numbers.Real)
                        and not isinstance(inputs[1], bool))
         if isinstance(inputs, (str, Path, bytes, bytearray)) or single_pair or not isinstance(inputs, Sequence):
             inputs = [inputs]  # type: ignore[list-item]
-        return list(self.stream(inputs, batch_size=batch_size, progress=progress))
+        return list(self.stream(inputs, batch_size=batch_size, progress=progress, workers=workers))
 
     def stream(
-        self, inputs: Iterable[AudioInput], *, batch_size: int = 8, progress: bool = False, total: Optional[int] = None
+        self, inputs: Iterable[AudioInput], *, batch_size: int = 8, progress: bool = False, total: Optional[int] = None,
+        workers: int = 1,
     ) -> Iterator[PipelineResult]:
-        """Yield results as each chunk of ``batch_size`` inputs finishes (bounded memory)."""
+        """Yield results as each chunk of ``batch_size`` inputs finishes, in input order (bounded memory).
+
+        ``workers`` > 1: that many chunks are read and recognised at once, each by its own thread (torch
+        on its share of :func:`~speech_intent.device.thread_budget`; faster-whisper needs as many
+        CTranslate2 workers to run them in parallel: ``num_workers`` when loading). On a CPU, two chunks
+        on one thread each outrun one chunk on two threads: each chunk's reading, features and text work
+        overlap the other's model time.
+        """
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ConfigError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+            raise ConfigError(f"workers must be an integer >= 1, got {workers!r}")
         bar = None
         if progress:
             from tqdm.auto import tqdm
 
             bar = tqdm(total=total if total is not None else (len(inputs) if hasattr(inputs, "__len__") else None),
                        unit="file")
-        chunk: List[AudioInput] = []
-        start = 0
         try:
-            for item in inputs:
-                chunk.append(item)
-                if len(chunk) == batch_size:
+            if workers == 1:
+                for chunk, start in _chunks(inputs, batch_size):
                     yield from self._process_chunk(chunk, start, batch_size)
                     bar and bar.update(len(chunk))
-                    start += len(chunk)
-                    chunk = []
-            if chunk:
-                yield from self._process_chunk(chunk, start, batch_size)
-                bar and bar.update(len(chunk))
+            else:
+                for results in self._parallel_chunks(inputs, batch_size, workers):
+                    yield from results
+                    bar and bar.update(len(results))
         finally:
             if bar is not None:
                 bar.close()
+
+    def _parallel_chunks(self, inputs: Iterable[AudioInput], batch_size: int,
+                         workers: int) -> Iterator[List[PipelineResult]]:
+        """Each chunk's results, in order, with up to ``workers`` chunks in progress at once."""
+        from collections import deque
+        from concurrent.futures import ThreadPoolExecutor
+
+        threads = max(1, thread_budget() // workers)
+        pool = ThreadPoolExecutor(workers, thread_name_prefix="speech-intent-chunk",
+                                  initializer=set_torch_threads, initargs=(threads,))
+        pending: "deque" = deque()
+        try:
+            for chunk, start in _chunks(inputs, batch_size):
+                pending.append(pool.submit(self._process_chunk, chunk, start, batch_size))
+                if len(pending) >= workers:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:  # stopped early (an error, a break, Ctrl-C): chunks not started are dropped
+            pool.shutdown(wait=False, cancel_futures=True)
 
     def predict_segments(self, source: Source, *, vad: Optional[VADOptions] = None, batch_size: int = 8,
                          skip: Collection[int] = (), name: Optional[str] = None,
@@ -281,3 +312,17 @@ def _failed(path: str, error: Exception) -> PipelineResult:
     """The result of an input a model stage raised on (logged with its traceback)."""
     logger.error("processing %s failed", path, exc_info=error)
     return PipelineResult(path=path, error=f"{path}: processing failed ({type(error).__name__}: {error})")
+
+
+def _chunks(inputs: Iterable[AudioInput], size: int) -> Iterator[tuple]:
+    """``(chunk, offset of its first input)`` for consecutive chunks of ``size`` inputs."""
+    chunk: List[AudioInput] = []
+    start = 0
+    for item in inputs:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk, start
+            start += len(chunk)
+            chunk = []
+    if chunk:
+        yield chunk, start

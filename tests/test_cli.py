@@ -48,7 +48,7 @@ def test_sigkill_mid_run_then_rerun_gives_every_file_exactly_once(tiny_pipeline_
     (folder / "broken_2.wav").write_bytes(b"")
     out = tmp_path / "results.jsonl"
     cmd = [sys.executable, "-m", "speech_intent.cli", "predict", str(folder), "--pipeline", str(tiny_pipeline_dir),
-           "--device", "cpu", "--batch-size", "1", "-q", "-o", str(out)]
+           "--device", "cpu", "--batch-size", "1", "--workers", "2", "-q", "-o", str(out)]  # 2 batches at once
     env = dict(os.environ, OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false", PYTHONPATH=str(REPO))
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     lines = _wait_for_lines(out, 10, proc)
@@ -73,6 +73,25 @@ def test_sigkill_mid_run_then_rerun_gives_every_file_exactly_once(tiny_pipeline_
     assert main(cmd[3:]) == 0  # in-process third run: only the two failures are retried, not duplicated
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(rows) == len({r["path"] for r in rows}) == 62
+
+
+def test_predict_workers_give_the_rows_of_one_worker_in_the_same_order(tiny_pipeline_dir, tmp_path, capsys):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for i in range(7):
+        sf.write(folder / f"clip_{i}.wav", np.roll(_signal(16000, 0.5 + 0.1 * i), i * 50), 16000)
+    (folder / "clip_9.wav").write_bytes(b"not audio")
+    rows = {}
+    for workers in ("1", "2"):
+        out = tmp_path / f"out{workers}.jsonl"
+        assert main(["predict", str(folder), "--pipeline", str(tiny_pipeline_dir), "--device", "cpu",
+                     "--batch-size", "2", "--workers", workers, "-q", "-o", str(out)]) == 0
+        rows[workers] = [{k: v for k, v in json.loads(line).items() if k != "file_key"}
+                         for line in out.read_text().splitlines()]
+    assert rows["2"] == rows["1"] and len(rows["1"]) == 8 and rows["1"][-1]["error"]
+    capsys.readouterr()
+    assert main(["predict", str(folder), "--pipeline", str(tiny_pipeline_dir), "--workers", "0", "-q"]) == 1
+    assert "--workers must be at least 1" in capsys.readouterr().err
 
 
 # ------------------------------------------------------------------ the default models (slow)

@@ -251,6 +251,30 @@ def test_a_tuple_of_two_arrays_is_two_inputs_and_an_array_with_its_rate_is_one(t
     assert [r.duration for r in pipe((a, 8000))] == pytest.approx([1.0])  # (samples, rate): one input
 
 
+def test_workers_recognise_chunks_at_once_and_results_keep_the_input_order(tiny_pipeline_dir):
+    import threading
+
+    from speech_intent.errors import ConfigError
+
+    pipe = SpeechIntentPipeline.from_pretrained(tiny_pipeline_dir, device="cpu", num_workers=2)
+    inputs = [_signal(16000, 0.3 + 0.1 * i) for i in range(7)] + [b"not audio"]
+    alone = [(r.path, r.transcript, r.intent, r.error) for r in pipe.stream(inputs, batch_size=2)]
+    together = [(r.path, r.transcript, r.intent, r.error) for r in pipe.stream(inputs, batch_size=2, workers=2)]
+    assert together == alone and [path for path, *_ in alone] == [f"<array #{i}>" for i in range(7)] + ["<bytes #7>"]
+    assert alone[-1][3] is not None  # the bad input has its error row, in its place
+
+    process, meet = pipe._process_chunk, threading.Barrier(2, timeout=5)
+
+    def met(chunk, start, batch_size):  # each chunk waits until another is being recognised too
+        meet.wait()
+        return process(chunk, start, batch_size)
+
+    pipe._process_chunk = met  # type: ignore[method-assign]
+    assert len(pipe(inputs[:4], batch_size=2, workers=2)) == 4
+    with pytest.raises(ConfigError, match="workers"):
+        pipe(inputs, workers=0)
+
+
 # ------------------------------------------------------------------------------------ determinism
 @pytest.mark.parametrize("backend", ["wav2vec2", "whisper"])
 def test_same_inputs_same_outputs_across_runs_and_batch_sizes(backend, tiny_pipeline_dir, tiny_whisper_dir,

@@ -117,7 +117,7 @@ def test_a_file_that_changes_while_it_is_processed_is_redone_by_the_rerun(tmp_pa
     t = np.arange(16000) / 16000
     sf.write(clip, (0.3 * np.sin(2 * np.pi * 300 * t)).astype(np.float32), 16000)
     pipe = SpeechIntentPipeline(_CopyingASR(clip), IntentClassifier.from_pretrained(tiny_bert_dir, device="cpu"))
-    monkeypatch.setattr(predict, "build_pipeline", lambda args: pipe)
+    monkeypatch.setattr(predict, "build_pipeline", lambda args, **kwargs: pipe)
     out = tmp_path / "out.jsonl"
     cmd = ["predict", str(clip), "-q", "-o", str(out)]
     if segment:

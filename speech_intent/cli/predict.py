@@ -7,10 +7,11 @@ import sys
 import time
 from functools import partial
 
+from ..device import thread_budget
 from ..errors import ConfigError
 from ..inputs import expand_inputs
 from ..writer import ResultWriter, file_key
-from .options import add_model_args, add_vad_args, build_pipeline, check_model_args, vad_options
+from .options import add_model_args, add_vad_args, build_pipeline, check_model_args, default_workers, vad_options
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -27,13 +28,16 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                               "with segment, start, end (seconds) and last; --max-duration applies to utterances")
     add_vad_args(segment)
     ray = p.add_argument_group("distributed (--engine ray)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="batches at once: locally, threads sharing this process's cores (default: 2 on a CPU with "
+                        "2 or more cores, else 1; 1 with --segment); with --engine ray, actors each loading the "
+                        "pipeline once (default: 1)")
     p.add_argument("--engine", choices=["local", "ray"], default="local",
                    help="local: this process; ray: a pool of Ray actors (needs speech-intent[distributed])")
     ray.add_argument("--address", default=None,
                      help="auto, ray://HOST:PORT or HOST:PORT (default: start a local Ray for this run); a cluster "
                           "requiring a token: this machine's is used for an address of this machine, elsewhere "
                           "set RAY_AUTH_MODE=token and RAY_AUTH_TOKEN (`ray get-auth-token` on the head prints it)")
-    ray.add_argument("--workers", type=int, default=1, help="actors, each loading the pipeline once (1)")
     ray.add_argument("--cpus-per-worker", type=float, default=None,
                      help="CPUs (threads) each actor reserves (without --address: this machine's CPUs shared "
                           "among the workers; with it: 1)")
@@ -60,9 +64,12 @@ def run(args: argparse.Namespace) -> int:
     if not files:
         print("error: no input files found", file=sys.stderr)
         return 2
+    if args.workers is not None and args.workers < 1:
+        raise ConfigError(f"--workers must be at least 1, got {args.workers}")
+    workers = 1 if vad is not None else args.workers or default_workers(args.device, thread_budget())
     writer = ResultWriter(args.output, args.format, resume=not args.overwrite, segments=args.segment)
     # load the models before changing the output: a model that fails to load leaves it as it was
-    pipe = build_pipeline(args) if any(not writer.is_done(f) for f in files) else None
+    pipe = build_pipeline(args, num_workers=workers) if any(not writer.is_done(f) for f in files) else None
     todo = writer.pending(files)  # drops the rows of files about to be retried: one row per file in the end
     skipped = len(files) - len(todo)
     done = failed = utterances = 0
@@ -90,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
                     yield path
 
             for result in pipe.stream(keyed(todo), batch_size=args.batch_size, progress=not args.quiet,
-                                      total=len(todo)):
+                                      total=len(todo), workers=workers):
                 writer.write(result, keys.pop(result.path, None))
                 if result.error:
                     failed += 1
@@ -123,7 +130,7 @@ def run_ray(args: argparse.Namespace) -> int:
     from ..distributed import RayOptions, default_parquet_path, predict_distributed, print_summary
 
     check_model_args(args)  # cheap checks on the driver; the workers load the models
-    options = RayOptions(address=args.address, workers=args.workers, cpus_per_worker=args.cpus_per_worker,
+    options = RayOptions(address=args.address, workers=args.workers or 1, cpus_per_worker=args.cpus_per_worker,
                          gpus_per_worker=args.gpus_per_worker, batch_size=args.batch_size,
                          files_per_task=args.files_per_task,
                          worker_info=args.worker_info, progress=not args.quiet)

@@ -12,7 +12,7 @@ import sys
 from ..device import available_cpus
 from ..errors import ConfigError
 from ..serve import API_KEY_ENV, ServeConfig
-from .options import add_model_args, add_vad_args, build_pipeline, vad_options
+from .options import add_model_args, add_vad_args, build_pipeline, default_workers, vad_options
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -61,14 +61,6 @@ def config_from_args(args: argparse.Namespace) -> ServeConfig:
         early_endpoint=args.early_endpoint, early_confidence=args.early_confidence,
         threads=threads, workers=args.workers if args.workers is not None else default_workers(args.device, threads),
     )
-
-
-def default_workers(device, threads: int) -> int:
-    """2 on a CPU with 2 or more threads to share (measured faster than 1 worker on every thread for
-    lone and concurrent requests and streams: benchmarks/README.md), else 1 (GPUs: not measured)."""
-    from ..device import resolve_device
-
-    return 2 if threads >= 2 and resolve_device(device).type == "cpu" else 1
 
 
 def run(args: argparse.Namespace) -> int:
