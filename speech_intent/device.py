@@ -6,7 +6,7 @@ driver can import this module without loading torch.
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Union
+from typing import TYPE_CHECKING, Optional, Union
 
 from .errors import ConfigError
 
@@ -83,3 +83,12 @@ def set_torch_threads(threads: int) -> None:
     import torch
 
     torch.set_num_threads(threads)
+
+
+def default_workers(device: DeviceLike = None, threads: Optional[int] = None) -> int:
+    """Batches to run at once by default (``predict`` / ``serve --workers``, a Ray actor's): 2 on a CPU
+    with 2 or more threads to share (``threads``, default :func:`thread_budget`): two batches on one
+    thread each outrun one batch on two, as each batch's reading and text work overlap the other's
+    model time (benchmarks/README.md); else 1 (GPUs: not measured)."""
+    threads = thread_budget() if threads is None else threads
+    return 2 if threads >= 2 and resolve_device(device).type == "cpu" else 1

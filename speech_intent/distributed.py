@@ -23,6 +23,7 @@ processing raises gets error rows, so the job itself does not fail on an input.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import json
 import logging
 import math
@@ -35,7 +36,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Dict, Iterable, Iterator, List, Optional, Union
 
 from . import ray_cluster
-from .device import DeviceLike
+from .device import DeviceLike, default_workers
 from .errors import ConfigError, DistributedError
 from .inputs import expand_inputs
 from .results import PipelineResult
@@ -135,15 +136,24 @@ class RunSummary:
     parquet: Optional[str] = None
 
 
-def load_pipeline(source: PipelineSource, device: DeviceLike = None) -> SpeechIntentPipeline:
-    """The pipeline a worker runs: a saved directory, the default (``None``) or a builder's."""
+def load_pipeline(source: PipelineSource, device: DeviceLike = None, num_workers: int = 1) -> SpeechIntentPipeline:
+    """The pipeline a worker runs: a saved directory, the default (``None``) or a builder's (given
+    ``num_workers`` when it takes that keyword)."""
     from .pipeline import SpeechIntentPipeline
 
     if source is None:
-        return SpeechIntentPipeline.default(device=device, progress=False)
+        return SpeechIntentPipeline.default(device=device, progress=False, num_workers=num_workers)
     if isinstance(source, (str, Path)):
-        return SpeechIntentPipeline.from_pretrained(source, device=device)
-    return source()
+        return SpeechIntentPipeline.from_pretrained(source, device=device, num_workers=num_workers)
+    return source(num_workers=num_workers) if _takes(source, "num_workers") else source()
+
+
+def _takes(function: Callable, keyword: str) -> bool:
+    try:
+        parameters = inspect.signature(function).parameters.values()
+    except (TypeError, ValueError):  # a builtin or C callable
+        return False
+    return any(p.name == keyword or p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
 
 
 class PipelineWorker:
@@ -155,7 +165,8 @@ class PipelineWorker:
     """
 
     def __init__(self, source: PipelineSource, device: DeviceLike, batch_size: int, worker_info: bool) -> None:
-        self.pipe = load_pipeline(source, device)
+        self.workers = default_workers(device)  # 2 batches at once on an actor of 2 or more CPUs
+        self.pipe = load_pipeline(source, device, self.workers)
         self.batch_size = batch_size
         self.worker = None
         if worker_info:
@@ -171,7 +182,7 @@ class PipelineWorker:
     def rows(self, paths: List[str], sources: List[str]) -> List[dict]:
         keys = [file_key(s) for s in sources]  # before reading: the row describes the file as it was read
         try:
-            results = list(self.pipe.stream(sources, batch_size=self.batch_size))
+            results = list(self.pipe.stream(sources, batch_size=self.batch_size, workers=self.workers))
         except Exception as error:  # the pipeline isolates bad inputs itself; this is a last guard
             logger.error("a batch of %d failed", len(paths), exc_info=error)
             results = [PipelineResult(path=s, error=f"{s}: processing failed ({type(error).__name__}: {error})")

@@ -240,6 +240,33 @@ def test_actors_default_to_the_machine_on_a_local_ray_and_one_cpu_on_a_cluster(m
         RayOptions(cpus_per_worker=0).check()
 
 
+def test_an_actor_of_two_cpus_runs_two_batches_at_once_with_the_rows_of_one(monkeypatch, tiny_pipeline_dir, tmp_path):
+    """Ray sets OMP_NUM_THREADS to an actor's CPUs: with two, the actor loads the pipeline for two
+    batches at once and runs them so (as local ``predict`` does), with the same rows."""
+    import speech_intent.device
+    from speech_intent.distributed import PipelineWorker, load_pipeline
+
+    paths = []
+    for i in range(5):
+        paths.append(str(tmp_path / f"clip_{i}.wav"))
+        sf.write(paths[-1], np.sin(np.arange(8000 + 1000 * i) / (3.0 + i)).astype(np.float32) * 0.3, 16000)
+    asked = []
+
+    def builder(num_workers=1):
+        asked.append(num_workers)
+        return SpeechIntentPipeline.from_pretrained(tiny_pipeline_dir, device="cpu", num_workers=num_workers)
+
+    monkeypatch.setattr(speech_intent.device, "available_cpus", lambda: 2)
+    rows = {}
+    for cpus in ("1", "2"):
+        monkeypatch.setenv("OMP_NUM_THREADS", cpus)
+        worker = PipelineWorker(builder, "cpu", batch_size=2, worker_info=False)
+        assert worker.workers == int(cpus)
+        rows[cpus] = worker.rows(paths, paths)
+    assert asked == [1, 2] and rows["2"] == rows["1"] and len(rows["1"]) == 5
+    assert load_pipeline(lambda: "built") == "built"  # a builder without the keyword is called as it is
+
+
 def test_ray_client_address_same_answers_as_local(cluster, tiny_pipeline_dir, tmp_path):
     """``ray://``: Ray Data cannot run in a Ray Client process; the job runs in a driver actor in the
     cluster and the rows come back to the CLI, token found as for ``HOST:PORT``."""

@@ -160,14 +160,6 @@ def check_model_args(args: argparse.Namespace) -> None:
     grammar_options(args)
 
 
-def default_workers(device, threads: int) -> int:
-    """Batches to run at once by default: 2 on a CPU with 2 or more threads to share (two batches on one
-    thread each outrun one batch on two: benchmarks/README.md), else 1 (GPUs: not measured)."""
-    from ..device import resolve_device
-
-    return 2 if threads >= 2 and resolve_device(device).type == "cpu" else 1
-
-
 def build_pipeline(args: argparse.Namespace, num_workers: Optional[int] = None) -> SpeechIntentPipeline:
     """``--pipeline``, else the stages from ``--asr`` / ``--intent`` (bundled defaults); ``num_workers``:
     batches it will be called with at once (``--workers``)."""

@@ -7,11 +7,11 @@ import sys
 import time
 from functools import partial
 
-from ..device import thread_budget
+from ..device import default_workers
 from ..errors import ConfigError
 from ..inputs import expand_inputs
 from ..writer import ResultWriter, file_key
-from .options import add_model_args, add_vad_args, build_pipeline, check_model_args, default_workers, vad_options
+from .options import add_model_args, add_vad_args, build_pipeline, check_model_args, vad_options
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if args.workers is not None and args.workers < 1:
         raise ConfigError(f"--workers must be at least 1, got {args.workers}")
-    workers = 1 if vad is not None else args.workers or default_workers(args.device, thread_budget())
+    workers = 1 if vad is not None else args.workers or default_workers(args.device)
     writer = ResultWriter(args.output, args.format, resume=not args.overwrite, segments=args.segment)
     # load the models before changing the output: a model that fails to load leaves it as it was
     pipe = build_pipeline(args, num_workers=workers) if any(not writer.is_done(f) for f in files) else None

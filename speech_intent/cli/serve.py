@@ -9,10 +9,10 @@ import argparse
 import os
 import sys
 
-from ..device import available_cpus
+from ..device import available_cpus, default_workers
 from ..errors import ConfigError
 from ..serve import API_KEY_ENV, ServeConfig
-from .options import add_model_args, add_vad_args, build_pipeline, default_workers, vad_options
+from .options import add_model_args, add_vad_args, build_pipeline, vad_options
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
