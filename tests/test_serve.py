@@ -881,3 +881,26 @@ def test_a_text_that_is_not_valid_unicode_is_a_json_422(tiny_pipe):
         assert bad.status_code == 422 and bad.json()["error"]["type"] == "InvalidRequest"
         assert "texts" in bad.json()["error"]["message"]
         assert client.post("/v1/classify", json={"texts": ["play jazz"]}).status_code == 200
+
+
+def test_a_request_that_does_not_fit_a_batch_goes_to_the_next_free_worker():
+    from speech_intent.serve.batcher import MicroBatcher
+
+    class Timed(_StubPipeline):  # a batch takes (its longest clip's samples) / 100 seconds
+        def __call__(self, items, batch_size):
+            self.delay = max(len(x) for x in items) / 100
+            return super().__call__(items, batch_size)
+
+    batcher = MicroBatcher(Timed(), max_batch=2, max_wait=3.0, workers=2).start()  # type: ignore[arg-type]
+    try:
+        short = batcher.submit_audio([np.zeros(30)])  # one worker busy for 0.3 s
+        time.sleep(0.1)
+        coming = batcher.arrival()
+        long = batcher.submit_audio([np.zeros(200)])  # the other waits for what is on its way ...
+        time.sleep(0.1)
+        pair = batcher.submit_audio([np.zeros(5), np.zeros(5)], arrival=coming)  # ... which does not fit: 1 + 2 > 2
+        assert len(pair.result(10)) == 2
+        assert short.done() and not long.done()  # run by the first worker once free, not after the 2 s batch
+        assert len(long.result(10)) == 1
+    finally:
+        batcher.stop()

@@ -179,9 +179,8 @@ class MicroBatcher:
     def _work(self) -> None:
         if self.threads is not None:  # per thread: torch's OpenMP setting is not inherited
             set_torch_threads(max(1, self.threads // self.workers))
-        carry: Optional[_Job] = None  # a job taken that did not fit the last batch: this worker's next
         while True:
-            first, carry = (carry, None) if carry is not None else (self._take_first(), None)
+            first = self._take_first()
             if first is _STOP:
                 return
             batch, count = [first], len(first.items)
@@ -192,21 +191,38 @@ class MicroBatcher:
                 if remaining <= 0 or (self._queue.empty() and self._arriving == 0) or self._idle:
                     break  # the wait is over, nothing else is queued or on its way, or an idle worker takes it
                 try:
-                    job = self._queue.get(timeout=min(remaining, _POLL))
+                    job = self._take_fitting(first, count, min(remaining, _POLL))
                 except queue.Empty:
                     continue
+                if job is None:  # the next job does not fit: it stays first in line, for the next free worker
+                    break
                 if job is _STOP:
                     stop = True
-                    break
-                if job.kind != first.kind or (job.kind == "text" and job.top_k != first.top_k) \
-                        or count + len(job.items) > self.max_batch:
-                    carry = job  # runs next, first in line
                     break
                 batch.append(job)
                 count += len(job.items)
             self._run(batch)
             if stop:
                 return
+
+    def _take_fitting(self, first: _Job, count: int, timeout: float) -> Any:
+        """The next queued job (or stop) if it joins ``first``'s batch of ``count`` inputs, else ``None``,
+        leaving it queued (a worker that kept it aside would hold it through its batch while another is
+        free); :class:`queue.Empty` after ``timeout`` seconds without one."""
+        pending = self._queue
+        with pending.not_empty:
+            if not pending.queue:
+                pending.not_empty.wait(timeout)
+                if not pending.queue:
+                    raise queue.Empty
+            job = pending.queue[0]
+            if job is not _STOP and (job.kind != first.kind or (job.kind == "text" and job.top_k != first.top_k)
+                                     or count + len(job.items) > self.max_batch):
+                pending.not_empty.notify()  # this wake-up was for a worker that can take it
+                return None
+            pending.queue.popleft()
+            pending.not_full.notify()
+            return job
 
     def _take_first(self) -> Any:
         """The next job, waiting as an idle worker: batches being formed leave what is queued to idle
