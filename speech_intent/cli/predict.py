@@ -30,7 +30,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     ray = p.add_argument_group("distributed (--engine ray)")
     p.add_argument("--workers", type=int, default=None,
                    help="batches at once: locally, threads sharing this process's cores (default: 2 on a CPU with "
-                        "2 or more cores, else 1; 1 with --segment); with --engine ray, actors each loading the "
+                        "2 or more cores, else 1; always 1 with --segment); with --engine ray, actors each loading the "
                         "pipeline once (default: 1)")
     p.add_argument("--engine", choices=["local", "ray"], default="local",
                    help="local: this process; ray: a pool of Ray actors (needs speech-intent[distributed])")

@@ -42,8 +42,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="batches run at once, each on its share of --threads (default: 2 on a CPU with 2 or more "
                         "cores, where one batch's decoding and text work overlap the other's model time; else 1)")
     p.add_argument("--threads", type=int, default=None,
-                   help="torch intra-op threads of the model worker, and ONNX Runtime's with --nlu-runtime onnx"
-                        " / onnx-int8 (default: the cores this process may use)")
+                   help="torch intra-op threads shared by the model workers (each pins --threads // --workers), and "
+                        "ONNX Runtime's with --nlu-runtime onnx / onnx-int8 (default: the cores this process may use)")
     add_vad_args(p)
     add_model_args(p)
     p.set_defaults(func=run)

@@ -118,7 +118,7 @@ def service_info(service: Service) -> Dict[str, Any]:
 
 # ---------------------------------------------------------------------------- the app
 def create_app(pipeline: SpeechIntentPipeline, config: Optional[ServeConfig] = None) -> FastAPI:
-    """The service for ``pipeline``; its worker thread starts and stops with the app (lifespan)."""
+    """The service for ``pipeline``; its worker threads start and stop with the app (lifespan)."""
     from . import http_api, ws
 
     config = config or ServeConfig()
@@ -126,7 +126,7 @@ def create_app(pipeline: SpeechIntentPipeline, config: Optional[ServeConfig] = N
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        if config.threads is not None:  # explicit, at startup only; the worker pins its own thread too
+        if config.threads is not None:  # explicit, at startup only; each worker pins its own thread too
             set_torch_threads(config.threads)
         service.batcher.start()
         try:
