@@ -138,7 +138,7 @@ class RunSummary:
 
 def load_pipeline(source: PipelineSource, device: DeviceLike = None, num_workers: int = 1) -> SpeechIntentPipeline:
     """The pipeline a worker runs: a saved directory, the default (``None``) or a builder's (given
-    ``num_workers`` when it takes that keyword)."""
+    ``num_workers`` when it names that parameter; a builder's ``**kwargs`` may not take it)."""
     from .pipeline import SpeechIntentPipeline
 
     if source is None:
@@ -153,7 +153,8 @@ def _takes(function: Callable, keyword: str) -> bool:
         parameters = inspect.signature(function).parameters.values()
     except (TypeError, ValueError):  # a builtin or C callable
         return False
-    return any(p.name == keyword or p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
+    keywords = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return any(p.name == keyword and p.kind in keywords for p in parameters)
 
 
 class PipelineWorker:

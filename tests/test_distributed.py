@@ -265,6 +265,8 @@ def test_an_actor_of_two_cpus_runs_two_batches_at_once_with_the_rows_of_one(monk
         rows[cpus] = worker.rows(paths, paths)
     assert asked == [1, 2] and rows["2"] == rows["1"] and len(rows["1"]) == 5
     assert load_pipeline(lambda: "built") == "built"  # a builder without the keyword is called as it is
+    # a builder of no arguments that passes on **options (to a pipeline constructor without num_workers)
+    assert load_pipeline(lambda **options: ("built", options), num_workers=2) == ("built", {})
 
 
 def test_ray_client_address_same_answers_as_local(cluster, tiny_pipeline_dir, tmp_path):
