@@ -63,9 +63,9 @@ class ServeConfig:
         threads: torch intra-op threads of the model workers, pinned when the app starts, shared among
             ``workers`` (``None``: leave torch's setting; ``speech-intent serve`` passes the available cores).
         workers: batches run at once, each by its own worker thread on ``threads // workers`` threads
-            (the pipeline's ASR should have as many workers: ``num_workers`` of faster-whisper). On a CPU
-            several single-thread workers give more requests/s under load; one worker on every thread
-            answers a lone request soonest for long audio.
+            (the pipeline's ASR should have as many workers: ``num_workers`` of faster-whisper). On a
+            2-core CPU two single-thread workers answered lone and concurrent requests faster than one
+            on both threads (benchmarks/README.md); with more cores or larger models, measure.
     """
 
     host: str = "127.0.0.1"
