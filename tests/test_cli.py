@@ -92,6 +92,8 @@ def test_predict_workers_give_the_rows_of_one_worker_in_the_same_order(tiny_pipe
     capsys.readouterr()
     assert main(["predict", str(folder), "--pipeline", str(tiny_pipeline_dir), "--workers", "0", "-q"]) == 1
     assert "--workers must be at least 1" in capsys.readouterr().err
+    assert main(["predict", str(folder), "--pipeline", str(tiny_pipeline_dir), "--workers", "2", "--segment"]) == 1
+    assert "--segment runs one file at a time" in capsys.readouterr().err
 
 
 # ------------------------------------------------------------------ the default models (slow)

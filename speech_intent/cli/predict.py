@@ -30,7 +30,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     ray = p.add_argument_group("distributed (--engine ray)")
     p.add_argument("--workers", type=int, default=None,
                    help="batches at once: locally, threads sharing this process's cores (default: 2 on a CPU with "
-                        "2 or more cores, else 1; always 1 with --segment); with --engine ray, actors each loading the "
+                        "2 or more cores, else 1; 1 with --segment, which refuses more); with --engine ray, actors each loading the "
                         "pipeline once (default: 1)")
     p.add_argument("--engine", choices=["local", "ray"], default="local",
                    help="local: this process; ray: a pool of Ray actors (needs speech-intent[distributed])")
@@ -66,6 +66,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if args.workers is not None and args.workers < 1:
         raise ConfigError(f"--workers must be at least 1, got {args.workers}")
+    if vad is not None and (args.workers or 1) > 1:
+        raise ConfigError("--segment runs one file at a time (--workers 1)")
     workers = 1 if vad is not None else args.workers or default_workers(args.device)
     writer = ResultWriter(args.output, args.format, resume=not args.overwrite, segments=args.segment)
     # load the models before changing the output: a model that fails to load leaves it as it was
