@@ -21,6 +21,11 @@ def error_response(status: int, kind: str, message: str, headers: Optional[Dict[
     return JSONResponse({"error": {"type": kind, "message": message, **extra}}, status_code=status, headers=headers)
 
 
+async def send_error(send, status: int, kind: str, message: str) -> None:
+    """Answer an HTTP request with :func:`error_response` from a middleware, before any route."""
+    await error_response(status, kind, message)({"type": "http"}, None, send)
+
+
 def route_path(scope) -> str:
     """The path the routes see: the request's path without the ``root_path`` it is served under
     (``uvicorn --root-path``, or the service mounted in a larger app keep the prefix in ``path``)."""
@@ -54,20 +59,16 @@ class RequestGuard:
         if not host_ok(self.config, headers.get("host")):
             if scope["type"] == "websocket":
                 return await send({"type": "websocket.close", "code": 1008, "reason": "unknown host"})
-            return await self._refuse(send, 400, "InvalidHost",
-                                      f"Host {headers.get('host')!r} is not a name of this service (see --allowed-host)")
+            return await send_error(send, 400, "InvalidHost",
+                                    f"Host {headers.get('host')!r} is not a name of this service (see --allowed-host)")
         if scope["type"] == "http" and route_path(scope).startswith("/v1/") and scope.get("method") != "OPTIONS":
             if not key_ok(self.config, request_key(headers)):
-                return await self._refuse(send, 401, "Unauthorized",
-                                          "a valid API key is required (Authorization: Bearer KEY or X-API-Key)")
+                return await send_error(send, 401, "Unauthorized",
+                                        "a valid API key is required (Authorization: Bearer KEY or X-API-Key)")
             if scope.get("method") not in SAFE_METHODS and not origin_ok(self.config, headers):
-                return await self._refuse(send, 403, "Forbidden",
-                                          f"origin {headers.get('origin')!r} may not call this service (see --cors-origin)")
+                return await send_error(send, 403, "Forbidden",
+                                        f"origin {headers.get('origin')!r} may not call this service (see --cors-origin)")
         return await self.app(scope, receive, send)
-
-    @staticmethod
-    async def _refuse(send, status: int, kind: str, message: str) -> None:
-        await error_response(status, kind, message)({"type": "http"}, None, send)
 
 
 # ---------------------------------------------------------------------------- body size
@@ -116,8 +117,7 @@ class BodyLimit:
             await self._too_large(send)
 
     async def _too_large(self, send):
-        response = error_response(413, "RequestTooLarge", f"request body over the {self.limit} byte limit")
-        await response({"type": "http"}, None, send)
+        await send_error(send, 413, "RequestTooLarge", f"request body over the {self.limit} byte limit")
 
 
 # ---------------------------------------------------------------------------- arrivals
