@@ -313,9 +313,9 @@ def demo(args) -> dict:
 
     from speech_intent import TextNormalizer
     from speech_intent.audio import load_audio
-    from speech_intent.augment.noise import mix_at_snr
     from speech_intent.data import read_rasa
-    from speech_intent.default import demo_domain_path
+    from speech_intent.demo_model import demo_domain_path
+    from speech_intent.synthesis.noise import mix_at_snr
 
     examples = [ex for ex in read_rasa(demo_domain_path()) if ex.text.strip()]
     order = np.random.default_rng(0).permutation(len(examples))
@@ -357,8 +357,8 @@ def demo(args) -> dict:
 
 def test_synthesizer():
     """hibari-tts (not a training voice) when installed, else espeak-ng."""
-    from speech_intent.augment import EspeakSynthesizer, HibariSynthesizer
     from speech_intent.errors import SynthesizerUnavailable
+    from speech_intent.synthesis import EspeakSynthesizer, HibariSynthesizer
 
     try:
         return HibariSynthesizer(), "hibari-tts (heart, 3 speeds)"

@@ -24,7 +24,7 @@ The noise sweep runs the configuration named by ``--asr`` (default: grammar-cons
 ``--speech-loop N`` trains on the grammar sentences PLUS N other grammar sentences spoken by
 espeak-ng, mixed with synthetic training noise (babble + pink/brown, never the kitchen test
 noise) and transcribed by the same tiny.en with the domain prompt, labels projected onto the
-transcripts (``speech_intent.augment``). That model and its report go to
+transcripts (``speech_intent.speech_in_the_loop``). That model and its report go to
 ``WORK/model-speechloop`` and ``WORK/report-speechloop``; the transcripts are cached in
 ``WORK/speechloop-N.jsonl``.
 """
@@ -77,7 +77,7 @@ def main() -> int:
     parser.add_argument("--speech-loop", type=int, default=0, metavar="N",
                         help="also train on N TTS + noise + ASR transcripts of grammar sentences")
     parser.add_argument("--speech-loop-snr", type=float, nargs="+", default=None, metavar="DB",
-                        help="training SNRs for --speech-loop (inf = no noise; default: augment.DEFAULT_SNRS)")
+                        help="training SNRs for --speech-loop (inf = no noise; default: speech_in_the_loop.DEFAULT_SNRS)")
     parser.add_argument("--speech-loop-max-wer", type=float, default=0.5, metavar="WER",
                         help="drop speech-loop transcripts with a higher word error rate (default 0.5; 1e9: keep all)")
     args = parser.parse_args()
@@ -186,14 +186,14 @@ def train_intent_model(grammar: Path, model_dir: Path, *, epochs: float = DEFAUL
     ``max_examples`` sampled grammar sentences (seed 0) plus ``extra_examples``; 400 other sentences
     (seed 1) are the dev set that picks the best epoch. ``normalizer``: default ``TextNormalizer()``.
     """
-    from speech_intent import TrainingConfig, fine_tune
+    from speech_intent import TrainingOptions, fine_tune
     from speech_intent.data import expand_grammar
 
     examples = expand_grammar(grammar, max_examples=max_examples, seed=0) + list(extra_examples)
     dev = expand_grammar(grammar, max_examples=400, seed=1)
-    config = TrainingConfig(epochs=epochs, learning_rate=2e-4, batch_size=32, seed=0, early_stopping=0,
+    config = TrainingOptions(epochs=epochs, learning_rate=2e-4, batch_size=32, seed=0, early_stopping=0,
                             oos_recall=None)
-    fine_tune(examples, model_dir, config=config, device=device, dev_examples=dev, progress=False,
+    fine_tune(examples, model_dir, options=config, device=device, dev_examples=dev, progress=False,
               closed_values=closed_values, normalizer=normalizer)
     return model_dir
 
@@ -207,7 +207,7 @@ def rejection_rows(args, items, prompt):
     import numpy as np
 
     from speech_intent.audio import load_audio
-    from speech_intent.augment.noise import mix_at_snr
+    from speech_intent.synthesis.noise import mix_at_snr
 
     if args.rejection < 0:
         return []
@@ -256,9 +256,9 @@ def speech_loop(args, examples, timings):
     import multiprocessing
 
     from speech_intent import TextNormalizer
-    from speech_intent.augment import project_examples
     from speech_intent.data import Example
     from speech_intent.nlu.canonical import infer_closed_values
+    from speech_intent.speech_in_the_loop import project_examples
 
     closed = infer_closed_values(examples, normalizer=TextNormalizer())
     cache = args.work / f"speechloop-{args.speech_loop}.jsonl"
@@ -286,13 +286,14 @@ def _transcribe_job(args, closed, cache):
     import logging
 
     from speech_intent import FasterWhisperASR
-    from speech_intent.augment import DEFAULT_SNRS, EspeakSynthesizer, speak_and_transcribe
-    from speech_intent.augment.noise import training_noise
     from speech_intent.data import expand_grammar
     from speech_intent.nlu.canonical import domain_prompt
+    from speech_intent.speech_in_the_loop import DEFAULT_SNRS, speak_and_transcribe
+    from speech_intent.synthesis import EspeakSynthesizer
+    from speech_intent.synthesis.noise import training_noise
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
-    logging.getLogger("speech_intent.augment").setLevel(logging.INFO)
+    logging.getLogger("speech_intent.speech_in_the_loop").setLevel(logging.INFO)
     sentences = expand_grammar(args.data / "grammar.yaml", max_examples=args.speech_loop, seed=2)
     synth = EspeakSynthesizer()
     noise = training_noise(synth, seconds=120.0, seed=0)

@@ -1,6 +1,6 @@
 """Endpointing trade-off of streaming recognition: how soon a ``final`` comes vs how often a command is cut.
 
-Streams each recording (then 1 s of silence) through :class:`~speech_intent.stream.StreamingRecognizer`
+Streams each recording (then 1 s of silence) through :class:`~speech_intent.live.StreamingRecognizer`
 in 20 ms chunks, in process, once per setting of ``early_endpoint`` (``none``: wait for the whole
 trailing silence), and reports per setting:
 
@@ -37,7 +37,7 @@ CHUNK = 320  # 20 ms at 16 kHz
 
 def stream_one(pipe, audio: np.ndarray, early) -> tuple:
     """(finals, end-of-speech -> final latencies) of one recording streamed at simulated real time."""
-    from speech_intent.stream import StreamingRecognizer
+    from speech_intent.live import StreamingRecognizer
 
     recognizer = StreamingRecognizer(pipe, early_endpoint=early, partial_interval=None)
     signal = np.concatenate([audio, np.zeros(16000, np.float32)])

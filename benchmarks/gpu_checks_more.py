@@ -1,7 +1,7 @@
 """The service and ASR fine-tuning checks of ``gpu_check.py`` (the GPU targets of the service and
 fine-tuning work), kept beside it to keep each file short; ``gpu_check.py`` imports them.
 
-``streams64``: concurrent :class:`~speech_intent.stream.StreamingRecognizer` streams in this process
+``streams64``: concurrent :class:`~speech_intent.live.StreamingRecognizer` streams in this process
 (one thread each, 20 ms frames at microphone pace, each stream starting at a random moment of its
 first second), recognised through a :class:`~speech_intent.serve.batcher.MicroBatcher` over the
 check's pipeline as the service's WebSocket route does (the service's defaults but ``max_batch``).
@@ -38,10 +38,10 @@ from speech_intent import IntentClassifier, SpeechIntentPipeline
 from speech_intent.asr_training import ASRTrainingOptions, fine_tune_asr
 from speech_intent.audio import SAMPLE_RATE, load_audio
 from speech_intent.errors import OverloadedError
+from speech_intent.live import StreamingRecognizer
 from speech_intent.results import PipelineResult
 from speech_intent.serve.batcher import MicroBatcher
-from speech_intent.serve.config import ServeConfig
-from speech_intent.stream import StreamingRecognizer
+from speech_intent.serve.options import ServeOptions
 
 FRAME = 320  # samples: 20 ms at 16 kHz, what a browser microphone sends
 #: Streams of the large row, and the most inputs in one batch there (the service's default is 8, for CPUs).
@@ -121,7 +121,7 @@ def stream_pipeline(ctx) -> SpeechIntentPipeline:
     return SpeechIntentPipeline(base.whisper(ctx), IntentClassifier.from_pretrained(ctx.intent_dir, device=ctx.device))
 
 
-def run_streams(pipe, recordings: List[np.ndarray], streams: int, config: ServeConfig, *, pace: float = 1.0,
+def run_streams(pipe, recordings: List[np.ndarray], streams: int, config: ServeOptions, *, pace: float = 1.0,
                 seed: int = 0) -> Dict[str, float]:
     """``streams`` concurrent streams through one micro-batcher; ``pace``: times real time (dry run > 1)."""
     batcher = MicroBatcher(pipe, max_batch=config.max_batch, max_wait=config.max_wait,
@@ -196,7 +196,7 @@ def check_streams(ctx) -> List["base.Result"]:
     recordings, source = coffee_recordings(ctx)
     pipe = stream_pipeline(ctx)
     many, pace = (3, 4.0) if ctx.dry_run else (STREAMS, 1.0)
-    config = ServeConfig(max_batch=min(STREAM_BATCH, many), max_streams=many)
+    config = ServeOptions(max_batch=min(STREAM_BATCH, many), max_streams=many)
     pipe(recordings[:8], batch_size=8)  # warm-up: CUDA context and kernels, and the VAD's ONNX session
     pipe(recordings[:1], batch_size=1)
     StreamingRecognizer(recognize=lambda audio: PipelineResult(path="<warm-up>"))

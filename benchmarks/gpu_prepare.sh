@@ -29,8 +29,8 @@ sys.path.insert(0, "benchmarks")
 from gpu_checks_more import pack_int8
 from speech_intent.asr import convert_ctranslate2_whisper
 from speech_intent.asr_training import collect_examples
-from speech_intent.augment.tts import EspeakSynthesizer
-from speech_intent.models import bundled_encoder_path, bundled_whisper_path
+from speech_intent.synthesis.tts import EspeakSynthesizer
+from speech_intent.bundled import bundled_encoder_path, bundled_whisper_path
 
 out = Path(".gpu")
 convert_ctranslate2_whisper(bundled_whisper_path(), out / "whisper-tiny.en", dtype="float16")

@@ -102,7 +102,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     from transformers import pipeline
 
     from speech_intent import IntentClassifier
-    from speech_intent.default import default_intent_model
+    from speech_intent.demo_model import default_intent_model
 
     transformers.logging.set_verbosity_error()
     torch.set_num_threads(args.threads)

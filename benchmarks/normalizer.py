@@ -41,9 +41,9 @@ def transcribe(items, noise_file: Path, snrs, batch_size: int, cache: Path) -> d
         return json.loads(cache.read_text())
     from speech_intent import FasterWhisperASR, TextNormalizer
     from speech_intent.audio import load_audio
-    from speech_intent.augment.noise import mix_at_snr
     from speech_intent.data import expand_grammar
     from speech_intent.nlu.canonical import domain_prompt, infer_closed_values
+    from speech_intent.synthesis.noise import mix_at_snr
 
     grammar = coffee.DATA / "grammar.yaml"
     closed = infer_closed_values(expand_grammar(grammar, max_examples=coffee.DEFAULT_MAX_EXAMPLES, seed=0),

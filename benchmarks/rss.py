@@ -47,7 +47,7 @@ def make_pipeline(out: Path, asr: str) -> Path:
     )
 
     from speech_intent import FasterWhisperASR, IntentClassifier, SpeechIntentPipeline, Wav2Vec2ASR
-    from speech_intent.models import bundled_encoder_path
+    from speech_intent.bundled import bundled_encoder_path
 
     torch.manual_seed(0)
     labels = ["get_weather", "play_music", "set_alarm"]

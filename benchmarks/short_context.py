@@ -74,10 +74,10 @@ def demo_items(count: int, folder: Path):
     """``count`` demo-domain sentences spoken by espeak-ng (voices rotated), as manifest items."""
     import soundfile as sf
 
-    from speech_intent.augment.tts import EspeakSynthesizer
     from speech_intent.data import load_examples
-    from speech_intent.default import demo_domain_path
+    from speech_intent.demo_model import demo_domain_path
     from speech_intent.evaluate.manifest import ManifestItem
+    from speech_intent.synthesis.tts import EspeakSynthesizer
 
     examples = load_examples(demo_domain_path())
     rng = np.random.default_rng(0)
@@ -142,7 +142,7 @@ def main(argv: List[str] | None = None) -> int:
     import torch
 
     from speech_intent import IntentClassifier
-    from speech_intent.default import default_intent_model
+    from speech_intent.demo_model import default_intent_model
     from speech_intent.evaluate import read_manifest
 
     torch.set_num_threads(os.cpu_count() or 1)

@@ -211,15 +211,15 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     from transformers import AutoTokenizer
 
+    from speech_intent.bundled import bundled_encoder_path
     from speech_intent.data import load_examples
-    from speech_intent.models import bundled_encoder_path
-    from speech_intent.nlu import TrainingConfig, fine_tune
+    from speech_intent.nlu import TrainingOptions, fine_tune
     from speech_intent.normalize import TextNormalizer
 
     train = _subset(load_examples(args.data / "train"), args.max_train_examples, args.seed)
     dev = _subset(load_examples(args.data / "dev"), args.max_dev_examples, args.seed)
     test = _subset(load_examples(args.data / "test"), args.max_test_examples, args.seed)
-    config = TrainingConfig(epochs=args.epochs, learning_rate=args.lr, batch_size=args.batch_size, seed=args.seed,
+    config = TrainingOptions(epochs=args.epochs, learning_rate=args.lr, batch_size=args.batch_size, seed=args.seed,
                             early_stopping=args.early_stopping, oos_recall=None, head_learning_rate=args.head_lr,
                             warmup_ratio=args.warmup, lr_scheduler=args.scheduler, layer_lr_decay=args.layer_lr_decay,
                             slot_decoder="crf" if args.crf else "softmax", bio_constrained=not args.no_bio_constraint)
@@ -229,7 +229,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     with tempfile.TemporaryDirectory() as scratch:
         output = args.output or Path(scratch) / "snips-joint"
         start = time.perf_counter()
-        classifier = fine_tune(train, output, base=args.base, config=config, normalizer=normalizer,
+        classifier = fine_tune(train, output, base=args.base, options=config, normalizer=normalizer,
                                device=args.device, dev_examples=dev, progress=not args.quiet, callbacks=[per_epoch])
         train_seconds = time.perf_counter() - start
         start = time.perf_counter()

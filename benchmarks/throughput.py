@@ -110,8 +110,8 @@ def _load(row: Row, paths: Dict[str, Optional[str]]):
     if row.kind == "anchor":
         from faster_whisper import WhisperModel
 
-        from speech_intent.asr.whisper_common import available_cpus
-        from speech_intent.models import bundled_whisper_path
+        from speech_intent.bundled import bundled_whisper_path
+        from speech_intent.device import available_cpus
 
         model = WhisperModel(str(bundled_whisper_path()), device=row.device, compute_type="float16" if cuda else "int8",
                              cpu_threads=available_cpus())
@@ -137,7 +137,7 @@ def _load(row: Row, paths: Dict[str, Optional[str]]):
             return [o["text"].strip() for o in out]
         return run
     from speech_intent import FasterWhisperASR, IntentClassifier, SpeechIntentPipeline, WhisperASR
-    from speech_intent.default import default_intent_model
+    from speech_intent.demo_model import default_intent_model
 
     intent = (IntentClassifier.from_pretrained(paths["intent"], device=row.device) if paths["intent"]
               else default_intent_model(device=row.device, progress=False))
@@ -212,7 +212,7 @@ def audio_files(quick: bool) -> Tuple[List[str], List[str], float]:
 def nlu_texts(count: int) -> List[str]:
     """``count`` utterances cycled from the demo domain (varied lengths, realistic words)."""
     from speech_intent.data import read_rasa
-    from speech_intent.default import demo_domain_path
+    from speech_intent.demo_model import demo_domain_path
 
     texts = [e.text for e in read_rasa(demo_domain_path())]
     return [texts[i % len(texts)] for i in range(count)]
@@ -299,7 +299,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     args.workers = [int(w) for w in args.workers.split(",") if w]
 
     from speech_intent.asr import convert_ctranslate2_whisper
-    from speech_intent.models import bundled_whisper_path
+    from speech_intent.bundled import bundled_whisper_path
 
     coffee, assets, audio_s = audio_files(args.quick)
     files = coffee + assets

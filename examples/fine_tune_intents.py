@@ -14,7 +14,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from speech_intent import FasterWhisperASR, SpeechIntentPipeline, TrainingConfig, fine_tune
+from speech_intent import FasterWhisperASR, SpeechIntentPipeline, TrainingOptions, fine_tune
 from speech_intent.data import load_examples
 
 repo = Path(__file__).resolve().parents[1]
@@ -33,7 +33,7 @@ audio_dir = Path(sys.argv[2]) if len(sys.argv) > 2 else repo / "assets" / "audio
 
 examples = load_examples(csv_path)
 print(f"training on {len(examples)} examples from {csv_path}")
-intent = fine_tune(examples, work / "my-intents", config=TrainingConfig(epochs=6, seed=0))
+intent = fine_tune(examples, work / "my-intents", options=TrainingOptions(epochs=6, seed=0))
 print(f"saved to {work / 'my-intents'}; intents: {', '.join(intent.labels)}")
 
 pipe = SpeechIntentPipeline(FasterWhisperASR.from_pretrained(None), intent)

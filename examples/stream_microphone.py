@@ -20,7 +20,7 @@ import numpy as np
 
 from speech_intent import SpeechIntentPipeline
 from speech_intent.audio import load_audio
-from speech_intent.stream import StreamingRecognizer
+from speech_intent.live import StreamingRecognizer
 from speech_intent.vad import VADOptions
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets" / "audio"

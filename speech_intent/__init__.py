@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from .asr import FasterWhisperASR, Wav2Vec2ASR, WhisperASR, convert_ctranslate2_whisper, load_asr
     from .asr_training import ASRTrainingOptions, fine_tune_asr
     from .audio import load_audio
-    from .nlu import IntentClassifier, TrainingConfig, fine_tune
+    from .nlu import IntentClassifier, TrainingOptions, fine_tune
     from .normalize import TextNormalizer
     from .pipeline import SpeechIntentPipeline
     from .results import IntentPrediction, PipelineResult, Transcript
@@ -26,7 +26,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "SpeechIntentPipeline", "WhisperASR", "Wav2Vec2ASR", "FasterWhisperASR", "IntentClassifier",
-    "TextNormalizer", "TrainingConfig", "fine_tune", "ASRTrainingOptions", "fine_tune_asr", "load_asr", "load_audio",
+    "TextNormalizer", "TrainingOptions", "fine_tune", "ASRTrainingOptions", "fine_tune_asr", "load_asr", "load_audio",
     "convert_ctranslate2_whisper",
     "Transcript", "IntentPrediction", "PipelineResult", "AudioError", "ModelLoadError", "SpeechIntentError",
 ]
@@ -36,7 +36,7 @@ _EXPORTS = {
                     ".asr"),
     **dict.fromkeys(["ASRTrainingOptions", "fine_tune_asr"], ".asr_training"),
     "load_audio": ".audio",
-    **dict.fromkeys(["IntentClassifier", "TrainingConfig", "fine_tune"], ".nlu"),
+    **dict.fromkeys(["IntentClassifier", "TrainingOptions", "fine_tune"], ".nlu"),
     "TextNormalizer": ".normalize",
     "SpeechIntentPipeline": ".pipeline",
     **dict.fromkeys(["IntentPrediction", "PipelineResult", "Transcript"], ".results"),

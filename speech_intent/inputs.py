@@ -3,9 +3,8 @@ from __future__ import annotations
 
 import glob
 import logging
-import warnings
 from pathlib import Path
-from typing import Any, Iterable, List, Set, Tuple
+from typing import Iterable, List, Set, Tuple
 
 from .audio import AUDIO_EXTENSIONS
 
@@ -47,14 +46,3 @@ def expand_inputs(items: Iterable[str], extensions: Tuple[str, ...] = AUDIO_EXTE
         else:
             add(str(path))
     return out
-
-
-def __getattr__(name: str) -> Any:
-    """``ResultWriter`` / ``file_key`` / ``CSV_FIELDS`` moved to :mod:`speech_intent.writer`."""
-    if name in ("ResultWriter", "file_key", "CSV_FIELDS"):
-        from . import writer
-
-        warnings.warn(f"speech_intent.inputs.{name} moved to speech_intent.writer.{name}", DeprecationWarning,
-                      stacklevel=2)
-        return getattr(writer, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

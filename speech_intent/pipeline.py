@@ -29,7 +29,7 @@ from .audio import (
     load_audio,
     source_name,
 )
-from .default import default_intent_model
+from .demo_model import default_intent_model
 from .device import DeviceLike, set_torch_threads, thread_budget
 from .errors import AudioError, ConfigError, ModelLoadError
 from .longform import DEFAULT_BLOCK_SECONDS, Source, segment_results
@@ -88,7 +88,7 @@ class SpeechIntentPipeline:
         """The embedded default: bundled Whisper tiny.en (faster-whisper) + the demo-domain intent model.
 
         Works offline. The intent model is fine-tuned on first use and cached
-        (see :func:`speech_intent.default.default_intent_model`). ``intent_options``: keyword
+        (see :func:`speech_intent.demo_model.default_intent_model`). ``intent_options``: keyword
         arguments of :class:`IntentClassifier` (e.g. ``{"runtime": "onnx-int8"}``); ``num_workers``:
         batches it will be called with at once (:meth:`stream`'s ``workers``).
         """
@@ -120,7 +120,7 @@ class SpeechIntentPipeline:
         check_stage_dir(asr_dir, asr_cfg.get("backend"))
         check_classifier_dir(directory / intent_cfg.get("path", "intent"))
         backend = asr_cfg.get("backend") or detect_backend(asr_dir)
-        try:  # older versions saved other names for some options: from_dict renames them (with a warning)
+        try:
             options = BACKENDS[backend].options_class.from_dict(asr_cfg.get("options", {}))
         except ConfigError as error:
             raise ConfigError(f"{config_file}: asr.options: {error}") from error

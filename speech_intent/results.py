@@ -1,7 +1,6 @@
 """Typed results of each stage. Every result is a dataclass with ``to_dict()``."""
 from __future__ import annotations
 
-import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -31,20 +30,6 @@ class Transcript:
 
     def to_dict(self) -> Dict[str, Any]:
         return asdict(self)
-
-
-def __getattr__(name: str) -> Any:
-    """``SlotValue``: a deprecated alias of :class:`~speech_intent.slots.SlotSpan`."""
-    if name == "SlotValue":
-        warnings.warn(
-            "speech_intent.results.SlotValue is deprecated; use speech_intent.slots.SlotSpan. "
-            "Its fields are in a different order: SlotSpan(name, start, end, value, raw), "
-            "not SlotValue(name, value, start, end, raw); pass them by keyword.",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        return SlotSpan
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass
@@ -95,8 +80,8 @@ class PipelineResult:
             file's last row. A row for the whole file (no speech in it, or a file that could not be
             read) has ``segment=None`` and ``last=True``. ``None`` for results of whole inputs.
 
-    The flat names of earlier versions (``transcript``, ``intent``, ``slots``, ...) are read-only
-    properties over the two parts; ``to_dict()`` gives the same flat keys.
+    The flat names of ``to_dict()`` (``transcript``, ``intent``, ``slots``, ...: :data:`FLAT_FIELDS`) are
+    also read-only properties over the two parts (``None``, or an empty list / dict, when a part is missing).
     """
 
     path: str
@@ -117,54 +102,6 @@ class PipelineResult:
     def ok(self) -> bool:
         return self.error is None
 
-    # the ASR side
-    @property
-    def transcript(self) -> Optional[str]:
-        """The ASR's text (``transcription.text``)."""
-        return self.transcription.text if self.transcription is not None else None
-
-    @property
-    def transcript_confidence(self) -> Optional[float]:
-        return self.transcription.confidence if self.transcription is not None else None
-
-    @property
-    def duration(self) -> Optional[float]:
-        return self.transcription.duration if self.transcription is not None else None
-
-    @property
-    def in_grammar(self) -> Optional[bool]:
-        return self.transcription.in_grammar if self.transcription is not None else None
-
-    @property
-    def grammar_margin(self) -> Optional[float]:
-        return self.transcription.grammar_margin if self.transcription is not None else None
-
-    # the intent side
-    @property
-    def text(self) -> Optional[str]:
-        """The classified text, after normalisation (``prediction.text``)."""
-        return self.prediction.text if self.prediction is not None else None
-
-    @property
-    def intent(self) -> Optional[str]:
-        return self.prediction.intent if self.prediction is not None else None
-
-    @property
-    def confidence(self) -> Optional[float]:
-        return self.prediction.confidence if self.prediction is not None else None
-
-    @property
-    def top_k(self) -> List[Tuple[str, float]]:
-        return self.prediction.top_k if self.prediction is not None else []
-
-    @property
-    def slots(self) -> Dict[str, str]:
-        return self.prediction.slots if self.prediction is not None else {}
-
-    @property
-    def slot_spans(self) -> list:
-        return self.prediction.slot_spans if self.prediction is not None else []
-
     def to_dict(self) -> Dict[str, Any]:
         """Flat keys: ``path``, the transcription's (its ``text`` / ``confidence`` as ``transcript`` /
         ``transcript_confidence``), the prediction's, ``error``; rows of a segmented recording also
@@ -181,3 +118,34 @@ class PipelineResult:
 
 #: ``Transcript.to_dict()`` keys renamed in ``PipelineResult.to_dict()`` (the prediction has its own).
 _TRANSCRIPT_KEYS = {"text": "transcript", "confidence": "transcript_confidence"}
+
+
+#: The flat read-only properties of :class:`PipelineResult`: name -> (part, the part's field, value when missing).
+FLAT_FIELDS: Dict[str, Tuple[str, str, Any]] = {
+    "transcript": ("transcription", "text", None),
+    "transcript_confidence": ("transcription", "confidence", None),
+    "duration": ("transcription", "duration", None),
+    "in_grammar": ("transcription", "in_grammar", None),
+    "grammar_margin": ("transcription", "grammar_margin", None),
+    "text": ("prediction", "text", None),
+    "intent": ("prediction", "intent", None),
+    "confidence": ("prediction", "confidence", None),
+    "top_k": ("prediction", "top_k", list),
+    "slots": ("prediction", "slots", dict),
+    "slot_spans": ("prediction", "slot_spans", list),
+}
+
+
+def _flat_property(part: str, name: str, missing: Any) -> property:
+    def get(self: PipelineResult) -> Any:
+        owner = getattr(self, part)
+        if owner is not None:
+            return getattr(owner, name)
+        return missing() if callable(missing) else missing
+
+    get.__doc__ = f"``{part}.{name}`` (read-only)."
+    return property(get)
+
+
+for _name, (_part, _field, _missing) in FLAT_FIELDS.items():
+    setattr(PipelineResult, _name, _flat_property(_part, _field, _missing))

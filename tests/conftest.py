@@ -13,8 +13,8 @@ import soundfile as sf
 
 from speech_intent import IntentClassifier, SpeechIntentPipeline
 from speech_intent.asr.grammar import GrammarAutomaton
+from speech_intent.bundled import bundled_encoder_path, bundled_whisper_path
 from speech_intent.data import Example, SlotSpan, parse_markup
-from speech_intent.models import bundled_encoder_path, bundled_whisper_path
 from speech_intent.testing import tiny_bert, tiny_wav2vec2, tiny_whisper
 
 REPO = Path(__file__).resolve().parents[1]

@@ -1,4 +1,4 @@
-"""ASR options as dataclasses (one set of names, legacy keys, saved with a pipeline), the prompt per call."""
+"""ASR options as dataclasses (one set of names, saved with a pipeline), the prompt per call."""
 from __future__ import annotations
 
 import json
@@ -32,18 +32,14 @@ def test_same_names_on_every_whisper_backend_and_validation():
     assert WhisperOptions(num_beams=None, grammar_rejection=float("-inf"), encoder_budget=float("inf")).num_beams is None
 
 
-def test_from_dict_renames_legacy_keys_and_names_unknown_ones():
+def test_from_dict_round_trips_and_names_unknown_keys():
     options = WhisperOptions(num_beams=3, prompt="latte", context_margin=2.0, grammar_rejection=0.5)
     assert WhisperOptions.from_dict(json.loads(json.dumps(options.to_dict()))) == options
-    with pytest.warns(DeprecationWarning) as caught:
-        legacy = FasterWhisperOptions.from_dict({"beam_size": 2, "initial_prompt": "mocha", "task": "transcribe"})
-    assert [str(w.message) for w in caught] == ["ASR option 'beam_size' is deprecated; use 'num_beams'",
-                                                "ASR option 'initial_prompt' is deprecated; use 'prompt'"]
-    assert legacy == FasterWhisperOptions(num_beams=2, prompt="mocha")
+    assert FasterWhisperOptions.from_dict({"num_beams": 2, "task": "transcribe"}) == FasterWhisperOptions(num_beams=2)
     with pytest.raises(ConfigError, match="'beam_sise'.*'colour'"):
         FasterWhisperOptions.from_dict({"beam_sise": 2, "colour": "red"})
-    with pytest.raises(ConfigError, match="given twice"), pytest.warns(DeprecationWarning):
-        FasterWhisperOptions.from_dict({"beam_size": 2, "num_beams": 3})
+    with pytest.raises(ConfigError, match="'beam_size'"):  # only the current names
+        FasterWhisperOptions.from_dict({"beam_size": 2})
     with pytest.raises(ConfigError, match="'num_beams'"):  # CTC decoding has no beams
         Wav2Vec2Options.from_dict({"num_beams": 2})
 
@@ -60,11 +56,11 @@ def test_stage_options_configure_and_attribute_access(tiny_whisper_dir):
         2, float("inf"), 0.5)
     assert "context_margin" not in vars(asr)  # held by the options only
     assert asr.configure(num_beams=3, prompt="a latte") is asr and asr.num_beams == 3
-    with pytest.warns(DeprecationWarning, match="initial_prompt"):
-        assert asr.initial_prompt == "a latte"
-    with pytest.warns(DeprecationWarning, match="beam_size"):
-        asr.beam_size = 2
+    assert asr.prompt == "a latte"
+    asr.num_beams = 2
     assert asr.options.num_beams == 2
+    with pytest.raises(AttributeError, match="beam_size"):
+        asr.beam_size
     before = asr.options
     with pytest.raises(ConfigError, match="batch_size"):
         asr.configure(batch_size=0)
@@ -113,16 +109,11 @@ def _rewrite_options(directory, options) -> None:
     config_file.write_text(json.dumps(config))
 
 
-def test_old_pipeline_json_keys_still_load_and_unknown_ones_are_config_errors(tiny_whisper_dir, tiny_bert_dir,
-                                                                              tmp_path):
+def test_pipeline_json_with_unknown_or_bad_options_is_a_config_error(tiny_whisper_dir, tiny_bert_dir, tmp_path):
     asr = WhisperASR.from_pretrained(tiny_whisper_dir, device="cpu")
     SpeechIntentPipeline(asr, _intent(tiny_bert_dir)).save_pretrained(tmp_path / "p")
-    # what the code before the options dataclasses wrote (only set options, one backend's names)
-    _rewrite_options(tmp_path / "p", {"beam_size": 2, "initial_prompt": "a mocha", "task": "transcribe",
-                                      "max_new_tokens": 9})
-    with pytest.warns(DeprecationWarning) as caught:
-        loaded = SpeechIntentPipeline.from_pretrained(tmp_path / "p", device="cpu")
-    assert sorted(str(w.message).split("'")[1] for w in caught) == ["beam_size", "initial_prompt"]
+    _rewrite_options(tmp_path / "p", {"num_beams": 2, "prompt": "a mocha", "max_new_tokens": 9})  # only some set
+    loaded = SpeechIntentPipeline.from_pretrained(tmp_path / "p", device="cpu")
     assert loaded.asr.options == WhisperOptions(num_beams=2, prompt="a mocha", max_new_tokens=9)
     _rewrite_options(tmp_path / "p", {"num_beams": 1, "beam_sise": 2})
     with pytest.raises(ConfigError, match="pipeline.json.*'beam_sise'"):
@@ -130,18 +121,6 @@ def test_old_pipeline_json_keys_still_load_and_unknown_ones_are_config_errors(ti
     _rewrite_options(tmp_path / "p", {"num_beams": 0})
     with pytest.raises(ConfigError, match="num_beams must be an integer >= 1"):
         SpeechIntentPipeline.from_pretrained(tmp_path / "p", device="cpu")
-
-
-@pytest.mark.slow
-def test_old_faster_whisper_pipeline_json_still_loads(tiny_bert_dir, tmp_path):
-    from speech_intent import FasterWhisperASR
-
-    asr = FasterWhisperASR.from_pretrained(None, device="cpu", cpu_threads=1)
-    SpeechIntentPipeline(asr, _intent(tiny_bert_dir)).save_pretrained(tmp_path / "fw")
-    _rewrite_options(tmp_path / "fw", {"beam_size": 1, "task": "transcribe", "max_new_tokens": 128})
-    with pytest.warns(DeprecationWarning, match="beam_size"):
-        loaded = SpeechIntentPipeline.from_pretrained(tmp_path / "fw", device="cpu")
-    assert loaded.asr.options == FasterWhisperOptions(num_beams=1)
 
 
 # ------------------------------------------------------------------ prompt per call

@@ -54,7 +54,7 @@ def test_short_context_is_the_default_and_unreliable_clips_are_redone_on_30_s(ti
 
 @pytest.mark.slow
 def test_faster_whisper_slicing_threads_and_short_context(sine):
-    from speech_intent.asr.whisper_common import available_cpus
+    from speech_intent.device import available_cpus
 
     asr = FasterWhisperASR.from_pretrained(None, device="cpu")
     assert asr.num_workers == 1

@@ -14,7 +14,7 @@ import torch
 from safetensors.torch import load_file
 
 from speech_intent.errors import ConfigError
-from speech_intent.nlu import IntentClassifier, JointIntentSlotModel, TrainingConfig, fine_tune
+from speech_intent.nlu import IntentClassifier, JointIntentSlotModel, TrainingOptions, fine_tune
 from speech_intent.nlu.crf import CRF, bio_allowed
 from speech_intent.nlu.subwords import IGNORE_INDEX
 from speech_intent.nlu.training import _optimizer, epoch_history
@@ -146,10 +146,10 @@ def test_crf_joint_model_loss_and_eval_tags(tiny_bert_dir):
 
 @pytest.fixture(scope="module")
 def crf_classifier(tiny_bert_dir, tmp_path_factory) -> IntentClassifier:
-    config = TrainingConfig(epochs=6, learning_rate=5e-3, batch_size=16, seed=0, early_stopping=0,
+    config = TrainingOptions(epochs=6, learning_rate=5e-3, batch_size=16, seed=0, early_stopping=0,
                             slot_decoder="crf", head_learning_rate=2e-2, layer_lr_decay=0.8)
     data = _toy_data()
-    return fine_tune(data, tmp_path_factory.mktemp("crf") / "m", base=tiny_bert_dir, config=config, device="cpu",
+    return fine_tune(data, tmp_path_factory.mktemp("crf") / "m", base=tiny_bert_dir, options=config, device="cpu",
                      progress=False, dev_examples=data[::3])
 
 
@@ -199,7 +199,7 @@ def test_epoch_history_merges_train_and_eval_logs():
 def test_layer_lr_decay_parameter_groups(tiny_bert_dir):
     model = JointIntentSlotModel.from_encoder(tiny_bert_dir, LABELS, BIO, slot_decoder="crf")
     n = model.config.encoder.num_hidden_layers
-    config = TrainingConfig(learning_rate=1e-3, head_learning_rate=1e-2, layer_lr_decay=0.5)
+    config = TrainingOptions(learning_rate=1e-3, head_learning_rate=1e-2, layer_lr_decay=0.5)
     optimizer = _optimizer(model, config)
     lr_of = {id(p): (group["lr"], group["weight_decay"]) for group in optimizer.param_groups for p in group["params"]}
     params = dict(model.named_parameters())
@@ -223,13 +223,13 @@ def test_layer_lr_decay_parameter_groups(tiny_bert_dir):
 ])
 def test_bad_training_options_are_config_errors(tiny_bert_dir, tmp_path, change, message):
     with pytest.raises(ConfigError, match=message):
-        fine_tune(_toy_data(), tmp_path / "m", base=tiny_bert_dir, config=TrainingConfig(**change), device="cpu")
+        fine_tune(_toy_data(), tmp_path / "m", base=tiny_bert_dir, options=TrainingOptions(**change), device="cpu")
 
 
 def test_crf_needs_slots(tiny_bert_dir, tmp_path):
     pairs = [("play jazz", "play_music"), ("weather in paris", "get_weather")]
     with pytest.raises(ConfigError, match="needs a joint model"):
-        fine_tune(pairs, tmp_path / "m", base=tiny_bert_dir, config=TrainingConfig(slot_decoder="crf"), device="cpu")
+        fine_tune(pairs, tmp_path / "m", base=tiny_bert_dir, options=TrainingOptions(slot_decoder="crf"), device="cpu")
 
 
 # ------------------------------------------------------------------ benchmarks/snips.py flags

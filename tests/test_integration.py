@@ -55,7 +55,7 @@ def test_bad_files_get_errors_and_the_rest_are_right(default_pipe, manifest, bad
 
 def test_converted_tiny_en_runs_in_whisper_asr(default_pipe, default_results, manifest, tmp_path_factory):
     from speech_intent.asr import convert_ctranslate2_whisper
-    from speech_intent.models import bundled_whisper_path
+    from speech_intent.bundled import bundled_whisper_path
 
     out = convert_ctranslate2_whisper(bundled_whisper_path(), tmp_path_factory.mktemp("tiny-en-hf"))
     pipe = SpeechIntentPipeline(WhisperASR.from_pretrained(out, device="cpu"), default_pipe.intent)

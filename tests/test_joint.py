@@ -6,7 +6,7 @@ import json
 import pytest
 import torch
 
-from speech_intent.nlu import OOS_LABEL, IntentClassifier, JointIntentSlotModel, TrainingConfig, fine_tune
+from speech_intent.nlu import OOS_LABEL, IntentClassifier, JointIntentSlotModel, TrainingOptions, fine_tune
 from speech_intent.nlu.subwords import IGNORE_INDEX, align_labels, decode_tags
 
 from .conftest import LABELS, _toy_data
@@ -22,9 +22,9 @@ def tokenizer(tiny_bert_dir):
 @pytest.fixture(scope="module")
 def toy_joint(tiny_bert_dir, tmp_path_factory) -> IntentClassifier:
     """A tiny joint model trained on the toy domain (with dev data: early stopping + threshold)."""
-    config = TrainingConfig(epochs=20, learning_rate=5e-3, batch_size=16, seed=0, early_stopping=4)
+    config = TrainingOptions(epochs=20, learning_rate=5e-3, batch_size=16, seed=0, early_stopping=4)
     data = _toy_data()
-    return fine_tune(data, tmp_path_factory.mktemp("toy-joint") / "m", base=tiny_bert_dir, config=config,
+    return fine_tune(data, tmp_path_factory.mktemp("toy-joint") / "m", base=tiny_bert_dir, options=config,
                      device="cpu", progress=False, dev_examples=data[::4])
 
 
@@ -114,9 +114,9 @@ def test_joint_classifier_round_trip_and_batching(toy_joint, tmp_path):
 
 def test_joint_fine_tune_is_deterministic_on_cpu(tiny_bert_dir, tmp_path):
     data = _toy_data()
-    config = TrainingConfig(epochs=2, learning_rate=5e-3, batch_size=16, seed=3)
-    a = fine_tune(data, tmp_path / "a", base=tiny_bert_dir, config=config, device="cpu", progress=False)
-    b = fine_tune(data, tmp_path / "b", base=tiny_bert_dir, config=config, device="cpu", progress=False)
+    config = TrainingOptions(epochs=2, learning_rate=5e-3, batch_size=16, seed=3)
+    a = fine_tune(data, tmp_path / "a", base=tiny_bert_dir, options=config, device="cpu", progress=False)
+    b = fine_tune(data, tmp_path / "b", base=tiny_bert_dir, options=config, device="cpu", progress=False)
     texts = ["how is the weather in tokyo", "play jazz"]
     torch.testing.assert_close(a.predict_proba(texts), b.predict_proba(texts), atol=0, rtol=0)
     assert [p.slot_spans for p in a(texts)] == [p.slot_spans for p in b(texts)]
@@ -126,7 +126,7 @@ def test_head_learning_rate_applies_to_the_new_heads_only(tiny_bert_dir):
     from speech_intent.nlu.training import _optimizer
 
     model = JointIntentSlotModel.from_encoder(tiny_bert_dir, LABELS, ["O", "B-x", "I-x"])
-    optimizer = _optimizer(model, TrainingConfig(learning_rate=1e-4, head_learning_rate=1e-2))
+    optimizer = _optimizer(model, TrainingOptions(learning_rate=1e-4, head_learning_rate=1e-2))
     rate = {id(p): group["lr"] for group in optimizer.param_groups for p in group["params"]}
     decay = {id(p): group["weight_decay"] for group in optimizer.param_groups for p in group["params"]}
     assert rate[id(model.slot_head.weight)] == rate[id(model.intent_head.bias)] == 1e-2

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from speech_intent.nlu import OOS_LABEL, IntentClassifier, TrainingConfig, choose_threshold, fine_tune, nlu_metrics
+from speech_intent.nlu import OOS_LABEL, IntentClassifier, TrainingOptions, choose_threshold, fine_tune, nlu_metrics
 from speech_intent.normalize import TextNormalizer
 
 from .conftest import LABELS, _toy_data
@@ -52,21 +52,21 @@ def test_fine_tune_learns_a_toy_domain(tiny_bert_dir, tmp_path):
             for w in ("today", "tomorrow", "outside", "now")]
     data += [(f"{verb} some {w}", "play_music") for verb in ("play", "put on", "start")
              for w in ("jazz", "rock", "music", "songs")]
-    config = TrainingConfig(epochs=30, learning_rate=3e-3, batch_size=8, seed=0)
-    clf = fine_tune(data, tmp_path / "toy", base=tiny_bert_dir, config=config, device="cpu", progress=False)
+    config = TrainingOptions(epochs=30, learning_rate=3e-3, batch_size=8, seed=0)
+    clf = fine_tune(data, tmp_path / "toy", base=tiny_bert_dir, options=config, device="cpu", progress=False)
     assert clf.labels == ["get_weather", "play_music"]
     preds = clf(["how is the weather today", "play some rock"])
     assert [p.intent for p in preds] == ["get_weather", "play_music"]
     assert (tmp_path / "toy" / "model.safetensors").is_file()
     # deterministic for a fixed seed on CPU
-    again = fine_tune(data, tmp_path / "toy2", base=tiny_bert_dir, config=config, device="cpu", progress=False)
+    again = fine_tune(data, tmp_path / "toy2", base=tiny_bert_dir, options=config, device="cpu", progress=False)
     torch.testing.assert_close(clf.predict_proba(TEXTS), again.predict_proba(TEXTS))
 
 
 def test_plain_fine_tune_with_dev_and_out_of_scope_examples(tiny_bert_dir, tmp_path):
     data = [(ex.text, ex.intent) for ex in _toy_data()]  # no slots: a plain sequence classifier
-    config = TrainingConfig(epochs=3, learning_rate=5e-3, batch_size=16, seed=0, early_stopping=1)
-    clf = fine_tune(data, tmp_path / "plain", base=tiny_bert_dir, config=config, device="cpu", progress=False,
+    config = TrainingOptions(epochs=3, learning_rate=5e-3, batch_size=16, seed=0, early_stopping=1)
+    clf = fine_tune(data, tmp_path / "plain", base=tiny_bert_dir, options=config, device="cpu", progress=False,
                     dev_examples=data[::3])
     assert not clf.is_joint and OOS_LABEL in clf.labels
     assert clf.training["best_dev_score"] is not None and clf.threshold == clf.training["threshold"]["threshold"]

@@ -10,7 +10,7 @@ import soundfile as sf
 import torch
 
 from speech_intent.errors import ConfigError, ModelLoadError
-from speech_intent.nlu import IntentClassifier, TrainingConfig, export_onnx, fine_tune
+from speech_intent.nlu import IntentClassifier, TrainingOptions, export_onnx, fine_tune
 from speech_intent.nlu import onnx as nlu_onnx
 
 from .conftest import LABELS, _sine, _toy_data
@@ -26,10 +26,10 @@ TEXTS = ["play some jazz", "what is the weather like in new york city tomorrow m
 @pytest.fixture(scope="module")
 def joint_dir(tiny_bert_dir, tmp_path_factory):
     """A tiny joint model with a CRF trained on the toy domain (closed slot values: canonicalised)."""
-    config = TrainingConfig(epochs=20, learning_rate=5e-3, head_learning_rate=2e-2, batch_size=16, seed=0,
+    config = TrainingOptions(epochs=20, learning_rate=5e-3, head_learning_rate=2e-2, batch_size=16, seed=0,
                             early_stopping=0, slot_decoder="crf")
     out = tmp_path_factory.mktemp("joint-crf") / "m"
-    fine_tune(_toy_data(), out, base=tiny_bert_dir, config=config, device="cpu", progress=False)
+    fine_tune(_toy_data(), out, base=tiny_bert_dir, options=config, device="cpu", progress=False)
     return out
 
 

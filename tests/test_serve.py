@@ -340,11 +340,11 @@ def test_api_key_cors_and_a_full_queue(tiny_pipe):
     from fastapi.testclient import TestClient
 
     from speech_intent.errors import ConfigError
-    from speech_intent.serve import ServeConfig, create_app
+    from speech_intent.serve import ServeOptions, create_app
 
     with pytest.raises(ConfigError, match="API key"):
-        ServeConfig(host="0.0.0.0")
-    config = ServeConfig(host="0.0.0.0", api_key="secret-key-1", cors_origins=("http://app.example",))
+        ServeOptions(host="0.0.0.0")
+    config = ServeOptions(host="0.0.0.0", api_key="secret-key-1", cors_origins=("http://app.example",))
     app = create_app(tiny_pipe, config)
     with TestClient(app, base_url=LOCAL) as client:
         assert client.get("/health").status_code == 200  # open
@@ -372,9 +372,9 @@ def test_only_the_services_own_pages_and_configured_origins_may_open_a_stream(ti
     from fastapi.testclient import TestClient
     from starlette.websockets import WebSocketDisconnect
 
-    from speech_intent.serve import ServeConfig, create_app
+    from speech_intent.serve import ServeOptions, create_app
 
-    with TestClient(create_app(tiny_pipe, ServeConfig(cors_origins=("http://app.example",))), base_url=LOCAL) as client:
+    with TestClient(create_app(tiny_pipe, ServeOptions(cors_origins=("http://app.example",))), base_url=LOCAL) as client:
         for origin in (None, LOCAL, "http://app.example"):
             headers = {"origin": origin} if origin else {}
             with client.websocket_connect(STREAM, headers=headers) as ws:
@@ -392,9 +392,9 @@ def test_a_service_on_loopback_answers_only_its_own_host_names(tiny_pipe):
     from fastapi.testclient import TestClient
     from starlette.websockets import WebSocketDisconnect
 
-    from speech_intent.serve import ServeConfig, create_app
+    from speech_intent.serve import ServeOptions, create_app
 
-    app = create_app(tiny_pipe, ServeConfig(allowed_hosts=("speech.internal",)))
+    app = create_app(tiny_pipe, ServeOptions(allowed_hosts=("speech.internal",)))
     with TestClient(app, base_url=LOCAL) as client:
         for host in ("127.0.0.1:8000", "localhost", "[::1]:8000", "127.0.0.2", "speech.internal:8000",
                      "localhost.:8000", "Speech.Internal."):  # a name's fully qualified form: the same name
@@ -408,7 +408,7 @@ def test_a_service_on_loopback_answers_only_its_own_host_names(tiny_pipe):
             with client.websocket_connect(STREAM, headers=evil) as ws:
                 ws.receive_json()
         assert closed.value.code == 1008
-    keyed = create_app(tiny_pipe, ServeConfig(host="0.0.0.0", api_key="secret-key-1"))
+    keyed = create_app(tiny_pipe, ServeOptions(host="0.0.0.0", api_key="secret-key-1"))
     with TestClient(keyed, base_url="http://speech.example.com") as client:  # any name: the key guards it
         assert client.get("/health").status_code == 200
 
@@ -418,9 +418,9 @@ def test_allowed_hosts_on_any_address_add_to_this_machines_names(tiny_pipe):
     (``curl http://127.0.0.1:8000/health``, a container's HEALTHCHECK) is still answered."""
     from fastapi.testclient import TestClient
 
-    from speech_intent.serve import ServeConfig, create_app
+    from speech_intent.serve import ServeOptions, create_app
 
-    config = ServeConfig(host="0.0.0.0", api_key="secret-key-1", allowed_hosts=("speech.example.com",))
+    config = ServeOptions(host="0.0.0.0", api_key="secret-key-1", allowed_hosts=("speech.example.com",))
     with TestClient(create_app(tiny_pipe, config), base_url=LOCAL) as client:
         for host in ("127.0.0.1:8000", "localhost:8000", "[::1]:8000", "speech.example.com"):
             assert client.get("/health", headers={"host": host}).status_code == 200, host
@@ -435,14 +435,14 @@ def test_an_allowed_host_is_a_bare_name_or_address(tiny_pipe, capsys):
 
     from speech_intent.cli import main
     from speech_intent.errors import ConfigError
-    from speech_intent.serve import ServeConfig, create_app
+    from speech_intent.serve import ServeOptions, create_app
 
     for wrong in ("speech.example.com:8443", "https://speech.example.com", "speech.example.com/", ""):
         with pytest.raises(ConfigError, match="allowed host"):
-            ServeConfig(allowed_hosts=(wrong,))
+            ServeOptions(allowed_hosts=(wrong,))
     assert main(["serve", "--allowed-host", "speech.example.com:8443"]) == 1
     assert "speech.example.com:8443" in capsys.readouterr().err
-    app = create_app(tiny_pipe, ServeConfig(allowed_hosts=("[fd00::1]", "fd00::2", "192.168.1.5")))
+    app = create_app(tiny_pipe, ServeOptions(allowed_hosts=("[fd00::1]", "fd00::2", "192.168.1.5")))
     with TestClient(app, base_url=LOCAL) as client:
         for host in ("[fd00::1]:8000", "[fd00::2]", "192.168.1.5:8000"):
             assert client.get("/health", headers={"host": host}).status_code == 200, host
@@ -454,9 +454,9 @@ def test_pages_of_other_sites_cannot_post_and_refused_bodies_are_never_read(tiny
     byte of its body is read."""
     from fastapi.testclient import TestClient
 
-    from speech_intent.serve import ServeConfig, create_app
+    from speech_intent.serve import ServeOptions, create_app
 
-    with TestClient(create_app(tiny_pipe, ServeConfig(cors_origins=("http://app.example",))), base_url=LOCAL) as client:
+    with TestClient(create_app(tiny_pipe, ServeOptions(cors_origins=("http://app.example",))), base_url=LOCAL) as client:
         for origin in (None, LOCAL, "http://app.example"):
             headers = {"origin": origin} if origin else {}
             assert client.post("/v1/classify", json={"texts": ["hi"]}, headers=headers).status_code == 200, origin
@@ -465,7 +465,7 @@ def test_pages_of_other_sites_cannot_post_and_refused_bodies_are_never_read(tiny
             assert refused.status_code == 403 and refused.json()["error"]["type"] == "Forbidden", origin
         assert client.get("/v1/info", headers={"origin": "http://evil.example"}).status_code == 200  # nothing run
 
-    app = create_app(tiny_pipe, ServeConfig(api_key="secret-key-1"))
+    app = create_app(tiny_pipe, ServeOptions(api_key="secret-key-1"))
     sent: list = []
 
     async def receive():
@@ -490,9 +490,9 @@ def test_the_services_own_pages_pass_whether_or_not_the_host_names_the_default_p
     from fastapi.testclient import TestClient
     from starlette.websockets import WebSocketDisconnect
 
-    from speech_intent.serve import ServeConfig, create_app
+    from speech_intent.serve import ServeOptions, create_app
 
-    app = create_app(tiny_pipe, ServeConfig(allowed_hosts=("speech.example.com",)))
+    app = create_app(tiny_pipe, ServeOptions(allowed_hosts=("speech.example.com",)))
     texts = {"texts": ["hi"]}
     with TestClient(app, base_url=LOCAL) as client:
         for host, origin in (("speech.example.com:443", "https://speech.example.com"),
@@ -516,9 +516,9 @@ def test_the_guard_holds_when_the_service_is_served_under_a_path_prefix(tiny_pip
     prefix: the key and origin checks still apply to the service's ``/v1/*``."""
     from fastapi.testclient import TestClient
 
-    from speech_intent.serve import ServeConfig, create_app
+    from speech_intent.serve import ServeOptions, create_app
 
-    app = create_app(tiny_pipe, ServeConfig(api_key="secret-key-1"))
+    app = create_app(tiny_pipe, ServeOptions(api_key="secret-key-1"))
     with TestClient(app, base_url=LOCAL, root_path="/speech") as client:
         texts = {"texts": ["hi"]}
         refused = client.post("/speech/v1/classify", json=texts)
@@ -594,12 +594,12 @@ def test_the_worker_pins_its_torch_threads_and_serve_defaults_to_the_cores(monke
                for flags in (["--threads", "1"], ["--threads", "2", "--device", "cpu"], ["--workers", "3"])}
     assert workers == {("--threads", "1"): 1, ("--threads", "2", "--device", "cpu"): 2, ("--workers", "3"): 3}
     from speech_intent.errors import ConfigError
-    from speech_intent.serve import ServeConfig
+    from speech_intent.serve import ServeOptions
 
     with pytest.raises(ConfigError, match="threads"):
-        ServeConfig(threads=0)
+        ServeOptions(threads=0)
     with pytest.raises(ConfigError, match="workers"):
-        ServeConfig(workers=0)
+        ServeOptions(workers=0)
 
 
 def test_several_workers_run_batches_at_once_each_on_its_share_of_the_threads():
@@ -654,12 +654,12 @@ def test_requests_go_to_idle_workers_first_and_are_batched_when_all_are_busy():
 def test_a_service_with_two_workers_answers_concurrent_requests_as_one_does(tiny_pipe):
     from fastapi.testclient import TestClient
 
-    from speech_intent.serve import ServeConfig, create_app
+    from speech_intent.serve import ServeOptions, create_app
 
     names = ["001_set_alarm.wav", "007_get_weather.wav", "002_set_alarm.wav"] * 2
     answers = {}
     for workers in (1, 2):
-        with TestClient(create_app(tiny_pipe, ServeConfig(workers=workers, threads=2)), base_url=LOCAL) as client:
+        with TestClient(create_app(tiny_pipe, ServeOptions(workers=workers, threads=2)), base_url=LOCAL) as client:
             with ThreadPoolExecutor(6) as pool:
                 responses = list(pool.map(lambda name: client.post("/v1/predict", files=_files(name)), names))
             assert all(r.status_code == 200 for r in responses)
@@ -719,13 +719,13 @@ def test_the_service_streams_with_an_early_endpoint(tiny_pipe):
     from fastapi.testclient import TestClient
 
     from speech_intent.errors import ConfigError
-    from speech_intent.serve import ServeConfig, create_app
+    from speech_intent.serve import ServeOptions, create_app
 
     with pytest.raises(ConfigError, match="early_endpoint"):
-        ServeConfig(early_endpoint=1.0)  # over the 0.6 s trailing silence
+        ServeOptions(early_endpoint=1.0)  # over the 0.6 s trailing silence
     audio, _ = with_silences(["001_set_alarm.wav"], lead=0.5, tail=1.0)
     data = pcm16(audio)
-    with TestClient(create_app(tiny_pipe, ServeConfig(early_endpoint=0.25, early_confidence=0.0)), base_url=LOCAL) as client:
+    with TestClient(create_app(tiny_pipe, ServeOptions(early_endpoint=0.25, early_confidence=0.0)), base_url=LOCAL) as client:
         assert client.get("/v1/info").json()["stream"]["early_endpoint"] == 0.25
         with client.websocket_connect(STREAM) as ws:
             events = _replay(ws, data)
@@ -741,7 +741,7 @@ def test_a_stream_whose_recognition_fails_gets_error_finals_and_goes_on(tiny_pip
     stream stays open for the next one (it was closed silently, as if the client had gone)."""
     from fastapi.testclient import TestClient
 
-    from speech_intent.serve import ServeConfig, create_app
+    from speech_intent.serve import ServeOptions, create_app
 
     class Failing:
         def __init__(self, pipe) -> None:
@@ -761,7 +761,7 @@ def test_a_stream_whose_recognition_fails_gets_error_finals_and_goes_on(tiny_pip
     health: list = []
 
     def talk() -> None:  # in a thread: a stream closed without a word would block receive_json for ever
-        with TestClient(create_app(Failing(tiny_pipe), ServeConfig(partial_interval=None)), base_url=LOCAL) as client:
+        with TestClient(create_app(Failing(tiny_pipe), ServeOptions(partial_interval=None)), base_url=LOCAL) as client:
             with client.websocket_connect(STREAM) as ws:
                 _replay(ws, data, events=events)
             health.append(client.get("/health").status_code)
@@ -799,12 +799,12 @@ def test_stream_utterances_are_cut_at_the_services_audio_limit(tiny_whisper_pipe
     from fastapi.testclient import TestClient
 
     from speech_intent import SpeechIntentPipeline
-    from speech_intent.serve import ServeConfig, create_app
+    from speech_intent.serve import ServeOptions, create_app
     from speech_intent.vad import VADOptions
 
     short = SpeechIntentPipeline.from_pretrained(tiny_whisper_pipeline_dir, device="cpu", max_duration=2.0)
     speech = np.concatenate([recording(n) for n in ("001_set_alarm.wav", "004_set_timer.wav")])
-    config = ServeConfig(vad=VADOptions(max_utterance=3.0), partial_interval=None)  # like --max-duration 2
+    config = ServeOptions(vad=VADOptions(max_utterance=3.0), partial_interval=None)  # like --max-duration 2
     with TestClient(create_app(short, config), base_url=LOCAL) as client, client.websocket_connect(STREAM) as ws:
         data = pcm16(speech)
         events = _replay(ws, data, frame=len(data))  # one message

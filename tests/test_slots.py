@@ -54,16 +54,6 @@ def test_example_files_keep_their_slot_keys():
     assert Example.from_dict(ex.to_dict()) == ex
 
 
-def test_slotvalue_is_a_deprecated_alias_that_names_the_new_field_order():
-    with pytest.warns(DeprecationWarning, match=r"SlotSpan\(name, start, end, value, raw\)"):
-        from speech_intent.results import SlotValue
-    assert SlotValue is SlotSpan
-    import speech_intent.results as results
-
-    with pytest.raises(AttributeError):
-        results.NoSuchThing
-
-
 def test_slots_module_is_the_lowest_layer():
     tree = ast.parse((REPO / "speech_intent" / "slots.py").read_text())
     allowed = set(sys.stdlib_module_names) | {"numpy", "seqeval", "__future__"}

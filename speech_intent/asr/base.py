@@ -51,7 +51,7 @@ class BaseASR(ABC):
     """Shared behaviour: input decoding, length-sorted batching, order restoring, options.
 
     Option names can also be read and assigned as attributes (``asr.context_margin = 2.0`` is
-    ``asr.configure(context_margin=2.0)``); legacy names (``initial_prompt``, ``beam_size``) warn.
+    ``asr.configure(context_margin=2.0)``).
     """
 
     backend: ClassVar[str] = "base"
@@ -66,7 +66,7 @@ class BaseASR(ABC):
     def configure(self, **changes: Any) -> "BaseASR":
         """Replace ``self.options`` by a copy with ``changes`` (checked; unknown names raise
         :class:`~speech_intent.errors.ConfigError`). Returns the stage."""
-        self.options = replace(self.options, **self.options_class.canonical(changes))
+        self.options = replace(self.options, **self.options_class.checked(changes))
         return self
 
     def _apply_options(self, options: ASROptions) -> None:
@@ -74,7 +74,7 @@ class BaseASR(ABC):
 
     @classmethod
     def _option_name(cls, name: str) -> Optional[str]:
-        return None if name.startswith("_") else cls.options_class.canonical_name(name, stacklevel=3)
+        return None if name.startswith("_") else (name if name in cls.options_class.names() else None)
 
     def __getattr__(self, name: str) -> Any:  # only called when normal lookup fails
         option = self._option_name(name)

@@ -27,8 +27,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..bundled import bundled_whisper_path, cache_dir
 from ..errors import CTranslate2FormatError
-from ..models import bundled_whisper_path, cache_dir
 
 logger = logging.getLogger(__name__)
 

@@ -21,9 +21,9 @@ from typing import Any, List, Mapping, Optional, Union
 
 import numpy as np
 
+from ..bundled import bundled_whisper_path
 from ..device import resolve_device, thread_budget
 from ..errors import ModelLoadError
-from ..models import bundled_whisper_path
 from ..results import Transcript
 from .base import BaseASR
 from .options import FasterWhisperOptions, merge_options

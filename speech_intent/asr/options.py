@@ -2,8 +2,7 @@
 
 The same idea has the same name on every backend (``num_beams``, ``prompt``, ...). A stage
 holds its options as ``stage.options``; ``stage.configure(**changes)`` replaces them (checked
-again), and ``pipeline.json`` stores ``options.to_dict()``. Names used before the options were
-unified (``beam_size``, ``initial_prompt``) are still read, with a :class:`DeprecationWarning`.
+again), and ``pipeline.json`` stores ``options.to_dict()``.
 
 ==================  =======  ==============  ========  ================================================
 field               whisper  faster-whisper  wav2vec2  meaning
@@ -24,7 +23,6 @@ lowercase                                    yes       lowercase the CTC output
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass, fields, replace
 from typing import Any, Dict, Mapping, Optional, Tuple, Type, TypeVar, Union
 
@@ -32,10 +30,8 @@ from ..errors import ConfigError
 from .whisper_common import DEFAULT_CONTEXT_MARGIN, ENCODER_BUDGET
 
 __all__ = ["ASROptions", "WhisperCommonOptions", "WhisperOptions", "FasterWhisperOptions", "Wav2Vec2Options",
-           "LEGACY_NAMES", "merge_options"]
+           "merge_options"]
 
-#: Option names of earlier versions -> their names now (accepted with a DeprecationWarning).
-LEGACY_NAMES = {"beam_size": "num_beams", "initial_prompt": "prompt", "default_batch_size": "batch_size"}
 TASKS = ("transcribe", "translate")
 
 O = TypeVar("O", bound="ASROptions")
@@ -61,11 +57,11 @@ class ASROptions:
 
     @classmethod
     def from_dict(cls: Type[O], mapping: Mapping[str, Any]) -> O:
-        """Options from ``to_dict()`` output; missing fields keep their defaults, legacy names are
-        renamed (DeprecationWarning), unknown names raise :class:`ConfigError` naming them."""
+        """Options from ``to_dict()`` output; missing fields keep their defaults, unknown names raise
+        :class:`ConfigError` naming them."""
         if not isinstance(mapping, Mapping):
             raise ConfigError(f"{cls.__name__} needs a mapping of option names, got {type(mapping).__name__}")
-        return cls(**cls.canonical(mapping))
+        return cls(**cls.checked(mapping))
 
     @classmethod
     def names(cls) -> Tuple[str, ...]:
@@ -73,33 +69,13 @@ class ASROptions:
         return tuple(f.name for f in fields(cls))
 
     @classmethod
-    def canonical_name(cls, name: str, *, stacklevel: int = 2) -> Optional[str]:
-        """``name`` if it is an option, its current name if it is a legacy one (warns), else ``None``."""
-        if name in cls.names():
-            return name
-        new = LEGACY_NAMES.get(name)
-        if new is None or new not in cls.names():
-            return None
-        warnings.warn(f"ASR option {name!r} is deprecated; use {new!r}", DeprecationWarning, stacklevel=stacklevel + 1)
-        return new
-
-    @classmethod
-    def canonical(cls, changes: Mapping[str, Any], *, stacklevel: int = 2) -> Dict[str, Any]:
-        """``changes`` under current names; unknown names raise :class:`ConfigError` naming them all."""
-        out: Dict[str, Any] = {}
-        unknown = []
-        for key, value in changes.items():
-            name = cls.canonical_name(key, stacklevel=stacklevel + 1)
-            if name is None:
-                unknown.append(key)
-            elif name in out:
-                raise ConfigError(f"ASR option {name!r} given twice (once as {key!r})")
-            else:
-                out[name] = value
+    def checked(cls, changes: Mapping[str, Any]) -> Dict[str, Any]:
+        """``changes`` as a dict; unknown names raise :class:`ConfigError` naming them all."""
+        unknown = [key for key in changes if key not in cls.names()]
         if unknown:
             raise ConfigError(f"unknown {cls.__name__} option(s): {', '.join(map(repr, unknown))} "
                               f"(valid: {', '.join(cls.names())})")
-        return out
+        return dict(changes)
 
     # ---------------------------------------------------------------- validation
     def _fail(self, name: str, expected: str) -> None:
@@ -198,7 +174,7 @@ class Wav2Vec2Options(ASROptions):
 def merge_options(cls: Type[O], options: Union[O, Mapping[str, Any], None] = None,
                   overrides: Optional[Mapping[str, Any]] = None) -> O:
     """``options`` (an instance of ``cls``, a mapping for :meth:`~ASROptions.from_dict`, or ``None`` for
-    the defaults) with the keyword ``overrides`` applied (same names; legacy names warn)."""
+    the defaults) with the keyword ``overrides`` applied (same names)."""
     if options is None:
         base = cls()
     elif isinstance(options, Mapping):
@@ -207,5 +183,5 @@ def merge_options(cls: Type[O], options: Union[O, Mapping[str, Any], None] = Non
         base = options
     else:
         raise ConfigError(f"options must be a {cls.__name__} or a mapping, got {type(options).__name__}")
-    changes = cls.canonical(overrides or {})
+    changes = cls.checked(overrides or {})
     return replace(base, **changes) if changes else base

@@ -10,7 +10,6 @@ import math
 import zlib
 from typing import Optional, Sequence
 
-from ..device import available_cpus  # noqa: F401  (re-exported; it lives in speech_intent.device)
 from ..errors import ConfigError
 
 #: Whisper's encoder window: 30 s of 10 ms log-Mel frames.

@@ -71,7 +71,7 @@ class ASRTrainingOptions:
         lora: train LoRA adapters (:class:`LoraOptions`, needs ``peft``) instead of the weights.
         noise_probability: share of training clips mixed with training noise ...
         snr_range: ... at an SNR drawn uniformly from this range (dB, the peak-frame-energy SNR of
-            :func:`~speech_intent.augment.noise.mix_at_snr`).
+            :func:`~speech_intent.synthesis.noise.mix_at_snr`).
         speed_range: speed perturbation factors (uniform; ``(1, 1)`` = off); pitch changes with speed.
         specaugment / mask_time_prob / mask_feature_prob: SpecAugment on the log-Mel input
             (transformers' Whisper implementation: time and frequency masks of 10 frames / bins).

@@ -30,12 +30,12 @@ import torch
 from ..asr import detect_backend
 from ..asr.convert import bundled_whisper_transformers_path, convert_ctranslate2_whisper
 from ..audio import SAMPLE_RATE, load_audio
-from ..augment.noise import training_noise
-from ..augment.tts import EspeakSynthesizer, Synthesizer
 from ..device import DeviceLike, resolve_device
 from ..errors import AudioError, ConfigError, ModelLoadError
 from ..normalize import TextNormalizer
-from .augment import ClipAugmenter, ClipSource, TokenizedDataset, WhisperCollator
+from ..synthesis.noise import training_noise
+from ..synthesis.tts import EspeakSynthesizer, Synthesizer
+from .clips import ClipAugmenter, ClipSource, TokenizedDataset, WhisperCollator
 from .data import ASRExample, EvaluationData, bundled_rehearsal_path, collect_examples, sample_rehearsal
 from .export import ASRTrainingResult, export_model
 from .options import ASRTrainingOptions
@@ -264,7 +264,7 @@ def fine_tune_asr(
             e.g. the domain prompt the pipeline gives (``SpeechIntentPipeline.prompt_text``).
         exclude: evaluation manifests, folders and files (recordings, noise) never to train on.
         noise: training noise (file or 16 kHz samples; default: babble + pink + brown noise made by
-            :func:`~speech_intent.augment.noise.training_noise`). An excluded file is refused.
+            :func:`~speech_intent.synthesis.noise.training_noise`). An excluded file is refused.
         synthesizer: text-to-speech for sentences (default: espeak-ng voices).
         max_examples: sentences taken from each training-data file (a grammar is sampled).
         rehearsal: other domains' training data (files or folders of any format ``train`` reads as

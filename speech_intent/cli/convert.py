@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..models import bundled_whisper_path
+from ..bundled import bundled_whisper_path
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:

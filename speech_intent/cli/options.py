@@ -126,7 +126,7 @@ def load_asr_stage(args: argparse.Namespace, num_workers: Optional[int] = None):
 
 def load_classifier(args: argparse.Namespace) -> IntentClassifier:
     """``--intent DIR``, else the demo-domain default model."""
-    from ..default import default_intent_model
+    from ..demo_model import default_intent_model
     from ..nlu import IntentClassifier
 
     if args.intent:

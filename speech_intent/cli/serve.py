@@ -11,7 +11,7 @@ import sys
 
 from ..device import available_cpus, default_workers
 from ..errors import ConfigError
-from ..serve import API_KEY_ENV, ServeConfig
+from ..serve import API_KEY_ENV, ServeOptions
 from .options import add_model_args, add_vad_args, build_pipeline, vad_options
 
 
@@ -50,9 +50,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     return p
 
 
-def config_from_args(args: argparse.Namespace) -> ServeConfig:
+def config_from_args(args: argparse.Namespace) -> ServeOptions:
     threads = args.threads if args.threads is not None else available_cpus()
-    return ServeConfig(
+    return ServeOptions(
         host=args.host, port=args.port, api_key=args.api_key or os.environ.get(API_KEY_ENV) or None,
         cors_origins=tuple(args.cors_origin), allowed_hosts=tuple(args.allowed_host), max_body_bytes=int(args.max_body_mb * 1024 * 1024),
         max_audio_seconds=args.max_duration, max_batch=1 if args.no_micro_batching else args.batch_size,

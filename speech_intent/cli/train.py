@@ -51,11 +51,11 @@ def _load(args: argparse.Namespace, path: str) -> list:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..nlu import TrainingConfig, fine_tune
+    from ..nlu import TrainingOptions, fine_tune
 
     examples = _load(args, args.data)
     dev = load_examples(args.dev, format=args.dev_format) if args.dev else None
-    config = TrainingConfig(epochs=args.epochs, learning_rate=args.lr, batch_size=args.batch_size, seed=args.seed,
+    config = TrainingOptions(epochs=args.epochs, learning_rate=args.lr, batch_size=args.batch_size, seed=args.seed,
                             early_stopping=args.early_stopping, head_learning_rate=args.head_lr,
                             warmup_ratio=args.warmup, lr_scheduler=args.scheduler, layer_lr_decay=args.layer_lr_decay,
                             slot_decoder="crf" if args.crf else "softmax")
@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"training on {len(examples)} examples ({with_slots} with slots)"
           + (f", {len(dev)} dev examples" if dev else "") + f" -> {args.output}", file=sys.stderr)
     start = time.perf_counter()
-    clf = fine_tune(examples, args.output, base=args.base, config=config, device=args.device, dev_examples=dev,
+    clf = fine_tune(examples, args.output, base=args.base, options=config, device=args.device, dev_examples=dev,
                     progress=not args.quiet)
     kind = f"joint model, {len(clf.labels)} intents, {len(clf.slot_labels)} slot tags" if clf.is_joint \
         else f"{len(clf.labels)} intents"

@@ -3,7 +3,7 @@
 Modules: :mod:`.manifest` (audio manifests) -> :mod:`.runner` (run models, collect predictions) ->
 :mod:`.metrics` (scores; slots with :mod:`speech_intent.slots`) -> :mod:`.report`
 (:class:`EvaluationReport`) -> :mod:`.plots` (PNGs). ``speech-intent evaluate`` is
-:mod:`speech_intent.cli.evaluate`; noise mixing is :mod:`speech_intent.augment.noise` (shared with
+:mod:`speech_intent.cli.evaluate`; noise mixing is :mod:`speech_intent.synthesis.noise` (shared with
 speech-in-the-loop training).
 
 ```python
@@ -12,7 +12,7 @@ reports = evaluate_audio(pipe, read_manifest("dev/labels.json"), noise="kitchen.
 write_report(reports, "eval-out")
 ```
 """
-from ..augment.noise import max_frame_energy, mix_at_snr, peak_snr_db
+from ..synthesis.noise import max_frame_energy, mix_at_snr, peak_snr_db
 from .manifest import ManifestError, ManifestItem, is_audio_manifest, read_labels_json, read_manifest
 from .metrics import Reference, as_reference, compute_report, error_rates, intent_scores
 from .plots import plot_acceptance_vs_snr, plot_confusion

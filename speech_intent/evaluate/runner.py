@@ -2,7 +2,7 @@
 
 - :func:`evaluate_text`: an :class:`~speech_intent.nlu.IntentClassifier` on labelled Examples.
 - :func:`evaluate_audio`: a :class:`~speech_intent.pipeline.SpeechIntentPipeline` on a manifest's
-  recordings, clean and mixed with noise at each SNR (in memory, see :mod:`speech_intent.augment.noise`).
+  recordings, clean and mixed with noise at each SNR (in memory, see :mod:`speech_intent.synthesis.noise`).
 - :func:`write_report`: ``report.json`` + ``confusion.png`` (+ ``acceptance_vs_snr.png``).
 """
 from __future__ import annotations
@@ -16,10 +16,10 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Union
 import numpy as np
 
 from ..audio import load_audio
-from ..augment.noise import mix_at_snr
 from ..data.examples import Example
 from ..errors import AudioError, ConfigError
 from ..normalize import TextNormalizer
+from ..synthesis.noise import mix_at_snr
 from .manifest import ManifestItem, read_manifest
 from .metrics import Normalize, compute_report
 from .plots import plot_acceptance_vs_snr, plot_confusion

@@ -16,10 +16,10 @@ if TYPE_CHECKING:
     from .onnx import export_onnx
     from .runtimes import RUNTIMES
     from .threshold import ThresholdChoice, choose_threshold
-    from .training import TrainingConfig, fine_tune
+    from .training import TrainingOptions, fine_tune
 
 __all__ = [
-    "IntentClassifier", "OOS_LABEL", "JointIntentSlotConfig", "JointIntentSlotModel", "TrainingConfig", "fine_tune",
+    "IntentClassifier", "OOS_LABEL", "JointIntentSlotConfig", "JointIntentSlotModel", "TrainingOptions", "fine_tune",
     "NLUMetrics", "nlu_metrics", "NormalizedExample", "normalize_example", "word_tags", "tags_to_slots",
     "ThresholdChoice", "choose_threshold", "RUNTIMES", "export_onnx",
 ]
@@ -32,7 +32,7 @@ _EXPORTS = {
     "export_onnx": ".onnx",
     "RUNTIMES": ".runtimes",
     **dict.fromkeys(["ThresholdChoice", "choose_threshold"], ".threshold"),
-    **dict.fromkeys(["TrainingConfig", "fine_tune"], ".training"),
+    **dict.fromkeys(["TrainingOptions", "fine_tune"], ".training"),
 }
 
 __getattr__, __dir__ = lazy_attributes(__name__, _EXPORTS, globals())

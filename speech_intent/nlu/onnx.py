@@ -26,9 +26,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..bundled import cache_dir
 from ..device import available_cpus
 from ..errors import ConfigError, ModelLoadError
-from ..models import cache_dir
 from .runtimes import RUNTIMES, require_onnx
 
 logger = logging.getLogger(__name__)

@@ -31,9 +31,9 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 
+from ..bundled import bundled_encoder_path
 from ..device import DeviceLike, resolve_device
 from ..errors import ConfigError
-from ..models import bundled_encoder_path
 from ..normalize import TextNormalizer
 from ..slots import NormalizedExample
 from .canonical import SlotCanonicalizer, infer_closed_values
@@ -47,7 +47,7 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass
-class TrainingConfig:
+class TrainingOptions:
     """Hyper-parameters of :func:`fine_tune` (defaults suit small assistant domains).
 
     Attributes:
@@ -89,7 +89,7 @@ class TrainingConfig:
     bio_constrained: bool = True
 
 
-def _check_config(config: TrainingConfig) -> None:
+def _check_config(config: TrainingOptions) -> None:
     """ConfigError for settings no training can use."""
     from transformers import SchedulerType
 
@@ -104,7 +104,7 @@ def _check_config(config: TrainingConfig) -> None:
         raise ConfigError(f"lr_scheduler must be one of {names}, not {config.lr_scheduler!r}")
 
 
-def _build_model(base: str, intents: List[str], slot_labels: Optional[List[str]], config: TrainingConfig):
+def _build_model(base: str, intents: List[str], slot_labels: Optional[List[str]], config: TrainingOptions):
     """A joint model (when ``slot_labels`` is given) or a sequence classifier, with new heads on ``base``."""
     if slot_labels is not None:
         return JointIntentSlotModel.from_encoder(base, intents, slot_labels,
@@ -128,7 +128,7 @@ def _layer_depth(name: str, prefix: str, num_layers: int) -> int:
     return int(found.group(1)) + 1 if found else num_layers + 1
 
 
-def _optimizer(model: torch.nn.Module, config: TrainingConfig) -> torch.optim.Optimizer:
+def _optimizer(model: torch.nn.Module, config: TrainingOptions) -> torch.optim.Optimizer:
     """AdamW with the heads at ``head_learning_rate`` and the encoder at ``learning_rate`` times layer decay.
 
     No weight decay on biases, norm weights and CRF transitions, as in the ``Trainer``'s own
@@ -155,7 +155,7 @@ def _optimizer(model: torch.nn.Module, config: TrainingConfig) -> torch.optim.Op
     ], lr=config.learning_rate)
 
 
-def _training_args(scratch: str, config: TrainingConfig, steps: float, device: torch.device, *, has_dev: bool,
+def _training_args(scratch: str, config: TrainingOptions, steps: float, device: torch.device, *, has_dev: bool,
                    joint: bool, progress: bool):
     """``TrainingArguments``: per-epoch eval/save + best-epoch reload with dev data, mixed precision on CUDA."""
     from transformers import TrainingArguments
@@ -193,7 +193,7 @@ def fine_tune(
     output_dir: Union[str, Path],
     *,
     base: Union[str, Path, None] = None,
-    config: Optional[TrainingConfig] = None,
+    options: Optional[TrainingOptions] = None,
     normalizer: Optional[TextNormalizer] = None,
     device: DeviceLike = None,
     progress: bool = True,
@@ -208,7 +208,7 @@ def fine_tune(
         examples: ``Example`` objects (text, intent, slot spans) or ``(text, intent)`` pairs.
         output_dir: where the trained stage is saved (safetensors + tokenizer + settings).
         base: encoder checkpoint to start from (default: the bundled MiniLM).
-        config: hyper-parameters (:class:`TrainingConfig`).
+        options: hyper-parameters (:class:`TrainingOptions`).
         normalizer: applied to training texts and saved for inference (default: ``TextNormalizer()``).
         device: where to train (``None`` = CUDA when available).
         progress: show the Trainer's progress bar (and per-epoch dev scores).
@@ -218,7 +218,7 @@ def fine_tune(
             any training example has slots.
         closed_values: slot name -> canonical values for the slot canonicaliser (joint models);
             ``None``: inferred from the training examples. Pass the lists of the clean data when
-            training on ASR transcripts too (:mod:`~speech_intent.augment`), or misrecognised
+            training on ASR transcripts too (:mod:`~speech_intent.speech_in_the_loop`), or misrecognised
             values would become canonical.
         callbacks: more ``TrainerCallback`` objects for the ``Trainer`` (e.g. per-epoch test scores).
 
@@ -235,7 +235,7 @@ def fine_tune(
         set_seed,
     )
 
-    config = config or TrainingConfig()
+    config = options or TrainingOptions()
     _check_config(config)
     normalizer = normalizer if normalizer is not None else TextNormalizer()
     resolved = resolve_device(device)

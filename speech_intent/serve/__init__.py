@@ -1,14 +1,14 @@
 """The live voice-assistant service: HTTP + WebSocket API over a pipeline, with a browser demo.
 
-``create_app(pipeline, ServeConfig(...))`` (in :mod:`.app`) builds the FastAPI application;
+``create_app(pipeline, ServeOptions(...))`` (in :mod:`.app`) builds the FastAPI application;
 ``speech-intent serve`` runs it with uvicorn. FastAPI and uvicorn come with the ``serve`` extra
 (``pip install 'speech-intent[serve]'``); importing this package does not need them.
 """
 from __future__ import annotations
 
-from .config import API_KEY_ENV, ServeConfig, is_loopback
+from .options import API_KEY_ENV, ServeOptions, is_loopback
 
-__all__ = ["API_KEY_ENV", "ServeConfig", "create_app", "is_loopback"]
+__all__ = ["API_KEY_ENV", "ServeOptions", "create_app", "is_loopback"]
 
 
 def create_app(pipeline, config=None):

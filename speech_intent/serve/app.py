@@ -24,8 +24,8 @@ from ..device import set_torch_threads
 from ..errors import AudioError, AudioTooLongError, ConfigError, OverloadedError, SpeechIntentError
 from ..pipeline import SpeechIntentPipeline
 from .batcher import MicroBatcher
-from .config import ServeConfig
 from .middleware import BodyLimit, CountArrivals, RequestGuard, error_response
+from .options import ServeOptions
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ STATIC = resources.files("speech_intent") / "serve" / "static"
 class Service:
     """What the routes share: the pipeline, its worker, the settings and the open streams."""
 
-    def __init__(self, pipeline: SpeechIntentPipeline, config: ServeConfig) -> None:
+    def __init__(self, pipeline: SpeechIntentPipeline, config: ServeOptions) -> None:
         self.pipeline = pipeline
         self.config = config
         self.batcher = MicroBatcher(pipeline, max_batch=config.max_batch, max_wait=config.max_wait,
@@ -117,11 +117,11 @@ def service_info(service: Service) -> Dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------- the app
-def create_app(pipeline: SpeechIntentPipeline, config: Optional[ServeConfig] = None) -> FastAPI:
+def create_app(pipeline: SpeechIntentPipeline, config: Optional[ServeOptions] = None) -> FastAPI:
     """The service for ``pipeline``; its worker threads start and stop with the app (lifespan)."""
     from . import http_api, ws
 
-    config = config or ServeConfig()
+    config = config or ServeOptions()
     service = Service(pipeline, config)
 
     @asynccontextmanager

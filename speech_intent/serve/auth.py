@@ -11,13 +11,13 @@ from urllib.parse import urlsplit
 
 from fastapi import WebSocket
 
-from .config import ServeConfig, is_loopback
+from .options import ServeOptions, is_loopback
 
 #: Names of this machine's loopback interface, always accepted as ``Host``.
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 
 
-def key_ok(config: ServeConfig, given: Optional[str]) -> bool:
+def key_ok(config: ServeOptions, given: Optional[str]) -> bool:
     return config.api_key is None or (given is not None and hmac.compare_digest(given.encode(), config.api_key.encode()))
 
 
@@ -28,7 +28,7 @@ def request_key(headers: Mapping[str, str], query: Optional[Mapping[str, str]] =
     return headers.get("x-api-key") or (query.get("api_key") if query is not None else None)
 
 
-def origin_ok(config: ServeConfig, headers: Mapping[str, str]) -> bool:
+def origin_ok(config: ServeOptions, headers: Mapping[str, str]) -> bool:
     """Whether the browser page behind a request may use the service: the service's own pages (the demo)
     and the origins of ``cors_origins`` may, any other site may not. Clients that send no ``Origin``
     (not a browser page: curl, SDKs) pass."""
@@ -55,7 +55,7 @@ def _same_host_and_port(origin: str, host: Optional[str]) -> bool:
     return page.hostname is not None and page.hostname == target.hostname and page_port == target_port
 
 
-def host_ok(config: ServeConfig, host: Optional[str]) -> bool:
+def host_ok(config: ServeOptions, host: Optional[str]) -> bool:
     """Whether ``host`` (a request's ``Host`` header) names this service.
 
     Bound to loopback: the loopback names, the bound host and ``allowed_hosts``; any other name means a

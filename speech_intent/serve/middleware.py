@@ -10,7 +10,7 @@ from starlette.datastructures import Headers
 
 from .auth import host_ok, key_ok, origin_ok, request_key
 from .batcher import ARRIVAL_KEY
-from .config import ServeConfig
+from .options import ServeOptions
 
 #: Methods a page of another site cannot use to change anything (no Origin check for them).
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
@@ -49,7 +49,7 @@ class RequestGuard:
     The WebSocket stream checks its own key and origin (browsers give no headers there); the host is
     checked here for it too (closed with 1008, which clients see as HTTP 403)."""
 
-    def __init__(self, app, config: ServeConfig) -> None:
+    def __init__(self, app, config: ServeOptions) -> None:
         self.app, self.config = app, config
 
     async def __call__(self, scope, receive, send):

@@ -6,7 +6,7 @@ Protocol (JSON text messages, binary audio):
 - the client may first send ``{"sample_rate": 48000}`` (any rate from 8 to 96 kHz; answered with
   ``{"type": "config", ...}``), then binary frames of little-endian signed 16-bit mono PCM, any size;
 - the server sends ``speech_start``, ``partial`` and ``final`` events
-  (:class:`~speech_intent.stream.StreamEvent`), any number of utterances;
+  (:class:`~speech_intent.live.StreamEvent`), any number of utterances;
 - ``{"type": "end"}`` ends the stream: the utterance in progress gets its ``final``, then
   ``{"type": "end"}``; the connection stays open for a new stream.
 
@@ -25,8 +25,8 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from starlette.concurrency import run_in_threadpool
 
 from ..errors import OverloadedError, SpeechIntentError
+from ..live import StreamingRecognizer
 from ..results import PipelineResult
-from ..stream import StreamingRecognizer
 from .auth import websocket_key_ok, websocket_origin_ok
 
 logger = logging.getLogger(__name__)

@@ -166,7 +166,7 @@ def babble(synthesizer, length: int, *, talkers: int = 4, seed: int = 0,
            sentences: Sequence[str] = BABBLE_SENTENCES) -> np.ndarray:
     """``talkers`` synthetic voices, each reading shuffled ``sentences`` back to back, summed (unit RMS).
 
-    ``synthesizer`` follows :class:`~speech_intent.augment.tts.Synthesizer`; its output is used
+    ``synthesizer`` follows :class:`~speech_intent.synthesis.tts.Synthesizer`; its output is used
     at its own sampling rate (``length`` is in those samples).
     """
     if length <= 0:

@@ -8,8 +8,13 @@ from typing import List, Optional, Sequence
 import numpy as np
 import pytest
 
-from speech_intent.augment import EspeakSynthesizer, asr_transcribed_examples, project_example, project_examples
-from speech_intent.augment.noise import (
+from speech_intent.data.examples import Example, spans_from_values
+from speech_intent.errors import SynthesizerUnavailable
+from speech_intent.normalize import TextNormalizer
+from speech_intent.results import Transcript
+from speech_intent.speech_in_the_loop import asr_transcribed_examples, project_example, project_examples
+from speech_intent.synthesis import EspeakSynthesizer
+from speech_intent.synthesis.noise import (
     colored_noise,
     max_frame_energy,
     mix_at_snr,
@@ -17,10 +22,6 @@ from speech_intent.augment.noise import (
     scale_noise,
     training_noise,
 )
-from speech_intent.data.examples import Example, spans_from_values
-from speech_intent.errors import SynthesizerUnavailable
-from speech_intent.normalize import TextNormalizer
-from speech_intent.results import Transcript
 
 NORM = TextNormalizer()
 needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None,
@@ -176,7 +177,7 @@ def test_espeak_babble_noise_and_tiny_whisper_round_trip():
 
 def test_hibari_synthesizer_when_installed():
     pytest.importorskip("hibari", reason="hibari-tts is not installed (optional: pip install hibari-tts)")
-    from speech_intent.augment.tts import HibariSynthesizer, Synthesizer
+    from speech_intent.synthesis.tts import HibariSynthesizer, Synthesizer
 
     synth = HibariSynthesizer(speeds=(0.9, 1.1))
     assert isinstance(synth, Synthesizer) and synth.num_voices == 2
@@ -187,13 +188,13 @@ def test_hibari_synthesizer_when_installed():
 
 def test_fine_tune_keeps_the_clean_canonical_values(tiny_bert_dir, tmp_path):
     """Transcripts add misrecognised values; ``closed_values`` keeps the canonicaliser on the clean ones."""
-    from speech_intent import TrainingConfig, fine_tune
+    from speech_intent import TrainingOptions, fine_tune
 
     drinks = ["latte", "mocha", "cappuccino"]
     clean = [order(f"{verb} a {d}", coffeeDrink=d) for verb in ("get me", "i want", "make me", "brew") for d in drinks]
     spoken = [project_example(clean[0], "get me a lot a", NORM), project_example(clean[2], "get me a cap a chino", NORM)]
-    config = TrainingConfig(epochs=1, learning_rate=5e-3, batch_size=16, seed=0)
-    clf = fine_tune(clean + spoken, tmp_path / "m", base=tiny_bert_dir, config=config, device="cpu", progress=False,
+    config = TrainingOptions(epochs=1, learning_rate=5e-3, batch_size=16, seed=0)
+    clf = fine_tune(clean + spoken, tmp_path / "m", base=tiny_bert_dir, options=config, device="cpu", progress=False,
                     closed_values={"coffeeDrink": ["Latte", "mocha", "cappuccino"]})
     assert clf.canonicalizer.values == {"coffeeDrink": ["cappuccino", "latte", "mocha"]}
     from speech_intent.nlu.canonical import infer_closed_values
@@ -203,7 +204,7 @@ def test_fine_tune_keeps_the_clean_canonical_values(tiny_bert_dir, tmp_path):
 
 def test_babble_refuses_silent_synthesizers_and_empty_lengths():
     """A synthesizer that returns no audio used to loop forever."""
-    from speech_intent.augment.noise import babble
+    from speech_intent.synthesis.noise import babble
 
     class Silent:
         num_voices, sampling_rate = 2, 16000

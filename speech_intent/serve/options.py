@@ -33,7 +33,7 @@ def _is_host_name(name: str) -> bool:
 
 
 @dataclass(frozen=True)
-class ServeConfig:
+class ServeOptions:
     """How the service binds, authenticates, limits and batches.
 
     Attributes:
@@ -58,7 +58,7 @@ class ServeConfig:
         partial_interval: seconds of speech between partial transcripts (``None``: none).
         early_endpoint, early_confidence: end a stream's utterance after this many seconds of pause
             when it is a complete command of at least this confidence, without the whole trailing
-            silence (``None``: off; :class:`~speech_intent.stream.StreamingRecognizer`).
+            silence (``None``: off; :class:`~speech_intent.live.StreamingRecognizer`).
         vad: the streams' :class:`~speech_intent.vad.VADOptions` (and those of ``/v1/predict?segment=true``).
         threads: torch intra-op threads of the model workers, pinned when the app starts, shared among
             ``workers`` (``None``: leave torch's setting; ``speech-intent serve`` passes the available cores).

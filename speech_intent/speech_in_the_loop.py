@@ -2,9 +2,9 @@
 
 An intent model trained on clean text only has never seen what the ASR makes of speech
 ("cap a chino" for "cappuccino", dropped words). :func:`asr_transcribed_examples`
-synthesises each training sentence (:class:`~.tts.EspeakSynthesizer`, or :class:`~.tts.HibariSynthesizer`
+synthesises each training sentence (:class:`~.synthesis.tts.EspeakSynthesizer`, or :class:`~.synthesis.tts.HibariSynthesizer`
 when ``hibari-tts`` is installed), optionally mixes in *training* noise at a random SNR
-(:func:`~speech_intent.augment.noise.training_noise`: babble + pink/brown noise; never the
+(:func:`~speech_intent.synthesis.noise.training_noise`: babble + pink/brown noise; never the
 evaluation noise), transcribes everything with one batched ASR call and projects the slot
 labels onto the transcripts (:func:`project_example`). Train on clean text *plus* these.
 
@@ -31,14 +31,14 @@ from typing import Callable, List, Optional, Sequence, Set, Tuple
 
 import numpy as np
 
-from ..asr.base import ASRStage
-from ..audio import SAMPLE_RATE
-from ..data.examples import Example, SlotSpan
-from ..errors import ConfigError
-from ..normalize import TextNormalizer
-from ..slots import normalize_example, word_bounds
-from .noise import mix_at_snr
-from .tts import Synthesizer, as_mono
+from .asr.base import ASRStage
+from .audio import SAMPLE_RATE
+from .data.examples import Example, SlotSpan
+from .errors import ConfigError
+from .normalize import TextNormalizer
+from .slots import normalize_example, word_bounds
+from .synthesis.noise import mix_at_snr
+from .synthesis.tts import Synthesizer, as_mono
 
 logger = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ import pytest
 
 from speech_intent import SpeechIntentPipeline
 from speech_intent.errors import AudioError, ConfigError
-from speech_intent.stream import StreamingRecognizer
+from speech_intent.live import StreamingRecognizer
 from speech_intent.vad import WINDOW, Endpointer, SileroVAD, VADOptions, split_utterances
 from tests.serving import pcm16, recording, with_silences
 

@@ -6,7 +6,7 @@ Intent + slots: all-MiniLM-L6-v2 fine-tuned as a joint intent + slot model
 shipped in ``speech_intent/resources/demo_domain.yaml`` (also at ``assets/demo_domain.yaml``;
 its ``[value](slot)`` markup gives the slot labels).
 The model is trained on first use (about a minute or two on 2 CPU cores)
-and cached under :func:`speech_intent.models.cache_dir` (``$SPEECH_INTENT_CACHE``);
+and cached under :func:`speech_intent.bundled.cache_dir` (``$SPEECH_INTENT_CACHE``);
 the cache key covers the data, the training settings and the library version,
 so a change to any of them retrains.
 """
@@ -22,16 +22,16 @@ from dataclasses import asdict
 from importlib import resources
 from pathlib import Path
 
+from .bundled import cache_dir
 from .data import read_rasa
 from .device import DeviceLike
-from .models import cache_dir
-from .nlu import IntentClassifier, TrainingConfig, fine_tune
+from .nlu import IntentClassifier, TrainingOptions, fine_tune
 from .normalize import TextNormalizer
 
 logger = logging.getLogger(__name__)
 
 DEMO_DATA = "demo_domain.yaml"
-DEMO_TRAINING = TrainingConfig(epochs=10, learning_rate=3e-4, batch_size=16, seed=0)
+DEMO_TRAINING = TrainingOptions(epochs=10, learning_rate=3e-4, batch_size=16, seed=0)
 _FORMAT = 2  # 2: joint intent + slot model
 
 
@@ -63,7 +63,7 @@ def default_intent_model(device: DeviceLike = None, *, progress: bool = True, **
                    len(examples), target)
     scratch = Path(tempfile.mkdtemp(prefix=".training-", dir=target.parent))
     try:
-        fine_tune(examples, scratch, config=DEMO_TRAINING, normalizer=TextNormalizer(), device=device,
+        fine_tune(examples, scratch, options=DEMO_TRAINING, normalizer=TextNormalizer(), device=device,
                   progress=progress)
         try:
             os.replace(scratch, target)  # atomic: a crash never leaves a half-written cache

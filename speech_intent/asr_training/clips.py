@@ -3,7 +3,7 @@
 - :class:`ClipSource`: the clean 16 kHz clip of an :class:`~.data.ASRExample` (a recording loaded, or
   a sentence spoken by the synthesizer).
 - :class:`ClipAugmenter`: speed perturbation (resampling, so the pitch moves with the speed, as in
-  Kaldi's recipe) and training noise at a random SNR (:func:`~speech_intent.augment.noise.mix_at_snr`).
+  Kaldi's recipe) and training noise at a random SNR (:func:`~speech_intent.synthesis.noise.mix_at_snr`).
   Drawn afresh every time a clip is used, so each epoch hears different versions.
 - :class:`WhisperCollator`: a batch for ``Seq2SeqTrainer``: 30 s log-Mel features (the
   checkpoint's feature extractor, as both inference backends expect), decoder inputs and labels.
@@ -26,11 +26,11 @@ from typing import Any, Dict, List, Optional, Sequence
 import numpy as np
 import torch
 
-from ..asr.whisper_common import available_cpus
 from ..audio import SAMPLE_RATE, load_audio, resample
-from ..augment.noise import mix_at_snr
-from ..augment.tts import EspeakSynthesizer, Synthesizer, as_mono
+from ..device import available_cpus
 from ..errors import ConfigError
+from ..synthesis.noise import mix_at_snr
+from ..synthesis.tts import EspeakSynthesizer, Synthesizer, as_mono
 from .data import ASRExample
 
 logger = logging.getLogger(__name__)
