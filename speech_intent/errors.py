@@ -135,3 +135,15 @@ class DistributedError(SpeechIntentError, RuntimeError):
     """A distributed (Ray) job cannot run: Ray is not installed, the cluster cannot be reached, or the
     workers cannot start (e.g. the pipeline fails to load on them). Per-input failures are never this:
     they are rows with ``error`` set."""
+
+
+def check_int(name: str, value: object, *, minimum: int = 1, maximum: Optional[int] = None,
+              optional: bool = False) -> None:
+    """Raise :class:`ConfigError` unless ``value`` is an integer (not a bool) in ``[minimum, maximum]``
+    (``None`` too when ``optional``); the message names ``name``."""
+    if optional and value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum or (
+            maximum is not None and value > maximum):
+        bound = f">= {minimum}" if maximum is None else f"from {minimum} to {maximum}"
+        raise ConfigError(f"{name} must be an integer {bound}{' or None' if optional else ''}, got {value!r}")
