@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Optional, Union
 
-from .errors import ConfigError
+from .errors import ConfigError, check_int
 
 if TYPE_CHECKING:
     import torch
@@ -78,8 +78,7 @@ def set_torch_threads(threads: int) -> None:
     Called by an application's entry point (``speech-intent serve``), never on import. torch's
     OpenMP setting is per thread: a worker thread that runs the models calls this itself.
     """
-    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-        raise ConfigError(f"threads must be an integer >= 1, got {threads!r}")
+    check_int("threads", threads)
     import torch
 
     torch.set_num_threads(threads)

@@ -24,7 +24,7 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 import numpy as np
 
 from .audio import MAX_RATE, MIN_RATE, SAMPLE_RATE
-from .errors import ConfigError, ModelLoadError
+from .errors import ConfigError, ModelLoadError, check_int
 
 WINDOW = 512  # samples per Silero window at 16 kHz (32 ms)
 _RESET_STRIDE = 32 * WINDOW  # where UtteranceSplitter may reset the VAD state: every 1.024 s of the stream
@@ -336,8 +336,7 @@ class UtteranceSplitter:
     """
 
     def __init__(self, options: Optional[VADOptions] = None, sample_rate: int = SAMPLE_RATE) -> None:
-        if isinstance(sample_rate, bool) or not isinstance(sample_rate, int) or not MIN_RATE <= sample_rate <= MAX_RATE:
-            raise ConfigError(f"sample_rate must be an integer from {MIN_RATE} to {MAX_RATE} Hz, got {sample_rate!r}")
+        check_int("sample_rate", sample_rate, minimum=MIN_RATE, maximum=MAX_RATE)
         self.options = options or VADOptions()
         self.sample_rate = sample_rate
         self._resampler = None

@@ -12,7 +12,7 @@ import logging
 from pathlib import Path
 from typing import Any, Collection, Dict, List, Optional, Union
 
-from .errors import ModelLoadError
+from .errors import ConfigError, ModelLoadError, check_int
 
 logger = logging.getLogger(__name__)
 
@@ -137,10 +137,13 @@ def _number(config: Dict[str, Any], key: str, file: Path, *, integer: bool = Fal
     value = config.get(key)
     if value is None:
         return
-    kinds = (int,) if integer else (int, float)
-    if isinstance(value, bool) or not isinstance(value, kinds) or value < minimum:
-        raise ModelLoadError(file, f"{key} must be {'an integer' if integer else 'a number'} >= {minimum}, "
-                                   f"got {value!r}")
+    if integer:
+        try:
+            check_int(key, value, minimum=int(minimum))
+        except ConfigError as error:
+            raise ModelLoadError(file, str(error)) from None
+    elif isinstance(value, bool) or not isinstance(value, (int, float)) or value < minimum:
+        raise ModelLoadError(file, f"{key} must be a number >= {minimum}, got {value!r}")
 
 
 def check_pipeline_config(config: Dict[str, Any], directory: Path, file: Path, *, format_version: int,
@@ -148,8 +151,11 @@ def check_pipeline_config(config: Dict[str, Any], directory: Path, file: Path, *
     """Validate a parsed ``pipeline.json``: stage entries, relative stage paths, ASR backend (one of
     ``backends``), option types."""
     version = config.get("format_version", 1)
-    if isinstance(version, bool) or not isinstance(version, int) or not 1 <= version <= format_version:
-        raise ModelLoadError(file, f"unsupported format_version {version!r} (this version reads 1..{format_version})")
+    try:
+        check_int("format_version", version, maximum=format_version)
+    except ConfigError:
+        raise ModelLoadError(file, f"unsupported format_version {version!r} (this version reads 1..{format_version})"
+                             ) from None
     for stage in ("asr", "intent"):
         entry = config.get(stage)
         if not isinstance(entry, dict):

@@ -17,7 +17,7 @@ from typing import Any, ClassVar, List, Optional, Protocol, Sequence, Type, Unio
 import numpy as np
 
 from ..audio import DEFAULT_MAX_DURATION, SAMPLE_RATE, AudioInput, load_audio, source_name
-from ..errors import ConfigError
+from ..errors import ConfigError, check_int
 from ..results import Transcript
 from .options import ASROptions
 
@@ -119,8 +119,7 @@ class BaseASR(ABC):
         call only (``None`` = ``options.prompt``); only stages with ``accepts_prompt`` take one.
         """
         batch_size = self.options.batch_size if batch_size is None else batch_size
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ConfigError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+        check_int("batch_size", batch_size)
         extra = {}
         if self.accepts_prompt:
             extra["prompt"] = prompt if prompt is not None else getattr(self.options, "prompt", None)

@@ -26,7 +26,7 @@ import math
 from dataclasses import dataclass, fields, replace
 from typing import Any, Dict, Mapping, Optional, Tuple, Type, TypeVar, Union
 
-from ..errors import ConfigError
+from ..errors import ConfigError, check_int
 from .whisper_common import DEFAULT_CONTEXT_MARGIN, ENCODER_BUDGET
 
 __all__ = ["ASROptions", "WhisperCommonOptions", "WhisperOptions", "FasterWhisperOptions", "Wav2Vec2Options",
@@ -82,11 +82,7 @@ class ASROptions:
         raise ConfigError(f"{type(self).__name__}.{name} must be {expected}, got {getattr(self, name)!r}")
 
     def _check_int(self, name: str, *, minimum: int, optional: bool = False) -> None:
-        value = getattr(self, name)
-        if optional and value is None:
-            return
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            self._fail(name, f"an integer >= {minimum}" + (" or None" if optional else ""))
+        check_int(f"{type(self).__name__}.{name}", getattr(self, name), minimum=minimum, optional=optional)
 
     def _check_number(self, name: str, *, minimum: float = -math.inf, finite: bool = True, optional: bool = False,
                       strict: bool = False) -> None:

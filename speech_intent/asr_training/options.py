@@ -11,7 +11,7 @@ import math
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Dict, Mapping, Optional, Tuple
 
-from ..errors import ConfigError
+from ..errors import ConfigError, check_int
 
 __all__ = ["ASRTrainingOptions", "LoraOptions", "DEFAULT_LORA_MODULES"]
 
@@ -47,8 +47,7 @@ class LoraOptions:
     target_modules: Tuple[str, ...] = DEFAULT_LORA_MODULES
 
     def __post_init__(self) -> None:
-        if not isinstance(self.rank, int) or isinstance(self.rank, bool) or self.rank < 1:
-            raise ConfigError(f"LoRA rank must be an integer >= 1, got {self.rank!r}")
+        check_int("LoRA rank", self.rank)
         if not self.alpha > 0:
             raise ConfigError(f"LoRA alpha must be positive, got {self.alpha!r}")
         if not 0.0 <= self.dropout < 1.0:
@@ -135,16 +134,10 @@ class ASRTrainingOptions:
             raise ConfigError(f"learning_rate must be positive, got {self.learning_rate!r}")
         for name in ("batch_size", "gradient_accumulation", "max_target_tokens", "generation_max_length",
                      "logging_steps"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")
-        if not isinstance(self.rehearsal_examples, int) or isinstance(self.rehearsal_examples, bool) \
-                or self.rehearsal_examples < 0:
-            raise ConfigError(f"rehearsal_examples must be an integer >= 0, got {self.rehearsal_examples!r}")
-        if not isinstance(self.early_stopping, int) or self.early_stopping < 0:
-            raise ConfigError(f"early_stopping must be an integer >= 0, got {self.early_stopping!r}")
-        if self.eval_steps is not None and (not isinstance(self.eval_steps, int) or self.eval_steps < 1):
-            raise ConfigError(f"eval_steps must be None or an integer >= 1, got {self.eval_steps!r}")
+            check_int(name, getattr(self, name))
+        check_int("rehearsal_examples", self.rehearsal_examples, minimum=0)
+        check_int("early_stopping", self.early_stopping, minimum=0)
+        check_int("eval_steps", self.eval_steps, optional=True)
         for name in ("warmup_ratio", "noise_probability", "mask_time_prob", "mask_feature_prob",
                      "prompt_probability"):
             value = getattr(self, name)

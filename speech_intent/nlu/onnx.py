@@ -28,7 +28,7 @@ from torch import nn
 
 from ..bundled import cache_dir
 from ..device import available_cpus
-from ..errors import ConfigError, ModelLoadError
+from ..errors import ConfigError, ModelLoadError, check_int
 from .runtimes import RUNTIMES, require_onnx
 
 logger = logging.getLogger(__name__)
@@ -204,8 +204,7 @@ def _quantize(source: Path, target: Path) -> None:
 
 
 def _check_threads(threads: Optional[int]) -> None:
-    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
-        raise ConfigError(f"threads must be an integer >= 1, got {threads!r}")
+    check_int("threads", threads, optional=True)
 
 
 def _session_options(threads: int):

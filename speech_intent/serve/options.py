@@ -5,7 +5,7 @@ import ipaddress
 from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, Optional, Tuple
 
-from ..errors import ConfigError
+from ..errors import ConfigError, check_int
 from ..vad import VADOptions
 
 #: Environment variable the CLI reads the API key from when ``--api-key`` is not given.
@@ -95,16 +95,11 @@ class ServeOptions:
             raise ConfigError(f"binding {self.host} (not loopback) needs an API key: --api-key or ${API_KEY_ENV}")
         if self.api_key is not None and len(self.api_key) < 8:
             raise ConfigError("the API key must be at least 8 characters long")
-        if isinstance(self.port, bool) or not isinstance(self.port, int) or not 0 <= self.port <= 65535:
-            raise ConfigError(f"port must be from 0 to 65535, got {self.port!r}")
+        check_int("port", self.port, minimum=0, maximum=65535)
         for name in ("max_body_bytes", "max_files", "max_texts", "max_text_chars", "max_batch", "queue_size",
                      "max_streams", "max_frame_bytes", "workers"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")
-        if self.threads is not None and (isinstance(self.threads, bool) or not isinstance(self.threads, int)
-                                         or not 1 <= self.threads <= 1024):
-            raise ConfigError(f"threads must be an integer from 1 to 1024, got {self.threads!r}")
+            check_int(name, getattr(self, name))
+        check_int("threads", self.threads, maximum=1024, optional=True)
         if not 0.1 <= self.max_audio_seconds <= 3600:
             raise ConfigError(f"max_audio_seconds must be from 0.1 to 3600, got {self.max_audio_seconds!r}")
         if not 0.0 <= self.max_wait <= 1.0:

@@ -24,7 +24,7 @@ import numpy as np
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from starlette.concurrency import run_in_threadpool
 
-from ..errors import OverloadedError, SpeechIntentError
+from ..errors import OverloadedError, SpeechIntentError, check_int
 from ..live import StreamingRecognizer
 from ..results import PipelineResult
 from .auth import websocket_key_ok, websocket_origin_ok
@@ -56,9 +56,7 @@ def _recognizer(service, sample_rate: int) -> StreamingRecognizer:
 
 def _rate(message: dict) -> int:
     rate = message.get("sample_rate", message.get("rate"))
-    if isinstance(rate, bool) or not isinstance(rate, int) or not MIN_STREAM_RATE <= rate <= MAX_STREAM_RATE:
-        raise ValueError(f"sample_rate must be an integer from {MIN_STREAM_RATE} to {MAX_STREAM_RATE} Hz, "
-                         f"got {rate!r}")
+    check_int("sample_rate", rate, minimum=MIN_STREAM_RATE, maximum=MAX_STREAM_RATE)
     return rate
 
 
