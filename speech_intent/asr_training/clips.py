@@ -1,6 +1,6 @@
 """Clips, augmentation and batches for Whisper fine-tuning.
 
-- :class:`ClipSource`: the clean 16 kHz clip of an :class:`~.data.ASRExample` (a recording loaded, or
+- :class:`ClipSource`: the clean 16 kHz clip of an :class:`~.material.ASRExample` (a recording loaded, or
   a sentence spoken by the synthesizer).
 - :class:`ClipAugmenter`: speed perturbation (resampling, so the pitch moves with the speed, as in
   Kaldi's recipe) and training noise at a random SNR (:func:`~speech_intent.synthesis.noise.mix_at_snr`).
@@ -31,7 +31,7 @@ from ..device import available_cpus
 from ..errors import ConfigError
 from ..synthesis.noise import mix_at_snr
 from ..synthesis.tts import EspeakSynthesizer, Synthesizer, as_mono
-from .data import ASRExample
+from .material import ASRExample
 
 logger = logging.getLogger(__name__)
 

@@ -56,7 +56,7 @@ class ASRTrainingResult:
         rehearsal: with rehearsal data, what was mixed in: ``sentences`` (trained on; a sampled
             sentence over ``max_target_tokens`` is in ``skipped`` instead), ``requested``,
             ``sources`` (path -> sentences sampled from it), ``available``,
-            ``dropped_as_evaluation`` and ``intents`` (see :class:`~.data.RehearsalSample`);
+            ``dropped_as_evaluation`` and ``intents`` (see :class:`~.rehearsal.RehearsalSample`);
             ``None`` without.
     """
 

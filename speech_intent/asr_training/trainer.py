@@ -2,8 +2,8 @@
 
 Starts from the bundled tiny.en (its transformers twin, converted once) or any Whisper checkpoint
 (a transformers directory or hub name, or a CTranslate2 directory, converted first). Trains on
-recordings with transcripts and/or synthesised speech (:mod:`.data`), augmented afresh each epoch
-(:mod:`.augment`: speed, training noise; SpecAugment inside the model). Options: frozen encoder,
+recordings with transcripts and/or synthesised speech (:mod:`.material`), augmented afresh each epoch
+(:mod:`.clips`: speed, training noise; SpecAugment inside the model). Options: frozen encoder,
 LoRA adapters (``peft``), early stopping and best-checkpoint selection by dev WER (greedy
 decoding, :class:`~speech_intent.normalize.TextNormalizer` on both sides), bf16 on CUDA.
 The result is saved by :mod:`.export` as a :class:`~speech_intent.asr.WhisperASR` directory plus a
@@ -11,9 +11,9 @@ CTranslate2 copy for :class:`~speech_intent.asr.FasterWhisperASR`.
 
 Evaluation data never reaches training: the ``exclude`` paths (evaluation manifests, folders,
 noise files) and the dev set are matched against every training recording and transcript
-(:class:`~.data.EvaluationData`); a noise file among them is refused, and so is a rehearsal source
+(:class:`~.heldout.EvaluationData`); a noise file among them is refused, and so is a rehearsal source
 that overlaps them (rehearsal: a seeded sample of other training data's sentences mixed in against
-forgetting, :func:`~.data.sample_rehearsal`).
+forgetting, :func:`~.rehearsal.sample_rehearsal`).
 """
 from __future__ import annotations
 
@@ -36,9 +36,11 @@ from ..normalize import TextNormalizer
 from ..synthesis.noise import training_noise
 from ..synthesis.tts import EspeakSynthesizer, Synthesizer
 from .clips import ClipAugmenter, ClipSource, TokenizedDataset, WhisperCollator
-from .data import ASRExample, EvaluationData, bundled_rehearsal_path, collect_examples, sample_rehearsal
 from .export import ASRTrainingResult, export_model
+from .heldout import EvaluationData
+from .material import ASRExample, collect_examples
 from .options import ASRTrainingOptions
+from .rehearsal import bundled_rehearsal_path, sample_rehearsal
 
 logger = logging.getLogger(__name__)
 
@@ -252,8 +254,8 @@ def fine_tune_asr(
     Args:
         train: training material, any mix of audio manifests with a text column, training-data
             files (grammar, Rasa, CSV, JSONL, BIO: their sentences are synthesised; a BIO folder's
-            tokenised text written naturally by :func:`~.data.detokenize`), ``Example``\\ s,
-            sentences and :class:`~.data.ASRExample`\\ s (see :func:`~.data.collect_examples`).
+            tokenised text written naturally by :func:`~.text.detokenize`), ``Example``\\ s,
+            sentences and :class:`~.material.ASRExample`\\ s (see :func:`~.material.collect_examples`).
         output_dir: where the fine-tuned :class:`~speech_intent.asr.WhisperASR` is saved (and its
             CTranslate2 copy in ``output_dir/ctranslate2``, ``training.json`` with the result).
         base: checkpoint to start from (default: the bundled tiny.en).
@@ -271,8 +273,8 @@ def fine_tune_asr(
             sentences: grammar, Rasa, CSV, JSONL, BIO) of which ``options.rehearsal_examples``
             sentences (a sample seeded by ``options.seed``) are synthesised and trained on with
             ``train``, so that the model does not forget other speech
-            (:func:`~.data.sample_rehearsal`). ``None``: the library's general-English sentences
-            (:func:`~.data.bundled_rehearsal_path`); ``[]`` or ``options.rehearsal_examples=0``: no
+            (:func:`~.rehearsal.sample_rehearsal`). ``None``: the library's general-English sentences
+            (:func:`~.rehearsal.bundled_rehearsal_path`); ``[]`` or ``options.rehearsal_examples=0``: no
             rehearsal. Sentences equal to an ``exclude`` or ``dev`` transcript are never drawn; a
             source overlapping an ``exclude`` path raises :class:`~speech_intent.errors.ConfigError`.
             Recorded in ``training.json`` (``rehearsal``).
