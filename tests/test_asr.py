@@ -7,6 +7,8 @@ import pytest
 from speech_intent.asr import ASRStage, FasterWhisperASR, Wav2Vec2ASR, WhisperASR, detect_backend, load_asr
 from speech_intent.errors import AudioError
 
+from .compare import assert_transcripts_match
+
 
 def _clips(sine):
     rng = np.random.default_rng(0)
@@ -19,7 +21,7 @@ def test_whisper_batched_transcripts_match_one_at_a_time(tiny_whisper_dir, sine)
     clips = _clips(sine)
     batched = asr.transcribe(clips, batch_size=3)
     single = [asr.transcribe([c], batch_size=1)[0] for c in clips]
-    assert [t.text for t in batched] == [t.text for t in single]
+    assert_transcripts_match(batched, single)  # other batch shapes: near-ties of the random model may flip
     for t, clip in zip(batched, clips):
         assert 0.0 <= t.confidence <= 1.0
         assert t.duration == pytest.approx(len(clip) / 16000)
@@ -57,9 +59,7 @@ def test_wav2vec2_padding_does_not_change_results(tiny_wav2vec2_dir, sine):
     clips = _clips(sine)
     batched = asr.transcribe(clips, batch_size=3)  # padded to the longest clip, masked
     single = [asr.transcribe([c], batch_size=1)[0] for c in clips]
-    assert [t.text for t in batched] == [t.text for t in single]
-    for a, b in zip(batched, single):
-        assert a.confidence == pytest.approx(b.confidence, abs=1e-4)
+    assert_transcripts_match(batched, single, atol=1e-4)
     assert all(t.text == t.text.lower() for t in batched)
     assert detect_backend(tiny_wav2vec2_dir) == "wav2vec2"
 
@@ -116,6 +116,7 @@ def test_num_workers_lets_batches_run_at_once_from_several_threads(tiny_whisper_
     with ThreadPoolExecutor(2) as pool:
         together = [t.text for part in pool.map(lambda c: asr.transcribe(c, batch_size=2), [clips[:2], clips[2:]])
                     for t in part]
-    assert together == alone and all(alone)
+    assert_transcripts_match(together, alone)  # other threads, other CTranslate2 workers: see compare.py
+    assert all(alone) and all(together)
     pipe = SpeechIntentPipeline.from_pretrained(tiny_whisper_pipeline_dir, device="cpu", num_workers=2)
     assert pipe.asr.backend == "whisper"

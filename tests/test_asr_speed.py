@@ -9,6 +9,8 @@ import pytest
 from speech_intent.asr import FasterWhisperASR, WhisperASR
 from speech_intent.asr.whisper_common import WHISPER_FRAMES
 
+from .compare import assert_transcripts_match
+
 
 def test_short_encoder_matches_transformers_encoder(tiny_whisper_dir):
     """The own encoder pass used for shorter windows equals transformers' encoder on 30 s."""
@@ -63,12 +65,12 @@ def test_faster_whisper_slicing_threads_and_short_context(sine):
     whole = asr.transcribe(clips, batch_size=3)
     asr.configure(encoder_budget=1.0)
     sliced = asr.transcribe(clips, batch_size=3)
-    assert [(t.text, t.confidence) for t in whole] == [(t.text, t.confidence) for t in sliced]
+    assert_transcripts_match(sliced, whole)  # the encoder on slices of the batch: other shapes, same results
     short = FasterWhisperASR.from_pretrained(None, device="cpu", context_margin=2.0).transcribe(clips, batch_size=3)
     assert short[1].text == "" and len(short) == 3
     two = FasterWhisperASR.from_pretrained(None, device="cpu", num_workers=2, cpu_threads=1)
     assert two.num_workers == 2
-    assert [t.text for t in two.transcribe(clips, batch_size=3)] == [t.text for t in whole]
+    assert_transcripts_match(two.transcribe(clips, batch_size=3), whole)  # one thread, not all
     assert available_cpus() >= 1
 
 

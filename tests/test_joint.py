@@ -9,6 +9,7 @@ import torch
 from speech_intent.nlu import OOS_LABEL, IntentClassifier, JointIntentSlotModel, TrainingOptions, fine_tune
 from speech_intent.nlu.subwords import IGNORE_INDEX, align_labels, decode_tags
 
+from .compare import assert_rows_match
 from .conftest import LABELS, _toy_data
 
 
@@ -103,9 +104,7 @@ def test_joint_classifier_round_trip_and_batching(toy_joint, tmp_path):
     texts = ["what is the weather in paris", "play rock", "wake me at 7:30", "", "start playing the beatles"]
     one = [p.to_dict() for p in again(texts, batch_size=1)]
     many = [p.to_dict() for p in toy_joint(texts, batch_size=4)]
-    assert [(p["intent"], p["slots"]) for p in one] == [(p["intent"], p["slots"]) for p in many]
-    for a, b in zip(one, many):
-        assert a["confidence"] == pytest.approx(b["confidence"], abs=1e-5)
+    assert_rows_match(one, many, atol=1e-5)  # other batch sizes: see tests/compare.py
     # truncation: words past max_length are simply untagged
     short = IntentClassifier(again.model, again.tokenizer, device="cpu", normalizer=again.normalizer, max_length=4)
     pred = short(["what is the weather in new york"])[0]

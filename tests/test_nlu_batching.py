@@ -8,6 +8,7 @@ import torch
 
 from speech_intent.nlu import IntentClassifier, JointIntentSlotModel
 
+from .compare import assert_rows_match
 from .conftest import LABELS
 
 TEXTS = [
@@ -45,13 +46,13 @@ def _classifier(parts) -> IntentClassifier:
 
 
 def _same(a, b, tol: float = 1e-5) -> None:
-    """Same texts, intents, slots and top-k labels; confidences equal up to float rounding."""
-    assert [p.text for p in a] == [p.text for p in b]
-    assert [p.intent for p in a] == [p.intent for p in b]
-    assert [p.slot_spans for p in a] == [p.slot_spans for p in b]
-    assert [[label for label, _ in p.top_k] for p in a] == [[label for label, _ in p.top_k] for p in b]
+    """Same texts, intents and slots (but for a near-tie flip, tests/compare.py); confidences and the top-k
+    probabilities equal up to float rounding (padding changes the summation order only)."""
+    assert_rows_match(a, b, atol=tol)
     for p, q in zip(a, b):
-        assert p.confidence == pytest.approx(q.confidence, abs=tol)
+        mine, theirs = dict(p.top_k), dict(q.top_k)
+        common = mine.keys() & theirs.keys()  # a near-tie at the k-th place may swap the last label
+        assert len(common) >= len(mine) - 1 and all(abs(mine[k] - theirs[k]) <= tol for k in common)
 
 
 def test_results_do_not_depend_on_order_or_batch_size(joint_parts):
