@@ -149,7 +149,7 @@ def automaton() -> GrammarAutomaton:
     return GrammarAutomaton.from_grammar(GRAMMAR)
 
 
-# ------------------------------------------------------------------ the service (tests/test_serve.py, test_browser.py)
+# ------------------------------------------------------------------ the service (tests/test_serve_*.py, test_browser.py)
 @pytest.fixture(scope="session")
 def tiny_whisper_pipeline_dir(tmp_path_factory, tiny_whisper_dir, tiny_bert_dir) -> Path:
     """A saved pipeline of the tiny random Whisper (transformers backend, 16 tokens at most) and the tiny BERT."""
@@ -159,6 +159,12 @@ def tiny_whisper_pipeline_dir(tmp_path_factory, tiny_whisper_dir, tiny_bert_dir)
     asr = WhisperASR.from_pretrained(tiny_whisper_dir, device="cpu").configure(max_new_tokens=16)  # fast nonsense
     SpeechIntentPipeline(asr, _intent(tiny_bert_dir)).save_pretrained(out)
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_pipe(tiny_whisper_pipeline_dir) -> SpeechIntentPipeline:
+    """That pipeline loaded in this process, for in-process apps (``create_app``) and batchers."""
+    return SpeechIntentPipeline.from_pretrained(tiny_whisper_pipeline_dir, device="cpu")
 
 
 @pytest.fixture(scope="session")

@@ -1,8 +1,9 @@
-"""Helpers for the service tests: a real ``speech-intent serve`` process on a free loopback port,
-and recordings with silence between utterances."""
+"""Helpers for the service tests (tests/test_serve_*.py, test_browser.py): a real ``speech-intent serve``
+process on a free loopback port, recordings with silence between utterances, uploads and WAV bytes."""
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import signal
 import subprocess
@@ -18,6 +19,8 @@ from tests.processes import free_ports
 
 REPO = Path(__file__).resolve().parents[1]
 AUDIO = REPO / "assets" / "audio"
+LOCAL = "http://127.0.0.1"  # in-process clients: a loopback Host, as a browser on this machine sends
+STREAM = "ws://127.0.0.1/v1/stream"  # (the test client gives WebSockets its own host unless the URL names one)
 
 
 def free_port() -> int:
@@ -97,3 +100,15 @@ def with_silences(names: Sequence[str], gap: float = 1.5, lead: float = 1.0, tai
 
 def pcm16(audio: np.ndarray) -> bytes:
     return (np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes()
+
+
+def wav_bytes(audio: np.ndarray, rate: int = 16000) -> bytes:
+    """``audio`` as the bytes of a 16-bit PCM WAV file."""
+    buffer = io.BytesIO()
+    sf.write(buffer, audio, rate, format="WAV", subtype="PCM_16")
+    return buffer.getvalue()
+
+
+def uploads(*names: str) -> list:
+    """The bundled recordings as the ``files`` of a multipart upload (``/v1/predict``)."""
+    return [("files", (name, (AUDIO / name).read_bytes(), "audio/wav")) for name in names]
