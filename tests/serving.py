@@ -1,5 +1,6 @@
 """Helpers for the service tests (tests/test_serve_*.py, test_browser.py): a real ``speech-intent serve``
-process on a free loopback port, recordings with silence between utterances, uploads and WAV bytes."""
+process on a free loopback port, uploads and WAV bytes; and for them and the streaming and VAD tests
+(test_live.py, test_vad.py): recordings with silence between utterances, cut in chunks of random sizes."""
 from __future__ import annotations
 
 import contextlib
@@ -10,7 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Iterator, List, Sequence
+from typing import Iterator, List, Sequence, Tuple
 
 import numpy as np
 import soundfile as sf
@@ -96,6 +97,21 @@ def with_silences(names: Sequence[str], gap: float = 1.5, lead: float = 1.0, tai
         parts.append(np.zeros(int(pause * 16000), np.float32))
         position += pause
     return np.concatenate(parts), spans
+
+
+def chunks(data, seed: int = 0, low: int = 1, high: int = 4000) -> Iterator:
+    """``data`` (samples or bytes) in consecutive pieces of random sizes from ``low`` to ``high``."""
+    rng = np.random.default_rng(seed)
+    start = 0
+    while start < len(data):
+        size = int(rng.integers(low, high))
+        yield data[start: start + size]
+        start += size
+
+
+def near(found: Tuple[float, ...], expected: Tuple[float, ...], tolerance: float = 0.45) -> bool:
+    """Each time in ``found`` within ``tolerance`` seconds of the one in ``expected``."""
+    return all(abs(a - b) <= tolerance for (a, b) in zip(found, expected))
 
 
 def pcm16(audio: np.ndarray) -> bytes:

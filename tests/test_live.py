@@ -1,4 +1,5 @@
-"""Streaming recognition on real speech: Silero VAD endpointing, events, resampling, limits."""
+"""Streaming recognition on real speech: events of utterances found by the VAD, resampling, limits
+(the VAD itself: ``test_vad.py``)."""
 from __future__ import annotations
 
 import numpy as np
@@ -7,8 +8,8 @@ import pytest
 from speech_intent import SpeechIntentPipeline
 from speech_intent.errors import AudioError, ConfigError
 from speech_intent.live import StreamingRecognizer
-from speech_intent.vad import WINDOW, Endpointer, SileroVAD, VADOptions, split_utterances
-from tests.serving import pcm16, recording, with_silences
+from speech_intent.vad import VADOptions
+from tests.serving import chunks, near, pcm16, recording, with_silences
 
 TWO = ("001_set_alarm.wav", "007_get_weather.wav")
 
@@ -23,29 +24,16 @@ def pipe(tiny_whisper_pipeline_dir) -> SpeechIntentPipeline:
     torch.set_num_threads(threads)
 
 
-def _chunks(data, seed: int = 0, low: int = 1, high: int = 4000):
-    rng = np.random.default_rng(seed)
-    start = 0
-    while start < len(data):
-        size = int(rng.integers(low, high))
-        yield data[start: start + size]
-        start += size
-
-
-def _near(found, expected, tolerance=0.45):
-    return all(abs(a - b) <= tolerance for (a, b) in zip(found, expected))
-
-
 def test_two_utterances_give_two_finals_from_pcm_bytes_in_chunks_of_any_size(pipe):
     audio, spans = with_silences(TWO)
     stream = StreamingRecognizer(pipe, partial_interval=0.8)
-    events = list(stream.process(_chunks(pcm16(audio))))  # odd byte counts included
+    events = list(stream.process(chunks(pcm16(audio))))  # odd byte counts included
     kinds = [e.type for e in events]
     assert kinds.count("speech_start") == 2 and kinds.count("final") == 2
     assert kinds.index("speech_start") < kinds.index("partial") < kinds.index("final")
     finals = [e for e in events if e.type == "final"]
     for final, (start, end) in zip(finals, spans):
-        assert _near((final.start, final.end), (start, end)), (final.start, final.end, start, end)
+        assert near((final.start, final.end), (start, end)), (final.start, final.end, start, end)
         assert final.reason == "silence" and final.result is not None and final.result.ok
         assert final.transcript == final.result.transcript and final.result.intent in pipe.intent.labels
         assert final.timings["recognition"] > 0 and 0.5 <= final.timings["endpoint_delay"] <= 0.7
@@ -61,16 +49,16 @@ def test_resampled_float_chunks_find_the_same_utterances(pipe):
     audio, spans = with_silences(TWO, gap=1.0)
     fast = soxr.resample(audio, 16000, 48000)
     stream = StreamingRecognizer(pipe, sample_rate=48000, partial_interval=None)
-    finals = [e for e in stream.process(_chunks(fast, seed=1, high=2000)) if e.type == "final"]
+    finals = [e for e in stream.process(chunks(fast, seed=1, high=2000)) if e.type == "final"]
     assert len(finals) == 2
     for final, span in zip(finals, spans):
-        assert _near((final.start, final.end), span)
+        assert near((final.start, final.end), span)
 
 
 def test_max_utterance_cuts_continuous_speech_and_end_of_stream_flushes(pipe):
     speech = np.concatenate([recording(n) for n in ("001_set_alarm.wav", "004_set_timer.wav", "010_play_music.wav")])
     stream = StreamingRecognizer(pipe, vad=VADOptions(max_utterance=3.0), partial_interval=None)
-    finals = [e for e in stream.process(_chunks(speech, high=3000)) if e.type == "final"]
+    finals = [e for e in stream.process(chunks(speech, high=3000)) if e.type == "final"]
     assert len(finals) >= 2
     assert all(f.end - f.start <= 3.0 + 1e-6 for f in finals)
     assert "max_utterance" in {f.reason for f in finals}
@@ -85,37 +73,6 @@ def test_silence_gives_no_events_and_trailing_silence_is_configurable(pipe):
     assert [e.type for e in joined.process([audio])].count("final") == 1
     split = StreamingRecognizer(pipe, vad=VADOptions(trailing_silence=0.3), partial_interval=None)
     assert [e.type for e in split.process([audio])].count("final") == 2
-
-
-def test_vad_probabilities_do_not_depend_on_chunking():
-    audio = recording("001_set_alarm.wav")
-    whole = SileroVAD().probabilities(audio)
-    vad = SileroVAD()
-    pieces = np.concatenate([vad.probabilities(c) for c in _chunks(audio, high=900)])
-    assert len(whole) == len(audio) // WINDOW == len(pieces)
-    np.testing.assert_allclose(whole, pieces, atol=1e-5)
-    assert whole.max() > 0.9 and whole[:3].max() < 0.5  # speech found; the leading samples are quiet
-
-
-def test_the_vad_runs_without_importing_faster_whisper():
-    """Only its ONNX file is needed: a machine without CTranslate2 and PyAV (faster-whisper installed
-    without its dependencies) still streams."""
-    import subprocess
-    import sys
-
-    code = ("import sys, numpy as np; from speech_intent.vad import SileroVAD; "
-            "p = SileroVAD().probabilities(np.zeros(2048, np.float32)); "
-            "print(len(p), sorted(m for m in ('faster_whisper', 'ctranslate2', 'av') if m in sys.modules))")
-    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert run.returncode == 0, run.stderr[-2000:]
-    assert run.stdout.split()[0] == "4" and run.stdout.strip().endswith("[]"), run.stdout
-
-def test_split_utterances_on_a_long_recording():
-    audio, spans = with_silences(TWO + ("014_lights_on.wav",))
-    found = split_utterances(audio)
-    assert len(found) == 3
-    for got, want in zip(found, spans):
-        assert _near(got, want)
 
 
 def test_bad_chunks_and_settings_raise_library_errors(pipe):
@@ -156,7 +113,7 @@ class _Answer:
 
 def _finals(recognize, audio, **options):
     stream = StreamingRecognizer(recognize=recognize, partial_interval=None, **options)
-    return [e for e in stream.process(_chunks(pcm16(audio), high=1280)) if e.type == "final"]
+    return [e for e in stream.process(chunks(pcm16(audio), high=1280)) if e.type == "final"]
 
 
 def test_early_endpoint_ends_a_confident_command_after_a_short_pause():
@@ -169,7 +126,7 @@ def test_early_endpoint_ends_a_confident_command_after_a_short_pause():
     assert len(answer.calls) == 2  # the result computed when the pause began is the final: no second call
     for fast, slow, span in zip(early, usual, spans):
         assert 0.2 <= fast.timings["endpoint_delay"] <= 0.3 < 0.5 <= slow.timings["endpoint_delay"]
-        assert _near((fast.start, fast.end), span) and fast.start == slow.start and fast.end <= slow.end
+        assert near((fast.start, fast.end), span) and fast.start == slow.start and fast.end <= slow.end
         assert fast.result.intent == "order" and fast.to_dict()["reason"] == "early_endpoint"
 
 
@@ -189,7 +146,7 @@ def test_early_endpoint_through_the_real_pipeline(pipe):
     finals = _finals(lambda clip: pipe([clip], batch_size=1)[0], audio, early_endpoint=0.25, early_confidence=0.0)
     assert len(finals) == 2
     for final, span in zip(finals, spans):
-        assert final.result.ok and final.result.intent in pipe.intent.labels and _near((final.start, final.end), span)
+        assert final.result.ok and final.result.intent in pipe.intent.labels and near((final.start, final.end), span)
         text = final.transcript.rstrip()
         assert final.reason == "early_endpoint" or not text or text.endswith((",", ";", ":", "-", "..."))
 
@@ -199,24 +156,3 @@ def test_early_endpoint_settings_are_checked(pipe):
         StreamingRecognizer(pipe, early_endpoint=0.8)  # over the 0.6 s trailing silence
     with pytest.raises(ConfigError, match="early_confidence"):
         StreamingRecognizer(pipe, early_endpoint=0.2, early_confidence=1.5)
-
-
-def test_a_trigger_that_never_becomes_speech_is_dropped_after_max_utterance():
-    """Probabilities that stay between the silence and speech thresholds after one speech window neither
-    confirm an utterance nor end it: the trigger is dropped once it is as old as the longest utterance,
-    so the samples kept for it stay bounded, and later speech starts an utterance of its own."""
-    options = VADOptions(max_utterance=3.0)
-    endpointer = Endpointer(options)
-    assert endpointer.update(0.9) is None and endpointer.triggered
-    limit = int(options.max_utterance * 16000) // WINDOW
-    for _ in range(limit + 1):
-        assert endpointer.update(0.4) is None
-    assert not endpointer.triggered  # forgotten, not kept for ever
-    for _ in range(2 * limit):
-        endpointer.update(0.4)
-    events = [endpointer.update(0.9) for _ in range(10)]
-    assert "start" in events
-    began = endpointer.position - 10 * WINDOW
-    segment = next(e for e in (endpointer.update(0.0) for _ in range(40)) if e is not None)
-    assert segment.reason == "silence" and segment.start >= began - int(options.pad * 16000)
-    assert segment.end - segment.start <= options.max_utterance * 16000
