@@ -378,7 +378,7 @@ def test_a_half_precision_checkpoint_is_trained_from_float32_weights(tmp_path, t
     import torch
     from transformers import WhisperForConditionalGeneration, WhisperProcessor
 
-    from speech_intent.asr_training.trainer import load_base
+    from speech_intent.asr_training.base_model import load_base
 
     half = tmp_path / "half"
     WhisperForConditionalGeneration.from_pretrained(tiny_whisper_dir).to(torch.float16).save_pretrained(half)

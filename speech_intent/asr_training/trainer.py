@@ -21,58 +21,33 @@ import copy
 import logging
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 
-from ..asr import detect_backend
-from ..asr.convert import bundled_whisper_transformers_path, convert_ctranslate2_whisper
 from ..audio import SAMPLE_RATE, load_audio
 from ..device import DeviceLike, resolve_device
-from ..errors import AudioError, ConfigError, ModelLoadError
+from ..errors import AudioError, ConfigError
 from ..normalize import TextNormalizer
 from ..synthesis.noise import training_noise
 from ..synthesis.tts import EspeakSynthesizer, Synthesizer
+from ..training_args import dev_checkpoints, mixed_precision, training_arguments
+from .base_model import decoder_prefix, load_base, prepare_for_training
 from .clips import ClipAugmenter, ClipSource, TokenizedDataset, WhisperCollator
 from .export import ASRTrainingResult, export_model
 from .heldout import EvaluationData
 from .material import ASRExample, collect_examples
 from .options import ASRTrainingOptions
-from .rehearsal import bundled_rehearsal_path, sample_rehearsal
+from .rehearsal import RehearsalSample, bundled_rehearsal_path, sample_rehearsal
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["fine_tune_asr", "load_base"]
+__all__ = ["fine_tune_asr"]
 
 PathLike = Union[str, Path]
-
-
-def load_base(base: Optional[PathLike], scratch: Path) -> Tuple[Any, Any, str]:
-    """``(model, processor, name)`` of the checkpoint to start from (safetensors only).
-
-    ``None``: the bundled tiny.en (transformers twin). A CTranslate2 directory is converted into
-    ``scratch`` first.
-    """
-    from transformers import WhisperForConditionalGeneration, WhisperProcessor
-
-    if base is None:
-        path: Union[str, Path] = bundled_whisper_transformers_path()
-    elif Path(base).is_dir() and (Path(base) / "model.bin").is_file():
-        path = convert_ctranslate2_whisper(base, scratch / "base")
-    else:
-        path = base
-        if Path(base).is_dir() and detect_backend(base) != "whisper":
-            raise ModelLoadError(base, "not a Whisper checkpoint (ASR fine-tuning trains Whisper models)")
-    try:
-        processor = WhisperProcessor.from_pretrained(str(path))
-        # float32 master weights whatever the checkpoint's dtype (a half-precision checkpoint would
-        # otherwise train in half precision; bf16 on CUDA is the Trainer's mixed precision, not the weights')
-        model = WhisperForConditionalGeneration.from_pretrained(str(path), use_safetensors=True, dtype=torch.float32)
-    except (OSError, ValueError) as error:
-        raise ModelLoadError(base, f"cannot load a Whisper checkpoint with safetensors weights: {error}") from error
-    return model, processor, str(base) if base is not None else f"bundled tiny.en ({path})"
 
 
 def _usable(examples: Sequence[ASRExample], guard: EvaluationData, what: str) -> Tuple[List[ASRExample], int,
@@ -110,43 +85,6 @@ def _tokenize(examples: Sequence[ASRExample], tokenizer: Any, limit: int) -> Tup
         kept.append(example)
         targets.append(list(ids))
     return kept, targets, problems
-
-
-def _prefix(tokenizer: Any, model: Any, language: Optional[str]) -> List[int]:
-    """Decoder prefix: ``<|startoftranscript|>`` [language, task] ``<|notimestamps|>``."""
-    if getattr(model.generation_config, "is_multilingual", False):
-        tokenizer.set_prefix_tokens(language=language or "english", task="transcribe", predict_timestamps=False)
-    else:
-        tokenizer.set_prefix_tokens(predict_timestamps=False)
-    return list(tokenizer.prefix_tokens)
-
-
-def _precision(options: ASRTrainingOptions, device: torch.device) -> dict:
-    """``bf16`` / ``fp16`` TrainingArguments for ``options.dtype`` on ``device``."""
-    cuda = device.type == "cuda"
-    if options.dtype == "auto":
-        bf16 = cuda and torch.cuda.is_bf16_supported()
-        return {"bf16": bf16, "fp16": cuda and not bf16}
-    if options.dtype == "float16" and not cuda:
-        raise ConfigError("float16 mixed precision needs CUDA; use dtype='bfloat16' or 'float32' on CPU")
-    return {"bf16": options.dtype == "bfloat16", "fp16": options.dtype == "float16"}
-
-
-def _apply_lora(model: Any, options: ASRTrainingOptions) -> Any:
-    """``model`` wrapped with LoRA adapters on the named linear layers (decoder only with a frozen encoder)."""
-    try:
-        from peft import LoraConfig, get_peft_model
-    except ImportError as error:
-        raise ConfigError("LoRA needs peft: pip install 'speech-intent[train]' (or pip install peft)") from error
-    lora = options.lora
-    targets = [name for name, module in model.named_modules()
-               if isinstance(module, torch.nn.Linear) and name.rsplit(".", 1)[-1] in lora.target_modules
-               and (not options.freeze_encoder or ".decoder." in f".{name}")]
-    if not targets:
-        raise ConfigError(f"no linear layer named {list(lora.target_modules)} to adapt with LoRA")
-    config = LoraConfig(r=lora.rank, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=targets,
-                        bias="none")
-    return get_peft_model(model, config)
 
 
 def _wer_metric(tokenizer: Any, normalizer: TextNormalizer):
@@ -193,11 +131,8 @@ def _training_args(scratch: Path, options: ASRTrainingOptions, total_steps: int,
                    has_dev: bool, progress: bool):
     """``Seq2SeqTrainingArguments``: evaluation, checkpoints and best-model reload by dev WER when there is
     dev data (every epoch or ``eval_steps``), greedy generation for the WER, mixed precision per ``dtype``."""
-    from transformers import Seq2SeqTrainingArguments
-
-    strategy = ("steps" if options.eval_steps else "epoch") if has_dev else "no"
-    return Seq2SeqTrainingArguments(
-        output_dir=str(scratch),
+    return training_arguments(
+        scratch, seed=options.seed, device=device, progress=progress, seq2seq=True,
         num_train_epochs=options.epochs,
         per_device_train_batch_size=options.batch_size,
         per_device_eval_batch_size=options.batch_size,
@@ -206,29 +141,131 @@ def _training_args(scratch: Path, options: ASRTrainingOptions, total_steps: int,
         weight_decay=options.weight_decay,
         warmup_steps=int(options.warmup_ratio * total_steps),
         lr_scheduler_type="linear",
-        seed=options.seed,
-        data_seed=options.seed,
         logging_strategy="steps",
         logging_steps=options.logging_steps,
-        eval_strategy=strategy,
-        save_strategy=strategy,
-        eval_steps=options.eval_steps,
-        save_steps=options.eval_steps,
-        load_best_model_at_end=has_dev,
-        metric_for_best_model="wer" if has_dev else None,
-        greater_is_better=False if has_dev else None,
-        save_total_limit=1,
-        save_only_model=True,
         predict_with_generate=True,
         generation_max_length=options.generation_max_length,
         generation_num_beams=1,
         remove_unused_columns=False,  # the collator needs the items' index and data set
         label_names=["labels"],
-        report_to=[],
-        use_cpu=device.type == "cpu",
-        disable_tqdm=not progress,
-        dataloader_num_workers=0,
-        **_precision(options, device),
+        **dev_checkpoints(has_dev, "wer", greater_is_better=False, every_steps=options.eval_steps),
+        **mixed_precision(device, options.dtype),
+    )
+
+
+@dataclass
+class _Material:
+    """What one run trains and evaluates on, after the held-out guard (see :func:`_material`)."""
+
+    examples: List[ASRExample]
+    dev: List[ASRExample]
+    guard: EvaluationData
+    excluded: int = 0
+    problems: List[str] = field(default_factory=list)
+    dev_problems: List[str] = field(default_factory=list)
+    rehearsal: Optional[RehearsalSample] = None
+
+    @property
+    def synthesised(self) -> bool:
+        """True when a training or dev clip needs a text-to-speech voice."""
+        return any(ex.synthesised for ex in [*self.examples, *self.dev])
+
+
+def _material(train: Iterable[Any], dev: Optional[Iterable[Any]], exclude: Iterable[PathLike],
+              rehearsal: Union[PathLike, Iterable[PathLike], None], max_examples: Optional[int],
+              options: ASRTrainingOptions) -> _Material:
+    """Dev clips, the rehearsal sample and the training clips, with evaluation data (``exclude`` and the
+    dev set) and unreadable recordings left out; ConfigError when no training clip is left."""
+    guard = EvaluationData.from_paths(exclude)
+    dev_items = collect_examples(dev, seed=options.seed + 1, text_format=options.text_format) if dev else []
+    dev_items, _, dev_problems = _usable(dev_items, guard, "dev")
+    guard.add_examples(dev_items)
+    if rehearsal is None:
+        rehearsal = bundled_rehearsal_path()
+    rehearsal = [rehearsal] if isinstance(rehearsal, (str, Path)) else list(rehearsal)
+    sample = None
+    if rehearsal and options.rehearsal_examples:  # before the training data: a refused source fails fast
+        sample = sample_rehearsal(rehearsal, options.rehearsal_examples, seed=options.seed, evaluation=guard,
+                                  text_format=options.text_format)
+        logger.info("rehearsal: %d sentences of %s", len(sample.examples), sample.sources)
+    examples = collect_examples(train, max_examples=max_examples, seed=options.seed, text_format=options.text_format)
+    examples, excluded, problems = _usable(examples, guard, "training")
+    if not examples:
+        raise ConfigError("no training examples left" + (f" ({excluded} were evaluation data)" if excluded else ""))
+    if sample is not None:
+        examples = examples + list(sample.examples)
+    return _Material(examples, dev_items, guard, excluded, problems, dev_problems, sample)
+
+
+def _targets(material: _Material, model: Any, processor: Any, options: ASRTrainingOptions, prompt: Optional[str],
+             language: Optional[str]) -> Tuple[List[int], List[int], List[List[int]], List[List[int]]]:
+    """``(prefix, prompt_ids, targets, dev_targets)``: the decoder prefix and prompt, and the target token ids
+    of the clips; clips over ``max_target_tokens`` are dropped from ``material`` (and noted in its problems).
+    ConfigError when no training clip fits, or a transcript does not fit the decoder with the prompt."""
+    tokenizer = processor.tokenizer
+    prefix = decoder_prefix(tokenizer, model, language)
+    material.examples, targets, too_long = _tokenize(material.examples, tokenizer, options.max_target_tokens)
+    material.dev, dev_targets, dev_too_long = _tokenize(material.dev, tokenizer, options.max_target_tokens)
+    material.problems += too_long
+    material.dev_problems += dev_too_long
+    if not material.examples:
+        raise ConfigError("no training example has a transcript within max_target_tokens")
+    prompt_ids = list(processor.get_prompt_ids(prompt)) if prompt else []
+    room = int(model.config.max_target_positions) - len(prefix) - len(prompt_ids) - 1
+    if max(len(t) for t in targets) > room:
+        raise ConfigError(f"a transcript does not fit the decoder's {model.config.max_target_positions} "
+                          "positions with the prompt; shorten the prompt or max_target_tokens")
+    return prefix, prompt_ids, targets, dev_targets
+
+
+def _collator(processor: Any, source: ClipSource, generation_config: Any, prefix: List[int], prompt_ids: List[int],
+              noise: Optional[np.ndarray], options: ASRTrainingOptions) -> WhisperCollator:
+    """Batches for the trainer: clips augmented per ``options`` (training), dev clips at ``dev_snr``."""
+    eos = int(generation_config.eos_token_id)
+    pad = int(generation_config.pad_token_id if generation_config.pad_token_id is not None else eos)
+    return WhisperCollator(
+        processor, source, prefix=prefix, eos_token_id=eos, pad_token_id=pad,
+        augmenter=ClipAugmenter(speed_range=options.speed_range, noise=noise,
+                                noise_probability=options.noise_probability, snr_range=options.snr_range),
+        prompt_ids=prompt_ids, prompt_probability=options.prompt_probability, dev_noise=noise,
+        dev_snr=options.dev_snr, seed=options.seed)
+
+
+def _trainer(model: Any, processor: Any, train_set: TokenizedDataset, dev_set: Optional[TokenizedDataset],
+             collator: WhisperCollator, options: ASRTrainingOptions, device: torch.device, scratch: Path,
+             progress: bool):
+    """The ``Seq2SeqTrainer``: dev WER (greedy, normalised) and early stopping when there is dev data."""
+    from transformers import EarlyStoppingCallback, PrinterCallback, Seq2SeqTrainer
+
+    has_dev = dev_set is not None
+    steps_per_epoch = -(-len(train_set) // (options.batch_size * options.gradient_accumulation))
+    total_steps = max(1, int(np.ceil(steps_per_epoch * options.epochs)))
+    args = _training_args(scratch / "checkpoints", options, total_steps, device, has_dev=has_dev, progress=progress)
+    callbacks = [EarlyStoppingCallback(options.early_stopping)] if has_dev and options.early_stopping else []
+    trainer = Seq2SeqTrainer(model=model, args=args, train_dataset=train_set, eval_dataset=dev_set,
+                             data_collator=collator, processing_class=processor.feature_extractor,
+                             compute_metrics=_wer_metric(processor.tokenizer, TextNormalizer()) if has_dev else None,
+                             callbacks=callbacks)
+    if not progress:
+        trainer.remove_callback(PrinterCallback)
+    return trainer
+
+
+def _result(trainer: Any, material: _Material, output_dir: Path, base_name: str, dev_before: Optional[float],
+            device: torch.device, options: ASRTrainingOptions, prompt: Optional[str]) -> ASRTrainingResult:
+    """The run's :class:`ASRTrainingResult` from the trainer's state and log history (``seconds`` set on export)."""
+    history, state, examples = trainer.state.log_history, trainer.state, material.examples
+    return ASRTrainingResult(
+        output_dir=output_dir, ctranslate2_dir=None, base=base_name,
+        train_examples=len(examples), synthesised_examples=sum(ex.synthesised for ex in examples),
+        dev_examples=len(material.dev), excluded_examples=material.excluded,
+        skipped=material.problems + material.dev_problems,
+        train_loss=[(int(h["step"]), float(h["loss"])) for h in history if "loss" in h],
+        dev_wer=[(int(h["step"]), float(h["eval_wer"])) for h in history if "eval_wer" in h],
+        dev_wer_before=dev_before, best_step=getattr(state, "best_global_step", None),
+        best_dev_wer=state.best_metric, steps=int(state.global_step),
+        epochs_run=round(float(state.epoch or 0), 3), seconds=0.0, device=str(device),
+        options=options, prompt=prompt, rehearsal=_rehearsal_record(material.rehearsal, examples),
     )
 
 
@@ -282,62 +319,28 @@ def fine_tune_asr(
         device: where to train (``None``: CUDA when available).
         progress: show the trainer's progress bar.
     """
-    from transformers import EarlyStoppingCallback, PrinterCallback, Seq2SeqTrainer, set_seed
+    from transformers import set_seed
 
     options = options or ASRTrainingOptions()
     resolved = resolve_device(device)
-    _precision(options, resolved)  # a dtype the device cannot train in fails before any work
+    mixed_precision(resolved, options.dtype)  # a dtype the device cannot train in fails before any work
     output_dir = Path(output_dir)
     started = time.perf_counter()
     set_seed(options.seed)
 
-    guard = EvaluationData.from_paths(exclude)
-    dev_items = collect_examples(dev, seed=options.seed + 1, text_format=options.text_format) if dev else []
-    dev_items, _, dev_problems = _usable(dev_items, guard, "dev")
-    guard.add_examples(dev_items)
-    if rehearsal is None:
-        rehearsal = bundled_rehearsal_path()
-    rehearsal = [rehearsal] if isinstance(rehearsal, (str, Path)) else list(rehearsal)
-    sample = None
-    if rehearsal and options.rehearsal_examples:  # before the training data: a refused source fails fast
-        sample = sample_rehearsal(rehearsal, options.rehearsal_examples, seed=options.seed, evaluation=guard,
-                                  text_format=options.text_format)
-        logger.info("rehearsal: %d sentences of %s", len(sample.examples), sample.sources)
-    examples = collect_examples(train, max_examples=max_examples, seed=options.seed, text_format=options.text_format)
-    examples, excluded, problems = _usable(examples, guard, "training")
-    if not examples:
-        raise ConfigError("no training examples left" + (f" ({excluded} were evaluation data)" if excluded else ""))
-    if sample is not None:
-        examples = examples + list(sample.examples)
-    if synthesizer is None and any(ex.synthesised for ex in list(examples) + list(dev_items)):
+    material = _material(train, dev, exclude, rehearsal, max_examples, options)
+    if synthesizer is None and material.synthesised:
         synthesizer = EspeakSynthesizer()
-    needs_noise = options.noise_probability > 0 or (dev_items and options.dev_snr is not None)
-    noise_samples = _noise(noise, guard, synthesizer, options.seed) if needs_noise else None
+    needs_noise = options.noise_probability > 0 or (material.dev and options.dev_snr is not None)
+    noise_samples = _noise(noise, material.guard, synthesizer, options.seed) if needs_noise else None
 
     with tempfile.TemporaryDirectory(prefix="asr-training-") as scratch:
         model, processor, base_name = load_base(base, Path(scratch))
-        tokenizer = processor.tokenizer
-        prefix = _prefix(tokenizer, model, language)
-        examples, targets, too_long = _tokenize(examples, tokenizer, options.max_target_tokens)
-        dev_items, dev_targets, dev_too_long = _tokenize(dev_items, tokenizer, options.max_target_tokens)
-        problems += too_long
-        if not examples:
-            raise ConfigError("no training example has a transcript within max_target_tokens")
-        prompt_ids = list(processor.get_prompt_ids(prompt)) if prompt else []
-        room = int(model.config.max_target_positions) - len(prefix) - len(prompt_ids) - 1
-        if max(len(t) for t in targets) > room:
-            raise ConfigError(f"a transcript does not fit the decoder's {model.config.max_target_positions} "
-                              "positions with the prompt; shorten the prompt or max_target_tokens")
-
+        prefix, prompt_ids, targets, dev_targets = _targets(material, model, processor, options, prompt, language)
         original_config = copy.deepcopy(model.config)
         generation_config = copy.deepcopy(model.generation_config)
-        model.config.use_cache = False
-        model.config.apply_spec_augment = options.specaugment
-        model.config.mask_time_prob, model.config.mask_feature_prob = options.mask_time_prob, options.mask_feature_prob
-        if options.freeze_encoder:
-            model.freeze_encoder()
-        if options.lora is not None:
-            model = _apply_lora(model, options)
+        model = prepare_for_training(model, options)
+        examples, dev_items = material.examples, material.dev
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
         logger.info("fine-tuning %s on %d clips (%d synthesised), %d dev clips, %d trainable parameters, device %s",
                     base_name, len(examples), sum(ex.synthesised for ex in examples), len(dev_items), trainable,
@@ -345,44 +348,13 @@ def fine_tune_asr(
 
         train_set = TokenizedDataset(examples, targets, training=True)
         dev_set = TokenizedDataset(dev_items, dev_targets, training=False) if dev_items else None
-        eos = int(generation_config.eos_token_id)
-        pad = int(generation_config.pad_token_id if generation_config.pad_token_id is not None else eos)
         source = ClipSource(synthesizer, cache_dir=Path(scratch) / "clips")
         source.prepare(examples + dev_items)
-        collator = WhisperCollator(
-            processor, source, prefix=prefix, eos_token_id=eos, pad_token_id=pad,
-            augmenter=ClipAugmenter(speed_range=options.speed_range, noise=noise_samples,
-                                    noise_probability=options.noise_probability, snr_range=options.snr_range),
-            prompt_ids=prompt_ids, prompt_probability=options.prompt_probability, dev_noise=noise_samples,
-            dev_snr=options.dev_snr, seed=options.seed)
-
-        has_dev = dev_set is not None
-        steps_per_epoch = -(-len(train_set) // (options.batch_size * options.gradient_accumulation))
-        total_steps = max(1, int(np.ceil(steps_per_epoch * options.epochs)))
-        args = _training_args(Path(scratch) / "checkpoints", options, total_steps, resolved, has_dev=has_dev,
-                              progress=progress)
-        callbacks = [EarlyStoppingCallback(options.early_stopping)] if has_dev and options.early_stopping else []
-        trainer = Seq2SeqTrainer(model=model, args=args, train_dataset=train_set, eval_dataset=dev_set,
-                                 data_collator=collator, processing_class=processor.feature_extractor,
-                                 compute_metrics=_wer_metric(tokenizer, TextNormalizer()) if has_dev else None,
-                                 callbacks=callbacks)
-        if not progress:
-            trainer.remove_callback(PrinterCallback)
-        dev_before = trainer.evaluate()["eval_wer"] if has_dev else None
+        collator = _collator(processor, source, generation_config, prefix, prompt_ids, noise_samples, options)
+        trainer = _trainer(model, processor, train_set, dev_set, collator, options, resolved, Path(scratch), progress)
+        dev_before = trainer.evaluate()["eval_wer"] if dev_set is not None else None
         trainer.train()
-        history = trainer.state.log_history
-        result = ASRTrainingResult(
-            output_dir=output_dir, ctranslate2_dir=None, base=base_name,
-            train_examples=len(examples), synthesised_examples=sum(ex.synthesised for ex in examples),
-            dev_examples=len(dev_items), excluded_examples=excluded, skipped=problems + dev_problems + dev_too_long,
-            train_loss=[(int(h["step"]), float(h["loss"])) for h in history if "loss" in h],
-            dev_wer=[(int(h["step"]), float(h["eval_wer"])) for h in history if "eval_wer" in h],
-            dev_wer_before=dev_before, best_step=getattr(trainer.state, "best_global_step", None),
-            best_dev_wer=trainer.state.best_metric, steps=int(trainer.state.global_step),
-            epochs_run=round(float(trainer.state.epoch or 0), 3), seconds=0.0, device=str(resolved),
-            options=options, prompt=prompt, rehearsal=_rehearsal_record(sample, examples),
-        )
+        result = _result(trainer, material, output_dir, base_name, dev_before, resolved, options, prompt)
         export_model(trainer.model, processor, output_dir, result, config=original_config,
                      generation_config=generation_config, started=started)
     return result
-
