@@ -102,7 +102,7 @@ class StreamingRecognizer:
         sample_rate: rate of the fed audio (resampled to 16 kHz).
         vad: :class:`~speech_intent.vad.VADOptions` (trailing silence, maximum utterance length, ...).
         partial_interval: seconds of speech between ``partial`` events (``None``: none).
-        recognize: how to recognise one utterance's 16 kHz audio (default: ``pipeline([audio])[0]``);
+        recognize: how to recognise one utterance's 16 kHz audio (default: ``pipeline.recognise([audio])[0]``);
             a server passes its micro-batcher here.
         early_endpoint: seconds of pause after which a complete, confident command ends the utterance
             without the whole trailing silence (``None``: always wait for ``vad.trailing_silence``).
@@ -118,7 +118,7 @@ class StreamingRecognizer:
         if recognize is None:
             if pipeline is None:
                 raise ConfigError("StreamingRecognizer needs a pipeline or a recognize function")
-            recognize = lambda audio: pipeline([audio], batch_size=1)[0]  # noqa: E731
+            recognize = lambda audio: pipeline.recognise([audio], batch_size=1)[0]  # noqa: E731
         if partial_interval is not None and not 0.1 <= partial_interval <= 60:
             raise ConfigError(f"partial_interval must be between 0.1 and 60 seconds, got {partial_interval!r}")
         self.vad_options = vad or VADOptions()

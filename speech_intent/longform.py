@@ -22,7 +22,7 @@ from typing import Callable, Collection, Iterator, List, Optional, Tuple, Union
 import numpy as np
 
 from .audio import BlockReader, source_name
-from .errors import AudioError, ConfigError
+from .errors import AudioError, check_int
 from .results import IntentPrediction, PipelineResult, Transcript
 from .vad import Utterance, UtteranceSplitter, VADOptions
 
@@ -32,7 +32,8 @@ logger = logging.getLogger(__name__)
 DEFAULT_BLOCK_SECONDS = 10.0
 
 Source = Union[str, Path, bytes, bytearray]
-#: Recognises 16 kHz utterances: one result per array, in order.
+#: Recognises 16 kHz utterances of one file: one result per array, in order, named after the file (e.g.
+#: :meth:`SpeechIntentPipeline.recognise <speech_intent.pipeline.SpeechIntentPipeline.recognise>` given the name).
 Recognise = Callable[[List[np.ndarray]], List[PipelineResult]]
 
 
@@ -61,7 +62,7 @@ def segment_results(source: Source, recognise: Recognise, *, options: Optional[V
 
     Args:
         source: a path or encoded bytes (any length).
-        recognise: turns a list of 16 kHz utterances into one result each.
+        recognise: turns a list of 16 kHz utterances into one result each, named ``name``.
         options: the :class:`~speech_intent.vad.VADOptions` that find the utterances.
         batch_size: utterances per ``recognise`` call.
         skip: utterance numbers not to recognise (already done by an earlier run).
@@ -69,8 +70,7 @@ def segment_results(source: Source, recognise: Recognise, *, options: Optional[V
 
     Never raises for a bad file: its problem is a row with ``error`` (see the module docstring).
     """
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ConfigError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+    check_int("batch_size", batch_size)
     name = name or source_name(source)
     options = options or VADOptions()
     pending: List[Tuple[int, Utterance]] = []
@@ -83,15 +83,15 @@ def segment_results(source: Source, recognise: Recognise, *, options: Optional[V
                     continue
                 pending.append((index, utterance))
                 if len(pending) > batch_size:  # one held back: the file's last row must be known as such
-                    yield from _recognised(pending[:batch_size], recognise, name, None)
+                    yield from _recognised(pending[:batch_size], recognise, None)
                     del pending[:batch_size]
             duration = reader.duration
     except AudioError as error:
         logger.warning("%s", error)
-        yield from _recognised(pending, recognise, name, None)
+        yield from _recognised(pending, recognise, None)
         yield PipelineResult(path=name, error=str(error), last=True)
         return
-    yield from _recognised(pending, recognise, name, count - 1)
+    yield from _recognised(pending, recognise, count - 1)
     if count == 0:
         logger.info("%s: no speech found", name)
         yield PipelineResult(path=name, transcription=Transcript("", 0.0, duration=duration),
@@ -99,15 +99,12 @@ def segment_results(source: Source, recognise: Recognise, *, options: Optional[V
                              last=True)
 
 
-def _recognised(batch: List[Tuple[int, Utterance]], recognise: Recognise, name: str,
+def _recognised(batch: List[Tuple[int, Utterance]], recognise: Recognise,
                 last: Optional[int]) -> List[PipelineResult]:
     if not batch:
         return []
     results = recognise([utterance.audio for _, utterance in batch])
     for result, (index, utterance) in zip(results, batch):
-        if result.error and result.path != name:
-            result.error = result.error.replace(result.path, name, 1)
-        result.path = name
         result.segment, result.start, result.end = index, round(utterance.start, 3), round(utterance.end, 3)
         result.last = index == last
     return results

@@ -5,9 +5,12 @@ file becomes a result with ``error`` set, the rest go on), transcribed in one
 batched ASR call and classified in one batched NLU call. Digitally silent
 inputs (peak under ``silence_threshold``) skip ASR and get an empty transcript
 with ``intent=None``. If a stage raises on a chunk, its inputs are retried one by
-one so only the input that fails gets an ``error``. :meth:`SpeechIntentPipeline.predict_segments`
-takes recordings of any length instead: one result per utterance the VAD finds. The ASR stage is never changed by
-a call (its domain prompt is passed per call), so one pipeline can serve several threads.
+one so only the input that fails gets an ``error``. Each result carries the name given for its input
+(``names=``; default its path, ``<array #i>`` or ``<bytes #i>``), in its ``path`` and its error text.
+:meth:`SpeechIntentPipeline.recognise` takes audio decoded already (16 kHz arrays);
+:meth:`SpeechIntentPipeline.predict_segments` takes recordings of any length: one result per utterance
+the VAD finds. The ASR stage is never changed by a call (its domain prompt is passed per call), so one
+pipeline can serve several threads.
 """
 from __future__ import annotations
 
@@ -16,7 +19,9 @@ import logging
 import numbers
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Collection, Iterable, Iterator, List, Mapping, Optional, Sequence, Union
+from typing import Any, Collection, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
+
+import numpy as np
 
 from .asr import BACKENDS, ASRStage, FasterWhisperASR, detect_backend, load_asr
 from .audio import (
@@ -31,7 +36,7 @@ from .audio import (
 )
 from .demo_model import default_intent_model
 from .device import DeviceLike, set_torch_threads, thread_budget
-from .errors import AudioError, ConfigError, ModelLoadError
+from .errors import AudioError, ConfigError, ModelLoadError, check_int
 from .longform import DEFAULT_BLOCK_SECONDS, Source, segment_results
 from .nlu import IntentClassifier
 from .nlu.canonical import domain_prompt
@@ -168,33 +173,36 @@ class SpeechIntentPipeline:
 
     # ---------------------------------------------------------------- inference
     def __call__(
-        self, inputs: Union[AudioInput, Sequence[AudioInput]], *, batch_size: int = 8, progress: bool = False,
-        workers: int = 1,
+        self, inputs: Union[AudioInput, Sequence[AudioInput]], *, names: Optional[Iterable[str]] = None,
+        batch_size: int = 8, progress: bool = False, workers: int = 1,
     ) -> List[PipelineResult]:
-        """Process inputs (paths, bytes, arrays); one result per input, in order (``workers``: :meth:`stream`)."""
+        """Process inputs (paths, bytes, arrays); one result per input, in order.
+
+        ``names``: each result's ``path``, the name its error gives, one per input in order (default: a path
+        as given, ``<array #i>`` / ``<bytes #i>``); ``workers``: :meth:`stream`.
+        """
         # (samples, rate) is one input; any other tuple is a sequence of inputs (two arrays are two inputs)
         single_pair = (isinstance(inputs, tuple) and len(inputs) == 2 and isinstance(inputs[1], numbers.Real)
                        and not isinstance(inputs[1], bool))
         if isinstance(inputs, (str, Path, bytes, bytearray)) or single_pair or not isinstance(inputs, Sequence):
             inputs = [inputs]  # type: ignore[list-item]
-        return list(self.stream(inputs, batch_size=batch_size, progress=progress, workers=workers))
+        return list(self.stream(inputs, names=names, batch_size=batch_size, progress=progress, workers=workers))
 
     def stream(
-        self, inputs: Iterable[AudioInput], *, batch_size: int = 8, progress: bool = False, total: Optional[int] = None,
-        workers: int = 1,
+        self, inputs: Iterable[AudioInput], *, names: Optional[Iterable[str]] = None, batch_size: int = 8,
+        progress: bool = False, total: Optional[int] = None, workers: int = 1,
     ) -> Iterator[PipelineResult]:
         """Yield results as each chunk of ``batch_size`` inputs finishes, in input order (bounded memory).
 
-        ``workers`` > 1: that many chunks are read and recognised at once, each by its own thread (torch
-        on its share of :func:`~speech_intent.device.thread_budget`; faster-whisper needs as many
-        CTranslate2 workers to run them in parallel: ``num_workers`` when loading). On a CPU, two chunks
+        ``names``: as in :meth:`__call__` (any iterable in step with ``inputs``; a count that differs is a
+        :class:`ConfigError`). ``workers`` > 1: that many chunks are read and recognised at once, each by its
+        own thread (torch on its share of :func:`~speech_intent.device.thread_budget`; faster-whisper needs as
+        many CTranslate2 workers to run them in parallel: ``num_workers`` when loading). On a CPU, two chunks
         on one thread each outrun one chunk on two threads: each chunk's reading, features and text work
         overlap the other's model time.
         """
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ConfigError(f"batch_size must be an integer >= 1, got {batch_size!r}")
-        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-            raise ConfigError(f"workers must be an integer >= 1, got {workers!r}")
+        check_int("batch_size", batch_size)
+        check_int("workers", workers)
         bar = None
         if progress:
             from tqdm.auto import tqdm
@@ -202,21 +210,33 @@ class SpeechIntentPipeline:
             bar = tqdm(total=total if total is not None else (len(inputs) if hasattr(inputs, "__len__") else None),
                        unit="file")
         try:
-            if workers == 1:
-                for chunk, start in _chunks(inputs, batch_size):
-                    yield from self._process_chunk(chunk, start, batch_size)
-                    bar and bar.update(len(chunk))
-            else:
-                for results in self._parallel_chunks(inputs, batch_size, workers):
-                    yield from results
-                    bar and bar.update(len(results))
+            for results in self._chunk_results(_named(inputs, names), batch_size, workers, decoded=False):
+                yield from results
+                bar and bar.update(len(results))
         finally:
             if bar is not None:
                 bar.close()
 
-    def _parallel_chunks(self, inputs: Iterable[AudioInput], batch_size: int,
-                         workers: int) -> Iterator[List[PipelineResult]]:
+    def recognise(self, arrays: Sequence[np.ndarray], names: Optional[Iterable[str]] = None, *,
+                  batch_size: int = 8) -> List[PipelineResult]:
+        """Audio decoded already: 16 kHz mono float arrays -> one result each, in order.
+
+        What :meth:`__call__` does with such arrays, with nothing to read or decode: each array is checked
+        (duration limits, finite samples; resampled only for an ASR of another rate), digital silence skips
+        the ASR, a stage that fails is retried one input at a time. ``names``: as in :meth:`__call__`
+        (default ``<array #i>``). Anything but an array gets an error result.
+        """
+        check_int("batch_size", batch_size)
+        return [result for results in self._chunk_results(_named(arrays, names), batch_size, 1, decoded=True)
+                for result in results]
+
+    def _chunk_results(self, named: Iterable[Tuple[AudioInput, str]], batch_size: int, workers: int,
+                       decoded: bool) -> Iterator[List[PipelineResult]]:
         """Each chunk's results, in order, with up to ``workers`` chunks in progress at once."""
+        if workers == 1:
+            for chunk in _chunks(named, batch_size):
+                yield self._process_chunk(chunk, batch_size, decoded)
+            return
         from collections import deque
         from concurrent.futures import ThreadPoolExecutor
 
@@ -225,8 +245,8 @@ class SpeechIntentPipeline:
                                   initializer=set_torch_threads, initargs=(threads,))
         pending: "deque" = deque()
         try:
-            for chunk, start in _chunks(inputs, batch_size):
-                pending.append(pool.submit(self._process_chunk, chunk, start, batch_size))
+            for chunk in _chunks(named, batch_size):
+                pending.append(pool.submit(self._process_chunk, chunk, batch_size, decoded))
                 if len(pending) >= workers:
                     yield pending.popleft().result()
             while pending:
@@ -245,26 +265,35 @@ class SpeechIntentPipeline:
         Utterances are recognised ``batch_size`` at a time. Each result has ``segment`` (its number in
         the file, from 0), ``start`` and ``end`` (seconds of the file) and ``last``; a file without
         speech gives one row with ``segment=None`` and ``intent=None``, an unreadable one a row with
-        ``error`` (see :mod:`speech_intent.longform`). ``skip``: utterance numbers not to recognise.
+        ``error`` (see :mod:`speech_intent.longform`). ``skip``: utterance numbers not to recognise;
+        ``name``: the file's name in the results and their errors (default: its path).
         """
         options = vad or VADOptions()
         if self.max_duration is not None and options.max_utterance > self.max_duration:
             raise ConfigError(f"max_utterance ({options.max_utterance} s) is over the pipeline's "
                               f"max_duration ({self.max_duration} s)")
+        name = name or source_name(source)
 
         def recognise(arrays: list) -> List[PipelineResult]:
-            return self([(audio, SAMPLE_RATE) for audio in arrays], batch_size=max(1, len(arrays)))
+            return self.recognise(arrays, [name] * len(arrays), batch_size=max(1, len(arrays)))
 
         return segment_results(source, recognise, options=options, batch_size=batch_size, skip=skip, name=name,
                                block_seconds=block_seconds)
 
-    def _process_chunk(self, chunk: List[AudioInput], offset: int, batch_size: int) -> List[PipelineResult]:
-        results = [PipelineResult(path=source_name(x, offset + i)) for i, x in enumerate(chunk)]
+    def _load(self, item: AudioInput, name: str, decoded: bool) -> np.ndarray:
+        """One input as the ASR's samples (``decoded``: a 16 kHz array, nothing else)."""
+        if decoded and not isinstance(item, np.ndarray):
+            raise AudioError(name, f"expected a decoded sample array, got {type(item).__name__}")
+        return load_audio(item, sampling_rate=self.asr.sampling_rate, input_sampling_rate=SAMPLE_RATE if decoded
+                          else None, max_duration=self.max_duration, min_duration=self.min_duration, name=name)
+
+    def _process_chunk(self, chunk: List[Tuple[AudioInput, str]], batch_size: int,
+                       decoded: bool) -> List[PipelineResult]:
+        results = [PipelineResult(path=name) for _, name in chunk]
         arrays, ok = [], []
-        for i, item in enumerate(chunk):
+        for i, (item, name) in enumerate(chunk):
             try:
-                audio = load_audio(item, sampling_rate=self.asr.sampling_rate, max_duration=self.max_duration,
-                                   min_duration=self.min_duration, name=results[i].path)
+                audio = self._load(item, name, decoded)
             except AudioError as error:
                 results[i].error = str(error)
                 logger.warning("skipping %s", error)
@@ -273,7 +302,7 @@ class SpeechIntentPipeline:
                 # nothing said, no intent (not an error)
                 results[i].transcription = Transcript("", 0.0, duration=len(audio) / self.asr.sampling_rate)
                 results[i].prediction = IntentPrediction("", None, 0.0)
-                logger.info("%s: digital silence, ASR skipped", results[i].path)
+                logger.info("%s: digital silence, ASR skipped", name)
                 continue
             arrays.append(audio)
             ok.append(i)
@@ -308,21 +337,42 @@ class SpeechIntentPipeline:
             result.transcription, result.prediction = transcript, prediction
 
 
-def _failed(path: str, error: Exception) -> PipelineResult:
+def _failed(name: str, error: Exception) -> PipelineResult:
     """The result of an input a model stage raised on (logged with its traceback)."""
-    logger.error("processing %s failed", path, exc_info=error)
-    return PipelineResult(path=path, error=f"{path}: processing failed ({type(error).__name__}: {error})")
+    logger.error("processing %s failed", name, exc_info=error)
+    return PipelineResult.failed(name, error)
 
 
-def _chunks(inputs: Iterable[AudioInput], size: int) -> Iterator[tuple]:
-    """``(chunk, offset of its first input)`` for consecutive chunks of ``size`` inputs."""
-    chunk: List[AudioInput] = []
-    start = 0
+_NO_NAME = object()
+
+
+def _named(inputs: Iterable[AudioInput], names: Optional[Iterable[str]]) -> Iterator[Tuple[AudioInput, str]]:
+    """Each input with its result's name: the next of ``names``, else :func:`source_name`."""
+    if names is None:
+        for index, item in enumerate(inputs):
+            yield item, source_name(item, index)
+        return
+    if isinstance(names, (str, bytes)):
+        raise ConfigError("names must be a sequence of names, one per input (not one string)")
+    if hasattr(inputs, "__len__") and hasattr(names, "__len__") and len(inputs) != len(names):  # type: ignore
+        raise ConfigError(f"{len(names)} names for {len(inputs)} inputs")  # type: ignore[arg-type]
+    given = iter(names)
     for item in inputs:
-        chunk.append(item)
+        name = next(given, _NO_NAME)
+        if name is _NO_NAME:
+            raise ConfigError("fewer names than inputs")
+        yield item, str(name)
+    if next(given, _NO_NAME) is not _NO_NAME:
+        raise ConfigError("more names than inputs")
+
+
+def _chunks(named: Iterable[Tuple[AudioInput, str]], size: int) -> Iterator[List[Tuple[AudioInput, str]]]:
+    """Consecutive chunks of ``size`` (input, name) pairs."""
+    chunk: List[Tuple[AudioInput, str]] = []
+    for pair in named:
+        chunk.append(pair)
         if len(chunk) == size:
-            yield chunk, start
-            start += len(chunk)
+            yield chunk
             chunk = []
     if chunk:
-        yield chunk, start
+        yield chunk

@@ -93,6 +93,11 @@ class PipelineResult:
     end: Optional[float] = None
     last: Optional[bool] = None
 
+    @classmethod
+    def failed(cls, name: str, error: BaseException) -> "PipelineResult":
+        """The result of an input a model stage raised on: ``"NAME: processing failed (Type: message)"``."""
+        return cls(path=name, error=f"{name}: processing failed ({type(error).__name__}: {error})")
+
     @property
     def segmented(self) -> bool:
         """Whether this is a row of a segmented long recording (``to_dict()`` then has the segment keys)."""

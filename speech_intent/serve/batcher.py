@@ -248,12 +248,8 @@ class MicroBatcher:
         failed: Optional[BaseException] = None
         try:
             if jobs[0].kind == "audio":
-                outputs = self.pipeline(items, batch_size=max(1, len(items))) if items else []
                 names = [name for job in jobs for name in job.names]
-                for result, name in zip(outputs, names):
-                    if result.error and result.path != name:
-                        result.error = result.error.replace(result.path, name, 1)
-                    result.path = name
+                outputs = self.pipeline.recognise(items, names, batch_size=max(1, len(items))) if items else []
             else:
                 outputs = self.pipeline.intent(items, top_k=jobs[0].top_k) if items else []
         except BaseException as error:  # never lose the worker: fail these jobs only
