@@ -11,8 +11,8 @@ from __future__ import annotations
 import sys
 
 from speech_intent import SpeechIntentPipeline
-from speech_intent.inputs import expand_inputs
-from speech_intent.writer import ResultWriter
+from speech_intent.batch.inputs import expand_inputs
+from speech_intent.batch.writer import ResultWriter
 
 if len(sys.argv) != 3:
     sys.exit(__doc__)

@@ -101,7 +101,7 @@ def test_grammar_is_saved_with_the_stage_and_the_pipeline(tiny_whisper_dir, tiny
     assert result.to_dict()["in_grammar"] is False and isinstance(result.to_dict()["grammar_margin"], float)
     import csv
 
-    from speech_intent.writer import ResultWriter
+    from speech_intent.batch.writer import ResultWriter
 
     writer = ResultWriter(str(tmp_path / "out.csv"))  # CSV keeps the column: rejected is not out of scope
     writer.write(result)

@@ -31,7 +31,7 @@ def test_package_cli_parser_and_distributed_import_no_model_library():
         import speech_intent
         import speech_intent.cli as cli
         parser = cli.build_parser()
-        import speech_intent.distributed
+        import speech_intent.batch.ray_runner
         from speech_intent.asr import BACKENDS
         from speech_intent.nlu import RUNTIMES
         args = parser.parse_args(["predict", "x.wav", "--asr-backend", "whisper", "--nlu-runtime", "onnx"])
@@ -52,7 +52,7 @@ def test_predict_engine_ray_driver_path_imports_no_model_library(tmp_path):
     out = run_python(f"""
         import json, sys
         from speech_intent.results import PipelineResult
-        from speech_intent.writer import ResultWriter
+        from speech_intent.batch.writer import ResultWriter
         writer = ResultWriter("out.jsonl")
         writer.write(PipelineResult(path={str(audio)!r}))
         writer.close()

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from speech_intent.batch.writer import ResultWriter
 from speech_intent.results import PipelineResult, Transcript
-from speech_intent.writer import ResultWriter
 
 
 def _result(path: str, error: str = "") -> PipelineResult:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from functools import partial
+from typing import Optional
 
+from ..batch.inputs import expand_inputs
+from ..batch.run import LocalEngine, RunSummary, format_summary, run_batch
 from ..device import default_workers
 from ..errors import ConfigError
-from ..inputs import expand_inputs
-from ..writer import ResultWriter, file_key
 from .options import add_model_args, add_vad_args, build_pipeline, check_model_args, vad_options
 
 
@@ -53,96 +53,47 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Predict every input into a resumable JSONL/CSV; prints ``done: N, skipped: N, failed: N``."""
-    if args.engine == "ray":
-        if args.segment:
-            raise ConfigError("--segment runs with --engine local only")
-        return run_ray(args)
+    try:
+        summary = run_ray(args) if args.engine == "ray" else run_local(args)
+    except KeyboardInterrupt:  # before any row came in (models loading, Ray starting)
+        print("interrupted: rerun the same command to resume", file=sys.stderr)
+        return 130
+    if summary is None:
+        return 2
+    print(format_summary(summary), file=sys.stderr)
+    return 130 if summary.interrupted else 0
+
+
+def run_local(args: argparse.Namespace) -> Optional[RunSummary]:
+    """``--engine local``: this process (``None``: no input files found, said on stderr)."""
     vad = vad_options(args) if args.segment else None
     if vad is not None and args.max_duration is not None and vad.max_utterance > args.max_duration:
         raise ConfigError(f"--max-utterance ({vad.max_utterance} s) is over --max-duration ({args.max_duration} s)")
     files = expand_inputs(args.inputs)
     if not files:
         print("error: no input files found", file=sys.stderr)
-        return 2
+        return None
     if args.workers is not None and args.workers < 1:
         raise ConfigError(f"--workers must be at least 1, got {args.workers}")
     if vad is not None and (args.workers or 1) > 1:
         raise ConfigError("--segment runs one file at a time (--workers 1)")
     workers = 1 if vad is not None else args.workers or default_workers(args.device)
-    writer = ResultWriter(args.output, args.format, resume=not args.overwrite, segments=args.segment)
-    # load the models before changing the output: a model that fails to load leaves it as it was
-    pipe = build_pipeline(args, num_workers=workers) if any(not writer.is_done(f) for f in files) else None
-    todo = writer.pending(files)  # drops the rows of files about to be retried: one row per file in the end
-    skipped = len(files) - len(todo)
-    done = failed = utterances = 0
-    audio_seconds = 0.0
-    start = time.perf_counter()
-    interrupted = False
-    try:
-        if pipe is not None and vad is not None:
-            for path in _progress(todo, args.quiet):
-                ok, heard = True, 0.0
-                key = file_key(path)  # before reading: the rows describe the file as it was read
-                for result in pipe.predict_segments(path, vad=vad, batch_size=args.batch_size,
-                                                    skip=writer.done_segments(path)):
-                    writer.write(result, key)
-                    ok = ok and not result.error
-                    utterances += result.segment is not None
-                    heard = max(heard, result.end or 0.0)  # the file's audio up to its last utterance
-                done, failed, audio_seconds = done + ok, failed + (not ok), audio_seconds + heard
-        elif pipe is not None:
-            keys: dict = {}
-
-            def keyed(paths):
-                for path in paths:  # taken as the pipeline takes the file, before it reads it
-                    keys[path] = file_key(path)
-                    yield path
-
-            for result in pipe.stream(keyed(todo), batch_size=args.batch_size, progress=not args.quiet,
-                                      total=len(todo), workers=workers):
-                writer.write(result, keys.pop(result.path, None))
-                if result.error:
-                    failed += 1
-                else:
-                    done += 1
-                    audio_seconds += result.duration or 0.0
-    except KeyboardInterrupt:
-        interrupted = True
-    finally:
-        writer.close()
-    elapsed = time.perf_counter() - start
-    rtf = f", {audio_seconds / elapsed:.1f}x real time" if elapsed > 0 and audio_seconds else ""
-    note = f"; interrupted, {len(todo) - done - failed} not processed: rerun to resume" if interrupted else ""
-    counts = f", utterances: {utterances}" if vad is not None else ""
-    print(f"done: {done}, skipped: {skipped}, failed: {failed}{counts} ({elapsed:.1f} s{rtf}){note}", file=sys.stderr)
-    return 130 if interrupted else 0
+    engine = LocalEngine(partial(build_pipeline, args, num_workers=workers), batch_size=args.batch_size,
+                         workers=workers, vad=vad, progress=not args.quiet)
+    return run_batch(files, engine, args.output, fmt=args.format, overwrite=args.overwrite, segments=args.segment)
 
 
-def _progress(files, quiet: bool):
-    """The files, with a progress bar unless ``quiet``."""
-    if quiet:
-        return files
-    from tqdm.auto import tqdm
+def run_ray(args: argparse.Namespace) -> RunSummary:
+    """``--engine ray``: the same rows from a pool of Ray actors (see :mod:`speech_intent.batch.ray_runner`)."""
+    from ..batch.ray_runner import RayOptions, default_parquet_path, predict_distributed
 
-    return tqdm(files, unit="file")
-
-
-def run_ray(args: argparse.Namespace) -> int:
-    """``--engine ray``: the same rows from a pool of Ray actors (see :mod:`speech_intent.distributed`)."""
-    from ..distributed import RayOptions, default_parquet_path, predict_distributed, print_summary
-
+    if args.segment:
+        raise ConfigError("--segment runs with --engine local only")
     check_model_args(args)  # cheap checks on the driver; the workers load the models
     options = RayOptions(address=args.address, workers=args.workers or 1, cpus_per_worker=args.cpus_per_worker,
                          gpus_per_worker=args.gpus_per_worker, batch_size=args.batch_size,
                          files_per_task=args.files_per_task,
                          worker_info=args.worker_info, progress=not args.quiet)
     parquet = args.parquet or (default_parquet_path(args.output) if args.format in (None, "jsonl") else None)
-    try:
-        summary = predict_distributed(args.inputs, args.output, pipeline=partial(build_pipeline, args),
-                                      device=args.device, options=options, fmt=args.format,
-                                      overwrite=args.overwrite, parquet=parquet)
-    except KeyboardInterrupt:
-        print("interrupted: rerun the same command to resume", file=sys.stderr)
-        return 130
-    print_summary(summary)
-    return 0
+    return predict_distributed(args.inputs, args.output, pipeline=partial(build_pipeline, args), device=args.device,
+                               options=options, fmt=args.format, overwrite=args.overwrite, parquet=parquet)

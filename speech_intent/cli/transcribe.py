@@ -5,8 +5,8 @@ import argparse
 import json
 
 from ..audio import load_audio
+from ..batch.inputs import expand_inputs
 from ..errors import AudioError
-from ..inputs import expand_inputs
 from .options import add_model_args, load_asr_stage
 
 

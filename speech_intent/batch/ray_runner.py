@@ -2,17 +2,17 @@
 
 How a run goes:
 
-- The driver lists the inputs (:func:`~speech_intent.inputs.expand_inputs`) and opens the result
-  file with :class:`~speech_intent.writer.ResultWriter`: files whose latest row succeeded (same size
-  and mtime) are skipped, exactly as a local rerun skips them.
+- The driver lists the inputs (:func:`~speech_intent.batch.inputs.expand_inputs`) and runs the same
+  resumable loop as a local run (:func:`~speech_intent.batch.run.run_batch`) with a :class:`RayEngine`:
+  files whose latest row succeeded (same size and mtime) are skipped, exactly as a local rerun skips them.
 - Only the paths of the rest go into a Ray Dataset. ``map_batches`` runs them on a pool of actors
   (:class:`PipelineWorker`): each loads the pipeline once, then reads, decodes and predicts its
   batches; ``num_cpus`` / ``num_gpus`` per actor come from :class:`RayOptions`.
 - Rows stream back to the driver, which appends each (flushed) to the JSONL/CSV; once every input
-  has its row the JSONL is also written as Parquet (:func:`~speech_intent.parquet.jsonl_to_parquet`).
+  has its row the JSONL is also written as Parquet (:func:`~speech_intent.batch.parquet.jsonl_to_parquet`).
   Through Ray Client (``ray://``) the Ray Data job runs in a :class:`ClusterDriver` actor inside the
   cluster, and the rows come back from it.
-- Reaching a running cluster, and its token authentication: :mod:`speech_intent.ray_cluster`.
+- Reaching a running cluster, and its token authentication: :mod:`speech_intent.batch.ray_cluster`.
 
 Nothing is lost or written twice: a killed worker process is restarted and its batch retried
 (``max_restarts`` / ``max_task_retries``), and only the successful attempt's rows reach the driver
@@ -30,20 +30,20 @@ import math
 import os
 import socket
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Dict, Iterable, Iterator, List, Optional, Union
 
+from ..device import DeviceLike, default_workers
+from ..errors import ConfigError, DistributedError, check_int
+from ..results import PipelineResult
 from . import ray_cluster
-from .device import DeviceLike, default_workers
-from .errors import ConfigError, DistributedError
 from .inputs import expand_inputs
-from .results import PipelineResult
-from .writer import ResultWriter, file_key
+from .run import Rows, RunSummary, run_batch
+from .writer import ResultWriter, file_key, result_row
 
 if TYPE_CHECKING:  # the pipeline (torch, the model libraries) is imported by the workers only
-    from .pipeline import SpeechIntentPipeline
+    from ..pipeline import SpeechIntentPipeline
 
 logger = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ class RayOptions:
         address: ``None`` = start a local Ray for this run (stopped at the end); ``"auto"`` = the
             cluster this machine belongs to; ``"ray://host:port"`` = a remote cluster (Ray Client);
             ``"host:port"`` = a cluster's GCS. When the process is already connected, that is used.
-            A cluster that requires a token: see :mod:`speech_intent.ray_cluster`.
+            A cluster that requires a token: see :mod:`speech_intent.batch.ray_cluster`.
         workers: actors in the pool (each loads the pipeline once).
         cpus_per_worker / gpus_per_worker: Ray resources each actor reserves (fractions allowed);
             the models use that many threads (Ray sets ``OMP_NUM_THREADS``). ``cpus_per_worker=None``:
@@ -112,34 +112,18 @@ class RayOptions:
         return float(max(1, total // self.workers))
 
     def check(self) -> None:
-        if isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 1:
-            raise ConfigError(f"workers must be an integer >= 1, got {self.workers!r}")
-        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
-            raise ConfigError(f"batch_size must be an integer >= 1, got {self.batch_size!r}")
-        if self.files_per_task is not None and (isinstance(self.files_per_task, bool)
-                                                or not isinstance(self.files_per_task, int) or self.files_per_task < 1):
-            raise ConfigError(f"files_per_task must be an integer >= 1 or None, got {self.files_per_task!r}")
+        check_int("workers", self.workers)
+        check_int("batch_size", self.batch_size)
+        check_int("files_per_task", self.files_per_task, optional=True)
         if (self.cpus_per_worker is not None and not self.cpus_per_worker > 0) or self.gpus_per_worker < 0:
             raise ConfigError(f"cpus_per_worker must be > 0 and gpus_per_worker >= 0, got "
                               f"{self.cpus_per_worker!r} and {self.gpus_per_worker!r}")
 
 
-@dataclass
-class RunSummary:
-    """What a distributed run did: inputs predicted now, skipped (already done), failed (error rows)."""
-
-    done: int = 0
-    skipped: int = 0
-    failed: int = 0
-    seconds: float = 0.0
-    audio_seconds: float = 0.0
-    parquet: Optional[str] = None
-
-
 def load_pipeline(source: PipelineSource, device: DeviceLike = None, num_workers: int = 1) -> SpeechIntentPipeline:
     """The pipeline a worker runs: a saved directory, the default (``None``) or a builder's (given
     ``num_workers`` when it names that parameter; a builder's ``**kwargs`` may not take it)."""
-    from .pipeline import SpeechIntentPipeline
+    from ..pipeline import SpeechIntentPipeline
 
     if source is None:
         return SpeechIntentPipeline.default(device=device, progress=False, num_workers=num_workers)
@@ -162,7 +146,7 @@ class PipelineWorker:
 
     A batch is ``{"path": [as given], "source": [absolute path to read]}``; the answer is
     ``{"path": [...], "row": [JSON row]}`` (JSON text, so rows with different slot names share one
-    Arrow schema). Error messages name the path as given, as the local pipeline's do.
+    Arrow schema). Results and their errors name the path as given (the pipeline is given those names).
     """
 
     def __init__(self, source: PipelineSource, device: DeviceLike, batch_size: int, worker_info: bool) -> None:
@@ -181,20 +165,16 @@ class PipelineWorker:
         return {"path": paths, "row": [json.dumps(row, ensure_ascii=False) for row in self.rows(paths, sources)]}
 
     def rows(self, paths: List[str], sources: List[str]) -> List[dict]:
+        """The rows of ``sources`` (the files read), named by ``paths`` (as given to the driver)."""
         keys = [file_key(s) for s in sources]  # before reading: the row describes the file as it was read
         try:
-            results = list(self.pipe.stream(sources, batch_size=self.batch_size, workers=self.workers))
+            results = list(self.pipe.stream(sources, names=paths, batch_size=self.batch_size, workers=self.workers))
         except Exception as error:  # the pipeline isolates bad inputs itself; this is a last guard
             logger.error("a batch of %d failed", len(paths), exc_info=error)
-            results = [PipelineResult(path=s, error=f"{s}: processing failed ({type(error).__name__}: {error})")
-                       for s in sources]
+            results = [PipelineResult.failed(path, error) for path in paths]
         rows = []
-        for path, source, key, result in zip(paths, sources, keys, results):
-            row = result.to_dict()
-            row["path"] = path
-            if row.get("error") and source != path:
-                row["error"] = row["error"].replace(source, path)
-            row["file_key"] = key
+        for key, result in zip(keys, results):
+            row = result_row(result, key)
             if self.worker is not None:
                 row["worker"] = self.worker
             rows.append(row)
@@ -203,7 +183,7 @@ class PipelineWorker:
 
 def _worker_env() -> Dict[str, str]:
     """Workers import the driver's copy of speech_intent (a checkout or an install) when it is there."""
-    package_root = str(Path(__file__).resolve().parents[1])
+    package_root = str(Path(__file__).resolve().parents[2])
     path = [package_root] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
     return {"PYTHONPATH": os.pathsep.join(dict.fromkeys(path)), "TOKENIZERS_PARALLELISM": "false"}
 
@@ -327,6 +307,46 @@ def _stream_rows(todo: List[str], source: PipelineSource, device: DeviceLike, op
         ray.kill(driver)
 
 
+class RayEngine:
+    """The :class:`~speech_intent.batch.run.Engine` of a Ray run: :meth:`start` connects (or starts a
+    local Ray, shut down by :meth:`stop`); :meth:`results` streams the actor pool's rows, each input once
+    whatever Ray's retries did, and raises :class:`DistributedError` when the job itself fails or an input
+    got no row."""
+
+    def __init__(self, pipeline: PipelineSource, device: DeviceLike, options: RayOptions) -> None:
+        self.pipeline, self.device, self.options = pipeline, device, options
+        self.started = False
+
+    def start(self) -> None:
+        self.started = connect(self.options)
+
+    def stop(self) -> None:
+        if self.started:
+            import ray
+
+            ray.shutdown()
+            self.started = False
+
+    def results(self, todo: List[str], writer: ResultWriter) -> Iterator[Rows]:
+        seen: set = set()
+        try:
+            for row in _stream_rows(todo, self.pipeline, self.device, self.options):
+                path = row.get("path")
+                if path in seen:  # never twice, whatever the retries did
+                    continue
+                seen.add(path)
+                yield path, (row,)
+        except DistributedError:
+            raise
+        except Exception as error:  # the job (not an input) failed: e.g. the pipeline does not load on the workers
+            if type(error).__module__.startswith("ray"):
+                raise DistributedError(f"the Ray job failed: {error}") from error
+            raise
+        missing = len(todo) - len(seen)
+        if missing:  # cannot happen with Ray's retries; said loudly rather than written as a complete run
+            raise DistributedError(f"{missing} input(s) got no row; rerun the same command to finish them")
+
+
 def predict_distributed(
     inputs: Iterable[str],
     output: Optional[str],
@@ -343,55 +363,14 @@ def predict_distributed(
     ``parquet``: also write the complete results there (needs a JSONL ``output``); written once every
     input has its row. Raises :class:`DistributedError` when the job cannot run (Ray missing, no
     cluster, workers that cannot load the pipeline); a bad input is an error row, never an exception.
+    Ctrl-C while the rows come in returns the summary with ``interrupted`` set; rerunning resumes.
     """
     options.check()
     files = expand_inputs(inputs)
     if not files:
         raise ConfigError("no input files found")
-    writer = ResultWriter(output, fmt, resume=not overwrite)
-    if parquet is not None and (output is None or writer.format != "jsonl"):
-        raise ConfigError("Parquet output is written from the JSONL results: give a .jsonl output file")
-    summary = RunSummary()
-    todo = [f for f in files if not writer.is_done(f)]
-    started = connect(options) if todo else False
-    seen: set = set()
-    start = time.perf_counter()
-    try:
-        todo = writer.pending(files)  # drops rows of files about to be retried: one row per file in the end
-        summary.skipped = len(files) - len(todo)
-        if todo:
-            for row in _stream_rows(todo, pipeline, device, options):
-                if row.get("path") in seen:  # never twice, whatever the retries did
-                    continue
-                seen.add(row.get("path"))
-                writer.write_row(row)
-                if row.get("error"):
-                    summary.failed += 1
-                else:
-                    summary.done += 1
-                    summary.audio_seconds += row.get("duration") or 0.0
-    except DistributedError:
-        raise
-    except Exception as error:  # the job (not an input) failed: e.g. the pipeline does not load on the workers
-        if type(error).__module__.startswith("ray"):
-            raise DistributedError(f"the Ray job failed: {error}") from error
-        raise
-    finally:
-        writer.close()
-        if started:
-            import ray
-
-            ray.shutdown()
-    summary.seconds = time.perf_counter() - start
-    missing = len(todo) - len(seen)
-    if missing:  # cannot happen with Ray's retries; said loudly rather than written as a complete run
-        raise DistributedError(f"{missing} input(s) got no row; rerun the same command to finish them")
-    if parquet is not None:
-        from .parquet import jsonl_to_parquet
-
-        jsonl_to_parquet(output, parquet)  # type: ignore[arg-type]
-        summary.parquet = str(parquet)
-    return summary
+    return run_batch(files, RayEngine(pipeline, device, options), output, fmt=fmt, overwrite=overwrite,
+                     parquet=parquet)
 
 
 def default_parquet_path(output: Optional[str]) -> Optional[str]:
@@ -399,10 +378,3 @@ def default_parquet_path(output: Optional[str]) -> Optional[str]:
     if output is None or not output.lower().endswith((".jsonl", ".json", ".ndjson")):
         return None
     return str(Path(output).with_suffix(".parquet"))
-
-
-def print_summary(summary: RunSummary) -> None:
-    rtf = f", {summary.audio_seconds / summary.seconds:.1f}x real time" if summary.seconds and summary.audio_seconds else ""
-    where = f"; parquet: {summary.parquet}" if summary.parquet else ""
-    print(f"done: {summary.done}, skipped: {summary.skipped}, failed: {summary.failed} "
-          f"({summary.seconds:.1f} s{rtf}){where}", file=sys.stderr)

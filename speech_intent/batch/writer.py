@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 from typing import IO, Dict, Iterable, Iterator, List, NamedTuple, Optional, Set, Tuple
 
-from .errors import ConfigError, DataFormatError
-from .results import PipelineResult
+from ..errors import ConfigError, DataFormatError
+from ..results import PipelineResult
 
 logger = logging.getLogger(__name__)
 
@@ -29,6 +29,14 @@ def file_key(path: str) -> Optional[str]:
     except OSError:
         return None
     return f"{stat.st_size}:{stat.st_mtime_ns}"
+
+
+def result_row(result: PipelineResult, key: Optional[str] = None) -> Dict[str, object]:
+    """The row written for ``result``: ``result.to_dict()`` and its input's ``file_key`` (``key``: taken
+    before the input was read; default: taken now)."""
+    row = result.to_dict()
+    row["file_key"] = file_key(result.path) if key is None else key
+    return row
 
 
 class ResultWriter:
@@ -224,9 +232,7 @@ class ResultWriter:
 
         ``key``: the input's :func:`file_key` taken before it was read (default: taken now), so
         that a file changed while it was processed is not marked done as it is now."""
-        row = result.to_dict()
-        row["file_key"] = file_key(result.path) if key is None else key
-        self.write_row(row)
+        self.write_row(result_row(result, key))
 
     def write_row(self, row: Dict[str, object]) -> None:
         """Append one row already made (``PipelineResult.to_dict()`` plus ``file_key``, e.g. by a

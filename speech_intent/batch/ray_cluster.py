@@ -26,7 +26,7 @@ import os
 import socket
 from typing import Optional, Tuple
 
-from .errors import DistributedError
+from ..errors import DistributedError
 
 logger = logging.getLogger(__name__)
 

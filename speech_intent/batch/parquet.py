@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Union
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 CHUNK_ROWS = 4096
 

@@ -6,7 +6,7 @@ import logging
 from pathlib import Path
 from typing import Iterable, List, Set, Tuple
 
-from .audio import AUDIO_EXTENSIONS
+from ..audio import AUDIO_EXTENSIONS
 
 logger = logging.getLogger(__name__)
 
