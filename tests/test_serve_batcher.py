@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from speech_intent.errors import OverloadedError
+from tests.compare import assert_rows_match
 from tests.serving import LOCAL, uploads
 
 
@@ -122,10 +123,12 @@ def test_a_service_with_two_workers_answers_concurrent_requests_as_one_does(tiny
             with ThreadPoolExecutor(6) as pool:
                 responses = list(pool.map(lambda name: client.post("/v1/predict", files=uploads(name)), names))
             assert all(r.status_code == 200 for r in responses)
-            answers[workers] = [(r.json()["results"][0]["path"], r.json()["results"][0]["transcript"])
-                                for r in responses]
+            answers[workers] = [r.json()["results"][0] for r in responses]
             assert client.get("/v1/info").json()["batching"]["workers"] == workers
-    assert answers[2] == answers[1] and [path for path, _ in answers[2]] == names
+    # each answer is its own request's (paths, durations, errors exactly); batches formed by the concurrency
+    # and each worker's thread count differ between the runs: model outputs to a tolerance (tests/compare.py)
+    assert [row["path"] for row in answers[2]] == names
+    assert_rows_match(answers[2], answers[1])
 
 
 def test_the_batcher_queue_is_bounded_and_a_failing_batch_fails_only_its_jobs(tiny_pipe):
