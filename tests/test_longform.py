@@ -104,6 +104,34 @@ def test_files_without_speech_or_unreadable_give_one_whole_file_row(pipe, tmp_pa
         pipe.predict_segments(silent, vad=VADOptions(max_utterance=40.0))  # over max_duration (30 s)
 
 
+def test_utterance_results_and_their_errors_name_the_file_as_given(pipe, monkeypatch):
+    """The pipeline is given the file's name for its utterances: no result is renamed afterwards."""
+    import io
+
+    audio, _ = _recording(12.0, (("001_set_alarm.wav", 1.0), ("014_lights_on.wav", 7.0)))
+    data = io.BytesIO()
+    sf.write(data, audio, 16000, format="WAV")
+    asked = []
+    recognise = pipe.recognise
+
+    def spy(arrays, names=None, **kwargs):
+        asked.append(list(names))
+        return recognise(arrays, names, **kwargs)
+
+    monkeypatch.setattr(pipe, "recognise", spy)
+    rows = [r.to_dict() for r in pipe.predict_segments(data.getvalue(), name="call 7", batch_size=1)]
+    assert [row["segment"] for row in rows] == [0, 1] and {row["path"] for row in rows} == {"call 7"}
+    assert asked == [["call 7"], ["call 7"]]
+
+    def exploding(arrays, **kwargs):
+        raise RuntimeError("model exploded")
+
+    monkeypatch.setattr(pipe.asr, "transcribe", exploding)
+    rows = [r.to_dict() for r in pipe.predict_segments(data.getvalue(), name="call 7", batch_size=2)]
+    assert [(row["segment"], row["error"]) for row in rows] == [
+        (i, "call 7: processing failed (RuntimeError: model exploded)") for i in (0, 1)]
+
+
 def test_whole_file_rows_are_unchanged(pipe):
     row = pipe([recording("001_set_alarm.wav")])[0].to_dict()
     assert not {"segment", "start", "end", "last"} & set(row)
