@@ -25,7 +25,7 @@ def test_short_encoder_matches_transformers_encoder(tiny_whisper_dir):
     assert short.shape == (2, 500, expected.shape[-1])
 
 
-def test_whisper_encoder_slicing_and_short_context(tiny_whisper_dir, sine):
+def test_whisper_encoder_slicing_and_short_context(tiny_whisper_dir, sine, monkeypatch):
     asr = WhisperASR.from_pretrained(tiny_whisper_dir, device="cpu", max_new_tokens=8)
     clips = [sine, sine[:8000], np.zeros(24000, dtype=np.float32)]
     asr.configure(encoder_budget=float("inf"))
@@ -34,9 +34,28 @@ def test_whisper_encoder_slicing_and_short_context(tiny_whisper_dir, sine):
     sliced = asr.transcribe(clips, batch_size=3)
     assert [t.text for t in whole] == [t.text for t in sliced]
     assert [t.confidence for t in whole] == pytest.approx([t.confidence for t in sliced], abs=1e-5)
-    asr.configure(context_margin=1.0)
-    short = asr.transcribe(clips, batch_size=3)
-    assert len(short) == 3 and all(0.0 <= t.confidence <= 1.0 for t in short)
+    import speech_intent.asr.whisper as whisper_module
+
+    def valid(transcripts) -> bool:
+        return len(transcripts) == 3 and all(isinstance(t.text, str) and 0.0 <= t.confidence <= 1.0
+                                             for t in transcripts)
+
+    frames: list = []  # the frame count of each input the encoder ran on (the features' last axis)
+    hook = asr.model.get_encoder().conv1.register_forward_hook(lambda module, args, out: frames.append(
+        args[0].shape[-1]))
+    try:
+        asr.configure(context_margin=1.0)  # the longest clip (1.5 s) + 1 s, but at least min_context (10 s)
+        short = asr.transcribe(clips, batch_size=3)
+        assert frames[:3] == [1000, 1000, 1000], frames  # one clip per encoder call, each on the short window
+        assert len(frames) <= 6 and all(n == 3000 for n in frames[3:]), frames  # the safety net's redos: 30 s
+        assert valid(short)
+        monkeypatch.setattr(whisper_module, "needs_full_window", lambda *args, **kwargs: False)
+        asr.configure(min_context=0.0)  # 2.5 s, rounded up to whole seconds: 300 frames
+        frames.clear()
+        kept = asr.transcribe(clips, batch_size=3)  # no safety net: the short window's transcripts are kept
+        assert frames == [300, 300, 300] and valid(kept), frames
+    finally:
+        hook.remove()
 
 
 def test_short_context_is_the_default_and_unreliable_clips_are_redone_on_30_s(tiny_whisper_dir, sine, monkeypatch):

@@ -47,9 +47,15 @@ def test_each_transformers_backend_runs_in_a_pipeline(backend, tiny_whisper_dir,
             assert r.path in r.error and r.intent is None and r.transcript is None
         else:
             assert isinstance(r.transcript, str) and r.duration > 0
-            if r.text:
+            assert r.prediction is not None and r.text == pipe.intent.normalize(r.transcript)  # classified it
+            if r.text:  # a text: one of the model's labels (no threshold, no grammar to refuse it)
                 assert r.intent in LABELS and 0 < r.confidence <= 1 and len(r.top_k) == 3
+                assert r.top_k[0] == (r.intent, r.confidence)
+            else:  # nothing heard: no intent, and no scores to show for it
+                assert r.intent is None and r.confidence == 0.0 and r.top_k == []
         json.dumps(r.to_dict())  # serialisable
+    good = [r for r in results if r.error is None]
+    assert len(good) == 3 and any(r.text for r in good), [r.transcript for r in good]  # the labels above were seen
 
 
 def test_results_do_not_depend_on_batch_size(tiny_wav2vec2_dir, tiny_bert_dir, wav_dir):
