@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import re
 from pathlib import Path
 from typing import Any, Collection, Dict, List, Optional, Union
 
@@ -25,6 +27,34 @@ HEAD_SUFFIXES = ("classifier.weight", "classifier.out_proj.weight", "score.weigh
 PathLike = Union[str, Path]
 #: The file that makes a directory a saved pipeline (see :class:`~speech_intent.pipeline.SpeechIntentPipeline`).
 PIPELINE_CONFIG = "pipeline.json"
+
+
+#: an ``org/name`` hub id (the hub's own rule: word characters, ``.`` and ``-``, not leading)
+_HUB_ID = re.compile(r"(?!.*(?:\.\.|--))[^\W.-][\w.-]*/[^\W.-][\w.-]*")
+
+
+def looks_like_local_path(name: str) -> bool:
+    """Whether a model ``name_or_path`` means a local path, not a hub name: absolute, starting with ``./``,
+    ``../`` or ``~``, or holding a path separator without being an ``org/name`` hub id (``a/b/c``)."""
+    if name in (".", "..") or os.path.isabs(name) or name.startswith(("./", "../", "~", ".\\", "..\\")):
+        return True
+    if not any(sep in name for sep in (os.sep, os.altsep) if sep):
+        return False
+    return _HUB_ID.fullmatch(name) is None
+
+
+def check_model_path(name_or_path: PathLike) -> None:
+    """Refuse a model ``name_or_path`` that names a local path but no directory: a missing one
+    ("does not exist") or a file ("is a file, not a model directory"). A :class:`~pathlib.Path` is
+    always local; hub names (``openai/whisper-small``, ``tiny.en``) pass, for the loaders to resolve."""
+    name = str(name_or_path)
+    path = Path(name).expanduser()
+    if path.is_dir():
+        return
+    if path.exists():
+        raise ModelLoadError(name, "is a file, not a model directory")
+    if isinstance(name_or_path, Path) or looks_like_local_path(name):
+        raise ModelLoadError(name, "does not exist")
 
 
 def read_json_object(file: Path) -> Dict[str, Any]:

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Mapping, Optional, Union
 
 from .._lazy import lazy_attributes
-from ..errors import ConfigError
+from ..errors import ConfigError, ModelLoadError
+from ..validation import check_model_path
 from .whisper_common import grammar_unsupported
 
 if TYPE_CHECKING:
@@ -84,8 +85,13 @@ def detect_backend(name_or_path: Union[str, Path]) -> str:
     ``config.json`` with ``model_type == "whisper"`` is Whisper, any other is CTC.
     Hub names: ``*whisper*`` -> whisper, otherwise CTC; bare size names such as
     ``"tiny.en"`` -> faster-whisper.
+
+    Raises:
+        ModelLoadError: a local path that does not exist or is a file
+            (:func:`~speech_intent.validation.check_model_path`), or a directory with neither file.
     """
-    path = Path(name_or_path)
+    check_model_path(name_or_path)
+    path = Path(name_or_path).expanduser()
     if path.is_dir():
         if (path / "model.bin").is_file():
             return "faster-whisper"
@@ -93,7 +99,8 @@ def detect_backend(name_or_path: Union[str, Path]) -> str:
         if config.is_file():
             model_type = json.loads(config.read_text()).get("model_type", "")
             return "whisper" if model_type == "whisper" else "wav2vec2"
-        raise ValueError(f"{path}: cannot tell the ASR backend (no model.bin or config.json)")
+        raise ModelLoadError(name_or_path, "cannot tell the ASR backend: not a model directory (no model.bin or "
+                                           "config.json)")
     name = str(name_or_path)
     if "/" not in name:
         return "faster-whisper"
@@ -141,6 +148,9 @@ def load_asr(
         from .faster_whisper import FasterWhisperASR
 
         return FasterWhisperASR.from_pretrained(None, device=device, **kwargs)
+    check_model_path(name_or_path)
+    if str(name_or_path).startswith("~"):  # "~/models/asr": the user's home
+        name_or_path = Path(name_or_path).expanduser()
     backend = backend or detect_backend(name_or_path)
     if backend not in BACKENDS:
         raise ConfigError(f"unknown ASR backend {backend!r}; choose from {sorted(BACKENDS)}")

@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from ..bundled import bundled_whisper_path
+from ..validation import check_model_path
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -19,6 +21,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from ..asr import convert_ctranslate2_whisper
 
+    if args.source:
+        check_model_path(Path(args.source))  # a local CTranslate2 directory
     src = args.source or bundled_whisper_path()
     out = convert_ctranslate2_whisper(src, args.output, dtype=args.dtype)
     print(f"converted {src} -> {out}", file=sys.stderr)

@@ -16,7 +16,7 @@ from ..audio import DEFAULT_MAX_DURATION
 from ..errors import ConfigError, ModelLoadError
 from ..nlu.runtimes import RUNTIMES, require_onnx
 from ..vad import VADOptions
-from ..validation import PIPELINE_CONFIG, check_classifier_dir
+from ..validation import PIPELINE_CONFIG, check_classifier_dir, check_model_path
 
 if TYPE_CHECKING:
     from ..nlu import IntentClassifier
@@ -148,13 +148,19 @@ def load_saved_pipeline(args: argparse.Namespace, num_workers: Optional[int] = N
 
 
 def check_model_args(args: argparse.Namespace) -> None:
-    """Checks of the model flags that load nothing (before a job starts workers that load the models)."""
-    if args.pipeline:
+    """Checks of the model flags that load nothing (before a job starts workers that load the models): model
+    paths that do not exist or are no model directory, ``--nlu-runtime`` needing ONNX, the grammar flags."""
+    if getattr(args, "pipeline", None):
+        check_model_path(Path(args.pipeline))
         config = Path(args.pipeline) / PIPELINE_CONFIG
         if not config.is_file():
             raise ModelLoadError(args.pipeline, f"not a pipeline directory (no {PIPELINE_CONFIG})")
-    elif args.intent:
-        check_classifier_dir(args.intent)
+    else:
+        if getattr(args, "asr", None):
+            check_model_path(args.asr)
+        if getattr(args, "intent", None):
+            check_model_path(args.intent)
+            check_classifier_dir(args.intent)
     if intent_options(args):
         require_onnx(args.nlu_runtime)
     grammar_options(args)
@@ -163,10 +169,9 @@ def check_model_args(args: argparse.Namespace) -> None:
 def build_pipeline(args: argparse.Namespace, num_workers: Optional[int] = None) -> SpeechIntentPipeline:
     """``--pipeline``, else the stages from ``--asr`` / ``--intent`` (bundled defaults); ``num_workers``:
     batches it will be called with at once (``--workers``)."""
+    check_model_args(args)  # a bad path fails before any model loads: a clear ModelLoadError
     if args.pipeline:
         return load_saved_pipeline(args, num_workers)
-    if args.intent:
-        check_classifier_dir(args.intent)  # a bad intent dir fails before the ASR loads: a clear ModelLoadError
     from ..pipeline import SpeechIntentPipeline
 
     asr = load_asr_stage(args, num_workers)

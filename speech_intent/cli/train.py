@@ -7,6 +7,7 @@ import sys
 import time
 
 from ..data import detect_format, load_examples
+from ..validation import check_model_path
 from .options import add_device_arg
 
 
@@ -53,6 +54,8 @@ def _load(args: argparse.Namespace, path: str) -> list:
 def run(args: argparse.Namespace) -> int:
     from ..nlu import TrainingOptions, fine_tune
 
+    if args.base:
+        check_model_path(args.base)  # before the data is read: a missing --base is not sent to the hub
     examples = _load(args, args.data)
     dev = load_examples(args.dev, format=args.dev_format) if args.dev else None
     config = TrainingOptions(epochs=args.epochs, learning_rate=args.lr, batch_size=args.batch_size, seed=args.seed,

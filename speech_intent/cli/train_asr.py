@@ -5,6 +5,7 @@ import argparse
 import sys
 
 from ..asr_training.options import ASRTrainingOptions, LoraOptions
+from ..validation import check_model_path
 from .options import add_device_arg
 
 _DESCRIPTION = (
@@ -89,6 +90,8 @@ def run(args: argparse.Namespace) -> int:
     from ..asr_training import fine_tune_asr
 
     options = options_from_args(args)
+    if args.base:
+        check_model_path(args.base)  # a missing --base is not sent to the hub
     print(f"fine-tuning {args.base or 'the bundled tiny.en'} on {', '.join(args.data)} -> {args.output}",
           file=sys.stderr)
     result = fine_tune_asr(args.data, args.output, base=args.base, options=options, dev=args.dev,

@@ -25,9 +25,10 @@ import torch
 from ..device import DeviceLike, DTypeLike, resolve_device, resolve_dtype
 from ..errors import ModelLoadError
 from ..normalize import TextNormalizer
+from ..quiet import quiet_transformers
 from ..results import IntentPrediction
 from ..slots import SlotSpan, slot_dict, tags_to_slots
-from ..validation import check_classifier_dir
+from ..validation import check_classifier_dir, check_model_path
 from .canonical import SlotCanonicalizer
 from .joint import JointIntentSlotModel, is_joint_config
 from .onnx import check_runtime, default_export_dir, load_onnx_forward
@@ -125,16 +126,25 @@ class IntentClassifier:
         """
         from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
+        check_model_path(name_or_path)  # a local path that does not exist: not sent to the hub
+        if str(name_or_path).startswith("~"):
+            name_or_path = Path(name_or_path).expanduser()
         if Path(name_or_path).is_dir():  # local checkpoints: clear errors for bad labels / heads / pickles
             check_classifier_dir(name_or_path)
         try:
-            tokenizer = AutoTokenizer.from_pretrained(str(name_or_path))
-            if is_joint_config(AutoConfig.from_pretrained(str(name_or_path))):
-                model = JointIntentSlotModel.from_pretrained(str(name_or_path), use_safetensors=True)
-            else:
-                model = AutoModelForSequenceClassification.from_pretrained(str(name_or_path), use_safetensors=True)
+            with quiet_transformers():  # transformers' load report: what matters in it is logged below
+                tokenizer = AutoTokenizer.from_pretrained(str(name_or_path))
+                joint = is_joint_config(AutoConfig.from_pretrained(str(name_or_path)))
+                model_class = JointIntentSlotModel if joint else AutoModelForSequenceClassification
+                model, loading = model_class.from_pretrained(str(name_or_path), use_safetensors=True,
+                                                             output_loading_info=True)
         except (OSError, ValueError) as error:
             raise ModelLoadError(name_or_path, f"cannot load an intent classifier with safetensors weights: {error}") from error
+        missing = sorted(loading.get("missing_keys") or ())
+        if missing:
+            logger.warning("%s: %d weights are not in the checkpoint and start at random (%s%s); its predictions "
+                           "mean nothing until it is trained", name_or_path, len(missing), ", ".join(missing[:3]),
+                           ", ..." if len(missing) > 3 else "")
         settings = _read_stage_config(Path(name_or_path))
         if "normalizer" in settings and "normalizer" not in kwargs:
             norm = settings["normalizer"]
@@ -152,8 +162,9 @@ class IntentClassifier:
         """Write weights (safetensors), tokenizer and the stage settings."""
         out = Path(save_directory)
         out.mkdir(parents=True, exist_ok=True)
-        self.model.save_pretrained(str(out), safe_serialization=True)
-        self.tokenizer.save_pretrained(str(out))
+        with quiet_transformers():  # its "Writing model shards" bar
+            self.model.save_pretrained(str(out), safe_serialization=True)
+            self.tokenizer.save_pretrained(str(out))
         settings = {
             "normalizer": self.normalizer.to_dict() if self.normalizer else None,
             "threshold": self.threshold,

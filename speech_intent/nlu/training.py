@@ -35,7 +35,9 @@ from ..bundled import bundled_encoder_path
 from ..device import DeviceLike, resolve_device
 from ..errors import ConfigError
 from ..normalize import TextNormalizer
+from ..quiet import quiet_transformers
 from ..slots import NormalizedExample
+from ..training_args import dev_checkpoints, mixed_precision, training_arguments
 from .canonical import SlotCanonicalizer, infer_closed_values
 from .classifier import OOS_LABEL, IntentClassifier
 from .dataset import JointCollator, encode, prepare_examples
@@ -89,28 +91,28 @@ class TrainingOptions:
     bio_constrained: bool = True
 
 
-def _check_config(config: TrainingOptions) -> None:
+def _check_options(options: TrainingOptions) -> None:
     """ConfigError for settings no training can use."""
     from transformers import SchedulerType
 
-    if config.slot_decoder not in SLOT_DECODERS:
-        raise ConfigError(f"slot_decoder must be one of {SLOT_DECODERS}, not {config.slot_decoder!r}")
-    if not 0.0 < config.layer_lr_decay <= 1.0:
-        raise ConfigError(f"layer_lr_decay must be in (0, 1], not {config.layer_lr_decay}")
-    if not 0.0 <= config.warmup_ratio < 1.0:
-        raise ConfigError(f"warmup_ratio must be in [0, 1), not {config.warmup_ratio}")
+    if options.slot_decoder not in SLOT_DECODERS:
+        raise ConfigError(f"slot_decoder must be one of {SLOT_DECODERS}, not {options.slot_decoder!r}")
+    if not 0.0 < options.layer_lr_decay <= 1.0:
+        raise ConfigError(f"layer_lr_decay must be in (0, 1], not {options.layer_lr_decay}")
+    if not 0.0 <= options.warmup_ratio < 1.0:
+        raise ConfigError(f"warmup_ratio must be in [0, 1), not {options.warmup_ratio}")
     names = [t.value for t in SchedulerType]
-    if config.lr_scheduler not in names:
-        raise ConfigError(f"lr_scheduler must be one of {names}, not {config.lr_scheduler!r}")
+    if options.lr_scheduler not in names:
+        raise ConfigError(f"lr_scheduler must be one of {names}, not {options.lr_scheduler!r}")
 
 
-def _build_model(base: str, intents: List[str], slot_labels: Optional[List[str]], config: TrainingOptions):
+def _build_model(base: str, intents: List[str], slot_labels: Optional[List[str]], options: TrainingOptions):
     """A joint model (when ``slot_labels`` is given) or a sequence classifier, with new heads on ``base``."""
     if slot_labels is not None:
         return JointIntentSlotModel.from_encoder(base, intents, slot_labels,
-                                                 classifier_dropout=config.classifier_dropout,
-                                                 slot_decoder=config.slot_decoder,
-                                                 bio_constrained=config.bio_constrained)
+                                                 classifier_dropout=options.classifier_dropout,
+                                                 slot_decoder=options.slot_decoder,
+                                                 bio_constrained=options.bio_constrained)
     from transformers import AutoModelForSequenceClassification
 
     return AutoModelForSequenceClassification.from_pretrained(
@@ -128,7 +130,7 @@ def _layer_depth(name: str, prefix: str, num_layers: int) -> int:
     return int(found.group(1)) + 1 if found else num_layers + 1
 
 
-def _optimizer(model: torch.nn.Module, config: TrainingOptions) -> torch.optim.Optimizer:
+def _optimizer(model: torch.nn.Module, options: TrainingOptions) -> torch.optim.Optimizer:
     """AdamW with the heads at ``head_learning_rate`` and the encoder at ``learning_rate`` times layer decay.
 
     No weight decay on biases, norm weights and CRF transitions, as in the ``Trainer``'s own
@@ -137,7 +139,7 @@ def _optimizer(model: torch.nn.Module, config: TrainingOptions) -> torch.optim.O
     encoder = "encoder." if isinstance(model, JointIntentSlotModel) else f"{model.base_model_prefix}."
     base_config = model.config.encoder if isinstance(model, JointIntentSlotModel) else model.config
     num_layers = int(getattr(base_config, "num_hidden_layers", 0) or 0)
-    head_lr = config.head_learning_rate or config.learning_rate
+    head_lr = options.head_learning_rate or options.learning_rate
     groups: Dict[Tuple[float, bool], List[torch.nn.Parameter]] = {}
     for name, param in model.named_parameters():
         if not param.requires_grad:
@@ -145,47 +147,90 @@ def _optimizer(model: torch.nn.Module, config: TrainingOptions) -> torch.optim.O
         no_decay = param.ndim < 2 or "norm" in name.lower() or name.startswith("crf.")
         if name.startswith(encoder):
             depth = _layer_depth(name, encoder, num_layers)
-            lr = config.learning_rate * config.layer_lr_decay ** (num_layers + 1 - depth)
+            lr = options.learning_rate * options.layer_lr_decay ** (num_layers + 1 - depth)
         else:
             lr = head_lr
         groups.setdefault((lr, no_decay), []).append(param)
     return torch.optim.AdamW([
-        {"params": params, "lr": lr, "weight_decay": 0.0 if no_decay else config.weight_decay}
+        {"params": params, "lr": lr, "weight_decay": 0.0 if no_decay else options.weight_decay}
         for (lr, no_decay), params in groups.items()
-    ], lr=config.learning_rate)
+    ], lr=options.learning_rate)
 
 
-def _training_args(scratch: str, config: TrainingOptions, steps: float, device: torch.device, *, has_dev: bool,
-                   joint: bool, progress: bool):
-    """``TrainingArguments``: per-epoch eval/save + best-epoch reload with dev data, mixed precision on CUDA."""
-    from transformers import TrainingArguments
-
-    cuda = device.type == "cuda"
-    bf16 = cuda and torch.cuda.is_bf16_supported()
-    per_epoch = {"eval_strategy": "epoch", "save_strategy": "epoch", "load_best_model_at_end": True,
-                 "metric_for_best_model": "score", "greater_is_better": True, "save_total_limit": 1,
-                 "save_only_model": True} if has_dev else {"save_strategy": "no"}
-    return TrainingArguments(
-        output_dir=scratch,
-        num_train_epochs=config.epochs,
-        per_device_train_batch_size=config.batch_size,
-        per_device_eval_batch_size=max(config.batch_size, 64),
-        learning_rate=config.learning_rate,
-        weight_decay=config.weight_decay,
-        warmup_steps=int(config.warmup_ratio * steps),
-        lr_scheduler_type=config.lr_scheduler,
-        seed=config.seed,
-        data_seed=config.seed,
-        logging_strategy="epoch",  # the per-epoch history; printed only with progress
-        report_to=[],
-        use_cpu=device.type == "cpu",
-        bf16=bf16,
-        fp16=cuda and not bf16,
-        disable_tqdm=not progress,
-        dataloader_num_workers=0,
+def _training_args(scratch: str, options: TrainingOptions, steps: float, device: torch.device, *, has_dev: bool,
+                   joint: bool):
+    """``TrainingArguments``: per-epoch eval/save + best-epoch reload with dev data, mixed precision on CUDA,
+    per-epoch logs. The Trainer's bars and printed logs are off: :func:`fine_tune` shows its own one bar."""
+    return training_arguments(
+        scratch, seed=options.seed, device=device, progress=False,
+        num_train_epochs=options.epochs,
+        per_device_train_batch_size=options.batch_size,
+        per_device_eval_batch_size=max(options.batch_size, 64),
+        learning_rate=options.learning_rate,
+        weight_decay=options.weight_decay,
+        warmup_steps=int(options.warmup_ratio * steps),
+        lr_scheduler_type=options.lr_scheduler,
+        logging_strategy="epoch",  # the per-epoch history
         label_names=["labels", "slot_labels"] if joint else ["labels"],
-        **per_epoch,
+        **mixed_precision(device),
+        **dev_checkpoints(has_dev, "score", greater_is_better=True),
     )
+
+
+def _training_examples(examples: Sequence[Any], normalizer: TextNormalizer, joint: Optional[bool],
+                       options: TrainingOptions) -> Tuple[List[NormalizedExample], bool]:
+    """The normalised training examples and whether the model is joint (``None``: when any example has slots);
+    ConfigError for no examples, only out-of-scope ones, or a CRF decoder without slots."""
+    train = prepare_examples(examples, normalizer)
+    if not train:
+        raise ConfigError("no training examples")
+    if all(ex.intent == OOS_LABEL for ex in train):
+        raise ConfigError("every training example is out of scope (intent None); at least one intent is needed")
+    joint = any(ex.slots for ex in train) if joint is None else joint
+    if options.slot_decoder != "softmax" and not joint:
+        raise ConfigError(f"slot_decoder={options.slot_decoder!r} needs a joint model, but no training example "
+                          "has slots (or joint=False)")
+    return train, joint
+
+
+def _trainer(model: torch.nn.Module, tokenizer: Any, train_set: Any, dev_set: Any, scratch: str,
+             options: TrainingOptions, device: torch.device, *, slot_labels: Optional[List[str]], progress: bool,
+             callbacks: Sequence[Any]):
+    """The ``Trainer``: early stopping and dev scores with dev data, the custom optimiser when an option needs
+    it (:func:`_optimizer`), per-epoch logs to the history and (with ``progress``) one bar."""
+    from transformers import DataCollatorWithPadding, EarlyStoppingCallback, PrinterCallback, Trainer
+
+    from .progress import TrainingBar
+
+    joint = slot_labels is not None
+    steps = math.ceil(len(train_set) / options.batch_size) * options.epochs
+    args = _training_args(scratch, options, steps, device, has_dev=dev_set is not None, joint=joint)
+    stop_early = dev_set is not None and options.early_stopping > 0
+    stopping = [EarlyStoppingCallback(options.early_stopping)] if stop_early else []
+    custom_optimizer = (options.head_learning_rate or options.layer_lr_decay != 1.0
+                        or options.slot_decoder != "softmax")
+    trainer = Trainer(
+        model=model, args=args, train_dataset=train_set, eval_dataset=dev_set,
+        data_collator=JointCollator(tokenizer) if joint else DataCollatorWithPadding(tokenizer),
+        compute_metrics=trainer_metrics(slot_labels) if dev_set is not None else None,
+        callbacks=stopping + list(callbacks),
+        optimizers=(_optimizer(model, options) if custom_optimizer else None, None),
+    )
+    trainer.remove_callback(PrinterCallback)  # per-epoch logs go to the history (and the bar's postfix)
+    if progress:
+        trainer.add_callback(TrainingBar())
+    return trainer
+
+
+def _closed_values(train: Sequence[NormalizedExample], joint: bool, given: Optional[Dict[str, List[str]]],
+                   normalizer: TextNormalizer) -> Dict[str, List[str]]:
+    """Slot name -> canonical values for the canonicaliser: none for an intent model, ``given`` (normalised)
+    when given, else inferred from the training examples."""
+    if not joint:
+        return {}
+    if given is not None:
+        return {name: sorted({normalizer(v) for v in vals} - {""}) for name, vals in given.items()}
+    return infer_closed_values(train)
 
 
 def fine_tune(
@@ -211,7 +256,7 @@ def fine_tune(
         options: hyper-parameters (:class:`TrainingOptions`).
         normalizer: applied to training texts and saved for inference (default: ``TextNormalizer()``).
         device: where to train (``None`` = CUDA when available).
-        progress: show the Trainer's progress bar (and per-epoch dev scores).
+        progress: show one progress bar on stderr, the last epoch's loss and dev score beside it.
         dev_examples: held-out examples for early stopping, best-epoch selection and the
             out-of-scope threshold.
         joint: force (``True``) or forbid (``False``) the joint slot model; ``None``: joint when
@@ -226,81 +271,49 @@ def fine_tune(
         The trained :class:`IntentClassifier`, loaded from ``output_dir``; its ``training``
         attribute holds the dev scores and threshold choice.
     """
-    from transformers import (
-        AutoTokenizer,
-        DataCollatorWithPadding,
-        EarlyStoppingCallback,
-        PrinterCallback,
-        Trainer,
-        set_seed,
-    )
+    from transformers import AutoTokenizer, set_seed
 
-    config = options or TrainingOptions()
-    _check_config(config)
+    options = options or TrainingOptions()
+    _check_options(options)
     normalizer = normalizer if normalizer is not None else TextNormalizer()
     resolved = resolve_device(device)
     base = str(base or bundled_encoder_path())
-    train = prepare_examples(examples, normalizer)
-    if not train:
-        raise ConfigError("no training examples")
-    if all(ex.intent == OOS_LABEL for ex in train):
-        raise ConfigError("every training example is out of scope (intent None); at least one intent is needed")
-    joint = any(ex.slots for ex in train) if joint is None else joint
-    if config.slot_decoder != "softmax" and not joint:
-        raise ConfigError(f"slot_decoder={config.slot_decoder!r} needs a joint model, but no training example "
-                          "has slots (or joint=False)")
+    train, joint = _training_examples(examples, normalizer, joint, options)
     intents = sorted({ex.intent for ex in train})
     label2id = {label: i for i, label in enumerate(intents)}
     slot_labels = slot_label_list([s.name for ex in train for s in ex.slots]) if joint else None
     dev = _usable_dev(prepare_examples(dev_examples or [], normalizer), label2id)
-    set_seed(config.seed)
+    set_seed(options.seed)
 
     tokenizer = AutoTokenizer.from_pretrained(base)
     if joint and not getattr(tokenizer, "is_fast", False):
         raise ConfigError(f"joint slot training needs a fast tokenizer; {base} has none")
-    model = _build_model(base, intents, slot_labels, config)
-    train_set = encode(tokenizer, train, label2id, slot_labels=slot_labels, max_length=config.max_length)
-    dev_set = encode(tokenizer, dev, label2id, slot_labels=slot_labels, max_length=config.max_length) if dev else None
+    with quiet_transformers():  # the base's load report: the pooler it drops, the heads fine-tuning adds
+        model = _build_model(base, intents, slot_labels, options)
+    train_set = encode(tokenizer, train, label2id, slot_labels=slot_labels, max_length=options.max_length)
+    dev_set = encode(tokenizer, dev, label2id, slot_labels=slot_labels, max_length=options.max_length) if dev else None
     logger.info("fine-tuning %s (%s) on %d examples, %d intents%s, device %s", base, "joint" if joint else "intent",
                 len(train), len(intents), f", {len(slot_labels)} slot tags" if slot_labels else "", resolved)
 
-    steps = math.ceil(len(train_set) / config.batch_size) * config.epochs
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as scratch:
-        args = _training_args(scratch, config, steps, resolved, has_dev=dev_set is not None, joint=joint,
-                              progress=progress)
-        stop_early = dev_set is not None and config.early_stopping > 0
-        stopping = [EarlyStoppingCallback(config.early_stopping)] if stop_early else []
-        custom_optimizer = (config.head_learning_rate or config.layer_lr_decay != 1.0
-                            or config.slot_decoder != "softmax")
-        trainer = Trainer(
-            model=model, args=args, train_dataset=train_set, eval_dataset=dev_set,
-            data_collator=JointCollator(tokenizer) if joint else DataCollatorWithPadding(tokenizer),
-            compute_metrics=trainer_metrics(slot_labels) if dev_set is not None else None,
-            callbacks=stopping + list(callbacks),
-            optimizers=(_optimizer(model, config) if custom_optimizer else None, None),
-        )
-        if not progress:
-            trainer.remove_callback(PrinterCallback)  # per-epoch logs go to the history only
-        trainer.train()
+        trainer = _trainer(model, tokenizer, train_set, dev_set, scratch, options, resolved, slot_labels=slot_labels,
+                           progress=progress, callbacks=callbacks)
+        with quiet_transformers():  # the checkpoints' "Writing model shards" bars, the best epoch's load report
+            trainer.train()
         state = trainer.state
     info: Dict[str, Any] = {
         "base": base, "joint": joint, "train_examples": len(train), "dev_examples": len(dev),
         "epochs_run": round(float(state.epoch or 0), 3), "best_dev_score": state.best_metric,
-        "seconds": round(time.perf_counter() - started, 1), "device": str(resolved), "config": asdict(config),
+        "seconds": round(time.perf_counter() - started, 1), "device": str(resolved), "config": asdict(options),
         "history": epoch_history(state.log_history),
     }
-    if not joint:
-        closed: Dict[str, List[str]] = {}
-    elif closed_values is not None:
-        closed = {name: sorted({normalizer(v) for v in vals} - {""}) for name, vals in closed_values.items()}
-    else:
-        closed = infer_closed_values(train)
+    closed = _closed_values(train, joint, closed_values, normalizer)
     classifier = IntentClassifier(trainer.model.float(), tokenizer, device="cpu", normalizer=normalizer,
-                                  max_length=config.max_length, training=info,
+                                  max_length=options.max_length, training=info,
                                   canonicalizer=SlotCanonicalizer(closed) if closed else None)
-    if dev_examples and config.oos_recall is not None:
-        choice = _dev_threshold(classifier, dev_examples, config.oos_recall)
+    if dev_examples and options.oos_recall is not None:
+        choice = _dev_threshold(classifier, dev_examples, options.oos_recall)
         classifier.threshold = choice.threshold
         info["threshold"] = choice.to_dict()
     classifier.save_pretrained(output_dir)
