@@ -31,8 +31,8 @@ rehearsal setting), 15% of them held out; WER and slot-value recall on the held-
 else by other espeak-ng voice draws) and on ``assets/audio`` (in-domain here; its sentences are not in the
 training data), before and after.
 
-    python benchmarks/asr_finetune.py --json asr_finetune.json          # full run (about 1.5 hours on 2 CPU cores)
-    python benchmarks/asr_finetune.py --max-examples 8 --dev-examples 4 --epochs 1 --limit 5 \\
+    python -m benchmarks.asr_finetune --json asr_finetune.json          # full run (about 1.5 hours on 2 CPU cores)
+    python -m benchmarks.asr_finetune --max-examples 8 --dev-examples 4 --epochs 1 --limit 5 \\
         --demo-examples 8 --intent-epochs 0.1 --intent-max-examples 200 --rehearsal-examples 4  # smoke run
 
 Training runs in a child process (CTranslate2's threads, once loaded, slow torch training on CPU);
@@ -40,7 +40,6 @@ models and results are kept in ``--work`` and reused unless ``--retrain``.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import multiprocessing
 import sys
@@ -48,19 +47,26 @@ import time
 from pathlib import Path
 from typing import List, Optional, Tuple
 
-REPO = Path(__file__).resolve().parents[1]
-DATA = REPO.parent / "shared" / "data" / "coffee"
-ASSETS = REPO / "assets" / "audio"
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # sibling benchmark modules
+from .common import (
+    ASSETS_AUDIO,
+    COFFEE_DATA,
+    add_batch_size_flag,
+    add_data_flag,
+    add_device_flag,
+    add_json_flag,
+    add_work_flag,
+    benchmark_parser,
+    write_json,
+)
 
 
 def main() -> int:
     from speech_intent.asr_training import ASRTrainingOptions
 
     defaults = ASRTrainingOptions()
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=DATA, help="coffee data (grammar.yaml, dev/, noise/kitchen.wav)")
-    parser.add_argument("--work", type=Path, default=Path("/tmp/speech-intent-asr-finetune"))
+    parser = benchmark_parser(__doc__)
+    add_data_flag(parser, COFFEE_DATA, "coffee data (grammar.yaml, dev/, noise/kitchen.wav)")
+    add_work_flag(parser, Path("/tmp/speech-intent-asr-finetune"))
     parser.add_argument("--max-examples", type=int, default=1500, help="coffee grammar sentences to train on")
     parser.add_argument("--rehearsal", type=Path, default=None, metavar="PATH",
                         help="other-domain training data mixed into the coffee training (any format load_examples "
@@ -80,11 +86,11 @@ def main() -> int:
     parser.add_argument("--intent", type=Path, default=None, help="coffee intent model (default: trained in WORK)")
     parser.add_argument("--intent-epochs", type=float, default=3.0, help="coffee intent model recipe (coffee.py)")
     parser.add_argument("--intent-max-examples", type=int, default=4000)
-    parser.add_argument("--batch-size", type=int, default=8, help="evaluation batch size")
+    add_batch_size_flag(parser, help="evaluation batch size")
     parser.add_argument("--cpu-threads", type=int, default=None, help="CTranslate2 threads (default: the cores)")
-    parser.add_argument("--device", default="cpu")
+    add_device_flag(parser, "cpu")
     parser.add_argument("--retrain", action="store_true", help="train again even if WORK has the models")
-    parser.add_argument("--json", type=Path, default=None, help="write every number to this JSON file")
+    add_json_flag(parser, help="write every number to this JSON file")
     args = parser.parse_args()
     if not (args.data / "grammar.yaml").is_file():
         sys.exit(f"coffee data not found under {args.data}")
@@ -102,7 +108,7 @@ def main() -> int:
     if args.demo_examples:
         out["demo"] = demo(args)
     if args.json:
-        args.json.write_text(json.dumps(out, indent=2, default=float) + "\n")
+        write_json(args.json, out)
         print(f"\nwrote {args.json}")
     return 0
 
@@ -117,7 +123,7 @@ def run_child(target, *arguments) -> None:
 
 
 def _intent_job(args, intent_dir: Path) -> None:
-    import coffee as coffee_benchmark
+    from . import coffee as coffee_benchmark
 
     coffee_benchmark.train_intent_model(args.data / "grammar.yaml", intent_dir, epochs=args.intent_epochs,
                                         max_examples=args.intent_max_examples, device=args.device)
@@ -215,8 +221,8 @@ def assets_clips():
 
     from speech_intent.audio import load_audio
 
-    rows = list(csv.DictReader((ASSETS / "manifest.csv").open()))
-    return [load_audio(ASSETS / r["file"]) for r in rows], [r["text"] for r in rows]
+    rows = list(csv.DictReader((ASSETS_AUDIO / "manifest.csv").open()))
+    return [load_audio(ASSETS_AUDIO / r["file"]) for r in rows], [r["text"] for r in rows]
 
 
 # ------------------------------------------------------------------ rehearsal
@@ -227,7 +233,7 @@ def check_rehearsal(parser, args) -> None:
         parser.error(f"--rehearsal {args.rehearsal}: no such file or folder")
     if args.rehearsal_examples < 1:
         parser.error("--rehearsal needs --rehearsal-examples of at least 1")
-    for name, kept_out in (("assets/audio", ASSETS), ("the coffee data", args.data)):
+    for name, kept_out in (("assets/audio", ASSETS_AUDIO), ("the coffee data", args.data)):
         kept_out = kept_out.resolve()
         if source == kept_out or kept_out in source.parents or source in kept_out.parents:
             parser.error(f"--rehearsal {args.rehearsal}: overlaps {name} ({kept_out}), which is never trained on")
@@ -247,7 +253,7 @@ def coffee(args, intent_dir: Path) -> dict:
     prompt = domain_prompt(intent.canonicalizer.values) if intent.canonicalizer is not None else None
     train = [ex.text for ex in expand_grammar(grammar, max_examples=args.max_examples, seed=0)]
     dev = [ex.text for ex in expand_grammar(grammar, max_examples=args.dev_examples, seed=1)]
-    exclude = [args.data / "dev", kitchen, ASSETS, ASSETS / "manifest.csv"]
+    exclude = [args.data / "dev", kitchen, ASSETS_AUDIO, ASSETS_AUDIO / "manifest.csv"]
     suffix, rehearsal = rehearsal_setting(args)
     result = fine_tuned(args, "coffee" + suffix, train, dev, prompt, exclude, rehearsal)
     rehearsal = result.get("rehearsal")
@@ -326,7 +332,7 @@ def demo(args) -> dict:
     train, dev = [ex.text for ex in rest[n_dev:]], [ex.text for ex in rest[:n_dev]] or [rest[0].text]
     kitchen = args.data / "noise" / "kitchen.wav"
     suffix, rehearsal = rehearsal_setting(args)
-    result = fine_tuned(args, "demo" + suffix, train, dev, None, [kitchen, ASSETS], rehearsal)
+    result = fine_tuned(args, "demo" + suffix, train, dev, None, [kitchen, ASSETS_AUDIO], rehearsal)
 
     synth, voice_name = test_synthesizer()
     clean = [synth.synthesize(ex.text, voice=i) for i, ex in enumerate(test)]

@@ -7,7 +7,7 @@ converted to CTranslate2 int8 like ``fine_tune_asr``'s export, and scored the wa
 (free decoding, domain prompt, the coffee intent model), clean and at ``--snr`` kitchen noise, and WER on
 ``assets/audio`` (other domains, no prompt). Costs no training: it reuses a model ``asr_finetune.py`` made.
 
-    python benchmarks/asr_interpolate.py /tmp/speech-intent-asr-finetune/asr-coffee-no-rehearsal \\
+    python -m benchmarks.asr_interpolate /tmp/speech-intent-asr-finetune/asr-coffee-no-rehearsal \\
         --intent /tmp/speech-intent-coffee/model --alpha 0 0.5 0.7 0.8 0.9 1
 
 A = 0 is the base converted from its transformers twin, so its row can differ slightly from the bundled
@@ -15,14 +15,20 @@ CTranslate2 model's row in ``asr_finetune.py`` (int8 quantisation of a different
 """
 from __future__ import annotations
 
-import argparse
-import json
 import shutil
 import sys
 import types
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # sibling benchmark modules
+from .common import (
+    COFFEE_DATA,
+    add_batch_size_flag,
+    add_data_flag,
+    add_json_flag,
+    add_work_flag,
+    benchmark_parser,
+    write_json,
+)
 
 
 def interpolate(base_dir: Path, tuned_dir: Path, alpha: float, out: Path) -> Path:
@@ -44,18 +50,18 @@ def interpolate(base_dir: Path, tuned_dir: Path, alpha: float, out: Path) -> Pat
 
 
 def main() -> int:
-    import asr_finetune as bench
+    from . import asr_finetune as bench
 
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = benchmark_parser(__doc__)
     parser.add_argument("model", type=Path, help="a fine_tune_asr output directory (transformers weights)")
     parser.add_argument("--intent", type=Path, required=True, help="the coffee intent model (asr_finetune.py's)")
     parser.add_argument("--alpha", type=float, nargs="+", default=[0.0, 0.5, 0.7, 0.8, 0.9, 1.0])
     parser.add_argument("--base", type=Path, default=None, help="default: the bundled tiny.en's transformers twin")
-    parser.add_argument("--data", type=Path, default=bench.DATA)
+    add_data_flag(parser, COFFEE_DATA, "coffee data (grammar.yaml, dev/, noise/kitchen.wav)")
     parser.add_argument("--snr", type=float, nargs="*", default=[6.0])
-    parser.add_argument("--work", type=Path, default=Path("/tmp/speech-intent-asr-interpolate"))
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--json", type=Path, default=None)
+    add_work_flag(parser, Path("/tmp/speech-intent-asr-interpolate"))
+    add_batch_size_flag(parser)
+    add_json_flag(parser)
     args = parser.parse_args()
 
     from speech_intent import IntentClassifier, SpeechIntentPipeline
@@ -82,7 +88,7 @@ def main() -> int:
         cells = "".join(f"{v['acceptance']:14.1%} {v['slot_f1']:8.1%}" for k, v in row.items() if k != "assets_wer")
         print(f"{alpha:6g} {cells}   {row['assets_wer']:8.1%}", flush=True)
     if args.json:
-        args.json.write_text(json.dumps({"model": str(args.model), "rows": rows}, indent=2) + "\n")
+        write_json(args.json, {"model": str(args.model), "rows": rows})
     return 0
 
 

@@ -4,9 +4,9 @@ Trains a joint intent + slot model from ``grammar.yaml`` ONLY, then evaluates
 command acceptance on the 100 real dev recordings: clean, per technique
 (ablation), and with kitchen noise at 6-24 dB for the full configuration.
 
-    python benchmarks/coffee.py                       # full run (tens of minutes on 2 CPU cores)
-    python benchmarks/coffee.py --limit 20 --snr 6 24 # quick look
-    python benchmarks/coffee.py --speech-loop 1500    # + speech-in-the-loop training (model-speechloop/)
+    python -m benchmarks.coffee                       # full run (tens of minutes on 2 CPU cores)
+    python -m benchmarks.coffee --limit 20 --snr 6 24 # quick look
+    python -m benchmarks.coffee --speech-loop 1500    # + speech-in-the-loop training (model-speechloop/)
 
 Rows of the ablation (clean, and with kitchen noise at ``--ablation-snr``, default 6 dB):
   base       grammar-trained joint model on raw tiny.en transcripts
@@ -30,7 +30,6 @@ transcripts (``speech_intent.speech_in_the_loop``). That model and its report go
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -39,17 +38,25 @@ from pathlib import Path
 
 from speech_intent.asr.whisper_common import DEFAULT_CONTEXT_MARGIN
 
-REPO = Path(__file__).resolve().parents[1]
-DATA = REPO.parent / "shared" / "data" / "coffee"
+from .common import (
+    ASSETS_AUDIO,
+    COFFEE_DATA,
+    add_batch_size_flag,
+    add_data_flag,
+    add_device_flag,
+    add_work_flag,
+    benchmark_parser,
+)
+
 DEFAULT_WORK = Path("/tmp/speech-intent-coffee")
 DEFAULT_EPOCHS = 3.0
 DEFAULT_MAX_EXAMPLES = 4000
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=DATA)
-    parser.add_argument("--work", type=Path, default=DEFAULT_WORK)
+    parser = benchmark_parser(__doc__)
+    add_data_flag(parser, COFFEE_DATA, "coffee data: grammar.yaml, dev/ (recordings, labels.json), noise/kitchen.wav")
+    add_work_flag(parser, DEFAULT_WORK)
     parser.add_argument("--manifest", type=Path, default=None,
                         help="recordings to evaluate (labels.json / CSV / JSONL manifest; default: DATA/dev/labels.json)")
     parser.add_argument("--max-examples", type=int, default=DEFAULT_MAX_EXAMPLES,
@@ -62,8 +69,8 @@ def main() -> int:
     parser.add_argument("--ablation-snr", type=float, nargs="*", default=[6.0], metavar="DB",
                         help="ablation rows are also evaluated with kitchen noise at these SNRs (default 6 dB)")
     parser.add_argument("--retrain", action="store_true")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--batch-size", type=int, default=8)
+    add_device_flag(parser, "cpu")
+    add_batch_size_flag(parser)
     parser.add_argument("--asr", choices=["grammar", "faster-whisper"], default="grammar",
                         help="ASR of the noise sweep: grammar-constrained transformers Whisper, or free faster-whisper")
     parser.add_argument("--context-margin", type=_margin, default=DEFAULT_CONTEXT_MARGIN, metavar="S",
@@ -219,7 +226,7 @@ def rejection_rows(args, items, prompt):
     sets = [("coffee dev", coffee, True)]
     sets += [(f"coffee dev {snr:g} dB", [mix_at_snr(c, noise, snr, seed=0, index=i) for i, c in enumerate(coffee)], True)
              for snr in args.ablation_snr]
-    sets.append(("assets/audio", [load_audio(f) for f in sorted((REPO / "assets" / "audio").glob("*.wav"))], False))
+    sets.append(("assets/audio", [load_audio(f) for f in sorted(ASSETS_AUDIO.glob("*.wav"))], False))
     rows = []
     for name, clips, inside in sets:
         t = time.perf_counter()

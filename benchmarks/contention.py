@@ -1,7 +1,7 @@
 """How much a little background CPU load slows a local ``predict`` that uses every core.
 
-    python benchmarks/contention.py                       # 100 one-second files, bundled tiny.en, 2 threads
-    python benchmarks/contention.py --loads 0 9/50 --reps 3
+    python -m benchmarks.contention                       # 100 one-second files, bundled tiny.en, 2 threads
+    python -m benchmarks.contention --loads 0 9/50 --reps 3
 
 Why: one Ray actor given all of a 2-core machine ran its files 12-20% slower than local ``predict``
 while Ray's own processes (daemons, driver, Ray Data's helper actors) used ~7 s of CPU in a ~39 s job,
@@ -12,7 +12,6 @@ makes them (``rss.py``). Not part of CI; run it on a quiet machine.
 """
 from __future__ import annotations
 
-import argparse
 import os
 import subprocess
 import sys
@@ -21,8 +20,8 @@ import time
 from pathlib import Path
 from typing import Optional, Tuple
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from rss import REPO, make_files, make_pipeline  # noqa: E402
+from .common import add_synthetic_asr_flag, add_threads_flag, add_work_flag, benchmark_parser, child_env
+from .rss import make_files, make_pipeline
 
 TICKER = """
 import sys, time
@@ -38,8 +37,7 @@ while True:
 def predict(files: Path, pipeline: Path, out: Path, threads: int, load: Optional[Tuple[str, str]]) -> float:
     """Wall seconds of one ``speech-intent predict`` with the ticker (``load``) running beside it."""
     out.unlink(missing_ok=True)
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
-               TOKENIZERS_PARALLELISM="false", PYTHONPATH=str(REPO))
+    env = child_env(threads=threads)
     ticker = subprocess.Popen([sys.executable, "-c", TICKER, *load]) if load else None
     try:
         start = time.perf_counter()
@@ -53,14 +51,14 @@ def predict(files: Path, pipeline: Path, out: Path, threads: int, load: Optional
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = benchmark_parser(__doc__)
     parser.add_argument("--files", type=int, default=100)
-    parser.add_argument("--asr", choices=["tiny", "bundled"], default="bundled")
-    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    add_synthetic_asr_flag(parser, "bundled")
+    add_threads_flag(parser, os.cpu_count() or 1, help="OMP_NUM_THREADS of predict (default: the cores)")
     parser.add_argument("--loads", nargs="+", default=["0", "9/50", "30/100"],
                         help="BURST/PERIOD in ms of the background ticker; 0: none")
     parser.add_argument("--reps", type=int, default=2)
-    parser.add_argument("--work", default=None, help="folder for the files and pipeline (default: a temp dir)")
+    add_work_flag(parser, None, help="folder for the files and pipeline (default: a temp dir)")
     args = parser.parse_args()
     work = Path(args.work or tempfile.mkdtemp(prefix="contention-"))
     make_files(work / "files", args.files, 1.0)

@@ -1,9 +1,9 @@
 """Local ``speech-intent predict`` vs ``--engine ray`` with 1 and 2 workers on the same cores.
 
-    python benchmarks/distributed.py --files 1000 10000            # the targets' sizes
-    python benchmarks/distributed.py --files 100 --cores 2         # a smoke run
-    python benchmarks/distributed.py --files 1000 --asr bundled    # real tiny.en (slow on CPU)
-    python benchmarks/distributed.py --files 1000 10000 --cluster  # Ray rows on an already running cluster
+    python -m benchmarks.distributed --files 1000 10000            # the targets' sizes
+    python -m benchmarks.distributed --files 100 --cores 2         # a smoke run
+    python -m benchmarks.distributed --files 1000 --asr bundled    # real tiny.en (slow on CPU)
+    python -m benchmarks.distributed --files 1000 10000 --cluster  # Ray rows on an already running cluster
 
 Generates N short wav files in a temp dir (``benchmarks/rss.py``'s tones + noise; hard links
 for each N), saves a pipeline (``tiny``: random 2-layer wav2vec2 + BERT, so the batch and Ray
@@ -16,8 +16,8 @@ then runs the CLI on each N in a subprocess:
 
 Reported per row: wall time of the whole command (Ray: includes starting a local Ray and loading
 the pipeline in every actor; ``--address`` reuses a running cluster instead), files/s, overhead
-vs local (``wall / local wall - 1``), the driver's peak RSS (the driver process alone: Ray's own
-daemons and the actors are other processes) and the rows written (must equal N: nothing lost or
+vs local (``wall / local wall - 1``), the driver's peak RSS (``common.PeakMemory`` of the driver process
+alone, every 50 ms: Ray's own daemons and the actors are other processes) and the rows written (must equal N: nothing lost or
 doubled). Not part of CI.
 
 ``--cluster``: the Ray rows run with ``--address`` on a cluster this script starts first, so their
@@ -31,7 +31,6 @@ on the machine). The local row is run as without ``--cluster``; the cluster's st
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import os
@@ -44,33 +43,34 @@ import time
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional
 
-import psutil
+from tests.processes import free_ports, ray_node_port_args, stop_group
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from rss import MB, REPO, link_set, make_files, make_pipeline  # noqa: E402
-
-sys.path.insert(0, str(REPO))
-from tests.processes import free_ports, ray_node_port_args, stop_group  # noqa: E402
+from .common import (
+    PeakMemory,
+    add_batch_size_flag,
+    add_json_flag,
+    add_synthetic_asr_flag,
+    add_work_flag,
+    benchmark_parser,
+    child_env,
+    write_json,
+)
+from .rss import link_set, make_files, make_pipeline
 
 
 def run(cmd: List[str], output: Path, threads: int) -> Dict[str, float]:
-    """Run one CLI command; wall time, the driver's peak RSS (50 ms polling) and the rows written."""
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
-               TOKENIZERS_PARALLELISM="false", PYTHONPATH=str(REPO), RAY_USAGE_STATS_ENABLED="0")
+    """Run one CLI command; wall time, the driver's peak RSS (sampled every 50 ms) and the rows written."""
+    env = child_env(threads=threads, RAY_USAGE_STATS_ENABLED="0")
     for stale in (output, output.with_suffix(".parquet")):
         stale.unlink(missing_ok=True)
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    driver = psutil.Process(proc.pid)
-    peak = 0
+    memory = PeakMemory(proc.pid, interval=0.05).start()  # the driver alone
     try:
         while proc.poll() is None:
-            try:
-                peak = max(peak, driver.memory_info().rss)
-            except psutil.Error:
-                pass
             time.sleep(0.05)
     finally:  # interrupted: the command does not outlive the benchmark (or its cluster)
+        memory.stop()
         if proc.poll() is None:
             proc.kill()
             proc.wait()
@@ -79,7 +79,7 @@ def run(cmd: List[str], output: Path, threads: int) -> Dict[str, float]:
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{stderr[-3000:]}")
     rows = [json.loads(line)["path"] for line in open(output, encoding="utf-8")]
-    return {"wall_s": wall, "driver_peak_rss_mb": peak / MB, "rows": len(rows), "unique": len(set(rows)),
+    return {"wall_s": wall, "driver_peak_rss_mb": memory.peak_mb, "rows": len(rows), "unique": len(set(rows)),
             "summary": next((line for line in stderr.splitlines() if line.startswith("done: ")), "")}
 
 
@@ -124,25 +124,25 @@ def commands(inputs: Path, pipeline: Path, out: Path, batch: int, cores: int, ad
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = benchmark_parser(__doc__)
     parser.add_argument("--files", type=int, nargs="+", default=[1000, 10000], help="file counts to run")
     parser.add_argument("--seconds", type=float, default=1.0, help="length of each file")
-    parser.add_argument("--batch-size", type=int, default=8)
+    add_batch_size_flag(parser)
     parser.add_argument("--cores", type=int, default=2, help="cores all three runs share")
-    parser.add_argument("--asr", choices=["tiny", "bundled"], default="tiny")
+    add_synthetic_asr_flag(parser, "tiny")
     parser.add_argument("--address", default=None, help="a running Ray cluster (default: each run starts one)")
     parser.add_argument("--cluster", action="store_true",
                         help="start a Ray cluster (ray start --head, CORES CPUs) first and run the ray rows on it")
     parser.add_argument("--runs", default="local,ray x1,ray x2", help="which rows, comma-separated")
-    parser.add_argument("--json", default=None, help="also write the rows here")
-    parser.add_argument("--workdir", default=None, help="keep files here (default: a temp dir, removed)")
+    add_json_flag(parser, help="also write the rows here")
+    add_work_flag(parser, None, help="keep files here (default: a temp dir, removed)")
     args = parser.parse_args()
     if args.cluster and args.address:
         parser.error("--cluster starts its own cluster: give --cluster or --address, not both")
     print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores", flush=True)
     results = []
     with tempfile.TemporaryDirectory(prefix="speech-intent-ray-") as tmp:
-        work = Path(args.workdir) if args.workdir else Path(tmp)
+        work = args.work or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
         pipeline = make_pipeline(work / f"pipeline-{args.asr}", args.asr)
         make_files(work / "all", max(args.files), args.seconds)
@@ -167,7 +167,7 @@ def main() -> int:
                     results.append({"files": n, "run": name, "address": address if name != "local" else None,
                                     "cluster": args.cluster and name != "local", **r})
     if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+        write_json(args.json, results)
     return 0
 
 

@@ -16,13 +16,11 @@ trailing silence), and reports per setting:
 No server, no network: the service's own share is in ``serve.py``. The ASR stage is the default
 (bundled tiny.en on faster-whisper, domain prompt); ``--intent`` the coffee model of ``coffee.py``.
 
-    python benchmarks/endpoint.py --intent /tmp/speech-intent-coffee/model --early none 0.2 0.3 0.4
-    python benchmarks/endpoint.py --intent DIR --limit 20 --early none 0.3    # a quick look
+    python -m benchmarks.endpoint --intent /tmp/speech-intent-coffee/model --early none 0.2 0.3 0.4
+    python -m benchmarks.endpoint --intent DIR --limit 20 --early none 0.3    # a quick look
 """
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import time
 from pathlib import Path
@@ -30,8 +28,8 @@ from types import SimpleNamespace
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-COFFEE = REPO.parent / "shared" / "data" / "coffee" / "dev"
+from .common import COFFEE_DATA, add_json_flag, add_threads_flag, benchmark_parser, write_json
+
 CHUNK = 320  # 20 ms at 16 kHz
 
 
@@ -57,14 +55,15 @@ def stream_one(pipe, audio: np.ndarray, early) -> tuple:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--recordings", type=Path, default=COFFEE, help="folder with wavs and labels.json")
+    parser = benchmark_parser(__doc__)
+    parser.add_argument("--recordings", type=Path, default=COFFEE_DATA / "dev",
+                        help="folder with wavs and labels.json (default: %(default)s)")
     parser.add_argument("--intent", required=True, help="intent model dir (e.g. the coffee model of coffee.py)")
     parser.add_argument("--early", nargs="+", default=["none", "0.2", "0.3", "0.4"],
                         help="early_endpoint settings in seconds ('none': off)")
     parser.add_argument("--limit", type=int, default=None, help="the first N recordings only")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--json", type=Path, default=None, help="write the report here")
+    add_threads_flag(parser, 2, help="torch threads (default: %(default)s)")
+    add_json_flag(parser, help="write the report here")
     args = parser.parse_args()
 
     import transformers
@@ -119,7 +118,7 @@ def main() -> None:
         print(f"early_endpoint {setting}: split {split}, same as file {same}, accepted {ok}, finals {reasons}, "
               f"end of speech -> final p50 {row['eos_p50_s']:.3f} s, p95 {row['eos_p95_s']:.3f} s", flush=True)
     if args.json:
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
+        write_json(args.json, report)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Fuzz ``load_audio`` (bytes and arrays) and ``TextNormalizer`` with hypothesis; count untyped exceptions.
 
-    python benchmarks/fuzz.py                 # 10,000 inputs per target
-    python benchmarks/fuzz.py --inputs 50000 --seed 1 --target bytes
+    python -m benchmarks.fuzz                 # 10,000 inputs per target
+    python -m benchmarks.fuzz --inputs 50000 --seed 1 --target bytes
 
 Inputs come from ``tests/strategies.py`` (random bytes, mutated real wav/flac/ogg/aiff files,
 synthetic WAV headers; arrays of any dtype/shape with NaN/Inf; any unicode text and
@@ -12,25 +12,23 @@ untyped exception or property violation was found.
 """
 from __future__ import annotations
 
-import argparse
 import collections
 import logging
 import sys
 import time
 import traceback
 import unicodedata
-from pathlib import Path
 from typing import Callable, Dict, List
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from hypothesis import HealthCheck, Phase, given, seed, settings
+from hypothesis import strategies as st
 
-from hypothesis import HealthCheck, Phase, given, seed, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
+from speech_intent.audio import load_audio
+from speech_intent.errors import AudioError
+from speech_intent.normalize import TextNormalizer
+from tests.strategies import audio_bytes, sample_arrays, sampling_rates, texts
 
-from speech_intent.audio import load_audio  # noqa: E402
-from speech_intent.errors import AudioError  # noqa: E402
-from speech_intent.normalize import TextNormalizer  # noqa: E402
-from tests.strategies import audio_bytes, sample_arrays, sampling_rates, texts  # noqa: E402
+from .common import benchmark_parser
 
 
 class Tally:
@@ -103,7 +101,7 @@ TARGETS = {"bytes": fuzz_bytes, "arrays": fuzz_arrays, "normalizer": fuzz_normal
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = benchmark_parser(__doc__)
     parser.add_argument("--inputs", type=int, default=10_000, help="inputs per target (default 10,000)")
     parser.add_argument("--target", choices=sorted(TARGETS), action="append", help="default: all")
     parser.add_argument("--seed", type=int, default=0)

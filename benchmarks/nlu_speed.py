@@ -24,23 +24,20 @@ With ``--data`` (a labelled folder, e.g. the SNIPS test split) each of our rows 
 
 Usage::
 
-    python benchmarks/nlu_speed.py --texts 1000 --reps 3                  # demo model, demo texts
-    python benchmarks/nlu_speed.py --model DIR --data ../shared/data/snips/test --texts 0 --reps 1
+    python -m benchmarks.nlu_speed --texts 1000 --reps 3                  # demo model, demo texts
+    python -m benchmarks.nlu_speed --model DIR --data ../shared/data/snips/test --texts 0 --reps 1
 """
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # sibling benchmark modules
-from throughput import nlu_texts  # noqa: E402
+from .common import add_data_flag, add_json_flag, add_threads_flag, benchmark_parser, write_json
+from .throughput import nlu_texts
 
 EPS = 1e-4
 
@@ -84,17 +81,17 @@ def load_texts(args) -> tuple:
 
 
 def main(argv: Optional[List[str]] = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = benchmark_parser(__doc__)
     parser.add_argument("--model", type=Path, default=None, help="joint model dir (default: the demo model)")
-    parser.add_argument("--data", type=Path, default=None,
-                        help="labelled examples folder (texts and scores; default: demo-domain texts, no scores)")
+    add_data_flag(parser, None, "labelled examples folder, e.g. ../shared/data/snips/test (texts and scores; "
+                                "none: demo-domain texts, no scores)")
     parser.add_argument("--texts", type=int, default=1000, help="number of texts (cycled; 0 = all of --data)")
     parser.add_argument("--reps", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)), help="torch / ORT threads")
+    add_threads_flag(parser, len(os.sched_getaffinity(0)), help="torch / ORT threads (default: the cores)")
     parser.add_argument("--hf-batch-sizes", default="1,64")
     parser.add_argument("--variants", default="onnx,onnx-int8,int8-torch",
                         help="other runtimes to measure (nlu_variants.py; '' = none)")
-    parser.add_argument("--json", type=Path, help="write all measurements here")
+    add_json_flag(parser, help="write all measurements here")
     args = parser.parse_args(argv)
 
     import torch
@@ -115,7 +112,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     ours: Dict[str, Any] = {"ours": base}
     with tempfile.TemporaryDirectory(prefix="si-nlu-") as tmp:
         for name in (v for v in args.variants.split(",") if v):
-            from nlu_variants import variant
+            from .nlu_variants import variant
 
             ours[name] = variant(base, name, Path(tmp) / "onnx", threads=args.threads)
         for name, clf in ours.items():
@@ -161,7 +158,7 @@ def report(args, texts, examples, ours, rows, times, outputs, load) -> None:
                 row["intent_agree"] = sum(a.intent == b.intent for a, b in zip(out, ref)) / len(ref)
                 row["slot_agree"] = sum(a.slot_spans == b.slot_spans for a, b in zip(out, ref)) / len(ref)
         if examples is not None and not name.startswith("HF"):
-            from snips import evaluate
+            from .snips import evaluate
 
             scores = evaluate(ours[name], examples)
             row.update({k: scores[k] for k in ("intent_accuracy", "slot_f1", "sentence_accuracy")})
@@ -179,8 +176,8 @@ def report(args, texts, examples, ours, rows, times, outputs, load) -> None:
             cells += [_pct(r.get("intent_accuracy")), _pct(r.get("slot_f1")), _pct(r.get("sentence_accuracy"))]
         print("| " + " | ".join(cells) + " |")
     if args.json:
-        args.json.write_text(json.dumps({"texts": len(texts), "threads": args.threads, "reps": args.reps,
-                                         "anchor": anchor, "load": load, "rows": table}, indent=2) + "\n")
+        write_json(args.json, {"texts": len(texts), "threads": args.threads, "reps": args.reps, "anchor": anchor,
+                               "load": load, "rows": table})
 
 
 def _pct(value: Optional[float]) -> str:

@@ -6,7 +6,7 @@ model), so each variant trains its own coffee model (``benchmarks/coffee.py``'s 
 once by the bundled tiny.en (faster-whisper, free decoding, with the domain prompt a coffee model
 gives it), clean and with kitchen noise at ``--snr`` dB (mixed the benchmark's way, seed 0).
 
-    python benchmarks/normalizer.py --epochs 1            # ~2 min per variant on 2 CPU cores
+    python -m benchmarks.normalizer --epochs 1            # ~2 min per variant on 2 CPU cores
 
 Variants: the default ``TextNormalizer()``; each of its steps turned off (numbers to words,
 hyphen splitting, punctuation stripping); contractions expanded; and no normalisation beyond
@@ -14,15 +14,14 @@ lower case and whitespace.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
 from pathlib import Path
 from types import SimpleNamespace
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import coffee  # noqa: E402  (the coffee benchmark's data paths and training recipe)
+from . import coffee  # the coffee benchmark's training recipe
+from .common import COFFEE_DATA, add_batch_size_flag, add_data_flag, add_work_flag, benchmark_parser
 
 VARIANTS = {
     "default": {},
@@ -35,8 +34,8 @@ VARIANTS = {
 }
 
 
-def transcribe(items, noise_file: Path, snrs, batch_size: int, cache: Path) -> dict:
-    """condition -> transcripts of ``items`` (cached in ``cache``)."""
+def transcribe(items, grammar: Path, noise_file: Path, snrs, batch_size: int, cache: Path) -> dict:
+    """condition -> transcripts of ``items`` (cached in ``cache``); ``grammar`` gives the domain prompt."""
     if cache.is_file():
         return json.loads(cache.read_text())
     from speech_intent import FasterWhisperASR, TextNormalizer
@@ -45,7 +44,6 @@ def transcribe(items, noise_file: Path, snrs, batch_size: int, cache: Path) -> d
     from speech_intent.nlu.canonical import domain_prompt, infer_closed_values
     from speech_intent.synthesis.noise import mix_at_snr
 
-    grammar = coffee.DATA / "grammar.yaml"
     closed = infer_closed_values(expand_grammar(grammar, max_examples=coffee.DEFAULT_MAX_EXAMPLES, seed=0),
                                  normalizer=TextNormalizer())
     # the prompt SpeechIntentPipeline gives a coffee model's ASR
@@ -62,20 +60,21 @@ def transcribe(items, noise_file: Path, snrs, batch_size: int, cache: Path) -> d
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--work", type=Path, default=coffee.DEFAULT_WORK / "normalizer")
+    parser = benchmark_parser(__doc__)
+    add_data_flag(parser, COFFEE_DATA, "coffee data: grammar.yaml, dev/ (recordings, labels.json), noise/kitchen.wav")
+    add_work_flag(parser, coffee.DEFAULT_WORK / "normalizer")
     parser.add_argument("--epochs", type=float, default=coffee.DEFAULT_EPOCHS)
     parser.add_argument("--snr", type=float, nargs="*", default=[6.0])
     parser.add_argument("--variants", nargs="*", default=list(VARIANTS), choices=list(VARIANTS))
-    parser.add_argument("--batch-size", type=int, default=8)
+    add_batch_size_flag(parser)
     args = parser.parse_args()
 
     from speech_intent import TextNormalizer
     from speech_intent.evaluate import read_manifest
     from speech_intent.evaluate.metrics import compute_report
 
-    items = read_manifest(coffee.DATA / "dev" / "labels.json")
-    texts = transcribe(items, coffee.DATA / "noise" / "kitchen.wav", args.snr, args.batch_size,
+    items = read_manifest(args.data / "dev" / "labels.json")
+    texts = transcribe(items, args.data / "grammar.yaml", args.data / "noise" / "kitchen.wav", args.snr, args.batch_size,
                        args.work / f"transcripts-{'-'.join(f'{s:g}' for s in args.snr)}.json")
     rows = []
     for name in args.variants:
@@ -83,7 +82,7 @@ def main() -> int:
         model_dir = args.work / name.replace(" ", "-")
         start = time.perf_counter()
         if not (model_dir / "model.safetensors").is_file():
-            coffee.train_intent_model(coffee.DATA / "grammar.yaml", model_dir, epochs=args.epochs,
+            coffee.train_intent_model(args.data / "grammar.yaml", model_dir, epochs=args.epochs,
                                       normalizer=normalizer)
         from speech_intent import IntentClassifier
 

@@ -8,8 +8,8 @@ BERT; ``bundled``: faster-whisper tiny.en + the tiny BERT) on N one-second files
 ``predict_distributed`` with a builder that records its own times (the actor imports speech_intent while
 unpickling it, so "entered" already has those imports behind it).
 
-    python benchmarks/ray_startup.py --files 100 --workers 1
-    python benchmarks/ray_startup.py --files 100 --asr bundled --cpu
+    python -m benchmarks.ray_startup --files 100 --workers 1
+    python -m benchmarks.ray_startup --files 100 --asr bundled --cpu
 """
 from __future__ import annotations
 
@@ -17,20 +17,17 @@ import time
 
 T0 = time.time()
 
-import argparse  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
-import sys  # noqa: E402
 import tempfile  # noqa: E402
 import threading  # noqa: E402
 from collections import Counter  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from rss import REPO, make_files, make_pipeline  # noqa: E402
-
-sys.path.insert(0, str(REPO))
 import speech_intent.cli.predict  # noqa: E402,F401  (the CLI's imports)
+
+from .common import add_synthetic_asr_flag, benchmark_parser  # noqa: E402
+from .rss import make_files, make_pipeline  # noqa: E402
 
 MARKS = {"driver imports": time.time() - T0}
 import ray  # noqa: E402,F401
@@ -48,7 +45,7 @@ class Builder:
         import psutil
 
         entered = time.time()
-        from speech_intent.distributed import load_pipeline
+        from speech_intent.batch.ray_runner import load_pipeline
 
         pipe = load_pipeline(self.path, device="cpu")  # what a worker does with a pipeline directory
         with open(self.log, "a", encoding="utf-8") as f:
@@ -112,14 +109,14 @@ class CpuSampler:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = benchmark_parser(__doc__)
     parser.add_argument("--files", type=int, default=100)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--cores", type=int, default=2, help="CPUs the actors share")
-    parser.add_argument("--asr", choices=["tiny", "bundled"], default="tiny")
+    add_synthetic_asr_flag(parser, "tiny")
     parser.add_argument("--cpu", action="store_true", help="CPU seconds per process during the job")
     args = parser.parse_args()
-    from speech_intent import distributed
+    from speech_intent.batch import ray_runner as distributed
 
     with tempfile.TemporaryDirectory(prefix="si-ray-startup-") as tmp:
         work = Path(tmp)

@@ -1,20 +1,19 @@
 """Peak memory of ``speech-intent predict`` on N short files: it must not grow with N.
 
-    python benchmarks/rss.py --files 1000 10000
-    python benchmarks/rss.py --files 1000 --asr bundled      # the real tiny.en (slow on CPU)
+    python -m benchmarks.rss --files 1000 10000
+    python -m benchmarks.rss --files 1000 --asr bundled      # the real tiny.en (slow on CPU)
 
 Generates N one-second wav files (tones + noise) in a temp dir, saves a pipeline
 (``tiny``: a random 2-layer wav2vec2 + 2-layer BERT, fast on any CPU, so memory
 growth from the batch machinery is not hidden behind model time; ``bundled``:
 faster-whisper tiny.en + the tiny BERT) and runs the CLI on each N in a subprocess.
-Reported per N: wall time, peak RSS (psutil polling of the child and its children,
-and the kernel's ``ru_maxrss`` from ``wait4``) and the RSS once 10/25/50/75/100 % of the
+Reported per N: wall time, peak RSS (``common.PeakMemory``: the child and its children,
+sampled every 50 ms) and the RSS once 10/25/50/75/100 % of the
 files were written (growth that levels off is allocator warm-up; steady growth is a leak).
 Not part of CI.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
@@ -25,11 +24,17 @@ from pathlib import Path
 from typing import Dict, List, Tuple
 
 import numpy as np
-import psutil
 import soundfile as sf
 
-REPO = Path(__file__).resolve().parents[1]
-MB = 1024 * 1024
+from .common import (
+    MB,
+    PeakMemory,
+    add_batch_size_flag,
+    add_synthetic_asr_flag,
+    add_work_flag,
+    benchmark_parser,
+    child_env,
+)
 
 
 def make_pipeline(out: Path, asr: str) -> Path:
@@ -98,35 +103,27 @@ def link_set(source: Path, target: Path, n: int) -> Path:
 
 
 def run_predict(inputs: Path, pipeline: Path, output: Path, batch_size: int, n: int) -> Dict[str, float]:
-    """Run the CLI in a subprocess, polling its RSS (and its children's) every 50 ms."""
+    """Run the CLI in a subprocess, sampling its RSS (and its children's) every 50 ms."""
     cmd = [sys.executable, "-m", "speech_intent.cli", "predict", str(inputs), "--pipeline", str(pipeline),
            "--device", "cpu", "--batch-size", str(batch_size), "-q", "-o", str(output), "--overwrite"]
-    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false",
-               PYTHONPATH=str(REPO))
     output.unlink(missing_ok=True)  # a previous run's rows would confuse the progress count
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    watched = psutil.Process(proc.pid)
+    proc = subprocess.Popen(cmd, env=child_env(threads=1), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     samples: List[Tuple[int, int]] = []  # (lines written, rss)
     lines = offset = 0
-    while True:
-        try:
-            rss = watched.memory_info().rss + sum(c.memory_info().rss for c in watched.children(recursive=True))
-        except psutil.Error:  # exited between the checks
-            rss = 0
-        if output.exists():
-            with open(output, "rb") as handle:
-                handle.seek(offset)
-                chunk = handle.read()
-            lines += chunk.count(b"\n")
-            offset += len(chunk)
-        if rss:
-            samples.append((lines, rss))
-        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-        if pid:
-            break
-        time.sleep(0.05)
-    proc.returncode = os.waitstatus_to_exitcode(status)
+    with PeakMemory(proc.pid, children=True, interval=0.05) as memory:
+        while True:
+            if output.exists():
+                with open(output, "rb") as handle:
+                    handle.seek(offset)
+                    chunk = handle.read()
+                lines += chunk.count(b"\n")
+                offset += len(chunk)
+            if memory.latest:
+                samples.append((lines, memory.latest))
+            if proc.poll() is not None:
+                break
+            time.sleep(0.05)
     stderr = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
     if proc.returncode != 0:
         raise RuntimeError(f"predict failed ({proc.returncode}):\n{stderr[-3000:]}")
@@ -136,34 +133,34 @@ def run_predict(inputs: Path, pipeline: Path, output: Path, batch_size: int, n: 
         return next((rss for done, rss in samples if done >= n * fraction), samples[-1][1]) / MB
 
     return {"files": n, "rows": written, "wall_s": wall, "files_per_s": n / wall,
-            "peak_rss_mb": max(r for _, r in samples) / MB, "ru_maxrss_mb": usage.ru_maxrss * 1024 / MB,
+            "peak_rss_mb": memory.peak_mb,
             "rss_at_pct_mb": {pct: rss_at(pct / 100) for pct in (10, 25, 50, 75, 100)},
             "summary": next((line for line in stderr.splitlines() if line.startswith("done: ")), "")}
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = benchmark_parser(__doc__)
     parser.add_argument("--files", type=int, nargs="+", default=[1000, 10000], help="file counts to run")
     parser.add_argument("--seconds", type=float, default=1.0, help="length of each file")
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--asr", choices=["tiny", "bundled"], default="tiny")
-    parser.add_argument("--workdir", default=None, help="keep files here (default: a temp dir, removed)")
+    add_batch_size_flag(parser)
+    add_synthetic_asr_flag(parser, "tiny")
+    add_work_flag(parser, None, help="keep files here (default: a temp dir, removed)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="speech-intent-rss-") as tmp:
-        work = Path(args.workdir) if args.workdir else Path(tmp)
+        work = args.work or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
         pipeline = make_pipeline(work / f"pipeline-{args.asr}", args.asr)
         t0 = time.perf_counter()
         make_files(work / "all", max(args.files), args.seconds)
         print(f"generated {max(args.files)} x {args.seconds:g} s wav files in {time.perf_counter() - t0:.0f} s",
               flush=True)
-        print(f"{'files':>7} {'rows':>7} {'wall s':>7} {'files/s':>8} {'peak RSS MB':>12} {'ru_maxrss MB':>13} "
+        print(f"{'files':>7} {'rows':>7} {'wall s':>7} {'files/s':>8} {'peak RSS MB':>12} "
               f" RSS MB at 10/25/50/75/100 % of files")
         for n in args.files:
             folder = link_set(work / "all", work / f"set_{n}", n)
             r = run_predict(folder, pipeline, work / f"out_{n}.jsonl", args.batch_size, n)
             print(f"{r['files']:>7} {r['rows']:>7} {r['wall_s']:>7.0f} {r['files_per_s']:>8.1f} "
-                  f"{r['peak_rss_mb']:>12.0f} {r['ru_maxrss_mb']:>13.0f}  "
+                  f"{r['peak_rss_mb']:>12.0f}  "
                   f"{'/'.join(f'{v:.0f}' for v in r['rss_at_pct_mb'].values())}   [{r['summary']}]", flush=True)
     return 0
 

@@ -9,19 +9,18 @@ Starts ``speech-intent serve`` (micro-batching on, then off; for each ``--worker
   silence: the service's own work), p50 / p95; utterances dropped or split; and how many streamed
   results (intent and slots) equal ``/v1/predict`` on the same file (the differences are listed);
 - ``/v1/predict`` throughput (requests/s and audio seconds/s) with 1, 8 and 32 concurrent clients;
-- the server's peak RSS (VmHWM).
+- the server's peak RSS (``common.PeakMemory`` of the server process, every 50 ms from its start).
 
-Recordings: ``../shared/data/coffee/dev`` when present, else ``assets/audio``.
+Recordings (``--recordings``): ``../shared/data/coffee/dev`` when present, else ``assets/audio``.
 
-    python benchmarks/serve.py --intent /tmp/speech-intent-coffee/model --utterances 13 --max-seconds 170
-    python benchmarks/serve.py                                   # the embedded default pipeline
-    python benchmarks/serve.py --pipeline DIR --utterances 2 --requests 16 --smoke
-    python benchmarks/serve.py --intent DIR --early-endpoint 0.2 --predict-clients ''   # streaming only
-    python benchmarks/serve.py --intent DIR --workers 1,2 --stream-clients 1,8 --predict-clients 1,8,32
+    python -m benchmarks.serve --intent /tmp/speech-intent-coffee/model --utterances 13 --max-seconds 170
+    python -m benchmarks.serve                                   # the embedded default pipeline
+    python -m benchmarks.serve --pipeline DIR --utterances 2 --requests 16 --smoke
+    python -m benchmarks.serve --intent DIR --early-endpoint 0.2 --predict-clients ''   # streaming only
+    python -m benchmarks.serve --intent DIR --workers 1,2 --stream-clients 1,8 --predict-clients 1,8,32
 """
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import os
@@ -32,22 +31,38 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import soundfile as sf
 
 from speech_intent.vad import VADOptions
 
-REPO = Path(__file__).resolve().parents[1]
-COFFEE = REPO.parent / "shared" / "data" / "coffee" / "dev"
+from .common import (
+    ASSETS_AUDIO,
+    COFFEE_DATA,
+    REPO,
+    PeakMemory,
+    add_device_flag,
+    add_json_flag,
+    benchmark_parser,
+    child_env,
+    to_json,
+    write_json,
+)
 
 
-def recordings(limit: int) -> list:
-    folder = COFFEE if COFFEE.is_dir() and any(COFFEE.glob("*.wav")) else REPO / "assets" / "audio"
+def recordings(folder: Optional[Path], limit: int) -> list:
+    """The first ``limit`` wav files of ``folder`` (default: the coffee dev recordings, else assets/audio)."""
+    if folder is None:
+        coffee = COFFEE_DATA / "dev"
+        folder = coffee if coffee.is_dir() and any(coffee.glob("*.wav")) else ASSETS_AUDIO
     return sorted(folder.glob("*.wav"))[:limit]
 
 
 def start_server(args, batching: bool, workers: int = 1):
+    """Start ``speech-intent serve`` on a free loopback port; (process, url, its peak-memory sampler) once
+    ``/health`` answers (the sampler runs from the process's start, so loading the models counts)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
@@ -61,20 +76,23 @@ def start_server(args, batching: bool, workers: int = 1):
     command += ["--device", args.device] if args.device else []
     command += [] if batching else ["--no-micro-batching"]
     command += ["--workers", str(workers)]
-    process = subprocess.Popen(command, cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)),
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    process = subprocess.Popen(command, cwd=REPO, env=child_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               start_new_session=True)
+    memory = PeakMemory(process.pid, interval=0.05).start()
     import httpx
 
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + args.start_timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
+            memory.stop()
             raise SystemExit(f"server exited: {process.stderr.read().decode()[-2000:]}")
         try:
             if httpx.get(url + "/health", timeout=2).status_code == 200:
-                return process, url
+                return process, url, memory
         except httpx.HTTPError:
             time.sleep(0.5)
+    memory.stop()
     process.kill()
     raise SystemExit("server did not start in time")
 
@@ -86,13 +104,6 @@ def stop_server(process) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
-
-
-def peak_rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 # ---------------------------------------------------------------------------- streaming
@@ -241,7 +252,7 @@ def throughput(url: str, clients: int, files: list, args) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = benchmark_parser(__doc__)
     parser.add_argument("--pipeline", default=None, help="saved pipeline dir (default: the embedded default)")
     parser.add_argument("--intent", default=None, help="intent model dir (e.g. the coffee model of coffee.py)")
     parser.add_argument("--trailing-silence", type=float, default=0.6, help="the streams' VAD trailing silence")
@@ -249,7 +260,9 @@ def main() -> None:
                         help="the service's --early-endpoint (seconds of pause; default: off)")
     parser.add_argument("--max-wait-ms", type=float, default=None,
                         help="the service's --max-wait-ms (micro-batching; default: the service's)")
-    parser.add_argument("--device", default=None)
+    add_device_flag(parser, None, help="the service's --device (default: the service's)")
+    parser.add_argument("--recordings", type=Path, default=None,
+                        help="folder of wav files (default: ../shared/data/coffee/dev, else assets/audio)")
     parser.add_argument("--stream-clients", default="1,8", help="'' for /v1/predict only")
     parser.add_argument("--predict-clients", default="1,8,32", help="'' for streaming only")
     parser.add_argument("--utterances", type=int, default=6, help="recordings each streaming client replays")
@@ -261,10 +274,10 @@ def main() -> None:
     parser.add_argument("--max-seconds", type=float, default=60.0, help="bound on each streaming run")
     parser.add_argument("--start-timeout", type=float, default=600.0)
     parser.add_argument("--smoke", action="store_true", help="note in the output: a smoke run, not for timing")
-    parser.add_argument("-o", "--output", default=None, help="write the JSON report here")
+    add_json_flag(parser, help="write the report here")
     args = parser.parse_args()
     stream_clients = [int(c) for c in args.stream_clients.split(",") if c.strip()]
-    files = recordings(max([args.utterances * c for c in stream_clients] + [32]))
+    files = recordings(args.recordings, max([args.utterances * c for c in stream_clients] + [32]))
     report = {"recordings": str(files[0].parent), "smoke": args.smoke, "pipeline": args.pipeline or "default",
               "intent": args.intent, "trailing_silence": args.trailing_silence,
               "early_endpoint": args.early_endpoint, "max_wait_ms": args.max_wait_ms,
@@ -272,7 +285,7 @@ def main() -> None:
     predict_clients = [int(c) for c in args.predict_clients.split(",") if c.strip()]
     settings = [(w, b) for w in args.workers for b in ((True, False) if predict_clients else (True,))]
     for workers, batching in settings:  # no /v1/predict runs: streaming only
-        process, url = start_server(args, batching, workers)
+        process, url, memory = start_server(args, batching, workers)
         try:
             run = {"workers": workers, "micro_batching": batching, "stream": [], "predict": []}
             if batching:  # streaming latency with the service's defaults
@@ -283,14 +296,14 @@ def main() -> None:
             for clients in predict_clients:
                 run["predict"].append(throughput(url, clients, files, args))
                 print("predict", workers, batching, run["predict"][-1], flush=True)
-            run["peak_rss_mb"] = round(peak_rss_mb(process.pid), 1)
+            run["peak_rss_mb"] = round(memory.peak_mb, 1)
         finally:
+            memory.stop()
             stop_server(process)
         report["runs"].append(run)
-    text = json.dumps(report, indent=2)
-    print(text)
-    if args.output:
-        Path(args.output).write_text(text + "\n")
+    print(to_json(report))
+    if args.json:
+        write_json(args.json, report)
 
 
 if __name__ == "__main__":

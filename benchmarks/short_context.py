@@ -17,13 +17,11 @@ Backends: ``faster-whisper`` (the default), ``whisper`` (transformers) and ``gra
 constrained to the coffee grammar, coffee only). Times are wall seconds of the same run (ratios only;
 ``benchmarks/throughput.py`` measures speed on a quiet machine).
 
-    python benchmarks/short_context.py                       # everything (tens of minutes on 2 cores)
-    python benchmarks/short_context.py --backends faster-whisper --sets coffee --limit 20
+    python -m benchmarks.short_context                       # everything (tens of minutes on 2 cores)
+    python -m benchmarks.short_context --backends faster-whisper --sets coffee --limit 20
 """
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import sys
 import tempfile
@@ -33,10 +31,16 @@ from typing import Any, Dict, List
 
 import numpy as np
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))  # sibling benchmark modules
-REPO = HERE.parent
-ASSETS = REPO / "assets" / "audio" / "manifest.csv"
+from .common import (
+    ASSETS_AUDIO,
+    COFFEE_DATA,
+    add_batch_size_flag,
+    add_data_flag,
+    add_json_flag,
+    benchmark_parser,
+    write_json,
+)
+
 VARIANTS = ("30s", "short", "short, no net")
 
 
@@ -127,23 +131,24 @@ def run_set(asr, intent, items, *, noise, snrs, batch_size: int) -> Dict[str, Di
 
 
 def main(argv: List[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "coffee")
+    parser = benchmark_parser(__doc__)
+    add_data_flag(parser, COFFEE_DATA, "coffee data (grammar.yaml, dev/, noise/kitchen.wav)")
     parser.add_argument("--sets", default="coffee,assets,demo")
     parser.add_argument("--backends", default="faster-whisper,whisper,grammar")
     parser.add_argument("--snr", type=float, nargs="*", default=[6.0], help="kitchen-noise SNRs for coffee")
     parser.add_argument("--demo", type=int, default=60, help="spoken demo-domain sentences")
     parser.add_argument("--limit", type=int, default=None, help="first N coffee recordings only")
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--json", type=Path)
+    add_batch_size_flag(parser)
+    add_json_flag(parser)
     args = parser.parse_args(argv)
 
-    import coffee  # the coffee benchmark's intent model, trained from the grammar on first use
     import torch
 
     from speech_intent import IntentClassifier
     from speech_intent.demo_model import default_intent_model
     from speech_intent.evaluate import read_manifest
+
+    from . import coffee  # the coffee benchmark's intent model, trained from the grammar on first use
 
     torch.set_num_threads(os.cpu_count() or 1)
     sets, backends = args.sets.split(","), args.backends.split(",")
@@ -162,7 +167,7 @@ def main(argv: List[str] | None = None) -> int:
             data["coffee"] = (items, IntentClassifier.from_pretrained(model_dir, device="cpu"),
                               args.data / "noise" / "kitchen.wav", args.snr)
         if "assets" in sets:
-            data["assets"] = (read_manifest(ASSETS), demo_model, None, None)
+            data["assets"] = (read_manifest(ASSETS_AUDIO / "manifest.csv"), demo_model, None, None)
         if "demo" in sets:
             data["demo"] = (demo_items(args.demo, Path(tmp)), demo_model, None, None)
         for backend in backends:
@@ -175,7 +180,7 @@ def main(argv: List[str] | None = None) -> int:
                                                          batch_size=args.batch_size)
     results["load_end"] = os.getloadavg()
     if args.json:
-        args.json.write_text(json.dumps(results, indent=2, default=float) + "\n")
+        write_json(args.json, results)
     return 0
 
 

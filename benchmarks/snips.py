@@ -22,16 +22,14 @@ Targets with the bundled MiniLM: intent >= 98.6%, slot F1 >= 97.0%, sentence >= 
 
 Usage (from the repository root)::
 
-    python benchmarks/snips.py                                  # full run (slow on CPU)
-    python benchmarks/snips.py --epochs 1 --max-train-examples 500 --max-test-examples 200   # smoke run
-    python benchmarks/snips.py --epochs 10 --lr 2e-4 --head-lr 3e-3 --json snips.json
-    python benchmarks/snips.py --epochs 30 --early-stopping 5 --lr 1e-4 --head-lr 3e-3 --warmup 0.06 \
+    python -m benchmarks.snips                                  # full run (slow on CPU)
+    python -m benchmarks.snips --epochs 1 --max-train-examples 500 --max-test-examples 200   # smoke run
+    python -m benchmarks.snips --epochs 10 --lr 2e-4 --head-lr 3e-3 --json snips.json
+    python -m benchmarks.snips --epochs 30 --early-stopping 5 --lr 1e-4 --head-lr 3e-3 --warmup 0.06 \
         --crf --layer-lr-decay 0.9 --json snips-crf.json --plot snips-crf.png
 """
 from __future__ import annotations
 
-import argparse
-import json
 import logging
 import random
 import sys
@@ -43,8 +41,16 @@ from typing import Any, Dict, List, Optional
 
 from transformers import TrainerCallback
 
-REPO = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = REPO.parent / "shared" / "data" / "snips"
+from .common import (
+    SNIPS_DATA,
+    add_batch_size_flag,
+    add_data_flag,
+    add_device_flag,
+    add_json_flag,
+    benchmark_parser,
+    write_json,
+)
+
 TARGETS = {"intent_accuracy": 0.986, "slot_f1": 0.970, "sentence_accuracy": 0.936}
 
 
@@ -179,8 +185,8 @@ def plot_history(history: List[Dict[str, Any]], path: Path, title: str) -> Path:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="SNIPS folder with train/ dev/ test/")
+    parser = benchmark_parser(__doc__)
+    add_data_flag(parser, SNIPS_DATA, "SNIPS folder with train/ dev/ test/")
     parser.add_argument("--epochs", type=float, default=10.0, help="maximum epochs")
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--head-lr", type=float, default=None,
@@ -193,16 +199,16 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--crf", action="store_true", help="CRF slot decoder (learned transitions, Viterbi)")
     parser.add_argument("--no-bio-constraint", action="store_true",
                         help="with --crf: let Viterbi put I-x after O (default: BIO-valid sequences only)")
-    parser.add_argument("--batch-size", type=int, default=32)
+    add_batch_size_flag(parser, 32)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--early-stopping", type=int, default=3, help="patience in epochs (0: never stop early)")
     parser.add_argument("--max-train-examples", type=int, default=None, help="random subset (smoke runs)")
     parser.add_argument("--max-dev-examples", type=int, default=None)
     parser.add_argument("--max-test-examples", type=int, default=None)
     parser.add_argument("--base", default=None, help="encoder (default: bundled all-MiniLM-L6-v2)")
-    parser.add_argument("--device", default=None, help="cpu, cuda (default: CUDA when available)")
+    add_device_flag(parser, None, help="cpu, cuda (default: CUDA when available)")
     parser.add_argument("--output", type=Path, default=None, help="keep the trained model here (default: temp dir)")
-    parser.add_argument("--json", type=Path, default=None, help="write the result (with per-epoch history) as JSON")
+    add_json_flag(parser, help="write the result (with per-epoch history) as JSON")
     parser.add_argument("--plot", type=Path, default=None, help="write the learning curves as a PNG")
     parser.add_argument("--no-epoch-test", action="store_true", help="no test scores after each epoch")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
@@ -261,7 +267,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     print(f"  slot precision {result.slot_precision:.2%}, recall {result.slot_recall:.2%}; "
           f"{result.text_mismatches} normalisation mismatches; eval {result.eval_seconds:.1f} s")
     if args.json:
-        args.json.write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+        write_json(args.json, result.to_dict())
     if args.plot:
         decoder = "CRF" if args.crf else "softmax"
         title = (f"SNIPS, {decoder} slots, lr {args.lr:g} (heads {args.head_lr or args.lr:g}), warmup {args.warmup:g}, "

@@ -1,10 +1,11 @@
 """Throughput on CPU (and GPU): same audio, same weights, interleaved repetitions.
 
-Audio: the coffee dev recordings (``../shared/data/coffee/dev/*.wav``, ~8 s each) and
+Audio: the coffee dev recordings (``--data``: ``../shared/data/coffee``, its ``dev/*.wav``, ~8 s each) and
 ``assets/audio/*.wav``. Weights: the bundled Whisper tiny.en (CTranslate2) and its
 transformers twin made by ``speech_intent.asr.convert_ctranslate2_whisper``.
 
-Rows (each family in its own worker process, so peak RSS is per family; workers are driven
+Rows (each family in its own worker process, so peak RSS is per family (``common.PeakMemory`` of that
+process, every 10 ms of each timed call); workers are driven
 one at a time, rows interleaved and rotated every repetition; peak GPU memory counts torch's
 allocator only, not CTranslate2's):
 
@@ -26,24 +27,29 @@ the transcript).
 
 Usage (the coffee model is trained on first use, like ``benchmarks/coffee.py`` does)::
 
-    SPEECH_INTENT_CACHE=/tmp/si-cache python benchmarks/throughput.py --quick
-    SPEECH_INTENT_CACHE=/tmp/si-cache python benchmarks/throughput.py --reps 3 --batch-sizes 1,8,16 --json out.json
+    SPEECH_INTENT_CACHE=/tmp/si-cache python -m benchmarks.throughput --quick
+    SPEECH_INTENT_CACHE=/tmp/si-cache python -m benchmarks.throughput --reps 3 --batch-sizes 1,8,16 --json out.json
 """
 from __future__ import annotations
 
-import argparse
 import multiprocessing as mp
 import os
-import sys
 import tempfile
-import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # sibling benchmark modules
-from throughput_report import ASSETS, COFFEE, report  # noqa: E402
+from .common import (
+    ASSETS_AUDIO,
+    COFFEE_DATA,
+    PeakMemory,
+    add_data_flag,
+    add_device_flag,
+    add_json_flag,
+    benchmark_parser,
+)
+from .throughput_report import report
 
 
 @dataclass
@@ -66,35 +72,6 @@ class Row:
 
 
 # ------------------------------------------------------------------------------------------ workers
-
-
-class PeakSampler:
-    """Samples this process's RSS (and CUDA memory) every ``interval`` s while active."""
-
-    def __init__(self, interval: float = 0.01) -> None:
-        import psutil
-
-        self.process, self.interval, self.peak = psutil.Process(), interval, 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, daemon=True)
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, self.process.memory_info().rss)
-            self._stop.wait(self.interval)
-
-    def __enter__(self) -> "PeakSampler":
-        import torch
-
-        if torch.cuda.is_available():
-            torch.cuda.reset_peak_memory_stats()
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, self.process.memory_info().rss)
 
 
 def _load(row: Row, paths: Dict[str, Optional[str]]):
@@ -182,8 +159,10 @@ def worker(conn, row_dict: Dict[str, Any], paths: Dict[str, Optional[str]]) -> N
             return
         row, inputs = Row(**message["row"]), message["inputs"]
         extra = {"margin": row.margin} if row.kind == "ours" else {}
+        if torch.cuda.is_available():
+            torch.cuda.reset_peak_memory_stats()
         try:
-            with PeakSampler() as sampler:
+            with PeakMemory(interval=0.01) as memory:  # this worker process
                 start = time.perf_counter()
                 out = run(inputs, row.batch, **extra)
                 wall = time.perf_counter() - start
@@ -191,21 +170,21 @@ def worker(conn, row_dict: Dict[str, Any], paths: Dict[str, Optional[str]]) -> N
             conn.send({"error": f"{row.name} b={row.batch}: {type(error).__name__}: {error}"})
             continue
         gpu = torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else None
-        conn.send({"wall": wall, "rss_mb": sampler.peak / 2**20, "gpu_mb": gpu, "out": out})
+        conn.send({"wall": wall, "rss_mb": memory.peak_mb, "gpu_mb": gpu, "out": out})
 
 
 # ------------------------------------------------------------------------------------------ data
 
 
-def audio_files(quick: bool) -> Tuple[List[str], List[str], float]:
+def audio_files(coffee_dev: Path, quick: bool) -> Tuple[List[str], List[str], float]:
     """(coffee files, asset files, total audio seconds)."""
     import soundfile as sf
 
-    coffee, assets = sorted(map(str, COFFEE.glob("*.wav"))), sorted(map(str, ASSETS.glob("*.wav")))
+    coffee, assets = sorted(map(str, coffee_dev.glob("*.wav"))), sorted(map(str, ASSETS_AUDIO.glob("*.wav")))
     if quick:
         coffee, assets = coffee[:4], assets[:2]
     if not coffee and not assets:
-        raise SystemExit(f"no audio found under {COFFEE} or {ASSETS}")
+        raise SystemExit(f"no audio found under {coffee_dev} or {ASSETS_AUDIO}")
     return coffee, assets, sum(sf.info(f).duration for f in coffee + assets)
 
 
@@ -262,11 +241,12 @@ def build_rows(args) -> List[Row]:
 
 
 def main(argv: Optional[List[str]] = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = benchmark_parser(__doc__)
     parser.add_argument("--quick", action="store_true", help="6 files, 1 repetition, batch sizes 1,4 (smoke run)")
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--batch-sizes", default="1,8,16")
-    parser.add_argument("--device", choices=["cpu", "cuda", "auto"], default="auto")
+    add_device_flag(parser, "auto", choices=["cpu", "cuda", "auto"], help="auto: CPU rows, and CUDA rows where there is one")
+    add_data_flag(parser, COFFEE_DATA, "coffee data: dev/ recordings and labels.json, grammar.yaml")
     parser.add_argument("--backends", default="faster-whisper,whisper,grammar",
                         help="our rows: faster-whisper, whisper (transformers), grammar (transformers, decoding "
                              "constrained to the coffee grammar, 4 beams)")
@@ -288,7 +268,7 @@ def main(argv: Optional[List[str]] = None) -> None:
                              "coffee recordings: 'coffee' (benchmarks/coffee.py's model in its default work dir, "
                              "trained from the grammar there first if missing), 'demo' (the demo-domain model; no "
                              "acceptance) or a model dir")
-    parser.add_argument("--json", type=Path, help="write all measurements here")
+    add_json_flag(parser, help="write all measurements here")
     args = parser.parse_args(argv)
     args.torch_batch = 4 if args.quick else args.torch_batch
     args.batch_sizes = [1, 4] if args.quick else [int(b) for b in args.batch_sizes.split(",")]
@@ -301,10 +281,10 @@ def main(argv: Optional[List[str]] = None) -> None:
     from speech_intent.asr import convert_ctranslate2_whisper
     from speech_intent.bundled import bundled_whisper_path
 
-    coffee, assets, audio_s = audio_files(args.quick)
+    coffee, assets, audio_s = audio_files(args.data / "dev", args.quick)
     files = coffee + assets
-    intent_dir = resolve_intent(args.intent)
-    grammar = COFFEE.parent / "grammar.yaml"
+    intent_dir = resolve_intent(args.intent, args.data)
+    grammar = args.data / "grammar.yaml"
     args.grammar = str(grammar) if grammar.is_file() else None
     args.classify = None
     if intent_dir is not None and args.intent != "demo":
@@ -346,21 +326,21 @@ def main(argv: Optional[List[str]] = None) -> None:
     report(rows, files, len(coffee), audio_s, len(texts), loads, info, args)
 
 
-def resolve_intent(choice: str) -> Optional[Path]:
-    """The intent model directory for ``--intent`` (``None`` = the demo model)."""
+def resolve_intent(choice: str, data: Path) -> Optional[Path]:
+    """The intent model directory for ``--intent`` (``None`` = the demo model); ``data``: the coffee data."""
     if choice == "demo":
         return None
     if choice != "coffee":
         return Path(choice)
-    import coffee  # the coffee benchmark's training recipe, so both benchmarks score the same model
+    from . import coffee  # the coffee benchmark's training recipe, so both benchmarks score the same model
 
     model_dir = coffee.DEFAULT_WORK / "model"
     if not (model_dir / "model.safetensors").is_file():
-        if not (coffee.DATA / "grammar.yaml").is_file():
-            print(f"no coffee grammar under {coffee.DATA}: using the demo intent model, no acceptance column")
+        if not (data / "grammar.yaml").is_file():
+            print(f"no coffee grammar under {data}: using the demo intent model, no acceptance column")
             return None
         print(f"training the coffee intent model into {model_dir} (benchmarks/coffee.py's recipe)", flush=True)
-        coffee.train_intent_model(coffee.DATA / "grammar.yaml", model_dir)
+        coffee.train_intent_model(data / "grammar.yaml", model_dir)
     return model_dir
 
 

@@ -9,9 +9,7 @@ import statistics
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
-REPO = Path(__file__).resolve().parents[1]
-COFFEE = REPO.parent / "shared" / "data" / "coffee" / "dev"
-ASSETS = REPO / "assets" / "audio"
+from .common import ASSETS_AUDIO, write_json
 
 
 def transcripts(row_out: List[Any]) -> List[str]:
@@ -19,15 +17,15 @@ def transcripts(row_out: List[Any]) -> List[str]:
     return [o["transcript"] if isinstance(o, dict) else o for o in row_out]
 
 
-def acceptance(row_out: List[Any], files: List[str], n_coffee: int, classify) -> Optional[float]:
+def acceptance(row_out: List[Any], files: List[str], n_coffee: int, classify, labels: Path) -> Optional[float]:
     """Coffee command acceptance: our rows' own intents and slots; an anchor's transcripts are
-    classified by ``classify`` (the same intent model). ``None`` without labels or a coffee model."""
+    classified by ``classify`` (the same intent model). ``None`` without ``labels`` (the coffee
+    ``labels.json``) or a coffee model."""
     from types import SimpleNamespace
 
     from speech_intent.evaluate import read_manifest
     from speech_intent.evaluate.metrics import compute_report
 
-    labels = COFFEE / "labels.json"
     if classify is None or not n_coffee or not labels.is_file():
         return None
     by_name = {Path(item.audio).name: item for item in read_manifest(labels)}
@@ -41,8 +39,9 @@ def acceptance(row_out: List[Any], files: List[str], n_coffee: int, classify) ->
 
 
 def accuracy(row_out: List[Any], files: List[str], n_coffee: int, reference: Optional[List[Any]],
-             baseline: Optional[List[Any]]) -> Dict[str, Optional[float]]:
-    """Agreement / WER vs the anchor (coffee), vs the 30 s baseline, and vs references."""
+             baseline: Optional[List[Any]], labels_file: Path) -> Dict[str, Optional[float]]:
+    """Agreement / WER vs the anchor (coffee), vs the 30 s baseline, and vs references (the sample
+    commands' manifest; ``labels_file``: the coffee ``labels.json``, for slot recall)."""
     import jiwer
 
     from speech_intent.normalize import TextNormalizer
@@ -62,12 +61,11 @@ def accuracy(row_out: List[Any], files: List[str], n_coffee: int, reference: Opt
     out: Dict[str, Optional[float]] = {}
     out["agree_anchor"], out["wer_anchor"] = compare(reference, coffee)
     out["agree_30s"], out["wer_30s"] = compare(baseline, coffee)
-    manifest = {r["file"]: r["text"] for r in csv.DictReader(open(ASSETS / "manifest.csv"))} \
-        if (ASSETS / "manifest.csv").is_file() else {}
+    manifest = {r["file"]: r["text"] for r in csv.DictReader(open(ASSETS_AUDIO / "manifest.csv"))} \
+        if (ASSETS_AUDIO / "manifest.csv").is_file() else {}
     asset_pairs = [(norm(manifest[Path(f).name]), h) for f, h in zip(files[n_coffee:], hyp[n_coffee:])
                    if Path(f).name in manifest]
     out["wer_assets_ref"] = jiwer.wer(*map(list, zip(*asset_pairs))) if asset_pairs else None
-    labels_file = COFFEE / "labels.json"
     if labels_file.is_file() and n_coffee:
         labels = json.loads(labels_file.read_text())
         found = [norm(v) in h for f, h in zip(files[:n_coffee], hyp[:n_coffee])
@@ -86,6 +84,7 @@ def _fmt(value: Optional[float], spec: str = ".2f") -> str:
 def report(rows: List[Any], files, n_coffee: int, audio_s: float, n_texts: int, loads, info, args,
            quiet: bool = False) -> None:
     """Print the speed and accuracy tables (markdown) and optionally write JSON."""
+    labels = args.data / "dev" / "labels.json"
     rows = [r for r in rows if r.runs]
     anchor = next(r for r in rows if r.kind == "anchor")
     anchor_out = anchor.runs[0]["out"]
@@ -102,8 +101,8 @@ def report(rows: List[Any], files, n_coffee: int, audio_s: float, n_texts: int, 
             base = next((r for r in rows if r.kind == "ours" and r.group == row.group and r.margin is None
                          and r.batch == row.batch), None) if row.margin is not None else None
             item.update(accuracy(row.runs[0]["out"], files, n_coffee, None if row is anchor else anchor_out,
-                                 base.runs[0]["out"] if base else None))
-            item["acceptance"] = acceptance(row.runs[0]["out"], files, n_coffee, args.classify)
+                                 base.runs[0]["out"] if base else None, labels))
+            item["acceptance"] = acceptance(row.runs[0]["out"], files, n_coffee, args.classify, labels)
         summary.append(item)
     fw = next(s for s in summary if s["kind"] == "anchor")
     for s in summary:
@@ -111,11 +110,10 @@ def report(rows: List[Any], files, n_coffee: int, audio_s: float, n_texts: int, 
         s["x_fw"] = s["rtfx"] / fw["rtfx"] if s["rtfx"] else None
         s["x_hf"] = s["rtfx"] / hf["rtfx"] if s["rtfx"] and hf else None
     if args.json:
-        args.json.write_text(json.dumps({"summary": summary, "loadavg": loads, "audio_s": audio_s,
-                                         "runs": {f"{r.name} b={r.batch}": [x["wall"] for x in r.runs] for r in rows},
-                                         "transcripts": {f"{r.name} b={r.batch}": transcripts(r.runs[0]["out"])
-                                                         for r in rows if r.kind != "nlu"}, "files": files},
-                                        indent=2, default=str) + "\n")
+        write_json(args.json, {"summary": summary, "loadavg": loads, "audio_s": audio_s,
+                               "runs": {f"{r.name} b={r.batch}": [x["wall"] for x in r.runs] for r in rows},
+                               "transcripts": {f"{r.name} b={r.batch}": transcripts(r.runs[0]["out"])
+                                               for r in rows if r.kind != "nlu"}, "files": files})
     if quiet:
         return
     print(f"\n{len(files)} files ({n_coffee} coffee), {audio_s:.1f} s of audio; {args.reps} interleaved reps; "

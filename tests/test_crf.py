@@ -3,11 +3,8 @@ CRF (train, save, reload, same predictions), layer-wise learning rates, the per-
 SNIPS benchmark's flags, history and learning-curve plot."""
 from __future__ import annotations
 
-import importlib.util
 import itertools
 import json
-import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -243,15 +240,12 @@ def _write_bio(folder, examples):
     (folder / "label").write_text("".join(f"{ex.intent}\n" for ex in examples))
 
 
-def test_snips_benchmark_flags_history_and_plot(tiny_bert_dir, tmp_path, monkeypatch):
+def test_snips_benchmark_flags_history_and_plot(tiny_bert_dir, tmp_path):
     data = [ex for ex in _toy_data() if ex.intent is not None]
     for split, examples in (("train", data), ("dev", data[::3]), ("test", data[1::2])):
         _write_bio(tmp_path / "snips" / split, examples)
-    spec = importlib.util.spec_from_file_location("snips_benchmark",
-                                                  Path(__file__).resolve().parents[1] / "benchmarks" / "snips.py")
-    snips = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, spec.name, snips)
-    spec.loader.exec_module(snips)
+    from benchmarks import snips
+
     out, png = tmp_path / "snips.json", tmp_path / "curves.png"
     assert snips.main(["--data", str(tmp_path / "snips"), "--base", str(tiny_bert_dir), "--device", "cpu", "-q",
                        "--epochs", "3", "--early-stopping", "0", "--lr", "5e-3", "--head-lr", "2e-2", "--crf",

@@ -1,4 +1,4 @@
-"""benchmarks/gpu_check.py: the CPU dry run of the GPU readiness check, so it cannot rot between GPU runs."""
+"""tools/gpu_check: the CPU dry run of the GPU readiness check, so it cannot rot between GPU runs."""
 from __future__ import annotations
 
 import json
@@ -8,26 +8,22 @@ from pathlib import Path
 
 import pytest
 
+from tools.gpu_check import runner
+from tools.gpu_check.base import Result
+from tools.gpu_check.model_checks import check_compile
+from tools.gpu_check.weights import INT8_WEIGHTS, pack_int8, unpack_int8
+
 REPO = Path(__file__).resolve().parents[1]
-SCRIPT = REPO / "benchmarks" / "gpu_check.py"
 CHECKS = {"environment", "setup", "whisper float32 b=8", "whisper bfloat16 b=8", "sdpa vs eager",
           "wav2vec2 float32 (tiny random)", "faster-whisper", "fine_tune 1 epoch (fp32)", "pipeline end to end",
           "streams 1", "streams 3", "throughput", "asr fine-tune fp32 (cpu)", "asr fine-tune fp32 (cpu ref.)", "compile"}
 
 
-def _import(name: str):
-    sys.path.insert(0, str(SCRIPT.parent))
-    try:
-        return __import__(name)
-    finally:
-        sys.path.remove(str(SCRIPT.parent))
-
-
 @pytest.fixture(scope="module")
 def dry_run(tmp_path_factory) -> dict:
     out = tmp_path_factory.mktemp("gpu-check")
-    run = subprocess.run([sys.executable, str(SCRIPT), str(out), "--device", "cpu", "--dry-run"],
-                         capture_output=True, text=True, timeout=600)
+    run = subprocess.run([sys.executable, "-m", "tools.gpu_check", str(out), "--device", "cpu", "--dry-run"],
+                         cwd=REPO, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     return {"report": json.loads((out / "gpu_check.json").read_text()), "text": (out / "gpu_check.txt").read_text()}
 
@@ -69,19 +65,18 @@ def test_packed_int8_weights_unpack_to_the_checkpoint_within_a_quantisation_step
     import torch
     from safetensors.torch import load_file, save_file
 
-    more = _import("gpu_checks_more")
     torch.manual_seed(0)
     weights = {"layer.weight": torch.randn(300, 256).half(), "layer.bias": torch.randn(300).half(),
                "model.decoder.embed_positions.weight": torch.randn(448, 384).half()}
     save_file(weights, tmp_path / "model.safetensors")
     (tmp_path / "tokenizer.json").write_text('{"model": "tokens"}')
     (tmp_path / "config.json").write_text("{}")
-    more.pack_int8(tmp_path)
+    pack_int8(tmp_path)
     assert not (tmp_path / "model.safetensors").exists() and not (tmp_path / "tokenizer.json").exists()
-    packed = load_file(tmp_path / more.INT8_WEIGHTS)
+    packed = load_file(tmp_path / INT8_WEIGHTS)
     assert packed["layer.weight.int8"].dtype == torch.int8 and packed["layer.weight.int8"].shape == (300, 256)
     assert "layer.weight" not in packed and packed["layer.bias"].dtype == torch.float16
-    out = more.unpack_int8(tmp_path, tmp_path / "unpacked")
+    out = unpack_int8(tmp_path, tmp_path / "unpacked")
     assert (out / "tokenizer.json").read_text() == '{"model": "tokens"}' and (out / "config.json").is_file()
     unpacked = load_file(out / "model.safetensors")
     assert set(unpacked) == set(weights) and all(v.dtype == torch.float16 for v in unpacked.values())
@@ -99,25 +94,21 @@ def test_text_table_has_one_line_per_check_and_a_summary(dry_run):
 
 
 def test_a_check_that_raises_is_a_fail_and_the_exit_status_says_so(tmp_path, monkeypatch):
-    gpu_check = _import("gpu_check")
-
     def broken(ctx):
         raise RuntimeError("kernel launch failed")
 
-    monkeypatch.setattr(gpu_check, "CHECKS", {"broken": broken, "skipped": gpu_check.check_compile})
-    assert gpu_check.main([str(tmp_path), "--device", "cpu", "--dry-run", "--files", "1"]) == 1
+    monkeypatch.setattr(runner, "CHECKS", {"broken": broken, "skipped": check_compile})
+    assert runner.main([str(tmp_path), "--device", "cpu", "--dry-run", "--files", "1"]) == 1
     results = {r["check"]: r for r in json.loads((tmp_path / "gpu_check.json").read_text())["results"]}
     assert results["broken"]["status"] == "FAIL" and "kernel launch failed" in results["broken"]["detail"]
     assert results["skipped"]["status"] == "SKIP"
 
 
 def test_a_check_may_give_several_rows_and_only_takes_underscores(tmp_path, monkeypatch):
-    gpu_check = _import("gpu_check")
-
     def two_rows(ctx):
-        return [gpu_check.Result("row a", "PASS", 1.0, "s", seconds=2.5), gpu_check.Result("row b", "FAIL", seconds=1.0)]
+        return [Result("row a", "PASS", 1.0, "s", seconds=2.5), Result("row b", "FAIL", seconds=1.0)]
 
-    monkeypatch.setattr(gpu_check, "CHECKS", {"asr-finetune": two_rows, "other": gpu_check.check_compile})
-    assert gpu_check.main([str(tmp_path), "--device", "cpu", "--dry-run", "--files", "1", "--only", "asr_finetune"]) == 1
+    monkeypatch.setattr(runner, "CHECKS", {"asr-finetune": two_rows, "other": check_compile})
+    assert runner.main([str(tmp_path), "--device", "cpu", "--dry-run", "--files", "1", "--only", "asr_finetune"]) == 1
     results = json.loads((tmp_path / "gpu_check.json").read_text())["results"]
     assert [(r["check"], r["status"], r["seconds"]) for r in results[2:]] == [("row a", "PASS", 2.5), ("row b", "FAIL", 1.0)]

@@ -1,16 +1,16 @@
 #!/usr/bin/env bash
-# Prepare, on a machine with the package registries, what benchmarks/gpu_check.py needs on the GPU
+# Prepare, on a machine with the package registries, what the GPU check (tools/gpu_check) needs on the GPU
 # machine, which reaches none: small wheels in .whl/ and compact models in .gpu/ (both git-ignored).
 # The device tool carries the working tree plus these, 64 MiB at most: tiny.en goes as a transformers
 # checkpoint whose 2-D weights are packed as int8 rows (40 MB with its gzipped tokenizer; 79 MB in fp16,
-# over the limit alone), unpacked to fp16 there by gpu_check.py (its CPU references use the same weights). CTranslate2 (43 MB)
+# over the limit alone), unpacked to fp16 there by the check (its CPU references use the same weights). CTranslate2 (43 MB)
 # and PyAV (35 MB) for faster-whisper do not fit, so that check reports them missing (the faster-whisper
 # wheel itself, installed without them, gives the streams their Silero VAD model). 32 coffee grammar
 # sentences spoken by espeak-ng (.gpu/tts: 16 kHz PCM16 in FLAC, lossless, and a manifest, 4 MB) are the ASR
 # fine-tuning check's training clips: the GPU machine has no espeak-ng.
-# Usage: bash benchmarks/gpu_prepare.sh [PYTHON_VERSION (default 3.12)]
+# Usage: bash tools/gpu_check/prepare.sh [PYTHON_VERSION (default 3.12)]
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 py="${1:-3.12}"
 rm -rf .whl .gpu && mkdir -p .whl .gpu
 python3 -m pip download -q --no-deps --only-binary=:all: --python-version "$py" --implementation cp \
@@ -20,17 +20,15 @@ python3 -m pip download -q --no-deps --only-binary=:all: --python-version "$py" 
 python3 - <<'PY'
 import csv
 import shutil
-import sys
 from pathlib import Path
 
 import soundfile as sf
 
-sys.path.insert(0, "benchmarks")
-from gpu_checks_more import pack_int8
 from speech_intent.asr import convert_ctranslate2_whisper
 from speech_intent.asr_training import collect_examples
 from speech_intent.synthesis.tts import EspeakSynthesizer
 from speech_intent.bundled import bundled_encoder_path, bundled_whisper_path
+from tools.gpu_check.weights import pack_int8
 
 out = Path(".gpu")
 convert_ctranslate2_whisper(bundled_whisper_path(), out / "whisper-tiny.en", dtype="float16")
