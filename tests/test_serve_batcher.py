@@ -37,9 +37,6 @@ class _StubPipeline:
         names = list(names) if names is not None else [f"<array #{i}>" for i in range(len(items))]
         return [type("R", (), {"error": None, "path": name})() for name in names]
 
-    def __call__(self, items, batch_size=8):
-        return self.recognise(items, batch_size=batch_size)
-
 
 def test_the_worker_pins_its_torch_threads():
     import torch

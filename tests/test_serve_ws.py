@@ -162,9 +162,6 @@ def test_a_stream_whose_recognition_fails_gets_error_finals_and_goes_on(tiny_pip
         def recognise(self, items, names=None, batch_size=8):
             raise RuntimeError("device lost")
 
-        def __call__(self, items, batch_size=8):
-            raise RuntimeError("device lost")
-
     import threading
 
     audio, _ = with_silences(["001_set_alarm.wav", "014_lights_on.wav"], lead=0.5, tail=1.0)
