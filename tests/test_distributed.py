@@ -27,9 +27,9 @@ import pytest
 import soundfile as sf
 
 from speech_intent import SpeechIntentPipeline
-from speech_intent.distributed import RayOptions, connect, predict_distributed
+from speech_intent.batch.ray_cluster import prepare
+from speech_intent.batch.ray_runner import RayOptions, connect, predict_distributed
 from speech_intent.errors import ConfigError, DistributedError
-from speech_intent.ray_cluster import prepare
 
 from .conftest import REPO
 from .processes import free_ports, ray_node_port_args, stop_group
@@ -244,7 +244,7 @@ def test_an_actor_of_two_cpus_runs_two_batches_at_once_with_the_rows_of_one(monk
     """Ray sets OMP_NUM_THREADS to an actor's CPUs: with two, the actor loads the pipeline for two
     batches at once and runs them so (as local ``predict`` does), with the same rows."""
     import speech_intent.device
-    from speech_intent.distributed import PipelineWorker, load_pipeline
+    from speech_intent.batch.ray_runner import PipelineWorker, load_pipeline
 
     paths = []
     for i in range(5):
