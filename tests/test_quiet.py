@@ -35,9 +35,16 @@ def test_quiet_transformers_restores_what_it_changed():
     from transformers.utils import logging as hf_logging
 
     before = hf_logging.get_verbosity()
-    with quiet_transformers():
-        assert hf_logging.get_verbosity() == hf_logging.ERROR
+    with quiet_transformers(reports=False):  # bars only
+        assert hf_logging.get_verbosity() == before
+        with quiet_transformers():  # nested: load reports too, until it ends
+            assert hf_logging.get_verbosity() == hf_logging.ERROR
+            assert type(hf_logging.tqdm(range(3))).__name__ == "EmptyTqdm"
+        assert hf_logging.get_verbosity() == before
+        assert type(hf_logging.tqdm(range(3))).__name__ == "EmptyTqdm"
     assert hf_logging.get_verbosity() == before
+    previous = hf_logging.set_tqdm_hook(None)
+    assert previous is None  # the bar hook put back
     hf_logging.set_verbosity_info()  # someone asked to see transformers' messages: kept
     try:
         with quiet_transformers():

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Mapping, Optional, Union
 
 from .._lazy import lazy_attributes
 from ..errors import ConfigError, ModelLoadError
+from ..quiet import quiet_transformers
 from ..validation import check_model_path
 from .whisper_common import grammar_unsupported
 
@@ -141,7 +142,8 @@ def load_asr(
     if name_or_path is None and backend == "whisper":
         from .convert import bundled_whisper_transformers_path
 
-        name_or_path = bundled_whisper_transformers_path()
+        with quiet_transformers():  # the first run's conversion writes a checkpoint
+            name_or_path = bundled_whisper_transformers_path()
     elif name_or_path is None:
         if backend not in (None, "faster-whisper"):
             raise ConfigError(f"the bundled model runs on faster-whisper or whisper, not {backend!r}")
@@ -156,7 +158,8 @@ def load_asr(
         raise ConfigError(f"unknown ASR backend {backend!r}; choose from {sorted(BACKENDS)}")
     if backend != "faster-whisper":
         kwargs.pop("num_workers", None)
-    return BACKENDS[backend].from_pretrained(name_or_path, device=device, **kwargs)
+    with quiet_transformers(reports=False):  # its loading bars; a load report (a CTC model without its head) stays
+        return BACKENDS[backend].from_pretrained(name_or_path, device=device, **kwargs)
 
 
 def apply_grammar(asr: BaseASR, grammar: Any = None, rejection: Optional[float] = None) -> None:
