@@ -1,26 +1,18 @@
 """Whisper through Hugging Face transformers (`WhisperForConditionalGeneration`).
 
-Batched ``generate`` on log-Mel features; fp16/bf16 on CUDA; language and task
-options for multilingual checkpoints; optional decoder prompt (domain bias), per call or
-as ``options.prompt``. On CPU the encoder runs on small slices of a batch
-(``encoder_budget``) and the decoder on the whole batch: identical results, less time
-(``benchmarks/throughput.py`` measures it).
+A batch goes: log-Mel features over the batch's window -> encoder -> generation, free or through
+the grammar decoder. fp16/bf16 on CUDA; language and task options for multilingual checkpoints;
+optional decoder prompt (domain bias), per call or as ``options.prompt``.
 
-Shorter encoder context (``context_margin``, on by default; ``None`` = the 30 s window):
-transformers' ``WhisperEncoder`` refuses anything but 3000 frames, so for shorter windows
-this module runs the encoder's own sub-modules (convolutions, the first positions of the
-sinusoidal position table, layers, final norm) itself and hands the result to ``generate``
-as ``encoder_outputs`` -- no patching of transformers. Clips whose decoding looks unreliable
-(:func:`~speech_intent.asr.whisper_common.needs_full_window`) are decoded again on the full
-30 s window.
-
-Beam search runs in :mod:`~speech_intent.asr.beam_search` (transformers' algorithm, cheaper steps).
-Grammar-constrained decoding (opt-in, ``grammar``): the decoder is kept inside the
-sentences of a Rhino-style grammar by :class:`~speech_intent.asr.grammar.GrammarLogitsProcessor`;
-with ``grammar_rejection`` set, a free decoding runs too and the clip is marked
-out of grammar (``Transcript.in_grammar = False``, free text kept) when the free
-transcript's mean token log-probability beats the constrained one by more than
-that margin (nats per token), both scored the same way (mean token log-probability).
+- Encoder (:mod:`~speech_intent.asr.whisper_encoder`): a shorter window (``context_margin``, on by
+  default; ``None`` = the 30 s window), and on CPU slices of a batch (``encoder_budget``) while the
+  decoder runs on the whole batch. Clips whose decoding looks unreliable
+  (:func:`~speech_intent.asr.whisper_common.needs_full_window`) are decoded again on the full 30 s window.
+- Generation (here): transformers' ``generate``; beam search in :mod:`~speech_intent.asr.beam_search`
+  (transformers' algorithm, cheaper steps) with teacher-forced confidences.
+- Grammar-constrained decoding (opt-in, ``grammar``): :class:`~speech_intent.asr.grammar_decoding.GrammarDecoder`
+  keeps the decoder inside a Rhino-style grammar; with ``grammar_rejection`` set, a free decoding runs
+  too and a clip far likelier outside the grammar is marked out of grammar (``Transcript.in_grammar``).
 
 GPU options (``attn_implementation="sdpa"`` is transformers' default; ``compile=True``
 uses a static decoder cache and ``torch.compile``) are implemented but not benchmarked.
@@ -29,6 +21,7 @@ from __future__ import annotations
 
 import logging
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
@@ -41,9 +34,11 @@ from ..results import Transcript
 from .base import BaseASR, mean_logprob_confidence
 from .beam_search import beam_search, teacher_forced_logprobs
 from .generation import beam_search_cache, cache_argument, suppressors
-from .grammar import GrammarAutomaton, GrammarLogitsProcessor, load_constraint
+from .grammar import GrammarAutomaton, GrammarLogitsProcessor
+from .grammar_decoding import GrammarDecoder
 from .options import WhisperOptions, merge_options
-from .whisper_common import context_frames, encoder_step, needs_full_window
+from .whisper_common import context_frames, needs_full_window
+from .whisper_encoder import clips_per_call, encode, encode_short
 
 logger = logging.getLogger(__name__)
 
@@ -113,7 +108,7 @@ class WhisperASR(BaseASR):
         self.processor = processor
         self.sampling_rate = int(processor.feature_extractor.sampling_rate)
         self.grammar_source: Optional[Dict[str, Any]] = None
-        self._constraint: Optional[GrammarLogitsProcessor] = None
+        self._grammar: Optional[GrammarDecoder] = None
         self._compiled = False
         self.options = merge_options(WhisperOptions, options, overrides)
         self.set_grammar(grammar)
@@ -179,14 +174,19 @@ class WhisperASR(BaseASR):
             grammar_file.write_text(yaml.safe_dump(self.grammar_source, sort_keys=False), encoding="utf-8")
             return
         grammar_file.unlink(missing_ok=True)
-        if self._constraint is not None:
+        if self._grammar is not None:
             logger.warning("the grammar of %s was given as a compiled automaton without its source and is not "
                            "saved; pass the grammar file or mapping to save it", save_directory)
 
     @property
     def constrained(self) -> bool:
         """True when decoding is constrained to a grammar."""
-        return self._constraint is not None
+        return self._grammar is not None
+
+    @property
+    def _constraint(self) -> Optional[GrammarLogitsProcessor]:
+        """The grammar's logits processor (``None`` without a grammar)."""
+        return None if self._grammar is None else self._grammar.processor
 
     def set_grammar(self, grammar: Union[str, Path, Mapping[str, Any], GrammarAutomaton, None]) -> None:
         """Constrain decoding to ``grammar`` (a file, mapping or compiled automaton); ``None`` = free.
@@ -196,14 +196,12 @@ class WhisperASR(BaseASR):
         grammar (the stage is left unchanged).
         """
         if grammar is None:
-            self._constraint, self.grammar_source = None, None
+            self._grammar, self.grammar_source = None, None
         else:
-            automaton = load_constraint(grammar)
             config = self.model.generation_config
-            self._constraint = GrammarLogitsProcessor(
-                automaton, self.processor.tokenizer, eos_token_id=config.eos_token_id,
-                start_token_id=config.decoder_start_token_id)
-            self.grammar_source = automaton.source
+            self._grammar = GrammarDecoder(grammar, self.processor.tokenizer, eos_token_id=config.eos_token_id,
+                                           start_token_id=config.decoder_start_token_id)
+            self.grammar_source = self._grammar.source
 
     def _generate_kwargs(self, prompt: Optional[str], processors: Sequence[Any] = ()) -> dict:
         """``generate`` arguments: beams, language/task, prompt, the token budget, and the logits
@@ -228,34 +226,21 @@ class WhisperASR(BaseASR):
         return kwargs
 
     def _encode_short(self, input_features: torch.Tensor) -> torch.Tensor:
-        """The encoder on fewer than 3000 frames: its own modules, positions sliced to the input."""
-        encoder = self.model.get_encoder()
-        hidden = torch.nn.functional.gelu(encoder.conv1(input_features))
-        hidden = torch.nn.functional.gelu(encoder.conv2(hidden)).permute(0, 2, 1)
-        hidden = hidden + encoder.embed_positions.weight[: hidden.shape[1]].to(hidden.dtype)
-        for layer in encoder.layers:
-            hidden = layer(hidden, None)
-        return encoder.layer_norm(hidden)
-
-    def _encoder_step(self, input_features: torch.Tensor) -> int:
-        """Clips per encoder call: slices of ``encoder_budget`` on CPU, the whole batch elsewhere."""
-        if self.device.type != "cpu":
-            return len(input_features)
-        return encoder_step(input_features.shape[-1], self.options.encoder_budget)
+        """The encoder on fewer than 3000 frames (:func:`~speech_intent.asr.whisper_encoder.encode_short`)."""
+        return encode_short(self.model.get_encoder(), input_features)
 
     def _encoder_hidden(self, input_features: torch.Tensor, full: bool) -> torch.Tensor:
         """Encoder output, on CPU in slices of ``encoder_budget`` clips x frames^2 (same results)."""
-        step = self._encoder_step(input_features)
-        encode = (lambda x: self.model.get_encoder()(x).last_hidden_state) if full else self._encode_short
-        return torch.cat([encode(input_features[i : i + step]) for i in range(0, len(input_features), step)])
+        step = clips_per_call(self.device, input_features, self.options.encoder_budget)
+        return encode(self.model.get_encoder(), input_features, full=full, step=step)
 
     def _encoder_inputs(self, input_features: torch.Tensor, full: bool) -> dict:
         """``generate`` inputs: the features (full window, one call), else encoder outputs computed
         here -- shorter windows, or CPU slices of ``encoder_budget`` (same results, less time)."""
         from transformers.modeling_outputs import BaseModelOutput
 
-        whole = self._encoder_step(input_features) >= len(input_features)
-        if full and whole and self._constraint is None and self.num_beams == 1:
+        whole = clips_per_call(self.device, input_features, self.options.encoder_budget) >= len(input_features)
+        if full and whole and self._grammar is None and self.num_beams == 1:
             return {"input_features": input_features}
         return {"encoder_outputs": BaseModelOutput(last_hidden_state=self._encoder_hidden(input_features, full))}
 
@@ -269,8 +254,10 @@ class WhisperASR(BaseASR):
         input_features = features.input_features.to(self.device, dtype=self.dtype, non_blocking=True)
         inputs = self._encoder_inputs(input_features, full=frames >= extractor.nb_max_frames)
         attention_mask = features.attention_mask.to(self.device, non_blocking=True)
-        if self._constraint is not None:
-            return self._run_constrained(inputs["encoder_outputs"], attention_mask, prompt)
+        if self._grammar is not None:
+            generate = partial(self._generate_scored, inputs["encoder_outputs"].last_hidden_state, attention_mask,
+                               prompt)  # generate(processors): texts and mean token log-probabilities
+            return self._grammar.decode(generate, self.options.grammar_rejection)
         if self.num_beams > 1:  # confidence by teacher forcing (transition scores of beams are unreliable)
             texts, logprobs = self._generate_scored(inputs["encoder_outputs"].last_hidden_state, attention_mask,
                                                     prompt)
@@ -338,26 +325,6 @@ class WhisperASR(BaseASR):
                                             attention_mask=attention_mask, return_dict_in_generate=True,
                                             **extra, **self._generate_kwargs(prompt, processors)).sequences
         return self._decode(sequences, prompt), teacher_forced_logprobs(self.model, hidden, sequences)
-
-    def _run_constrained(self, encoder_outputs, attention_mask: torch.Tensor,
-                         prompt: Optional[str]) -> List[Transcript]:
-        """Grammar-constrained decoding, plus free decoding and scoring when rejection is on."""
-
-        hidden = encoder_outputs.last_hidden_state
-        constraint, rejection = self._constraint, self.options.grammar_rejection
-        texts, con_lp = self._generate_scored(hidden, attention_mask, prompt, [constraint])
-        # a constrained decoding cut off by max_new_tokens (or ended at a dead end) is not a sentence
-        complete = [constraint.automaton.matches(t) for t in texts]
-        if rejection is None:
-            return [Transcript(text=t, confidence=float(np.exp(lp)), in_grammar=ok)
-                    for t, lp, ok in zip(texts, con_lp, complete)]
-        free_texts, free_lp = self._generate_scored(hidden, attention_mask, prompt)
-        out = []
-        for text, lp, free_text, flp, ok in zip(texts, con_lp, free_texts, free_lp, complete):
-            inside = bool(ok and flp - lp <= rejection)
-            out.append(Transcript(text=text if inside else free_text, confidence=float(np.exp(lp if inside else flp)),
-                                  in_grammar=inside, grammar_margin=float(flp - lp)))
-        return out
 
     @torch.inference_mode()
     def _transcribe_batch(self, batch: List[np.ndarray], prompt: Optional[str] = None) -> List[Transcript]:
