@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from speech_intent.asr.convert import CTranslate2FormatError, convert_ctranslate2_whisper, read_ctranslate2_model
+from speech_intent.asr.convert import CTranslate2FormatError, convert_ctranslate2_whisper
+from speech_intent.asr.ctranslate2_format import read_ctranslate2_model
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 N_PARITY_FILES = 6

@@ -1,26 +1,21 @@
 """Convert a CTranslate2 Whisper model directory into a Hugging Face transformers one.
 
-``model.bin`` is parsed with :mod:`numpy` (no ``ctranslate2`` needed). Binary version 6, little endian::
-
-    u32 version | str spec_name | u32 revision | u32 n_variables
-    n_variables x (str name | u8 rank | rank x u32 dim | u8 dtype_id | u32 n_bytes | bytes)
-    u32 n_aliases | n_aliases x (str alias | str target)
-
-``str`` is ``u16 length (incl. NUL) | utf-8 bytes | NUL``; ``dtype_id`` indexes ``_CT2_DTYPES``. The
-output loads offline with ``WhisperForConditionalGeneration``/``WhisperProcessor.from_pretrained``.
+``model.bin`` is read by :mod:`~speech_intent.asr.ctranslate2_format` (no ``ctranslate2`` needed);
+its variables are mapped onto ``WhisperForConditionalGeneration``'s weights, and the config,
+generation config, tokenizer and feature extractor are written beside them. The output loads offline
+with ``WhisperForConditionalGeneration``/``WhisperProcessor.from_pretrained``.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import mmap
 import os
 import re
 import shutil
-import struct
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,14 +24,12 @@ import torch
 
 from ..bundled import bundled_whisper_path, cache_dir
 from ..errors import CTranslate2FormatError
+from .ctranslate2_format import dequantize, read_ctranslate2_model
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["CTranslate2FormatError", "bundled_whisper_transformers_path", "convert_ctranslate2_whisper",
-           "read_ctranslate2_model"]
+__all__ = ["CTranslate2FormatError", "bundled_whisper_transformers_path", "convert_ctranslate2_whisper"]
 
-SUPPORTED_BINARY_VERSIONS = (6,)
-_CT2_DTYPES: tuple[str, ...] = ("float32", "int8", "int16", "int32", "float16", "bfloat16")
 _TORCH_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 # Special tokens every Whisper tokenizer must define (name -> token string).
 _SPECIAL = {"eot": "<|endoftext|>", "sot": "<|startoftranscript|>", "translate": "<|translate|>",
@@ -44,102 +37,6 @@ _SPECIAL = {"eot": "<|endoftext|>", "sot": "<|startoftranscript|>", "translate":
 # CT2 fuses q/k/v (self-attention) and k/v (cross-attention) projections: (ct2 linear, HF projections).
 _SELF_ATTN = [("linear_0", ["q", "k", "v"]), ("linear_1", ["out"])]
 _CROSS_ATTN = [("linear_0", ["q"]), ("linear_1", ["k", "v"]), ("linear_2", ["out"])]
-
-
-class _Reader:
-    """Sequential little-endian reader over a buffer that reports errors with the file name."""
-
-    def __init__(self, buf: Any, path: Path) -> None:
-        self.buf, self.path, self.pos = buf, path, 0
-
-    def fail(self, msg: str) -> CTranslate2FormatError:
-        return CTranslate2FormatError(f"{self.path}: {msg} (at byte offset {self.pos})")
-
-    def take(self, n: int) -> int:
-        if n < 0 or self.pos + n > len(self.buf):
-            raise self.fail(f"truncated or corrupt file: need {n} bytes, {len(self.buf) - self.pos} left")
-        start, self.pos = self.pos, self.pos + n
-        return start
-
-    def unpack(self, fmt: str) -> int:
-        return struct.unpack_from("<" + fmt, self.buf, self.take(struct.calcsize("<" + fmt)))[0]
-
-    def string(self) -> str:
-        length = self.unpack("H")
-        raw = bytes(self.buf[self.take(length) : self.pos])
-        if not raw or raw[-1] != 0:
-            raise self.fail("corrupt string (empty or not NUL-terminated)")
-        try:
-            return raw[:-1].decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise self.fail(f"invalid utf-8 in string: {exc}") from None
-
-
-def read_ctranslate2_model(path: str | Path) -> tuple[str, int, dict[str, np.ndarray]]:
-    """Parse a CTranslate2 ``model.bin`` file.
-
-    Returns:
-        ``(spec_name, spec_revision, variables)``; an alias maps to the same array as its
-        target. bfloat16 data is returned as float32.
-
-    Raises:
-        CTranslate2FormatError: on unsupported binary versions or corrupt/truncated files.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise CTranslate2FormatError(f"{path}: model file not found")
-    with path.open("rb") as fh:
-        if path.stat().st_size == 0:
-            raise CTranslate2FormatError(f"{path}: file is empty")
-        with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as buf:
-            rd = _Reader(buf, path)
-            version = rd.unpack("I")
-            if version not in SUPPORTED_BINARY_VERSIONS:
-                raise CTranslate2FormatError(f"{path}: unsupported CTranslate2 binary version {version} "
-                                             f"(supported: {SUPPORTED_BINARY_VERSIONS})")
-            spec, revision, count = rd.string(), rd.unpack("I"), rd.unpack("I")
-            variables: dict[str, np.ndarray] = {}
-            for _ in range(count):
-                name = rd.string()
-                shape = tuple(rd.unpack("I") for _ in range(rd.unpack("B")))
-                type_id, nbytes = rd.unpack("B"), rd.unpack("I")
-                if type_id >= len(_CT2_DTYPES):
-                    raise rd.fail(f"variable {name!r} has unknown dtype id {type_id}")
-                dtype = _CT2_DTYPES[type_id]
-                np_dtype = np.dtype("uint16" if dtype == "bfloat16" else dtype).newbyteorder("<")
-                expected = int(np.prod(shape, dtype=np.int64)) * np_dtype.itemsize
-                if nbytes != expected:
-                    raise rd.fail(f"variable {name!r}: {nbytes} bytes stored, shape {shape} x {dtype} needs {expected}")
-                start = rd.take(nbytes)
-                arr = np.frombuffer(buf, np_dtype, expected // np_dtype.itemsize, start).reshape(shape).copy()
-                if dtype == "bfloat16":
-                    arr = (arr.astype(np.uint32) << 16).view(np.float32)
-                variables[name] = arr
-            for _ in range(rd.unpack("I")):
-                alias, target = rd.string(), rd.string()
-                if target not in variables:
-                    raise rd.fail(f"alias {alias!r} points to unknown variable {target!r}")
-                variables[alias] = variables[target]
-            if rd.pos != len(buf):
-                raise rd.fail(f"{len(buf) - rd.pos} unexpected trailing bytes")
-    logger.debug("Read %s: spec=%s rev=%d, %d variables", path, spec, revision, len(variables))
-    return spec, revision, variables
-
-
-def _dequantize(variables: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Undo CTranslate2 int8/int16 weight quantization (``w = q / scale``) and drop the scales."""
-    out: dict[str, np.ndarray] = {}
-    for name, value in variables.items():
-        if name.endswith(("_scale", "_zero")):
-            continue
-        if f"{name}_zero" in variables:
-            raise CTranslate2FormatError(f"variable {name!r} uses AWQ-style quantization, which is not supported")
-        scale = variables.get(f"{name}_scale")
-        if scale is not None:
-            value = value.astype(np.float32) / scale.astype(np.float32).reshape(
-                scale.shape + (1,) * (value.ndim - scale.ndim))  # per-row (int8) or scalar (int16) scales
-        out[name] = value
-    return out
 
 
 def _pop_tied_projection(v: dict[str, np.ndarray]) -> None:
@@ -272,41 +169,87 @@ def convert_ctranslate2_whisper(src: str | Path, dst: str | Path, *, dtype: str 
     for required in ("model.bin", "config.json", "tokenizer.json"):
         if not (src / required).is_file():
             raise CTranslate2FormatError(f"{src / required}: required file not found")
-    from transformers import (
-        AddedToken,
-        GenerationConfig,
-        WhisperConfig,
-        WhisperFeatureExtractor,
-        WhisperForConditionalGeneration,
-        WhisperProcessor,
-        WhisperTokenizer,
-    )
+    from transformers import WhisperFeatureExtractor, WhisperProcessor
+
+    spec, revision, ct2_cfg, v = _read_whisper(src)
+    shape = _Shape.of(v, src / "model.bin")
+    ids = _token_ids(src / "tokenizer.json", src / "vocabulary.txt")
+    logger.info("CTranslate2 %s rev %d: d_model=%d enc=%d dec=%d vocab=%d n_mels=%d multilingual=%s",
+                spec, revision, shape.d_model, shape.n_enc, shape.n_dec, shape.vocab_size, shape.n_mels,
+                shape.multilingual)
+    tokenizer = _tokenizer(src / "tokenizer.json", ids, shape.vocab_size)
+    config = _whisper_config(v, shape, ids, ct2_cfg, dtype, src / "model.bin")
+    state_dict = _state_dict(v, shape.n_enc, shape.n_dec, _TORCH_DTYPES[dtype])
+    v = None  # free the dequantized arrays before saving
+    model = _meta_model(config, state_dict)
+    model.generation_config = _generation_config(config, ids, ct2_cfg, shape.multilingual)
+    dst.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(dst)
+
+    processor = WhisperProcessor(feature_extractor=WhisperFeatureExtractor(feature_size=shape.n_mels),
+                                 tokenizer=tokenizer)
+    processor.save_pretrained(dst)
+    processor.feature_extractor.save_pretrained(dst)  # preprocessor_config.json for older/other loaders
+    logger.info("Converted %s -> %s (%s) in %.2fs", src, dst, dtype, time.perf_counter() - t0)
+    return dst
+
+
+def _read_whisper(src: Path) -> tuple[str, int, dict[str, Any], dict[str, np.ndarray]]:
+    """``(spec, revision, config.json, variables)`` of a CTranslate2 Whisper directory: the variables
+    dequantized, the output projection checked to be tied to the embeddings and dropped."""
     spec, revision, raw = read_ctranslate2_model(src / "model.bin")
     if spec != "WhisperSpec":
         raise CTranslate2FormatError(f"{src / 'model.bin'}: spec {spec!r} is not a Whisper model (WhisperSpec)")
     ct2_cfg: dict[str, Any] = _read_json(src / "config.json")
     _pop_tied_projection(raw)
-    v = _dequantize(raw)
+    return spec, revision, ct2_cfg, dequantize(raw)
 
-    def dim(name: str, axis: int) -> int:
-        if name not in v:
-            raise CTranslate2FormatError(f"{src / 'model.bin'}: missing Whisper variable {name!r}")
-        return int(v[name].shape[axis])
 
-    vocab_size, d_model = dim("decoder/embeddings/weight", 0), dim("decoder/embeddings/weight", 1)
-    n_mels = dim("encoder/conv1/weight", 1)
-    n_enc, n_dec = _count_layers(v, "encoder"), _count_layers(v, "decoder")
-    ids = _token_ids(src / "tokenizer.json", src / "vocabulary.txt")
-    eot, sot, no_ts = ids[_SPECIAL["eot"]], ids[_SPECIAL["sot"]], ids[_SPECIAL["no_timestamps"]]
-    is_multilingual = vocab_size >= 51865  # English-only checkpoints have 51864 tokens.
-    # null (CTranslate2's converter writes it for a checkpoint without suppress lists) = the default
+def _dim(v: dict[str, np.ndarray], name: str, axis: int, where: Path) -> int:
+    """Size of variable ``name`` along ``axis`` (CTranslate2FormatError naming ``where`` when it is missing)."""
+    if name not in v:
+        raise CTranslate2FormatError(f"{where}: missing Whisper variable {name!r}")
+    return int(v[name].shape[axis])
+
+
+@dataclass(frozen=True)
+class _Shape:
+    """The model sizes read from the variables."""
+
+    vocab_size: int
+    d_model: int
+    n_mels: int
+    n_enc: int
+    n_dec: int
+
+    @classmethod
+    def of(cls, v: dict[str, np.ndarray], where: Path) -> "_Shape":
+        return cls(vocab_size=_dim(v, "decoder/embeddings/weight", 0, where),
+                   d_model=_dim(v, "decoder/embeddings/weight", 1, where),
+                   n_mels=_dim(v, "encoder/conv1/weight", 1, where),
+                   n_enc=_count_layers(v, "encoder"), n_dec=_count_layers(v, "decoder"))
+
+    @property
+    def multilingual(self) -> bool:
+        return self.vocab_size >= 51865  # English-only checkpoints have 51864 tokens.
+
+
+def _suppress_lists(ct2_cfg: dict[str, Any], eot: int) -> tuple[list[int], list[int]]:
+    """``(suppress_tokens, begin_suppress_tokens)``; null (CTranslate2's converter writes it for a checkpoint
+    without suppress lists) = the default."""
     suppress = [int(t) for t in ct2_cfg.get("suppress_ids") or []]
     begin_suppress = [int(t) for t in ct2_cfg.get("suppress_ids_begin") or [220, eot]]
-    logger.info("CTranslate2 %s rev %d: d_model=%d enc=%d dec=%d vocab=%d n_mels=%d multilingual=%s",
-                spec, revision, d_model, n_enc, n_dec, vocab_size, n_mels, is_multilingual)
+    return suppress, begin_suppress
 
+
+def _tokenizer(tokenizer_json: Path, ids: dict[str, int], vocab_size: int):
+    """The ``WhisperTokenizer`` of ``tokenizer.json``, with the timestamp tokens added when it lacks them;
+    CTranslate2FormatError when it does not match the vocabulary."""
+    from transformers import AddedToken, WhisperTokenizer
+
+    eot, no_ts = ids[_SPECIAL["eot"]], ids[_SPECIAL["no_timestamps"]]
     specials = sorted((i, t) for t, i in ids.items() if i > eot)
-    tokenizer = WhisperTokenizer(tokenizer_file=str(src / "tokenizer.json"), pad_token=_SPECIAL["eot"],
+    tokenizer = WhisperTokenizer(tokenizer_file=str(tokenizer_json), pad_token=_SPECIAL["eot"],
                                  extra_special_tokens=[t for _, t in specials], model_max_length=1024)
     n_timestamps = vocab_size - (no_ts + 1)
     if n_timestamps > 0 and len(tokenizer) == no_ts + 1:
@@ -315,20 +258,37 @@ def convert_ctranslate2_whisper(src: str | Path, dst: str | Path, *, dtype: str 
     if len(tokenizer) != vocab_size or tokenizer.all_special_ids[-1] != no_ts:
         raise CTranslate2FormatError(f"tokenizer mismatch: {len(tokenizer)} tokens vs vocab {vocab_size}, last "
                                      f"special id {tokenizer.all_special_ids[-1]} vs <|notimestamps|> {no_ts}")
+    return tokenizer
+
+
+def _whisper_config(v: dict[str, np.ndarray], shape: _Shape, ids: dict[str, int], ct2_cfg: dict[str, Any],
+                    dtype: str, where: Path):
+    """The ``WhisperConfig`` of the converted model."""
+    from transformers import WhisperConfig
+
+    eot, sot = ids[_SPECIAL["eot"]], ids[_SPECIAL["sot"]]
+    suppress, begin_suppress = _suppress_lists(ct2_cfg, eot)
     config = WhisperConfig(
-        vocab_size=vocab_size, num_mel_bins=n_mels, d_model=d_model, encoder_layers=n_enc, decoder_layers=n_dec,
-        encoder_attention_heads=_num_heads(v, "encoder", d_model),
-        decoder_attention_heads=_num_heads(v, "decoder", d_model),
-        encoder_ffn_dim=dim("encoder/layer_0/ffn/linear_0/weight", 0),
-        decoder_ffn_dim=dim("decoder/layer_0/ffn/linear_0/weight", 0),
-        max_source_positions=dim("encoder/position_encodings/encodings", 0),
-        max_target_positions=dim("decoder/position_encodings/encodings", 0),
+        vocab_size=shape.vocab_size, num_mel_bins=shape.n_mels, d_model=shape.d_model, encoder_layers=shape.n_enc,
+        decoder_layers=shape.n_dec,
+        encoder_attention_heads=_num_heads(v, "encoder", shape.d_model),
+        decoder_attention_heads=_num_heads(v, "decoder", shape.d_model),
+        encoder_ffn_dim=_dim(v, "encoder/layer_0/ffn/linear_0/weight", 0, where),
+        decoder_ffn_dim=_dim(v, "decoder/layer_0/ffn/linear_0/weight", 0, where),
+        max_source_positions=_dim(v, "encoder/position_encodings/encodings", 0, where),
+        max_target_positions=_dim(v, "decoder/position_encodings/encodings", 0, where),
         pad_token_id=eot, bos_token_id=sot, eos_token_id=eot, decoder_start_token_id=sot,
         suppress_tokens=suppress, begin_suppress_tokens=begin_suppress, tie_word_embeddings=True, dtype=dtype,
     )
     config.architectures = ["WhisperForConditionalGeneration"]
-    state_dict = _state_dict(v, n_enc, n_dec, _TORCH_DTYPES[dtype])
-    raw = v = None  # free the dequantized arrays before saving (dim() closes over v)
+    return config
+
+
+def _meta_model(config: Any, state_dict: dict[str, torch.Tensor]):
+    """``WhisperForConditionalGeneration`` built on the meta device and given ``state_dict``'s tensors;
+    CTranslate2FormatError when a weight is missing, unexpected or of the wrong shape."""
+    from transformers import WhisperForConditionalGeneration
+
     with torch.device("meta"):
         model = WhisperForConditionalGeneration(config)
     expected = model.state_dict()
@@ -337,7 +297,16 @@ def convert_ctranslate2_whisper(src: str | Path, dst: str | Path, *, dtype: str 
     if bad:
         raise CTranslate2FormatError(f"weight mapping mismatch (missing, unexpected or wrong shape): {bad[:8]}")
     model.load_state_dict(state_dict, strict=True, assign=True)
+    return model
 
+
+def _generation_config(config: Any, ids: dict[str, int], ct2_cfg: dict[str, Any], is_multilingual: bool):
+    """The ``GenerationConfig``: special tokens, suppress lists, alignment heads, languages and tasks
+    (multilingual checkpoints)."""
+    from transformers import GenerationConfig
+
+    eot, sot, no_ts = ids[_SPECIAL["eot"]], ids[_SPECIAL["sot"]], ids[_SPECIAL["no_timestamps"]]
+    suppress, begin_suppress = _suppress_lists(ct2_cfg, eot)
     gen = GenerationConfig(
         decoder_start_token_id=sot, bos_token_id=sot, eos_token_id=eot, pad_token_id=eot,
         max_length=config.max_target_positions, suppress_tokens=suppress, begin_suppress_tokens=begin_suppress,
@@ -350,15 +319,7 @@ def convert_ctranslate2_whisper(src: str | Path, dst: str | Path, *, dtype: str 
         gen.task_to_id = {"transcribe": ids[_SPECIAL["transcribe"]], "translate": ids[_SPECIAL["translate"]]}
     # No forced_decoder_ids: transformers >= 4.38 builds the prompt itself ([sot] + [<|notimestamps|>]
     # for English-only models) and only warns about the deprecated attribute if present.
-    model.generation_config = gen
-    dst.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(dst)
-
-    processor = WhisperProcessor(feature_extractor=WhisperFeatureExtractor(feature_size=n_mels), tokenizer=tokenizer)
-    processor.save_pretrained(dst)
-    processor.feature_extractor.save_pretrained(dst)  # preprocessor_config.json for older/other loaders
-    logger.info("Converted %s -> %s (%s) in %.2fs", src, dst, dtype, time.perf_counter() - t0)
-    return dst
+    return gen
 
 
 def bundled_whisper_transformers_path() -> Path:
