@@ -40,6 +40,10 @@ def test_ctranslate2_format_error_keeps_its_message_and_names_the_file():
     (["train", "--data", "/nonexistent/data.csv", "--output", "OUT"], "no such data file or directory"),
     (["evaluate", "/nonexistent/labels.json", "--asr", "x"], "no such manifest file"),
     (["classify", "hello", "--device", "cuda:7"], "CUDA is not available"),
+    (["classify", "--file", "/nonexistent/texts.txt"], "/nonexistent/texts.txt: no such text file"),
+    (["classify", "--file", str(REPO / "assets" / "audio" / "001_set_alarm.wav")], "not UTF-8 text"),
+    (["evaluate", str(REPO / "assets" / "audio" / "manifest.csv"), "--noise", "/nonexistent/noise.wav"],
+     "/nonexistent/noise.wav: no such noise file"),  # before any model loads
 ])
 def test_the_cli_reports_library_errors_as_one_line_and_status_1(argv, expected, capsys, monkeypatch):
     monkeypatch.setattr("torch.cuda.is_available", lambda: False)

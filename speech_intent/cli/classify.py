@@ -4,8 +4,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import List
 
+from ..errors import DataFormatError, DataNotFoundError
 from .options import add_device_arg, add_intent_args, load_classifier
 
 
@@ -23,11 +25,22 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     texts: List[str] = list(args.texts)
     if args.file:
-        handle = sys.stdin if args.file == "-" else open(args.file, encoding="utf-8")
-        texts += [line.rstrip("\n") for line in handle if line.strip()]
+        texts += [line for line in _read_lines(args.file) if line.strip()]
     if not texts:
         print("error: give texts as arguments or with --file", file=sys.stderr)
         return 2
     for prediction in load_classifier(args)(texts, top_k=args.top_k):
         print(json.dumps(prediction.to_dict(), ensure_ascii=False))
     return 0
+
+
+def _read_lines(file: str) -> List[str]:
+    """The lines of a UTF-8 text file (``-``: stdin)."""
+    if file == "-":
+        return sys.stdin.read().splitlines()
+    if not Path(file).is_file():
+        raise DataNotFoundError("no such text file", source=file)
+    try:
+        return Path(file).read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as error:
+        raise DataFormatError(f"not UTF-8 text ({error.reason} at byte {error.start})", source=file) from None

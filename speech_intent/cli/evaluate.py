@@ -13,6 +13,7 @@ from pathlib import Path
 
 from ..audio import DEFAULT_MAX_DURATION
 from ..data import load_examples
+from ..errors import DataNotFoundError
 from .options import add_asr_args, add_device_arg, add_intent_args, build_pipeline, load_classifier
 
 _DESCRIPTION = ("Score a model. Text data is classified directly; an audio manifest goes through the whole "
@@ -51,6 +52,8 @@ def run(args: argparse.Namespace) -> int:
     if args.snr and not args.noise:
         print("error: --snr needs --noise", file=sys.stderr)
         return 2
+    if args.noise and not Path(args.noise).is_file():  # before the models load (a first run trains one)
+        raise DataNotFoundError("no such noise file", source=args.noise)
     audio = is_audio_manifest(args.data) or bool(args.pipeline or args.asr or args.noise or args.grammar)
     meta = {"data": str(Path(args.data).resolve()), "mode": "audio" if audio else "text"}
     start = time.perf_counter()
