@@ -51,3 +51,17 @@ def test_quiet_transformers_restores_what_it_changed():
             assert hf_logging.get_verbosity() == hf_logging.INFO
     finally:
         hf_logging.set_verbosity(before)
+
+
+def test_quiet_cli_runs_train_the_demo_model_without_a_bar(monkeypatch):
+    import argparse
+
+    from speech_intent import demo_model
+    from speech_intent.cli.options import load_classifier
+
+    seen = []
+    monkeypatch.setattr(demo_model, "default_intent_model", lambda **kwargs: seen.append(kwargs["progress"]))
+    for quiet in (True, False):
+        load_classifier(argparse.Namespace(intent=None, device="cpu", nlu_runtime="torch", quiet=quiet))
+    load_classifier(argparse.Namespace(intent=None, device="cpu", nlu_runtime="torch"))  # a command without -q
+    assert seen == [False, True, True]

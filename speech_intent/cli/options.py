@@ -125,13 +125,13 @@ def load_asr_stage(args: argparse.Namespace, num_workers: Optional[int] = None):
 
 
 def load_classifier(args: argparse.Namespace) -> IntentClassifier:
-    """``--intent DIR``, else the demo-domain default model."""
+    """``--intent DIR``, else the demo-domain default model (its first-run fine-tune without a bar with ``-q``)."""
     from ..demo_model import default_intent_model
     from ..nlu import IntentClassifier
 
     if args.intent:
         return IntentClassifier.from_pretrained(args.intent, device=args.device, **intent_options(args))
-    return default_intent_model(device=args.device, **intent_options(args))
+    return default_intent_model(device=args.device, progress=not getattr(args, "quiet", False), **intent_options(args))
 
 
 def load_saved_pipeline(args: argparse.Namespace, num_workers: Optional[int] = None) -> SpeechIntentPipeline:
