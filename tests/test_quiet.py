@@ -65,3 +65,21 @@ def test_quiet_cli_runs_train_the_demo_model_without_a_bar(monkeypatch):
         load_classifier(argparse.Namespace(intent=None, device="cpu", nlu_runtime="torch", quiet=quiet))
     load_classifier(argparse.Namespace(intent=None, device="cpu", nlu_runtime="torch"))  # a command without -q
     assert seen == [False, True, True]
+
+
+def test_an_intent_checkpoint_without_its_head_is_still_reported(tiny_bert_dir, tmp_path, caplog, capfd):
+    import shutil
+
+    from transformers import BertModel
+
+    from speech_intent import IntentClassifier
+
+    encoder_only = tmp_path / "no-head"
+    BertModel.from_pretrained(tiny_bert_dir).save_pretrained(encoder_only)
+    for name in ("config.json", "tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(tiny_bert_dir / name, encoder_only / name)  # the labels of the classifier, not its head
+    capfd.readouterr()
+    with caplog.at_level("WARNING", logger="speech_intent"):
+        IntentClassifier.from_pretrained(encoder_only, device="cpu")
+    assert "LOAD REPORT" not in capfd.readouterr().err  # transformers' table is replaced by one line of ours
+    assert any("classifier.weight" in r.getMessage() and "start at random" in r.getMessage() for r in caplog.records)
