@@ -32,8 +32,7 @@ def test_whisper_encoder_slicing_and_short_context(tiny_whisper_dir, sine, monke
     whole = asr.transcribe(clips, batch_size=3)
     asr.configure(encoder_budget=1.0)  # one clip per encoder call
     sliced = asr.transcribe(clips, batch_size=3)
-    assert [t.text for t in whole] == [t.text for t in sliced]
-    assert [t.confidence for t in whole] == pytest.approx([t.confidence for t in sliced], abs=1e-5)
+    assert_transcripts_match(sliced, whole, atol=1e-5)  # other encoder batch shapes: see tests/compare.py
     import speech_intent.asr.whisper as whisper_module
 
     def valid(transcripts) -> bool:

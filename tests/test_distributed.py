@@ -31,6 +31,7 @@ from speech_intent.batch.ray_cluster import prepare
 from speech_intent.batch.ray_runner import RayOptions, connect, predict_distributed
 from speech_intent.errors import ConfigError, DistributedError
 
+from .compare import assert_rows_match
 from .conftest import REPO
 from .processes import free_ports, ray_node_port_args, stop_group
 
@@ -150,15 +151,10 @@ def test_both_nodes_same_answers_as_local_and_bad_files_get_error_rows(cluster, 
     # work ran on both nodes
     assert {rows[f]["worker"].split()[0] for f in files} == set(names)
     # the same answers as the local pipeline, and the same fields as local predict (+ the debug field)
+    # (the actors' processes run other thread counts: model outputs to a tolerance, tests/compare.py)
     local = SpeechIntentPipeline.from_pretrained(tiny_pipeline_dir, device="cpu")(files, batch_size=4)
-    for result in local:
-        row = rows[result.path]
-        expected = result.to_dict()
-        assert set(row) == set(expected) | {"file_key", "worker"}
-        for key in ("transcript", "text", "intent", "slots", "error", "duration"):
-            assert row[key] == expected[key], (result.path, key)
-        assert row["confidence"] == pytest.approx(expected["confidence"], abs=1e-5)
-        assert [t["intent"] for t in row["top_k"]] == [t["intent"] for t in expected["top_k"]]
+    assert all(set(rows[r.path]) == set(r.to_dict()) | {"file_key", "worker"} for r in local)
+    assert_rows_match([rows[r.path] for r in local], local, atol=1e-4, ignore=("file_key", "worker"))
     import pyarrow.parquet as pq
 
     table = pq.read_table(tmp_path / "out.parquet")
@@ -263,7 +259,8 @@ def test_an_actor_of_two_cpus_runs_two_batches_at_once_with_the_rows_of_one(monk
         worker = PipelineWorker(builder, "cpu", batch_size=2, worker_info=False)
         assert worker.workers == int(cpus)
         rows[cpus] = worker.rows(paths, paths)
-    assert asked == [1, 2] and rows["2"] == rows["1"] and len(rows["1"]) == 5
+    assert asked == [1, 2] and len(rows["1"]) == 5
+    assert_rows_match(rows["2"], rows["1"])  # one thread a batch vs two: model outputs to a tolerance
     assert load_pipeline(lambda: "built") == "built"  # a builder without the keyword is called as it is
     # a builder of no arguments that passes on **options (to a pipeline constructor without num_workers)
     assert load_pipeline(lambda **options: ("built", options), num_workers=2) == ("built", {})
@@ -284,8 +281,7 @@ def test_ray_client_address_same_answers_as_local(cluster, tiny_pipeline_dir, tm
     assert len(rows) == len(_rows(out)) == 7
     assert rows[str(tmp_path / "in" / "broken.wav")]["error"]
     local = SpeechIntentPipeline.from_pretrained(tiny_pipeline_dir, device="cpu")(files, batch_size=2)
-    for result in local:
-        assert (rows[result.path]["transcript"], rows[result.path]["intent"]) == (result.transcript, result.intent)
+    assert_rows_match([rows[r.path] for r in local], local, atol=1e-4, ignore=("file_key", "worker"))
 
 
 def test_token_required_but_none_found_is_a_typed_error_naming_what_to_do(cluster, tiny_pipeline_dir, tmp_path):
