@@ -14,6 +14,7 @@ pipeline can serve several threads.
 """
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import numbers
@@ -35,7 +36,7 @@ from .audio import (
     source_name,
 )
 from .demo_model import default_intent_model
-from .device import DeviceLike, set_torch_threads, thread_budget
+from .device import DeviceLike, default_workers, set_torch_threads, thread_budget
 from .errors import AudioError, ConfigError, ModelLoadError, check_int
 from .longform import DEFAULT_BLOCK_SECONDS, Source, segment_results
 from .nlu import IntentClassifier
@@ -64,6 +65,10 @@ class SpeechIntentPipeline:
             (e.g. the coffee grammar's drinks, sizes and roasts) so Whisper spells them the way
             the model was trained: ``None`` (default) = on when the intent stage has closed slot
             values and the ASR takes a prompt that was not set by hand; ``False`` = off.
+        workers: chunks of inputs :meth:`stream` and ``__call__`` read and recognise at once unless a call
+            says otherwise. ``None``: as many as the ASR stage was loaded for (faster-whisper's
+            ``num_workers``), else :func:`~speech_intent.device.default_workers` of its device (2 on a CPU
+            with 2 or more threads, as ``speech-intent predict`` runs; 1 on a GPU).
     """
 
     def __init__(
@@ -76,7 +81,9 @@ class SpeechIntentPipeline:
         silence_threshold: Optional[float] = SILENCE_PEAK,
         top_k: int = 3,
         domain_prompt: Optional[bool] = None,
+        workers: Optional[int] = None,
     ) -> None:
+        check_int("workers", workers, optional=True)
         self.asr = asr
         self.intent = intent
         self.max_duration = max_duration
@@ -84,6 +91,10 @@ class SpeechIntentPipeline:
         self.silence_threshold = silence_threshold
         self.top_k = top_k
         self.domain_prompt = domain_prompt
+        if workers is None:
+            loaded_for = getattr(asr, "num_workers", None)  # faster-whisper: its CTranslate2 workers
+            workers = loaded_for if isinstance(loaded_for, int) else default_workers(getattr(asr, "device", None))
+        self.workers = workers
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -95,13 +106,16 @@ class SpeechIntentPipeline:
         Works offline. The intent model is fine-tuned on first use and cached
         (see :func:`speech_intent.demo_model.default_intent_model`). ``intent_options``: keyword
         arguments of :class:`IntentClassifier` (e.g. ``{"runtime": "onnx-int8"}``); ``num_workers``:
-        batches it will be called with at once (:meth:`stream`'s ``workers``).
+        batches it will be called with at once (:meth:`stream`'s ``workers``; default:
+        :func:`~speech_intent.device.default_workers`, 2 on a CPU with 2 or more threads).
         """
         # the intent model first: a first-run fine-tune is several times slower on CPU once CTranslate2
         # is loaded (its OpenMP threads compete with torch's)
         intent = default_intent_model(device=device, progress=progress, **(intent_options or {}))
         if asr is None:
-            asr = FasterWhisperASR.from_pretrained(None, device=device, num_workers=max(1, num_workers or 1))
+            workers = default_workers(device) if num_workers is None else num_workers
+            asr = FasterWhisperASR.from_pretrained(None, device=device, num_workers=workers)
+            kwargs.setdefault("workers", workers)
         return cls(asr, intent, **kwargs)
 
     @classmethod
@@ -112,7 +126,9 @@ class SpeechIntentPipeline:
 
         ``intent_options``: keyword arguments of :class:`IntentClassifier` for its intent stage (e.g.
         ``{"runtime": "onnx-int8"}``); ``num_workers``: batches it will be called with at once, from as
-        many threads (:func:`~speech_intent.asr.load_asr`); ``kwargs`` override the saved pipeline options.
+        many threads (:func:`~speech_intent.asr.load_asr`; default: :func:`~speech_intent.device.default_workers`,
+        2 on a CPU with 2 or more threads, the pipeline's ``workers``); ``kwargs`` override the saved pipeline
+        options.
         """
         directory = Path(directory)
         config_file = directory / PIPELINE_CONFIG
@@ -129,11 +145,13 @@ class SpeechIntentPipeline:
             options = BACKENDS[backend].options_class.from_dict(asr_cfg.get("options", {}))
         except ConfigError as error:
             raise ConfigError(f"{config_file}: asr.options: {error}") from error
-        asr = load_asr(asr_dir, backend=backend, device=device, options=options, num_workers=num_workers)
+        workers = default_workers(device) if num_workers is None else num_workers
+        asr = load_asr(asr_dir, backend=backend, device=device, options=options, num_workers=workers)
         intent = IntentClassifier.from_pretrained(directory / intent_cfg.get("path", "intent"), device=device,
                                                   **(intent_options or {}))
         keys = ("max_duration", "min_duration", "silence_threshold", "top_k", "domain_prompt")
         options = {k: config[k] for k in keys if k in config}
+        options["workers"] = workers
         options.update(kwargs)
         return cls(asr, intent, **options)
 
@@ -174,7 +192,7 @@ class SpeechIntentPipeline:
     # ---------------------------------------------------------------- inference
     def __call__(
         self, inputs: Union[AudioInput, Sequence[AudioInput]], *, names: Optional[Iterable[str]] = None,
-        batch_size: int = 8, progress: bool = False, workers: int = 1,
+        batch_size: int = 8, progress: bool = False, workers: Optional[int] = None,
     ) -> List[PipelineResult]:
         """Process inputs (paths, bytes, arrays); one result per input, in order.
 
@@ -190,18 +208,20 @@ class SpeechIntentPipeline:
 
     def stream(
         self, inputs: Iterable[AudioInput], *, names: Optional[Iterable[str]] = None, batch_size: int = 8,
-        progress: bool = False, total: Optional[int] = None, workers: int = 1,
+        progress: bool = False, total: Optional[int] = None, workers: Optional[int] = None,
     ) -> Iterator[PipelineResult]:
         """Yield results as each chunk of ``batch_size`` inputs finishes, in input order (bounded memory).
 
         ``names``: as in :meth:`__call__` (any iterable in step with ``inputs``; a count that differs is a
-        :class:`ConfigError`). ``workers`` > 1: that many chunks are read and recognised at once, each by its
+        :class:`ConfigError`). ``workers`` (default: the pipeline's ``workers``) > 1: that many chunks are read and
+        recognised at once, each by its
         own thread (torch on its share of :func:`~speech_intent.device.thread_budget`; faster-whisper needs as
         many CTranslate2 workers to run them in parallel: ``num_workers`` when loading). On a CPU, two chunks
         on one thread each outrun one chunk on two threads: each chunk's reading, features and text work
         overlap the other's model time.
         """
         check_int("batch_size", batch_size)
+        workers = self.workers if workers is None else workers
         check_int("workers", workers)
         bar = None
         if progress:
@@ -232,9 +252,13 @@ class SpeechIntentPipeline:
 
     def _chunk_results(self, named: Iterable[Tuple[AudioInput, str]], batch_size: int, workers: int,
                        decoded: bool) -> Iterator[List[PipelineResult]]:
-        """Each chunk's results, in order, with up to ``workers`` chunks in progress at once."""
-        if workers == 1:
-            for chunk in _chunks(named, batch_size):
+        """Each chunk's results, in order, with up to ``workers`` chunks in progress at once (a lone chunk
+        runs in this thread, on all of its threads)."""
+        chunks = _chunks(named, batch_size)
+        first = next(chunks, None)
+        second = next(chunks, None) if workers > 1 and first is not None else None
+        if second is None:
+            for chunk in itertools.chain([first] if first is not None else [], chunks):
                 yield self._process_chunk(chunk, batch_size, decoded)
             return
         from collections import deque
@@ -245,7 +269,7 @@ class SpeechIntentPipeline:
                                   initializer=set_torch_threads, initargs=(threads,))
         pending: "deque" = deque()
         try:
-            for chunk in _chunks(named, batch_size):
+            for chunk in itertools.chain([first, second], chunks):
                 pending.append(pool.submit(self._process_chunk, chunk, batch_size, decoded))
                 if len(pending) >= workers:
                     yield pending.popleft().result()

@@ -262,7 +262,7 @@ def test_workers_recognise_chunks_at_once_and_results_keep_the_input_order(tiny_
 
     pipe = SpeechIntentPipeline.from_pretrained(tiny_pipeline_dir, device="cpu", num_workers=2)
     inputs = [_signal(16000, 0.3 + 0.1 * i) for i in range(7)] + [b"not audio"]
-    alone = list(pipe.stream(inputs, batch_size=2))
+    alone = list(pipe.stream(inputs, batch_size=2, workers=1))
     together = list(pipe.stream(inputs, batch_size=2, workers=2))  # each chunk on one thread, not two
     assert_rows_match(together, alone)  # same order, paths, errors, durations; model outputs to a tolerance
     assert [r.path for r in alone] == [f"<array #{i}>" for i in range(7)] + ["<bytes #7>"]
@@ -278,6 +278,36 @@ def test_workers_recognise_chunks_at_once_and_results_keep_the_input_order(tiny_
     assert len(pipe(inputs[:4], batch_size=2, workers=2)) == 4
     with pytest.raises(ConfigError, match="workers"):
         pipe(inputs, workers=0)
+
+
+def test_the_python_default_runs_two_chunks_at_once_on_a_cpu_as_predict_does(tiny_pipeline_dir, monkeypatch):
+    """Called from Python with no ``workers``, a pipeline loaded on a CPU of 2+ threads recognises two chunks at
+    once (what ``speech-intent predict`` does there); a lone chunk runs in the caller's thread, on all threads."""
+    import threading
+
+    import speech_intent.device
+
+    monkeypatch.setattr(speech_intent.device, "available_cpus", lambda: 2)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    pipe = SpeechIntentPipeline.from_pretrained(tiny_pipeline_dir, device="cpu")
+    assert pipe.workers == 2
+    assert SpeechIntentPipeline(pipe.asr, pipe.intent).workers == 2  # a torch stage: the device's default
+    assert SpeechIntentPipeline(pipe.asr, pipe.intent, workers=1).workers == 1
+    assert SpeechIntentPipeline.from_pretrained(tiny_pipeline_dir, device="cpu", num_workers=1).workers == 1
+    inputs = [_signal(16000, 0.3 + 0.1 * i) for i in range(4)]
+    process, meet, callers = pipe._process_chunk, threading.Barrier(2, timeout=5), []
+
+    def met(chunk, batch_size, decoded):  # each chunk waits until another is being recognised too
+        callers.append(threading.current_thread())
+        meet.wait()
+        return process(chunk, batch_size, decoded)
+
+    pipe._process_chunk = met  # type: ignore[method-assign]
+    assert [r.path for r in pipe(inputs, batch_size=2)] == [f"<array #{i}>" for i in range(4)]
+    assert threading.current_thread() not in callers
+    pipe._process_chunk = lambda *args: (callers.append(threading.current_thread()), process(*args))[1]
+    callers.clear()
+    assert len(pipe(inputs, batch_size=8)) == 4 and callers == [threading.current_thread()]  # one chunk
 
 
 # ------------------------------------------------------------------------------------ determinism
