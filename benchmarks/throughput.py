@@ -13,7 +13,8 @@ allocator only, not CTranslate2's):
 - ``HF pipeline``: ``transformers.pipeline("automatic-speech-recognition")`` batched, greedy (second anchor);
 - ``ours``: ``SpeechIntentPipeline`` end to end (decode + ASR + normalise + NLU) per backend
   (faster-whisper; transformers Whisper; transformers Whisper constrained to the coffee grammar),
-  encoder context and batch size, plus CPU thread / worker variants of faster-whisper. The intent
+  encoder context and batch size, with the library's defaults (on a CPU of 2+ cores two chunks at once,
+  faster-whisper with two CTranslate2 workers; ``--workers 1`` adds one-chunk-at-a-time rows), plus CPU thread / worker variants of faster-whisper. The intent
   model is the coffee model of ``benchmarks/coffee.py`` (``--intent``), so the domain prompt is on,
   as it is for a user of that model;
 - ``NLU``: the intent model alone on many texts of the demo domain (utterances/s).
@@ -63,8 +64,8 @@ class Row:
     batch: int = 1
     margin: Optional[float] = None  # shorter encoder context (seconds of margin); None = 30 s
     threads: Optional[int] = None  # CTranslate2 threads per worker (None = library default)
-    workers: int = 1
-    chunks: int = 1  # batches at once (pipe(..., workers=chunks), each from its own thread)
+    workers: Optional[int] = None  # CTranslate2 workers (None = the library default: default_workers)
+    chunks: Optional[int] = None  # batches at once (pipe(..., workers=chunks); None = the pipeline's default)
     compute: Optional[str] = None  # CTranslate2 compute type (None = int8 on CPU, float16 on CUDA)
     whole_encoder: bool = False  # one encoder call per batch (before CPU slicing)
     group: str = ""
@@ -121,8 +122,11 @@ def _load(row: Row, paths: Dict[str, Optional[str]]):
     if row.kind == "nlu":
         return lambda texts, batch: (intent(texts), None)[1]
     if row.backend == "faster-whisper":
+        from speech_intent.device import default_workers
+
+        workers = default_workers(row.device) if row.workers is None else row.workers
         asr = FasterWhisperASR.from_pretrained(None, device=row.device, cpu_threads=row.threads,
-                                               num_workers=row.workers, compute_type=row.compute)
+                                               num_workers=workers, compute_type=row.compute)
     else:
         asr = WhisperASR.from_pretrained(paths["hf"], device=row.device,
                                          grammar=paths["grammar"] if row.backend == "grammar" else None)
@@ -228,7 +232,7 @@ def build_rows(args) -> List[Row]:
         whole = "whole" in rest
         rows.append(Row(f"ours faster-whisper cpu 30s {workers}w x {threads}t {compute or 'int8'}"
                         + (" whole-batch encoder" if whole else ""), "ours", batch=args.variant_batch,
-                        threads=threads or None, workers=workers, compute=compute, whole_encoder=whole,
+                        threads=threads or None, workers=workers, chunks=1, compute=compute, whole_encoder=whole,
                         group=f"ours-fw-{variant}"))
     for chunks in args.workers:  # the CLI's default on a CPU: 2 batches at once, 2 CTranslate2 workers
         for margin in args.margins:
@@ -257,7 +261,7 @@ def main(argv: Optional[List[str]] = None) -> None:
                              " per batch)")
     parser.add_argument("--workers", default="",
                         help="extra faster-whisper rows running N batches at once (pipe(..., workers=N), N "
-                             "CTranslate2 workers on their share of the threads: predict's default on a CPU), "
+                             "CTranslate2 workers on their share of the threads; 2 is the default on a CPU), "
                              "per margin and batch size, e.g. 2")
     parser.add_argument("--variant-batch", type=int, default=8, help="batch size of the thread variants")
     parser.add_argument("--torch-batch", type=int, default=8, help="batch size of the transformers rows")
