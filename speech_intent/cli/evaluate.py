@@ -13,12 +13,13 @@ from pathlib import Path
 
 from ..audio import DEFAULT_MAX_DURATION
 from ..data import load_examples
-from ..errors import DataNotFoundError
+from ..errors import ConfigError, DataNotFoundError
 from .options import add_asr_args, add_device_arg, add_intent_args, build_pipeline, load_classifier
 
 _DESCRIPTION = ("Score a model. Text data is classified directly; an audio manifest goes through the whole "
                 "pipeline, clean and, with --noise, at each --snr. Prints the tables; --output writes "
-                "report.json, confusion.png and acceptance_vs_snr.png.")
+                "report.json, confusion.png and acceptance_vs_snr.png; --group-by COLUMN scores each group of a manifest "
+                "column (speaker, gender, voice...) too, with the worst group and the gap (groups.png).")
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -34,6 +35,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--snr", type=float, nargs="+", default=None,
                    help="SNRs in dB (default with --noise: 6 9 12 15 18 21 24)")
     p.add_argument("--seed", type=int, default=0, help="seed of the noise segments")
+    p.add_argument("--group-by", default=None, metavar="COLUMN",
+                   help="also score each group of an audio manifest's COLUMN (speaker, gender, accent, noise "
+                        "condition, voice...): every metric per group, the worst group and the largest gap "
+                        "(text, report.json, groups.png)")
     p.add_argument("--batch-size", type=int, default=None,
                    help="inputs per model call (default: 8 for audio, the classifier's own for text)")
     p.add_argument("--limit", type=int, default=None, help="evaluate only the first N items")
@@ -48,6 +53,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     """Run the evaluation, print the tables and write the report directory when ``--output`` is given."""
     from ..evaluate import evaluate_audio, evaluate_text, format_summary, is_audio_manifest, read_manifest, write_report
+    from ..evaluate.groups import check_column
 
     if args.snr and not args.noise:
         print("error: --snr needs --noise", file=sys.stderr)
@@ -55,14 +61,18 @@ def run(args: argparse.Namespace) -> int:
     if args.noise and not Path(args.noise).is_file():  # before the models load (a first run trains one)
         raise DataNotFoundError("no such noise file", source=args.noise)
     audio = is_audio_manifest(args.data) or bool(args.pipeline or args.asr or args.noise or args.grammar)
+    if args.group_by and not audio:
+        raise ConfigError("--group-by needs an audio manifest (its columns give the groups)")
     meta = {"data": str(Path(args.data).resolve()), "mode": "audio" if audio else "text"}
     start = time.perf_counter()
     if audio:
         items = read_manifest(args.data)[: args.limit]
+        if args.group_by:  # before the models load
+            check_column(items, args.group_by)
         pipe = build_pipeline(args)
         loaded = time.perf_counter()
         reports = evaluate_audio(pipe, items, noise=args.noise, snrs=args.snr, seed=args.seed,
-                                 batch_size=args.batch_size or 8, progress=not args.quiet)
+                                 batch_size=args.batch_size or 8, progress=not args.quiet, group_by=args.group_by)
         meta.update(asr=args.pipeline or args.asr or "bundled tiny.en (faster-whisper)",
                     intent=args.pipeline or args.intent or "demo-domain default", noise=args.noise,
                     snrs=[r.snr for r in reports.values() if r.snr is not None], seed=args.seed)

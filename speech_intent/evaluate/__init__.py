@@ -13,9 +13,10 @@ write_report(reports, "eval-out")
 ```
 """
 from ..synthesis.noise import max_frame_energy, mix_at_snr, peak_snr_db
+from .groups import group_reports
 from .manifest import ManifestError, ManifestItem, is_audio_manifest, read_labels_json, read_manifest
 from .metrics import Reference, as_reference, compute_report, error_rates, intent_scores
-from .plots import plot_acceptance_vs_snr, plot_confusion
+from .plots import plot_acceptance_vs_snr, plot_confusion, plot_groups
 from .report import NO_INTENT, EvaluationReport, IntentScore, format_summary
 from .runner import BENCHMARK_SNRS, condition_name, evaluate_audio, evaluate_text, write_report
 
@@ -23,5 +24,6 @@ __all__ = [
     "EvaluationReport", "IntentScore", "Reference", "ManifestItem", "ManifestError", "NO_INTENT", "BENCHMARK_SNRS",
     "evaluate_text", "evaluate_audio", "write_report", "compute_report", "intent_scores", "error_rates",
     "as_reference", "read_manifest", "read_labels_json", "is_audio_manifest", "mix_at_snr", "max_frame_energy",
-    "peak_snr_db", "plot_confusion", "plot_acceptance_vs_snr", "format_summary", "condition_name",
+    "peak_snr_db", "plot_confusion", "plot_acceptance_vs_snr", "plot_groups", "format_summary", "condition_name",
+    "group_reports",
 ]

@@ -20,10 +20,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Union
 
-from ..data.manifest import ManifestRecord, is_audio_manifest, read_audio_manifest
+from ..data.manifest import AUDIO_COLUMNS, ManifestRecord, is_audio_manifest, read_audio_manifest
 from ..errors import ManifestError
 
 PathLike = Union[str, Path]
+
+#: The columns that hold an item's labels; every other column is kept in ``ManifestItem.columns``.
+LABEL_COLUMNS = AUDIO_COLUMNS + ("intent", "slots", "text")
 
 __all__ = ["ManifestError", "ManifestItem", "read_manifest", "read_labels_json", "is_audio_manifest"]
 
@@ -38,6 +41,8 @@ class ManifestItem:
         slots: gold slot name -> canonical value.
         text: the reference transcript, when the manifest has one.
         line: the manifest line the item came from (``None`` when unknown).
+        columns: the manifest's other columns (speaker, gender, noise condition, ...) as text, for
+            per-group evaluation (:mod:`speech_intent.evaluate.groups`).
     """
 
     audio: Path
@@ -45,10 +50,11 @@ class ManifestItem:
     slots: Dict[str, str] = field(default_factory=dict)
     text: Optional[str] = None
     line: Optional[int] = None
+    columns: Dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> Dict[str, Any]:
         return {"audio": str(self.audio), "intent": self.intent, "slots": dict(self.slots), "text": self.text,
-                "line": self.line}
+                "line": self.line, "columns": dict(self.columns)}
 
 
 def _slots(raw: Any) -> Dict[str, str]:
@@ -82,7 +88,10 @@ def _item(record: ManifestRecord) -> ManifestItem:
     text = fields.get("text")
     if text is not None and not isinstance(text, str):
         raise ValueError(f"text must be a string, got {text!r}")
-    return ManifestItem(record.audio, intent, _slots(fields.get("slots")), text if text else None, record.line)
+    columns = {str(k): str(v) for k, v in fields.items()
+               if k not in LABEL_COLUMNS and v is not None and not isinstance(v, (dict, list))}
+    return ManifestItem(record.audio, intent, _slots(fields.get("slots")), text if text else None, record.line,
+                        columns)
 
 
 def read_labels_json(path: PathLike, *, check_files: bool = True) -> List[ManifestItem]:

@@ -92,6 +92,28 @@ def plot_acceptance_vs_snr(reports: Mapping[str, EvaluationReport], path: PathLi
     return _save(fig, path)
 
 
+def plot_groups(report: EvaluationReport, path: PathLike, *, title: str | None = None) -> Path:
+    """Write each compared metric per group (``report.groups``) as grouped bars, the worst group marked."""
+    metrics = report.group_summary()
+    names = list(report.groups)
+    fig = _figure(max(6.5, 2.8 + 0.45 * len(names) * max(1, len(metrics))), 4.2)
+    ax = fig.add_subplot(1, 1, 1)
+    width = 0.8 / max(1, len(metrics))
+    for k, (metric, summary) in enumerate(metrics.items()):
+        xs = [i + (k - (len(metrics) - 1) / 2) * width for i in range(len(names))]
+        bars = ax.bar(xs, [100 * summary["groups"][n] for n in names], width, label="WER" if metric == "wer" else metric.replace("_", " "))
+        bars[names.index(summary["worst"])].set_hatch("//")
+    ax.set_xticks(range(len(names)))
+    ax.set_xticklabels([f"{n}\n(n={report.groups[n].n})" for n in names], fontsize=8)
+    ax.set_ylabel("%")
+    ax.set_ylim(0, 105)
+    ax.grid(True, axis="y", alpha=0.3)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    ax.set_title(title or f"By {report.group_by} ({report.condition}; hatched: the worst group)", fontsize=10)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
 def _save(fig, path: PathLike) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

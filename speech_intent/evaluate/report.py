@@ -6,6 +6,9 @@ from typing import Any, Dict, List, Mapping, Optional
 
 #: Label used for "no intent" (out of scope, or a failed input) in tables and matrices.
 NO_INTENT = "<none>"
+#: Metrics compared across groups (:meth:`EvaluationReport.group_summary`): name -> whether higher is better.
+GROUP_METRICS = {"intent_accuracy": True, "intent_macro_f1": True, "slot_f1": True, "command_acceptance": True,
+                 "wer": False}
 
 
 @dataclass
@@ -42,6 +45,8 @@ class EvaluationReport:
         confusion_labels / confusion: rows = gold, columns = predicted.
         items: one record per utterance (gold, prediction, correctness).
         notes: caveats worth printing with the numbers.
+        group_by / groups: with per-group evaluation, the manifest column and one report per value of it
+            (:mod:`speech_intent.evaluate.groups`); :meth:`group_summary` gives the worst group and the gap.
     """
 
     condition: str
@@ -64,6 +69,20 @@ class EvaluationReport:
     confusion: List[List[int]] = field(default_factory=list)
     items: List[Dict[str, Any]] = field(default_factory=list)
     notes: List[str] = field(default_factory=list)
+    group_by: Optional[str] = None
+    groups: Dict[str, "EvaluationReport"] = field(default_factory=dict)
+
+    def group_summary(self) -> Dict[str, Dict[str, Any]]:
+        """Per metric that every group has: each group's value, the ``worst`` group and the ``gap`` (best -
+        worst); empty without groups."""
+        out: Dict[str, Dict[str, Any]] = {}
+        for metric, higher_is_better in GROUP_METRICS.items():
+            values = {name: getattr(report, metric) for name, report in self.groups.items()}
+            if not values or any(value is None for value in values.values()):
+                continue
+            worst = (min if higher_is_better else max)(values, key=lambda name: values[name])
+            out[metric] = {"groups": values, "worst": worst, "gap": max(values.values()) - min(values.values())}
+        return out
 
     def summary(self) -> Dict[str, Any]:
         """The headline numbers only (no tables, no items)."""
@@ -78,6 +97,10 @@ class EvaluationReport:
         out["per_intent"] = [row.to_dict() for row in self.per_intent]
         out["confusion"] = {"labels": list(self.confusion_labels), "matrix": [list(r) for r in self.confusion]}
         out["notes"] = list(self.notes)
+        if self.group_by is not None:
+            out["groups"] = {"column": self.group_by,
+                             "reports": {name: report.summary() for name, report in self.groups.items()},
+                             "metrics": self.group_summary()}
         if items:
             out["items"] = list(self.items)
         return out
@@ -108,8 +131,26 @@ class EvaluationReport:
                              f"{_pct(r.f1):>6}  {r.support:>7}")
             if len(self.per_intent) > len(shown):
                 lines.append(f"  ... {len(self.per_intent) - len(shown)} more in report.json")
+        lines += self._group_lines()
         lines += [f"note: {note}" for note in self.notes]
         return "\n".join(lines)
+
+    def _group_lines(self) -> List[str]:
+        """The per-group table: n and each compared metric per group, then the worst group and the gap."""
+        metrics = self.group_summary()
+        if not metrics:
+            return []
+        width = max(12, *(len(name) for name in self.groups))
+        heads = {"intent_accuracy": "acc", "intent_macro_f1": "mF1", "slot_f1": "slotF1",
+                 "command_acceptance": "accept", "wer": "WER"}
+        lines = ["", f"  by {self.group_by}:",
+                 f"  {'group':<{width}}  {'n':>5}  " + "  ".join(f"{heads[m]:>6}" for m in metrics)]
+        for name, report in self.groups.items():
+            lines.append(f"  {name:<{width}}  {report.n:>5}  "
+                         + "  ".join(f"{_pct(m['groups'][name]):>6}" for m in metrics.values()))
+        lines.append(f"  {'worst':<{width}}  {'':>5}  " + "  ".join(f"{m['worst'][:6]:>6}" for m in metrics.values()))
+        lines.append(f"  {'gap':<{width}}  {'':>5}  " + "  ".join(f"{_pct(m['gap']):>6}" for m in metrics.values()))
+        return lines
 
 
 def format_summary(reports: Mapping[str, EvaluationReport]) -> str:

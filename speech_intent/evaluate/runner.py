@@ -20,9 +20,10 @@ from ..data.examples import Example
 from ..errors import AudioError, ConfigError
 from ..normalize import TextNormalizer
 from ..synthesis.noise import mix_at_snr
+from .groups import check_column, group_reports
 from .manifest import ManifestItem, read_manifest
 from .metrics import Normalize, compute_report
-from .plots import plot_acceptance_vs_snr, plot_confusion
+from .plots import plot_acceptance_vs_snr, plot_confusion, plot_groups
 from .report import EvaluationReport
 
 logger = logging.getLogger(__name__)
@@ -85,6 +86,7 @@ def evaluate_audio(
     normalizer: Optional[Normalize] = None,
     include_clean: bool = True,
     progress: bool = False,
+    group_by: Optional[str] = None,
 ) -> Dict[str, EvaluationReport]:
     """Run ``pipeline`` on the recordings, clean and at each SNR, and score every condition.
 
@@ -98,6 +100,8 @@ def evaluate_audio(
         batch_size: inputs per pipeline chunk.
         normalizer: compares slot values and transcripts (default :class:`TextNormalizer`).
         include_clean: also score the clean recordings.
+        group_by: a manifest column (speaker, gender, noise condition, ...): each report also holds one
+            report per value of it (``report.groups``; :mod:`speech_intent.evaluate.groups`).
     Returns:
         condition name (``"clean"``, ``"6dB"``, ...) -> report, clean first, then by SNR.
     """
@@ -106,6 +110,8 @@ def evaluate_audio(
         raise ConfigError("no manifest items to evaluate")
     if snrs and noise is None:
         raise ConfigError("SNR conditions need a noise recording (noise=...)")
+    if group_by is not None:  # before any model runs
+        check_column(items, group_by)
     snr_list: List[float] = [float(s) for s in (snrs or (BENCHMARK_SNRS if noise is not None else ()))]
     rate = int(getattr(pipeline.asr, "sampling_rate", 16000))
     max_duration = getattr(pipeline, "max_duration", None)
@@ -128,6 +134,10 @@ def evaluate_audio(
             result.path = str(item.audio)
         reports[name] = compute_report(items, results, condition=name, snr=snr, slot_mode="value",
                                        normalizer=norm)
+        if group_by is not None:
+            reports[name].group_by = group_by
+            reports[name].groups = group_reports(items, results, group_by, condition=name, snr=snr,
+                                                 normalizer=norm)
         logger.info("%s: %d clips in %.1f s, acceptance %.1f%%", name, len(items),
                     time.perf_counter() - start, 100 * reports[name].command_acceptance)
     return reports
@@ -140,7 +150,8 @@ def write_report(
     meta: Optional[Mapping[str, Any]] = None,
     items: bool = True,
 ) -> Dict[str, Path]:
-    """Write ``report.json``, ``confusion.png`` and, with SNR conditions, ``acceptance_vs_snr.png``.
+    """Write ``report.json``, ``confusion.png``, with SNR conditions ``acceptance_vs_snr.png`` and with
+    per-group reports ``groups.png``.
 
     The confusion matrix is the clean (or text, or first) condition's. Returns name -> path written.
     """
@@ -161,5 +172,7 @@ def write_report(
     written["confusion"] = plot_confusion(main, out / "confusion.png")
     if any(r.snr is not None for r in reports.values()):
         written["acceptance_vs_snr"] = plot_acceptance_vs_snr(reports, out / "acceptance_vs_snr.png")
+    if main.groups:
+        written["groups"] = plot_groups(main, out / "groups.png")
     logger.info("wrote %s", ", ".join(str(p) for p in written.values()))
     return written
