@@ -23,21 +23,7 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 from .common import ASSETS_AUDIO, COFFEE_DATA, add_data_flag, add_json_flag, benchmark_parser, write_json
-
-
-def _anchor(files: List[str], prompt: Optional[str]) -> List[str]:
-    from faster_whisper import WhisperModel
-
-    from speech_intent.bundled import bundled_whisper_path
-    from speech_intent.device import available_cpus
-
-    model = WhisperModel(str(bundled_whisper_path()), device="cpu", compute_type="int8", cpu_threads=available_cpus())
-    texts = []
-    for f in files:
-        segments, _ = model.transcribe(f, beam_size=1, without_timestamps=True, condition_on_previous_text=False,
-                                       vad_filter=False, initial_prompt=prompt)
-        texts.append("".join(s.text for s in segments).strip())
-    return texts
+from .throughput import anchor_model, anchor_transcripts
 
 
 def main(argv: Optional[List[str]] = None) -> Dict[str, float]:
@@ -64,7 +50,9 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, float]:
     def wer(hypotheses: List[str]) -> float:
         return jiwer.wer(references, [norm(t) or "<empty>" for t in hypotheses])
 
-    rows: Dict[str, float] = {"anchor": wer(_anchor(files, None)), "anchor + prompt": wer(_anchor(files, prompt))}
+    anchor = anchor_model()
+    rows: Dict[str, float] = {"anchor": wer(anchor_transcripts(anchor, files)),
+                              "anchor + prompt": wer(anchor_transcripts(anchor, files, prompt))}
     asr = FasterWhisperASR.from_pretrained(None, device="cpu")
     audio = [load_audio(f) for f in files]
     for margin, window in ((2.0, "short+2s"), (None, "30 s")):

@@ -75,6 +75,29 @@ class Row:
 # ------------------------------------------------------------------------------------------ workers
 
 
+def anchor_model(device: str = "cpu"):
+    """The CPU anchor's model: faster-whisper ``WhisperModel`` of the bundled tiny.en, int8 on CPU (float16 on
+    CUDA), on every core."""
+    from faster_whisper import WhisperModel
+
+    from speech_intent.bundled import bundled_whisper_path
+    from speech_intent.device import available_cpus
+
+    return WhisperModel(str(bundled_whisper_path()), device=device,
+                        compute_type="float16" if device == "cuda" else "int8", cpu_threads=available_cpus())
+
+
+def anchor_transcripts(model, files: List[str], prompt: Optional[str] = None) -> List[str]:
+    """The anchor's transcripts: ``WhisperModel.transcribe`` one file at a time, greedy, no VAD, no
+    timestamps, no previous text (``prompt``: its ``initial_prompt``)."""
+    texts = []
+    for f in files:
+        segments, _ = model.transcribe(f, beam_size=1, without_timestamps=True, condition_on_previous_text=False,
+                                       vad_filter=False, initial_prompt=prompt)
+        texts.append("".join(s.text for s in segments).strip())
+    return texts
+
+
 def _load(row: Row, paths: Dict[str, Optional[str]]):
     """Build what a row family runs: a callable ``files -> list of transcripts`` (anchors), of
     ``{"transcript", "intent", "slots"}`` (ours), or ``texts -> None`` (NLU).
@@ -86,22 +109,8 @@ def _load(row: Row, paths: Dict[str, Optional[str]]):
 
     cuda = row.device == "cuda"
     if row.kind == "anchor":
-        from faster_whisper import WhisperModel
-
-        from speech_intent.bundled import bundled_whisper_path
-        from speech_intent.device import available_cpus
-
-        model = WhisperModel(str(bundled_whisper_path()), device=row.device, compute_type="float16" if cuda else "int8",
-                             cpu_threads=available_cpus())
-
-        def run(files, batch):
-            texts = []
-            for f in files:
-                segments, _ = model.transcribe(f, beam_size=1, without_timestamps=True,
-                                               condition_on_previous_text=False, vad_filter=False)
-                texts.append("".join(s.text for s in segments).strip())
-            return texts
-        return run
+        model = anchor_model(row.device)
+        return lambda files, batch: anchor_transcripts(model, files)
     if row.kind == "hf":
         import torch
         from transformers import pipeline

@@ -114,8 +114,7 @@ class SpeechIntentPipeline:
         intent = default_intent_model(device=device, progress=progress, **(intent_options or {}))
         if asr is None:
             workers = default_workers(device) if num_workers is None else num_workers
-            asr = FasterWhisperASR.from_pretrained(None, device=device, num_workers=workers)
-            kwargs.setdefault("workers", workers)
+            asr = FasterWhisperASR.from_pretrained(None, device=device, num_workers=workers)  # the pipeline's too
         return cls(asr, intent, **kwargs)
 
     @classmethod
@@ -255,10 +254,9 @@ class SpeechIntentPipeline:
         """Each chunk's results, in order, with up to ``workers`` chunks in progress at once (a lone chunk
         runs in this thread, on all of its threads)."""
         chunks = _chunks(named, batch_size)
-        first = next(chunks, None)
-        second = next(chunks, None) if workers > 1 and first is not None else None
-        if second is None:
-            for chunk in itertools.chain([first] if first is not None else [], chunks):
+        head = list(itertools.islice(chunks, 2 if workers > 1 else 1))
+        if len(head) < 2:  # one worker, or a lone chunk: in this thread, on all of its threads
+            for chunk in itertools.chain(head, chunks):
                 yield self._process_chunk(chunk, batch_size, decoded)
             return
         from collections import deque
@@ -269,7 +267,7 @@ class SpeechIntentPipeline:
                                   initializer=set_torch_threads, initargs=(threads,))
         pending: "deque" = deque()
         try:
-            for chunk in itertools.chain([first, second], chunks):
+            for chunk in itertools.chain(head, chunks):
                 pending.append(pool.submit(self._process_chunk, chunk, batch_size, decoded))
                 if len(pending) >= workers:
                     yield pending.popleft().result()
