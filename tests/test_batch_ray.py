@@ -339,6 +339,37 @@ def test_a_local_ray_gets_the_worker_settings_through_its_environment_and_the_dr
     assert kwargs["runtime_env"] == {"env_vars": worker_env} and env["TOKENIZERS_PARALLELISM"] is None
 
 
+def test_a_ray_client_connection_whose_server_failed_to_start_is_tried_again(monkeypatch):
+    """Ray Client's proxy gives each connection's server half a second to start; on a busy machine it can
+    miss that. Such a ``ray://`` connection is made again (twice at most); any other failure is not."""
+    import speech_intent.batch.ray_runner as runner
+
+    failures: list = []
+
+    def fake_init(**kwargs):
+        if failures:
+            raise failures.pop(0)
+
+    server_failed = ConnectionAbortedError("Initialization failure from server: RuntimeError: Starting Ray client "
+                                           "server failed. See ray_client_server_23000.err for detailed logs.")
+    monkeypatch.setattr(ray, "init", fake_init)
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(runner.ray_cluster, "prepare", lambda address: None)
+    failures[:] = [server_failed, server_failed]
+    assert connect(RayOptions(address="ray://127.0.0.1:10001")) is True and not failures
+    failures[:] = [server_failed] * 3  # three in a row: the error, naming the address
+    with pytest.raises(DistributedError, match="ray://127.0.0.1:10001.*Starting Ray client server failed"):
+        connect(RayOptions(address="ray://127.0.0.1:10001"))
+    failures[:] = [server_failed, server_failed]  # not a Ray Client address: no second try
+    with pytest.raises(DistributedError):
+        connect(RayOptions(address="127.0.0.1:6379"))
+    assert len(failures) == 1
+    failures[:] = [ConnectionRefusedError("nothing there"), server_failed]  # another failure: no second try
+    with pytest.raises(DistributedError, match="nothing there"):
+        connect(RayOptions(address="ray://127.0.0.1:10001"))
+    assert len(failures) == 1
+
+
 def test_without_an_address_a_local_ray_is_started_even_after_a_cluster_that_died(tiny_pipeline_dir, tmp_path):
     """No ``--address``: a Ray of its own for the run, stopped afterwards. Ray itself would join the cluster
     that ``ray_current_cluster`` names (left behind by a ``ray start --head`` killed without ``ray stop``)."""

@@ -54,6 +54,8 @@ PipelineSource = Union[None, str, Path, Callable[[], "SpeechIntentPipeline"]]
 #: how long a run waits for its whole actor pool to load the pipeline (a cluster too small for the
 #: pool fails after this)
 WAIT_FOR_WORKERS_S = 900
+#: More tries of a Ray Client (``ray://``) connection whose server the cluster's proxy failed to start.
+CLIENT_SERVER_RETRIES = 2
 #: Pipeline batches per Ray task unless ``files_per_task`` is set (a task's scheduling round trip
 #: costs about as much as a small model's batch; ``benchmarks/distributed.py`` measures it).
 TASK_BATCHES = 8
@@ -227,12 +229,24 @@ def connect(options: RayOptions) -> bool:
         environment = contextlib.nullcontext()
         if options.address != "auto":  # "auto": Ray finds the local cluster and its token itself
             state = ray_cluster.prepare(options.address)
-    try:
-        with environment:
-            ray.init(**kwargs)
-    except Exception as error:  # ConnectionError, AuthenticationError, ValueError... from ray.init
-        raise ray_cluster.failure(options.address, error, state) from error
-    return True
+    attempts = 1 + (CLIENT_SERVER_RETRIES if str(options.address).startswith("ray://") else 0)
+    for attempt in range(1, attempts + 1):
+        try:
+            with environment:
+                ray.init(**kwargs)
+            return True
+        except Exception as error:  # ConnectionError, AuthenticationError, ValueError... from ray.init
+            if attempt < attempts and _client_server_failed(error):
+                logger.warning("Ray Client could not start this connection's server (%s); trying again", error)
+                continue
+            raise ray_cluster.failure(options.address, error, state) from error
+    return True  # not reached: the last attempt returns or raises
+
+
+def _client_server_failed(error: BaseException) -> bool:
+    """Ray Client's proxy failed to start the server of this one connection (it allows the new process half
+    a second; on a busy machine it can miss that): a new connection gets a new server."""
+    return isinstance(error, ConnectionError) and "Starting Ray client server failed" in str(error)
 
 
 def _stream_batches(todo: List[str], source: PipelineSource, device: DeviceLike,
