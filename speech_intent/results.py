@@ -65,6 +65,34 @@ class IntentPrediction:
 
 
 @dataclass
+class LabelScores:
+    """A classifier's answer over a closed label set (sentiment, emotion, end of turn, ...).
+
+    Attributes:
+        label: the best label, or ``"uncertain"`` when its score is under the stage's threshold.
+        score: the best label's probability in [0, 1].
+        scores: every label -> its probability (for multi-label data each in [0, 1] on its own).
+    """
+
+    label: str
+    score: float
+    scores: Dict[str, float] = field(default_factory=dict)
+
+    #: The label of an answer whose best score is under the stage's confidence threshold.
+    UNCERTAIN = "uncertain"
+
+    @classmethod
+    def from_scores(cls, scores: Dict[str, float], threshold: float = 0.0) -> "LabelScores":
+        """The best of ``scores``; ``label`` is :attr:`UNCERTAIN` when its score is under ``threshold``."""
+        best = max(scores, key=scores.__getitem__)
+        label = best if scores[best] >= threshold else cls.UNCERTAIN
+        return cls(label=label, score=float(scores[best]), scores={k: float(v) for k, v in scores.items()})
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {"label": self.label, "score": self.score, "scores": dict(self.scores)}
+
+
+@dataclass
 class PipelineResult:
     """One input's end-to-end result: what the ASR heard and what the intent stage made of it.
 
