@@ -1,0 +1,1 @@
+"""Privacy: redaction of personal data and differentially private fine-tuning."""

@@ -1,0 +1,1 @@
+"""Responses: template and fine-tuned language-model generation of what the assistant says."""

@@ -1,0 +1,1 @@
+"""Sentiment and emotion of the words: a fine-tuned text classifier over the transcript."""
