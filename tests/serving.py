@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Iterator, List, Sequence, Tuple
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import soundfile as sf
@@ -40,17 +40,21 @@ class Server:
 
 
 @contextlib.contextmanager
-def serve(pipeline_dir: Path, log: Path, *args: str, timeout: float = 120.0) -> Iterator[Server]:
-    """Start ``python -m speech_intent serve --pipeline DIR`` (this checkout), wait for ``/health``,
+def serve(pipeline_dir: Optional[Path], log: Path, *args: str, timeout: float = 120.0,
+          env: Optional[Dict[str, str]] = None, cwd: Path = REPO, prefix: Sequence[str] = ()) -> Iterator[Server]:
+    """Start ``python -m speech_intent serve --pipeline DIR`` (this checkout; the default pipeline when
+    ``pipeline_dir`` is None) with ``env`` added to this process's environment (and ``prefix``, e.g. a tracer,
+    before the command), wait for ``/health``,
     yield it, then stop it (terminate, then kill) so no process is left behind."""
     import httpx
 
     port = free_port()
-    env = dict(os.environ, PYTHONPATH=str(REPO), TOKENIZERS_PARALLELISM="false", OMP_NUM_THREADS="1")
-    command = [sys.executable, "-m", "speech_intent", "serve", "--pipeline", str(pipeline_dir), "--device", "cpu",
-               "--port", str(port), *args]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1",
+           **(env or {})}
+    pipeline = ["--pipeline", str(pipeline_dir)] if pipeline_dir is not None else []
+    command = [*prefix, sys.executable, "-m", "speech_intent", "serve", *pipeline, "--device", "cpu", "--port", str(port), *args]
     handle = log.open("wb")
-    process = subprocess.Popen(command, cwd=REPO, env=env, stdout=handle, stderr=subprocess.STDOUT,
+    process = subprocess.Popen(command, cwd=cwd, env=env, stdout=handle, stderr=subprocess.STDOUT,
                                start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
