@@ -35,6 +35,13 @@ def test_each_group_is_scored_and_the_worst_group_and_gap_are_named():
     assert summary["intent_accuracy"]["worst"] == MISSING and summary["intent_accuracy"]["gap"] == 1.0
     assert summary["wer"]["worst"] == "m" and summary["wer"]["gap"] == pytest.approx(0.25)  # 1 of 4 words
     assert "by gender:" in whole.format_table() and whole.to_dict()["groups"]["column"] == "gender"
+    from speech_intent.evaluate.report import IntentScore
+
+    whole.per_intent = [IntentScore("order", 1.0, 0.75, 0.86, 4), IntentScore("cancel", 0.0, 0.0, 0.0, 1)]
+    assert "support" in whole.format_table() and "order" in whole.format_table(max_intents=1)
+    assert "1 more in report.json" in whole.format_table(max_intents=1)
+    brief = whole.format_table(max_intents=0)  # groups only: no per-intent table
+    assert "support" not in brief and "by gender:" in brief
     with pytest.raises(ConfigError, match="'accent'.*gender"):
         group_reports(items, results, "accent", condition="clean")
 

@@ -106,7 +106,8 @@ class EvaluationReport:
         return out
 
     def format_table(self, max_intents: int = 40) -> str:
-        """A plain-text summary followed by the per-intent table (for printing)."""
+        """A plain-text summary followed by the per-intent table of the ``max_intents`` most frequent intents
+        (``0``: no per-intent table) and the per-group table (for printing)."""
         lines = [f"condition: {self.condition}   utterances: {self.n}"
                  + (f"   failed: {self.n_errors}" if self.n_errors else "")]
         rows = [("intent accuracy", _pct(self.intent_accuracy)), ("intent macro-F1", _pct(self.intent_macro_f1))]
@@ -121,9 +122,9 @@ class EvaluationReport:
             rows.append(("out-of-scope P / R", f"{_pct(self.oos_precision)} / {_pct(self.oos_recall)}"))
         width = max(len(name) for name, _ in rows)
         lines += [f"  {name:<{width}}  {value}" for name, value in rows]
-        if self.per_intent:
+        if self.per_intent and max_intents > 0:
             shown = sorted(self.per_intent, key=lambda r: (-r.support, r.label))[:max_intents]
-            label_w = max(12, *(len(r.label) for r in shown))
+            label_w = max([12, *(len(r.label) for r in shown)])
             lines.append("")
             lines.append(f"  {'intent':<{label_w}}  {'prec':>6}  {'recall':>6}  {'F1':>6}  {'support':>7}")
             for r in shown:
