@@ -40,7 +40,7 @@ from ..results import PipelineResult
 from . import ray_cluster
 from .inputs import expand_inputs
 from .run import Rows, RunSummary, run_batch
-from .writer import ResultWriter, file_key, result_row
+from .writer import RedactRow, ResultWriter, file_key, result_row
 
 if TYPE_CHECKING:  # the pipeline (torch, the model libraries) is imported by the workers only
     from ..pipeline import SpeechIntentPipeline
@@ -371,11 +371,12 @@ def predict_distributed(
     fmt: Optional[str] = None,
     overwrite: bool = False,
     parquet: Optional[str] = None,
+    redact: Optional[RedactRow] = None,
 ) -> RunSummary:
     """Predict every input on Ray into a resumable JSONL/CSV ``output`` (``None``: stdout), one row each.
 
     ``parquet``: also write the complete results there (needs a JSONL ``output``); written once every
-    input has its row. Raises :class:`DistributedError` when the job cannot run (Ray missing, no
+    input has its row. ``redact``: each row redacted (on the driver) before it is written. Raises :class:`DistributedError` when the job cannot run (Ray missing, no
     cluster, workers that cannot load the pipeline); a bad input is an error row, never an exception.
     Ctrl-C while the rows come in returns the summary with ``interrupted`` set; rerunning resumes.
     """
@@ -384,7 +385,7 @@ def predict_distributed(
     if not files:
         raise ConfigError("no input files found")
     return run_batch(files, RayEngine(pipeline, device, options), output, fmt=fmt, overwrite=overwrite,
-                     parquet=parquet)
+                     parquet=parquet, redact=redact)
 
 
 def default_parquet_path(output: Optional[str]) -> Optional[str]:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Dict, Iterable, Iterator, List, Optional, Protocol, Sequence, Tuple
 
 from ..errors import ConfigError
-from .writer import ResultWriter, file_key, result_row
+from .writer import RedactRow, ResultWriter, file_key, result_row
 
 if TYPE_CHECKING:  # the pipeline (torch, the model libraries) is loaded by the engine only when a run needs it
     from ..pipeline import SpeechIntentPipeline
@@ -86,15 +86,17 @@ def format_summary(summary: RunSummary) -> str:
 
 
 def run_batch(files: Sequence[str], engine: Engine, output: Optional[str], *, fmt: Optional[str] = None,
-              overwrite: bool = False, segments: bool = False, parquet: Optional[str] = None) -> RunSummary:
+              overwrite: bool = False, segments: bool = False, parquet: Optional[str] = None,
+              redact: Optional[RedactRow] = None) -> RunSummary:
     """Run ``files`` with ``engine`` into the resumable result file ``output`` (``None``: stdout).
 
     ``fmt``: ``"jsonl"`` or ``"csv"`` (default: from the name); ``overwrite``: start the file afresh instead
     of resuming; ``segments``: rows per utterance (``predict --segment``); ``parquet``: also write the
-    complete results there (needs a JSONL ``output``), unless the run was interrupted. Ctrl-C while the
+    complete results there (needs a JSONL ``output``), unless the run was interrupted; ``redact``: each row
+    redacted before it is written (:class:`~speech_intent.batch.writer.ResultWriter`). Ctrl-C while the
     rows come in returns a summary with ``interrupted`` set (the file is resumable).
     """
-    writer = ResultWriter(output, fmt, resume=not overwrite, segments=segments)
+    writer = ResultWriter(output, fmt, resume=not overwrite, segments=segments, redact=redact)
     if parquet is not None and (output is None or writer.format != "jsonl"):
         raise ConfigError("Parquet output is written from the JSONL results: give a .jsonl output file")
     summary = RunSummary(utterances=0 if segments else None)

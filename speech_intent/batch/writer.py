@@ -7,7 +7,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import IO, Dict, Iterable, Iterator, List, NamedTuple, Optional, Set, Tuple
+from typing import IO, Callable, Dict, Iterable, Iterator, List, NamedTuple, Optional, Set, Tuple
 
 from ..errors import ConfigError, DataFormatError
 from ..results import PipelineResult
@@ -20,6 +20,8 @@ CSV_FIELDS = ["path", "transcript", "intent", "confidence", "slots", "transcript
 SEGMENT_FIELDS = ["segment", "start", "end", "last"]
 
 Key = Tuple[str, Optional[int]]  # (path, segment): one row each
+#: Redacts a row (``speech_intent.privacy.Redactor.row``): returns a copy without personal data.
+RedactRow = Callable[[Dict[str, object]], Dict[str, object]]
 
 
 def file_key(path: str) -> Optional[str]:
@@ -62,6 +64,10 @@ class ResultWriter:
     utterances that succeeded, removes the others, and :meth:`done_segments` tells the rerun
     which utterances to skip, so every utterance ends up with exactly one row.
 
+    ``redact`` (e.g. :meth:`speech_intent.privacy.Redactor.row`): every row is redacted before it is
+    written, and resuming rewrites the rows kept from an earlier run redacted too, so the file never
+    holds a raw transcript or personal slot value (rows of other runs included).
+
     Readers of a file that may have been written without :meth:`pending` (or by an
     interrupted run) should take the last row per ``path`` (per ``(path, segment)`` when
     segmented): rows are only ever appended in processing order, so the last one is the
@@ -69,13 +75,15 @@ class ResultWriter:
     """
 
     def __init__(self, path: Optional[str], fmt: Optional[str] = None, *, resume: bool = True,
-                 stream: Optional[IO[str]] = None, segments: bool = False) -> None:
+                 stream: Optional[IO[str]] = None, segments: bool = False,
+                 redact: Optional[RedactRow] = None) -> None:
         if path and Path(path).is_dir():  # before any model loads: nothing could be written there
             raise ConfigError(f"the output {path!r} is a directory; give a file (e.g. {os.path.join(path, 'results.jsonl')})")
         self.path = path
         self.format = fmt or ("csv" if path and path.lower().endswith(".csv") else "jsonl")
         self.resume = bool(path and resume)
         self.segments = segments
+        self.redact = redact
         self.fields = CSV_FIELDS + SEGMENT_FIELDS if segments else CSV_FIELDS
         self.done: Dict[str, str] = {}  # path -> file_key, whole-file rows that succeeded
         self._latest: Dict[Key, int] = {}  # (path, segment) -> index of its last row in the file
@@ -169,7 +177,8 @@ class ResultWriter:
         for path in todo:
             keep = self.done_segments(path) if self.segments else set()
             drop.update(key for key in self._keys.get(path, ()) if key[1] not in keep)
-        if self.resume and (drop or self._unparsed or self._rows > len(self._latest)):
+        if self.resume and (drop or self._unparsed or self._rows > len(self._latest)
+                            or (self.redact is not None and self._rows)):  # kept rows are rewritten redacted
             self._compact(drop)
         elif self.path and not self.resume:
             self._open()  # --overwrite: start the file afresh now (not before: models that fail to load leave it)
@@ -194,6 +203,9 @@ class ResultWriter:
                     dropped += 1
                     continue
                 kept += 1
+                if self.redact is not None and isinstance(path, str):
+                    row = self._redact_stored(row)  # type: ignore[arg-type]
+                    line = json.dumps(row, ensure_ascii=False)
                 if writer is not None:
                     writer.writerow(row)
                 else:
@@ -238,6 +250,8 @@ class ResultWriter:
         """Append one row already made (``PipelineResult.to_dict()`` plus ``file_key``, e.g. by a
         remote worker) and flush. CSV keeps only its columns (:data:`CSV_FIELDS`, plus
         :data:`SEGMENT_FIELDS` when segmented); JSONL keeps every key."""
+        if self.redact is not None:
+            row = self.redact(row)
         handle = self._open()
         try:
             self._write(handle, row, ensure_ascii=False)
@@ -254,6 +268,20 @@ class ResultWriter:
             self._csv.writerow(flat)
         else:
             handle.write(json.dumps(row, ensure_ascii=ensure_ascii) + "\n")
+
+    def _redact_stored(self, row: Dict[str, object]) -> Dict[str, object]:
+        """A row read back from the file, redacted (CSV keeps its slots as JSON text)."""
+        assert self.redact is not None
+        if self.format != "csv":
+            return self.redact(row)
+        slots = row.get("slots")
+        try:
+            parsed = json.loads(slots) if isinstance(slots, str) and slots else {}
+        except json.JSONDecodeError:
+            parsed = {"slots": slots}
+        out = self.redact({**row, "slots": parsed if isinstance(parsed, dict) else {"slots": slots}})
+        out["slots"] = json.dumps(out["slots"], ensure_ascii=False) if out.get("slots") else ""
+        return out
 
     def close(self) -> None:
         """Close the output file (a stream given by the caller is left open)."""

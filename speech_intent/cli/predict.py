@@ -9,9 +9,11 @@ from typing import Optional
 
 from ..batch.inputs import expand_inputs
 from ..batch.run import LocalEngine, RunSummary, format_summary, run_batch
+from ..batch.writer import RedactRow
 from ..device import default_workers
 from ..errors import ConfigError
 from .options import add_model_args, add_vad_args, build_pipeline, check_model_args, vad_options
+from .redaction import add_redact_args, redactor_from_args
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -22,6 +24,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="start the output afresh instead of resuming")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     add_model_args(p)
+    add_redact_args(p)
     segment = p.add_argument_group("long recordings (--segment)")
     segment.add_argument("--segment", action="store_true",
                          help="split each file (any length) into utterances with the VAD: one row per utterance "
@@ -52,9 +55,14 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Predict every input into a resumable JSONL/CSV; prints ``done: N, skipped: N, failed: N``."""
+    """Predict every input into a resumable JSONL/CSV; prints ``done: N, skipped: N, failed: N``.
+    ``--redact``: rows and log lines redacted (:class:`~speech_intent.privacy.redact.Redactor`)."""
+    redactor = redactor_from_args(args)  # checked before any model loads
+    if redactor is not None:
+        redactor.log_filter().install()
+    redact = redactor.row if redactor is not None else None
     try:
-        summary = run_ray(args) if args.engine == "ray" else run_local(args)
+        summary = run_ray(args, redact) if args.engine == "ray" else run_local(args, redact)
     except KeyboardInterrupt:  # before any row came in (models loading, Ray starting)
         print("interrupted: rerun the same command to resume", file=sys.stderr)
         return 130
@@ -64,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     return 130 if summary.interrupted else 0
 
 
-def run_local(args: argparse.Namespace) -> Optional[RunSummary]:
+def run_local(args: argparse.Namespace, redact: Optional[RedactRow] = None) -> Optional[RunSummary]:
     """``--engine local``: this process (``None``: no input files found, said on stderr)."""
     vad = vad_options(args) if args.segment else None
     if vad is not None and args.max_duration is not None and vad.max_utterance > args.max_duration:
@@ -80,10 +88,11 @@ def run_local(args: argparse.Namespace) -> Optional[RunSummary]:
     workers = 1 if vad is not None else args.workers or default_workers(args.device)
     engine = LocalEngine(partial(build_pipeline, args, num_workers=workers), batch_size=args.batch_size,
                          workers=workers, vad=vad, progress=not args.quiet)
-    return run_batch(files, engine, args.output, fmt=args.format, overwrite=args.overwrite, segments=args.segment)
+    return run_batch(files, engine, args.output, fmt=args.format, overwrite=args.overwrite, segments=args.segment,
+                     redact=redact)
 
 
-def run_ray(args: argparse.Namespace) -> RunSummary:
+def run_ray(args: argparse.Namespace, redact: Optional[RedactRow] = None) -> RunSummary:
     """``--engine ray``: the same rows from a pool of Ray actors (see :mod:`speech_intent.batch.ray_runner`)."""
     from ..batch.ray_runner import RayOptions, default_parquet_path, predict_distributed
 
@@ -96,4 +105,5 @@ def run_ray(args: argparse.Namespace) -> RunSummary:
                          worker_info=args.worker_info, progress=not args.quiet)
     parquet = args.parquet or (default_parquet_path(args.output) if args.format in (None, "jsonl") else None)
     return predict_distributed(args.inputs, args.output, pipeline=partial(build_pipeline, args), device=args.device,
-                               options=options, fmt=args.format, overwrite=args.overwrite, parquet=parquet)
+                               options=options, fmt=args.format, overwrite=args.overwrite, parquet=parquet,
+                               redact=redact)

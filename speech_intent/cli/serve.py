@@ -6,6 +6,7 @@ are checked before any model is loaded.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 
@@ -13,6 +14,7 @@ from ..device import available_cpus, default_workers
 from ..errors import ConfigError
 from ..serve import API_KEY_ENV, ServeOptions
 from .options import add_model_args, add_vad_args, build_pipeline, vad_options
+from .redaction import add_redact_args, redaction_options
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -46,6 +48,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         "ONNX Runtime's with --nlu-runtime onnx / onnx-int8 (default: the cores this process may use)")
     add_vad_args(p)
     add_model_args(p)
+    add_redact_args(p)
     p.set_defaults(func=run)
     return p
 
@@ -60,6 +63,7 @@ def config_from_args(args: argparse.Namespace) -> ServeOptions:
         partial_interval=args.partial_interval or None, vad=vad_options(args),
         early_endpoint=args.early_endpoint, early_confidence=args.early_confidence,
         threads=threads, workers=args.workers if args.workers is not None else default_workers(args.device, threads),
+        redact=redaction_options(args),
     )
 
 
@@ -74,6 +78,10 @@ def run(args: argparse.Namespace) -> int:
                           "pip install 'speech-intent[serve]'") from error
     pipeline = build_pipeline(args, num_workers=config.workers)
     app = create_app(pipeline, config)
+    if config.redact is not None:  # log lines too: the root logger's handlers and uvicorn's loggers
+        log_filter = app.state.service.redactor.log_filter().install()
+        for name in ("uvicorn.error", "uvicorn.access"):
+            logging.getLogger(name).addFilter(log_filter)
     print(f"speech-intent serving on http://{config.host}:{config.port} (demo at /, docs at /docs)", file=sys.stderr)
     uvicorn.run(app, host=config.host, port=config.port, log_level="warning", ws_max_size=config.max_frame_bytes + 1024,
                 timeout_graceful_shutdown=5)

@@ -23,6 +23,7 @@ from starlette.exceptions import HTTPException  # FastAPI's subclasses it; the r
 from ..device import set_torch_threads
 from ..errors import AudioError, AudioTooLongError, ConfigError, OverloadedError, SpeechIntentError
 from ..pipeline import SpeechIntentPipeline
+from ..privacy.redact import Redactor
 from .batcher import MicroBatcher
 from .middleware import BodyLimit, CountArrivals, RequestGuard, error_response
 from .options import ServeOptions
@@ -42,6 +43,17 @@ class Service:
                                     queue_size=config.queue_size, threads=config.threads, workers=config.workers)
         self.streams = 0
         self.max_audio_seconds = min(config.max_audio_seconds, pipeline.max_duration or config.max_audio_seconds)
+        self.redactor = (Redactor(config.redact, normalizer=getattr(pipeline.intent, "normalize", None))
+                         if config.redact is not None else None)
+
+    def redact(self, item, source=None):
+        """``item`` (a result, prediction or row) redacted when the service redacts, else as it is; ``source``:
+        the text a prediction was made from."""
+        if self.redactor is None:
+            return item
+        if source is not None:
+            return self.redactor.prediction(item, source=source)
+        return self.redactor(item)
 
 
 # ---------------------------------------------------------------------------- errors

@@ -158,7 +158,7 @@ async def predict(request: Request, files: List[UploadFile] = File(..., descript
             rows.append(PipelineResult(path=outcome.source, error=str(outcome),
                                        last=True if segment else None).to_dict())
         else:
-            rows.extend(result.to_dict() for result in outcome)
+            rows.extend(_service(request).redact(result).to_dict() for result in outcome)
     return {"results": rows}
 
 
@@ -173,7 +173,8 @@ async def classify(request: Request, body: ClassifyRequest):
         raise HTTPException(413, f"a text of {longest} characters, over the limit of {config.max_text_chars}")
     predictions = await asyncio.wrap_future(_service(request).batcher.submit_texts(body.texts, top_k=body.top_k,
                                                                                    arrival=_arrival(request)))
-    return {"predictions": [p.to_dict() for p in predictions]}
+    service = _service(request)
+    return {"predictions": [service.redact(p, source=text).to_dict() for p, text in zip(predictions, body.texts)]}
 
 
 @router.post("/audio/transcriptions")
@@ -188,7 +189,7 @@ async def transcriptions(request: Request, file: UploadFile = File(..., descript
     if response_format not in RESPONSE_FORMATS:
         raise HTTPException(400, f"response_format must be one of {', '.join(RESPONSE_FORMATS)}, "
                                  f"got {response_format!r}")
-    result = (await _recognise(request, [file]))[0]
+    result = _service(request).redact((await _recognise(request, [file]))[0])
     if result.error:
         raise HTTPException(500, result.error)
     text = result.transcript or ""

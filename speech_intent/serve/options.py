@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, Optional, Tuple
 
 from ..errors import ConfigError, check_int
+from ..privacy.redact import RedactionOptions
 from ..vad import VADOptions
 
 #: Environment variable the CLI reads the API key from when ``--api-key`` is not given.
@@ -66,6 +67,8 @@ class ServeOptions:
             (the pipeline's ASR should have as many workers: ``num_workers`` of faster-whisper). On a
             2-core CPU two single-thread workers answered lone and concurrent requests faster than one
             on both threads (benchmarks/README.md); with more cores or larger models, measure.
+        redact: when set, every answer (``/v1/predict`` rows, ``/v1/classify`` predictions, transcriptions,
+            stream events) is redacted (:class:`~speech_intent.privacy.redact.Redactor`; ``None``: off).
     """
 
     host: str = "127.0.0.1"
@@ -89,6 +92,7 @@ class ServeOptions:
     vad: VADOptions = field(default_factory=VADOptions)
     threads: Optional[int] = None
     workers: int = 1
+    redact: Optional[RedactionOptions] = None
 
     def __post_init__(self) -> None:
         if not is_loopback(self.host) and not self.api_key:
@@ -115,6 +119,8 @@ class ServeOptions:
             if name != "*" and not _is_host_name(name):
                 raise ConfigError(f"allowed host {name!r} must be a name or address alone, without a scheme, "
                                   "port or path (e.g. speech.example.com)")
+        if self.redact is not None and not isinstance(self.redact, RedactionOptions):
+            raise ConfigError(f"redact must be RedactionOptions or None, got {type(self.redact).__name__}")
         if "*" in self.cors_origins and self.api_key:
             raise ConfigError("CORS origin '*' together with an API key would expose the key to any page; "
                               "list the allowed origins")

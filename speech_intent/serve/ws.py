@@ -39,7 +39,7 @@ MIN_STREAM_RATE, MAX_STREAM_RATE = 8_000, 96_000
 def _recognizer(service, sample_rate: int) -> StreamingRecognizer:
     def recognize(audio: np.ndarray) -> PipelineResult:
         try:
-            return service.batcher.submit_audio([audio], ["<stream>"]).result()[0]
+            return service.redact(service.batcher.submit_audio([audio], ["<stream>"]).result()[0])
         except OverloadedError as error:
             return PipelineResult(path="<stream>", error=str(error))
         except Exception as error:  # the batch failed (logged by the batcher): this utterance's result says so
