@@ -152,7 +152,7 @@ class Policy:
             return self._cancel_active(state, "denied")
         if intent == self.domain.cancel_intent and confidence >= self.options.min_confidence:
             return self._cancel_active(state, "cancel")
-        if intent and intent != target and confidence >= self.options.switch_confidence and not self._unknown(text):
+        if intent and intent != target and confidence >= self.options.switch_confidence and not self._unknown(text, entities):
             return self._request(state, text, intent, confidence, entities)
         if given:  # "to Ben" while confirming: a correction without the "no"
             state.fill(given)
@@ -195,7 +195,7 @@ class Policy:
             state.fill(own)
             return self._advance(state, "answer")
         if (intent and intent != state.active_intent and confidence >= self.options.switch_confidence
-                and self._own(intent, entities) and not self._unknown(text)):
+                and self._own(intent, entities) and not self._unknown(text, entities)):
             return self._request(state, text, intent, confidence, entities)
         spec = self.domain.slot(slot)
         bare = _clean(text)
