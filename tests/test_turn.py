@@ -116,3 +116,19 @@ def test_bad_training_input_is_a_config_error():
         train_turn_detector(["stop", "go"])
     with pytest.raises(ConfigError, match="precision"):
         TurnTrainingOptions(precision=0.2)
+
+
+def test_train_turn_command_saves_a_detector_streaming_finds(tmp_path, capsys):
+    import yaml
+
+    from speech_intent.cli import main
+
+    grammar = tmp_path / "grammar.yaml"
+    grammar.write_text(yaml.safe_dump(GRAMMAR))
+    assert main(["train-turn", "--data", str(grammar), "--output", str(tmp_path / "model" / "turn"),
+                 "--required-slots", '{"order": ["drink"]}']) == 0
+    assert "end-of-turn detector" in capsys.readouterr().err
+    loaded = load_turn_detector(tmp_path / "model")
+    assert loaded.required_slots.to_dict() == {"order": ["drink"]} and loaded.grammar is not None
+    assert [a.label for a in loaded.predict(["can I have a", "can I have a tea"])] == ["incomplete", "complete"]
+    assert main(["train-turn", "--data", str(grammar)]) == 1  # neither --intent nor --output

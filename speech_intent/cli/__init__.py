@@ -1,4 +1,4 @@
-"""The speech-intent command line: predict, transcribe, classify, train(-asr, -emotion), convert, evaluate, serve, chat.
+"""The speech-intent command line: predict, transcribe, classify, train(-asr, -emotion, -turn), convert, evaluate, serve, chat.
 
 One module per subcommand (each has ``add_parser(subparsers)`` and ``run(args)``); the
 flags and model loading they share live in :mod:`.options`.
@@ -11,9 +11,23 @@ import sys
 from typing import List, Optional
 
 from ..errors import SpeechIntentError
-from . import chat, classify, convert, evaluate, predict, serve, train, train_asr, train_emotion, train_responses, transcribe
+from . import (
+    chat,
+    classify,
+    convert,
+    evaluate,
+    predict,
+    serve,
+    train,
+    train_asr,
+    train_emotion,
+    train_responses,
+    train_turn,
+    transcribe,
+)
 
-SUBCOMMANDS = (predict, transcribe, classify, train, train_asr, train_emotion, train_responses, convert, evaluate, serve, chat)
+SUBCOMMANDS = (predict, transcribe, classify, train, train_asr, train_emotion, train_responses, train_turn, convert, evaluate,
+               serve, chat)
 
 
 def build_parser() -> argparse.ArgumentParser:
