@@ -8,7 +8,7 @@ the list, and surnames, are not found by it (see the README's "Privacy: redactio
 from __future__ import annotations
 
 COMMON_GIVEN_NAMES = frozenset("""
-aaron abigail adam adrian aidan alan albert alex alexander alexandra alice alicia amanda amelia amy andrea
+aaron abigail adam ben jake kate nina sam tom adrian aidan alan albert alex alexander alexandra alice alicia amanda amelia amy andrea
 andrew angela anna anne anthony antonio arthur ashley austin barbara benjamin beth betty brandon brenda
 brian brittany bruce caleb carl carlos caroline catherine charles charlie charlotte chloe chris christina
 christine christopher cindy claire connor craig cynthia daniel danielle david deborah debra denise dennis

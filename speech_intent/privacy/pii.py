@@ -13,8 +13,8 @@ hit is mapped back to the words that were said. Two backends find the written fo
   importing Presidio loads spaCy, about 15 s and 900 MB; ``pip install 'speech-intent[presidio]'``).
 
 Both add two rules: a run of :attr:`PiiOptions.long_numbers` or more digits that no recogniser took is a
-``PHONE_NUMBER`` (the normaliser writes "0132" as "one hundred and thirty two": leading zeros lost,
-such numbers no longer validate), and ``PERSON`` is a given name of :data:`~.names.COMMON_GIVEN_NAMES`
+``PHONE_NUMBER`` (13 digits or more: a ``CREDIT_CARD``), since the normaliser writes "0132" as "one hundred
+and thirty two" and "fifty one hundred" may be 50|100 or 51|00: such numbers no longer validate; and ``PERSON`` is a given name of :data:`~.names.COMMON_GIVEN_NAMES`
 or of :attr:`PiiOptions.names` (a list, not a named-entity model: other names are missed).
 """
 from __future__ import annotations
@@ -41,6 +41,7 @@ _CARD = re.compile(r"(?<![\d+])\d(?:[ -]?\d){12,18}(?!\d)")
 _DIGITS = re.compile(r"\+?\d+")
 _SCORES = {"CREDIT_CARD": 1.0, "EMAIL_ADDRESS": 1.0, "PHONE_NUMBER": 0.75, "PERSON": 0.5}
 _LONG_NUMBER_SCORE = 0.3
+_CARD_DIGITS = 13  # a long number of this many digits or more is taken for a card number, shorter for a phone number
 
 
 def luhn_ok(digits: str) -> bool:
@@ -62,7 +63,8 @@ class PiiOptions:
         entities: the types to find (of :data:`ENTITIES`).
         backend: ``"patterns"`` or ``"presidio"`` (see the module).
         regions: the countries whose phone number formats are valid (ISO codes, ``phonenumbers``'s).
-        long_numbers: digits from which a number no recogniser took is a ``PHONE_NUMBER`` (0: off).
+        long_numbers: digits from which a number no recogniser took is a ``PHONE_NUMBER`` (from 13 digits a
+            ``CREDIT_CARD``; 0: off).
         names: given names (or whole names) found as ``PERSON`` besides the built-in list.
         builtin_names: whether :data:`~.names.COMMON_GIVEN_NAMES` is used.
     """
@@ -134,10 +136,12 @@ class PiiDetector:
                         found.append((hit.entity_type, hit.start, hit.end, _SCORES[hit.entity_type]))
         else:
             found.extend(self._patterns(view.text))
-        if "PHONE_NUMBER" in wanted and self.options.long_numbers:
+        if self.options.long_numbers:
             for match in _DIGITS.finditer(view.text):
-                if len(match.group().lstrip("+")) >= self.options.long_numbers:
-                    found.append(("PHONE_NUMBER", match.start(), match.end(), _LONG_NUMBER_SCORE))
+                digits = len(match.group().lstrip("+"))
+                entity = "CREDIT_CARD" if digits >= _CARD_DIGITS else "PHONE_NUMBER"
+                if digits >= self.options.long_numbers and entity in wanted:
+                    found.append((entity, match.start(), match.end(), _LONG_NUMBER_SCORE))
         hits = [PiiHit(entity, *view.source_span(start, end), score, "") for entity, start, end, score in found]
         if self._names is not None:
             hits.extend(PiiHit("PERSON", m.start(), m.end(), _SCORES["PERSON"], "") for m in self._names.finditer(text))

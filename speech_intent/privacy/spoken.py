@@ -176,14 +176,15 @@ def _number_token(tokens: List[str], i: int, in_run: bool) -> bool:
     nxt = tokens[i + 1] if i + 1 < len(tokens) else ""
     if _kind(word) or _NUMERAL.match(word):
         return True
+    starts_digits = _kind(nxt) == "unit" or nxt in _ZERO_WORDS or nxt in _REPEATS or bool(_NUMERAL.match(nxt))
     if word in _ZERO_WORDS:
-        return in_run or bool(_kind(nxt) == "unit" or nxt in _ZERO_WORDS)
+        return in_run or starts_digits
     if word in _REPEATS:
         return nxt in _UNITS or nxt in _ZERO_WORDS
     if word == "and":
         return in_run and bool(_kind(nxt)) and i > 0 and _kind(tokens[i - 1]) in ("hundred", "scale")
     if word == "plus":
-        return not in_run and bool(_kind(nxt) or _NUMERAL.match(nxt))
+        return not in_run and (starts_digits or bool(_kind(nxt)))
     return False
 
 
