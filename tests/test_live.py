@@ -156,3 +156,53 @@ def test_early_endpoint_settings_are_checked(pipe):
         StreamingRecognizer(pipe, early_endpoint=0.8)  # over the 0.6 s trailing silence
     with pytest.raises(ConfigError, match="early_confidence"):
         StreamingRecognizer(pipe, early_endpoint=0.2, early_confidence=1.5)
+
+
+@pytest.fixture(scope="module")
+def turn():
+    from speech_intent.turn import TurnTrainingOptions, train_turn_detector
+
+    sentences = [f"{verb} {size} {drink}" for verb in ("set an alarm for", "get me a") for size in ("large", "small")
+                 for drink in ("latte", "tea", "flat white")]
+    return train_turn_detector(sentences, options=TurnTrainingOptions(n_features=2 ** 12, noise=0.0))
+
+
+def test_the_turn_detector_ends_a_complete_command_early_and_waits_on_an_unfinished_one(turn):
+    audio, spans = with_silences(TWO)
+    answer = _Answer("Get me a large latte.", 0.2)  # a low intent confidence: the detector decides, not it
+    done = _finals(answer, audio, turn=turn)
+    assert [f.reason for f in done] == ["end_of_turn", "end_of_turn"] and len(answer.calls) == 2
+    for final, span in zip(done, spans):
+        assert 0.2 <= final.timings["endpoint_delay"] <= 0.3 and near((final.start, final.end), span)
+        assert final.turn.label == "complete" and final.to_dict()["turn"]["label"] == "complete"
+    unfinished = _Answer("Get me a large", 0.99)  # a confident intent, but the words cannot end a turn
+    waited = _finals(unfinished, audio, turn=turn)
+    assert [f.reason for f in waited] == ["silence", "silence"] and len(unfinished.calls) == 4
+    assert all(f.timings["endpoint_delay"] >= 0.5 and f.turn.label == "incomplete" for f in waited)
+    with pytest.raises(ConfigError, match="early_confidence"):
+        StreamingRecognizer(recognize=answer, turn=turn, early_confidence=2.0)
+
+
+def _paused(pause: float) -> tuple:
+    """One command said in two parts with a ``pause`` between them (and silence around)."""
+    return with_silences(TWO, gap=pause)
+
+
+@pytest.mark.parametrize("revisions", [True, False])
+def test_speech_resuming_within_the_trailing_silence_repairs_a_premature_end(turn, revisions):
+    audio, spans = _paused(0.15)  # the VAD hears 0.45 s: over the 0.2 s turn pause, under the 0.6 s trailing silence
+    answer = _Answer("Get me a large latte.", 0.9)
+    stream = StreamingRecognizer(recognize=answer, turn=turn, revisions=revisions, partial_interval=None)
+    events = list(stream.process(chunks(pcm16(audio), high=1280)))
+    finals = [e for e in events if e.type == "final"]
+    starts = [e for e in events if e.type == "speech_start"]
+    assert finals[0].reason == "end_of_turn" and finals[0].utterance == 0 and finals[0].revises is None
+    if not revisions:
+        assert [f.utterance for f in finals] == [0, 1] and all(e.revises is None for e in events)
+        return
+    assert [f.utterance for f in finals] == [0, 0] and finals[1].revises == 0
+    assert starts[1].revises == 0 and starts[1].utterance == 0 and starts[1].to_dict()["revises"] == 0
+    assert near((finals[1].start, finals[1].end), (spans[0][0], spans[1][1]))  # both halves, joined
+    joined = answer.calls[-1] / 16000
+    assert joined >= spans[1][1] - spans[0][0] - 0.1  # recognised on the joined audio
+    assert finals[1].to_dict()["revises"] == 0 and finals[1].reason == "end_of_turn"
