@@ -308,3 +308,17 @@ def test_demo_model_on_benchmark_dialogues():
     result = run_dialogues(bot, scripts, [s.turns for s in scripts], tag="test")
     assert result["dialogues"] == len(wanted)
     assert result["failed"] == []
+
+
+@pytest.mark.slow
+def test_example_assistant_runs_its_conversation():
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[1]
+    run = subprocess.run([sys.executable, str(repo / "examples" / "assistant.py")], capture_output=True, text=True,
+                         timeout=600, cwd=repo)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "assistant: For what time?" in run.stdout
+    assert "The weather in london tomorrow: rain, 14 degrees." in run.stdout
+    assert "[sending \"i'm running late\" to anna]" in run.stdout

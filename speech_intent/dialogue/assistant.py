@@ -207,8 +207,8 @@ class Assistant:
         audio = [(i, t) for i, t in enumerate(turns) if not isinstance(t, str)]
         if texts:
             predictions = self.nlu([t for _, t in texts])
-            for (i, _), prediction in zip(texts, predictions):
-                out[i] = (prediction.text, prediction, prediction, None)
+            for (i, said), prediction in zip(texts, predictions):
+                out[i] = (said.strip(), prediction, prediction, None)
         if audio:
             if self.pipeline is self.nlu:
                 raise ConfigError("audio turns need a SpeechIntentPipeline (this assistant has an intent stage only)")
