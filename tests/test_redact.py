@@ -255,3 +255,29 @@ def test_serve_redact_answers_without_personal_data(tmp_path):
                                  files={"file": ("021.wav", handle.read(), "audio/wav")}, timeout=120).json()
         assert not re.search(r"laura", json.dumps(verbose), re.IGNORECASE), verbose
     assert not re.search(r"maria|laura", (tmp_path / "server.log").read_text(), re.IGNORECASE)
+
+
+def test_detection_never_connects_anywhere(monkeypatch):
+    import socket
+
+    from speech_intent.privacy import spoken
+
+    spoken._tld_extract.cache_clear()  # the suffix list is loaded afresh, inside the guard
+
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"a connection was attempted: {args}")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)  # a name looked up is a connection about to be made
+    hits = PiiDetector().detect("mail anna dot lee at example dot org or call 020 7946 0958")
+    assert [h.entity for h in hits] == ["EMAIL_ADDRESS", "PHONE_NUMBER"]
+
+
+@pytest.mark.slow
+def test_the_presidio_backend_finds_the_spoken_forms_too():
+    pytest.importorskip("presidio_analyzer")
+    detector = PiiDetector(PiiOptions(backend="presidio", entities=("PHONE_NUMBER", "EMAIL_ADDRESS", "CREDIT_CARD")))
+    text = ("call four one five five five five zero one three two, mail john dot smith at gmail dot com, "
+            "card four one one one one one one one one one one one one one one one")
+    assert [h.entity for h in detector.detect(text)] == ["PHONE_NUMBER", "EMAIL_ADDRESS", "CREDIT_CARD"]

@@ -113,10 +113,18 @@ class PiiDetector:
 
     def __init__(self, options: PiiOptions | None = None) -> None:
         self.options = options or PiiOptions()
+        if {"PHONE_NUMBER", "EMAIL_ADDRESS"} & set(self.options.entities):
+            try:
+                import phonenumbers  # noqa: F401
+                import tldextract  # noqa: F401
+            except ImportError as error:
+                raise ConfigError(f"detecting phone numbers and e-mail addresses needs phonenumbers and tldextract "
+                                  f"({error}): pip install 'speech-intent[privacy]'") from error
         names = set(COMMON_GIVEN_NAMES) if self.options.builtin_names else set()
         names.update(n.strip().lower() for n in self.options.names)
-        self._names = (re.compile(r"(?<![\w'])(?:" + "|".join(re.escape(n) for n in sorted(names, key=len, reverse=True))
-                                  + r")(?![\w'])", re.IGNORECASE) if names and "PERSON" in self.options.entities else None)
+        alternatives = "|".join(re.escape(n) for n in sorted(names, key=len, reverse=True))
+        self._names = (re.compile(rf"(?<![\w'])(?:{alternatives})(?=$|[^\w']|'s\b)", re.IGNORECASE)  # "kate's", not "don't"
+                       if names and "PERSON" in self.options.entities else None)
         self._presidio = _presidio_recognizers(self.options.regions) if self.options.backend == "presidio" else None
 
     def detect(self, text: str) -> List[PiiHit]:
