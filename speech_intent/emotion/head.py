@@ -4,6 +4,9 @@ pooling over time, then a linear classifier.
 - Layers: each hidden state is layer-normalised per frame (no affine; the encoder's states differ in
   scale from layer to layer), then mixed with softmax weights learned with the head (``layers="weighted"``;
   ``"last"`` takes the encoder's output only).
+- Frames: the layer-normalised states of ``frame_pool`` consecutive frames are averaged (a clip's own
+  frames only). This fixed part is :meth:`EmotionHead.prepare`, run once per clip (training runs it once
+  on the cached states, not every epoch); :meth:`EmotionHead.forward` takes prepared states.
 - Time: a projection to ``hidden`` units, then attentive statistics pooling (an attention score per
   frame, softmax over the clip's real frames only, the weighted mean and standard deviation;
   ``pooling="mean"``: the plain mean and standard deviation over the real frames).
@@ -38,8 +41,24 @@ class EmotionHead(nn.Module):
             return nn.functional.one_hot(torch.tensor(self.num_states - 1), self.num_states).float()
         return torch.softmax(self.layer_logits, dim=0)
 
+    def prepare(self, states: Sequence[torch.Tensor]) -> List[torch.Tensor]:
+        """Per clip, its ``(num_states, frames, d_model)`` states layer-normalised per frame and averaged
+        over ``frame_pool`` consecutive frames (the last group may be shorter): what :meth:`forward` reads."""
+        pool, out = self.config.frame_pool, []
+        for clip in states:
+            clip = nn.functional.layer_norm(clip.float(), (clip.shape[-1],))
+            if pool > 1:
+                frames = clip.shape[1]
+                whole = frames // pool * pool
+                pooled = clip[:, :whole].reshape(clip.shape[0], -1, pool, clip.shape[2]).mean(2)
+                if whole < frames:
+                    pooled = torch.cat([pooled, clip[:, whole:].mean(1, keepdim=True)], dim=1)
+                clip = pooled
+            out.append(clip)
+        return out
+
     def forward(self, states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        states = nn.functional.layer_norm(states, (states.shape[-1],))
+        """Logits from :meth:`prepare`'d states padded into a batch (:func:`pad_states`) and their mask."""
         weights = self.layer_weights().to(states.device, states.dtype)
         hidden = self.project(torch.einsum("s,bstd->btd", weights, states))
         mask = mask.to(hidden.device)

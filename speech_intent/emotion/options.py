@@ -21,16 +21,19 @@ POOLING_MODES = ("attentive", "mean")
 @dataclass(frozen=True)
 class HeadConfig:
     """The head's shape: ``hidden`` projection units, ``dropout``, ``layers`` (``weighted``: softmax
-    weights over every hidden state; ``last``: the encoder's output only) and ``pooling``
-    (``attentive`` statistics pooling, or the plain ``mean`` and standard deviation)."""
+    weights over every hidden state; ``last``: the encoder's output only), ``pooling`` (``attentive``
+    statistics pooling, or the plain ``mean`` and standard deviation) and ``frame_pool`` (consecutive
+    encoder frames averaged before the head: 2 = 25 frames a second)."""
 
     hidden: int = 256
     dropout: float = 0.2
     layers: str = "weighted"
     pooling: str = "attentive"
+    frame_pool: int = 2
 
     def __post_init__(self) -> None:
         check_int("hidden", self.hidden, minimum=2)
+        check_int("frame_pool", self.frame_pool)
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"dropout must be in [0, 1), got {self.dropout!r}")
         if self.layers not in LAYER_MODES:

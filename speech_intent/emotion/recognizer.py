@@ -113,7 +113,7 @@ class EmotionRecognizer:
         out = []
         with torch.inference_mode():
             for start in range(0, len(states), 64):
-                batch, mask = pad_states(states[start : start + 64])
+                batch, mask = pad_states(self.head.prepare(states[start : start + 64]))
                 logits = self.head(batch.to(self.device), mask.to(self.device))
                 out.append(torch.softmax(logits.float(), dim=-1).cpu().numpy())
         return np.concatenate(out)

@@ -66,6 +66,7 @@ def emotion_scores(truth: Sequence[int], predicted: Sequence[int]) -> Tuple[floa
 
 
 def _predict(head: EmotionHead, states: Sequence[torch.Tensor], device: torch.device) -> np.ndarray:
+    """Class indices of :meth:`EmotionHead.prepare`'d states."""
     head.eval()
     out = []
     with torch.inference_mode():
@@ -84,6 +85,9 @@ def train_head(head: EmotionHead, states: Sequence[torch.Tensor], targets: Seque
     if not states:
         raise ConfigError("no training clips")
     device = device or torch.device("cpu")
+    with torch.no_grad():  # the fixed part of the head, once (half precision halves the memory)
+        states = [clip.half() for clip in head.prepare(states)]
+        dev_states = [clip.half() for clip in head.prepare(dev_states)]
     torch.manual_seed(options.seed)
     rng = np.random.default_rng(options.seed)
     head.to(device)
