@@ -66,7 +66,7 @@ class TableNLU:
     def normalize(self, text: str) -> str:
         return _key(text)
 
-    def __call__(self, batch):
+    def __call__(self, batch, **options):
         batch = [batch] if isinstance(batch, str) else list(batch)
         self.calls.append(batch)
         out = []

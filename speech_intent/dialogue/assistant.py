@@ -20,6 +20,7 @@ from ..data.dialogue_domain import Domain, load_domain
 from ..errors import ConfigError
 from ..responses.base import ResponseGenerator, ResponseRequest
 from ..responses.templates import TemplateResponses
+from ..results import IntentPrediction, PipelineResult
 from .policy import Decision, Policy, PolicyOptions
 from .state import DialogueState
 from .stores import MemoryStore, SessionStore
@@ -30,7 +31,7 @@ __all__ = ["Assistant", "Turn", "Action", "Handler"]
 
 #: A handler: the action (intent, slots, session) -> facts for the response (or None).
 Handler = Callable[["Action"], Optional[Mapping[str, Any]]]
-TurnInput = Union[str, Path, bytes, bytearray, np.ndarray]
+TurnInput = Union[str, Path, bytes, bytearray, np.ndarray, Any]
 
 
 @dataclass(frozen=True)
@@ -149,7 +150,8 @@ class Assistant:
 
     # ------------------------------------------------------------------ turns
     def respond(self, turn: TurnInput, session: str = "default", *, sentiment: Optional[str] = None) -> Turn:
-        """Answer one turn: text (``str``) or audio (a path as ``Path``, bytes, a 16 kHz array)."""
+        """Answer one turn: text (``str``), audio (a path as ``Path``, bytes, a 16 kHz array), or a turn understood
+        already (a :class:`~speech_intent.results.PipelineResult` or :class:`~speech_intent.results.IntentPrediction`)."""
         return self.respond_batch([turn], [session], sentiments=[sentiment])[0]
 
     def respond_batch(self, turns: Sequence[TurnInput], sessions: Sequence[str], *,
@@ -200,11 +202,15 @@ class Assistant:
     # ------------------------------------------------------------------ stages
     def _understand(self, turns: Sequence[TurnInput]) -> List[Tuple[str, Any, Any, Optional[str]]]:
         """(text, result, prediction, error) per turn: text turns through the NLU, audio through the pipeline."""
-        from ..results import IntentPrediction
-
         out: List[Any] = [None] * len(turns)
+        for i, turn in enumerate(turns):  # understood already (a service's batcher ran the models)
+            if isinstance(turn, PipelineResult):
+                prediction = turn.prediction or IntentPrediction(text="", intent=None, confidence=0.0)
+                out[i] = (turn.transcript or "", turn, prediction, turn.error)
+            elif isinstance(turn, IntentPrediction):
+                out[i] = (turn.text, turn, turn, None)
         texts = [(i, t) for i, t in enumerate(turns) if isinstance(t, str)]
-        audio = [(i, t) for i, t in enumerate(turns) if not isinstance(t, str)]
+        audio = [(i, t) for i, t in enumerate(turns) if out[i] is None and not isinstance(t, str)]
         if texts:
             predictions = self.nlu([t for _, t in texts])
             for (i, said), prediction in zip(texts, predictions):

@@ -3,7 +3,8 @@ size checks in front of the routes: :mod:`.middleware`).
 
 Routes: ``GET /`` (browser demo), ``GET /health``, ``GET /v1/info``, the HTTP API
 (:mod:`.http_api`: ``/v1/predict``, ``/v1/classify``, ``/v1/audio/transcriptions``) and the
-WebSocket stream (:mod:`.ws`: ``/v1/stream``); OpenAPI docs at ``/docs`` and ``/openapi.json``.
+WebSocket stream (:mod:`.ws`: ``/v1/stream``), the session dialogue (:mod:`.dialogue_api`:
+``/v1/dialogue/{session}``); OpenAPI docs at ``/docs`` and ``/openapi.json``.
 Errors are JSON: ``{"error": {"type": ..., "message": ...}}``.
 """
 from __future__ import annotations
@@ -131,7 +132,7 @@ def service_info(service: Service) -> Dict[str, Any]:
 # ---------------------------------------------------------------------------- the app
 def create_app(pipeline: SpeechIntentPipeline, config: Optional[ServeOptions] = None) -> FastAPI:
     """The service for ``pipeline``; its worker threads start and stop with the app (lifespan)."""
-    from . import http_api, ws
+    from . import dialogue_api, http_api, ws
 
     config = config or ServeOptions()
     service = Service(pipeline, config)
@@ -177,4 +178,5 @@ def create_app(pipeline: SpeechIntentPipeline, config: Optional[ServeOptions] = 
 
     app.include_router(http_api.router, prefix="/v1")
     app.include_router(ws.router, prefix="/v1")
+    app.include_router(dialogue_api.router, prefix="/v1")
     return app
