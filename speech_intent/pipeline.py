@@ -24,6 +24,7 @@ from typing import Any, Collection, Iterable, Iterator, List, Mapping, Optional,
 
 import numpy as np
 
+from .affect import AffectStages, load_affect
 from .asr import BACKENDS, ASRStage, FasterWhisperASR, detect_backend, load_asr
 from .audio import (
     DEFAULT_MAX_DURATION,
@@ -69,6 +70,8 @@ class SpeechIntentPipeline:
             says otherwise. ``None``: as many as the ASR stage was loaded for (faster-whisper's
             ``num_workers``), else :func:`~speech_intent.device.default_workers` of its device (2 on a CPU
             with 2 or more threads, as ``speech-intent predict`` runs; 1 on a GPU).
+        sentiment / emotion: optional affect stages, a text :class:`~speech_intent.sentiment.SentimentClassifier`
+            and an acoustic ``EmotionRecognizer`` (:mod:`speech_intent.affect`; results' ``sentiment``, ``emotion``).
     """
 
     def __init__(
@@ -81,7 +84,7 @@ class SpeechIntentPipeline:
         silence_threshold: Optional[float] = SILENCE_PEAK,
         top_k: int = 3,
         domain_prompt: Optional[bool] = None,
-        workers: Optional[int] = None,
+        workers: Optional[int] = None, sentiment: Any = None, emotion: Any = None,
     ) -> None:
         check_int("workers", workers, optional=True)
         self.asr = asr
@@ -95,6 +98,7 @@ class SpeechIntentPipeline:
             loaded_for = getattr(asr, "num_workers", None)  # faster-whisper: its CTranslate2 workers
             workers = loaded_for if isinstance(loaded_for, int) else default_workers(getattr(asr, "device", None))
         self.workers = workers
+        self.affect = AffectStages(sentiment, emotion)
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -151,6 +155,7 @@ class SpeechIntentPipeline:
         keys = ("max_duration", "min_duration", "silence_threshold", "top_k", "domain_prompt")
         options = {k: config[k] for k in keys if k in config}
         options["workers"] = workers
+        options.update(load_affect(directory, config, device=device))
         options.update(kwargs)
         return cls(asr, intent, **options)
 
@@ -169,6 +174,7 @@ class SpeechIntentPipeline:
             "silence_threshold": self.silence_threshold,
             "top_k": self.top_k,
             "domain_prompt": self.domain_prompt,
+            **self.affect.save_pretrained(directory),
         }
         (directory / PIPELINE_CONFIG).write_text(json.dumps(config, indent=2) + "\n")
 
@@ -299,8 +305,8 @@ class SpeechIntentPipeline:
         def recognise(arrays: list) -> List[PipelineResult]:
             return self.recognise(arrays, [name] * len(arrays), batch_size=max(1, len(arrays)))
 
-        return segment_results(source, recognise, options=options, batch_size=batch_size, skip=skip, name=name,
-                               block_seconds=block_seconds)
+        return self.affect.mark(segment_results(source, recognise, options=options, batch_size=batch_size,
+                                                skip=skip, name=name, block_seconds=block_seconds))
 
     def _load(self, item: AudioInput, name: str, decoded: bool) -> np.ndarray:
         """One input as the ASR's samples (``decoded``: a 16 kHz array, nothing else)."""
@@ -338,7 +344,7 @@ class SpeechIntentPipeline:
                     logger.warning("a batch of %d failed (%s); retrying its inputs one by one", len(arrays), error)
                     for i, audio in zip(ok, arrays):
                         results[i] = self._process_one(audio, results[i].path)
-        return results
+        return list(self.affect.mark(results))
 
     def _process_one(self, audio, path: str) -> PipelineResult:
         result = PipelineResult(path=path)
@@ -357,6 +363,7 @@ class SpeechIntentPipeline:
             if getattr(transcript, "in_grammar", None) is False:  # speech outside the ASR's grammar: not understood
                 prediction = replace(prediction, intent=None, slots={}, slot_spans=[])
             result.transcription, result.prediction = transcript, prediction
+        self.affect.annotate(results, [t.text for t in transcripts], arrays)
 
 
 def _failed(name: str, error: Exception) -> PipelineResult:

@@ -107,6 +107,11 @@ class PipelineResult:
             its file from 0, where it starts and ends in seconds of the file, and whether it is the
             file's last row. A row for the whole file (no speech in it, or a file that could not be
             read) has ``segment=None`` and ``last=True``. ``None`` for results of whole inputs.
+        sentiment, text_emotion: the text sentiment stage's answers on the transcript (sentiment; emotion, when
+            its model has an emotion head), ``None`` without one, for an empty transcript or a failed input.
+        emotion: the acoustic emotion stage's answer on the audio, ``None`` likewise (silent audio too).
+        affect: the names of those three fields the run's pipeline has stages for (the same for every row of
+            the run, failed ones included); ``to_dict()`` writes each as ``NAME`` (its label) and ``NAME_score``.
 
     The flat names of ``to_dict()`` (``transcript``, ``intent``, ``slots``, ...: :data:`FLAT_FIELDS`) are
     also read-only properties over the two parts (``None``, or an empty list / dict, when a part is missing).
@@ -120,6 +125,10 @@ class PipelineResult:
     start: Optional[float] = None
     end: Optional[float] = None
     last: Optional[bool] = None
+    sentiment: Optional[LabelScores] = None
+    text_emotion: Optional[LabelScores] = None
+    emotion: Optional[LabelScores] = None
+    affect: Tuple[str, ...] = ()
 
     @classmethod
     def failed(cls, name: str, error: BaseException) -> "PipelineResult":
@@ -138,7 +147,9 @@ class PipelineResult:
     def to_dict(self) -> Dict[str, Any]:
         """Flat keys: ``path``, the transcription's (its ``text`` / ``confidence`` as ``transcript`` /
         ``transcript_confidence``), the prediction's, ``error``; rows of a segmented recording also
-        ``segment``, ``start``, ``end``, ``last``. A failed input has the same keys, null or empty."""
+        ``segment``, ``start``, ``end``, ``last``; with affect stages (``affect``) ``sentiment`` / ``sentiment_score``,
+        ``text_emotion`` / ``text_emotion_score``, ``emotion`` / ``emotion_score``. A failed input has the same
+        keys, null or empty."""
         # a missing part is written as an empty one: same keys, null values (empty top_k, slots, spans)
         transcription = self.transcription or Transcript(None, None)  # type: ignore[arg-type]
         prediction = self.prediction or IntentPrediction(None, None, None)  # type: ignore[arg-type]
@@ -146,6 +157,9 @@ class PipelineResult:
         row = {"path": self.path, **heard, **prediction.to_dict(), "error": self.error}
         if self.segmented:
             row.update(segment=self.segment, start=self.start, end=self.end, last=self.last)
+        for key in self.affect:  # the optional stages' answers: label and score, None when missing
+            answer: Optional[LabelScores] = getattr(self, key)
+            row.update({key: answer.label if answer else None, f"{key}_score": answer.score if answer else None})
         return row
 
 
