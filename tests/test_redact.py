@@ -281,3 +281,11 @@ def test_the_presidio_backend_finds_the_spoken_forms_too():
     text = ("call four one five five five five zero one three two, mail john dot smith at gmail dot com, "
             "card four one one one one one one one one one one one one one one one")
     assert [h.entity for h in detector.detect(text)] == ["PHONE_NUMBER", "EMAIL_ADDRESS", "CREDIT_CARD"]
+
+
+def test_a_row_that_cannot_be_redacted_is_withheld_not_passed_on(redactor):
+    row = {"path": "c.wav", "transcript": 12345, "text": "call 415 555 0132", "slots": {"contact": "bob"},
+           "slot_spans": [], "intent": "call_contact", "error": None}
+    out = redactor(row)
+    assert out["transcript"] == out["text"] == "<REDACTED>" and out["slots"] == {"contact": "<REDACTED>"}
+    assert out["intent"] == "call_contact"

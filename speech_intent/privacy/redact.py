@@ -35,6 +35,8 @@ from .pii import PiiDetector, PiiOptions
 
 __all__ = ["RedactionOptions", "Redactor", "RedactingFilter", "personal_slots_of", "demo_domain"]
 
+logger = logging.getLogger(__name__)
+
 Normalize = Callable[[str], str]
 Value = Tuple[str, str]  # a known personal value and the slot it belongs to
 Region = Tuple[int, int, str, int]  # start, end, label (slot name or entity type), priority
@@ -151,7 +153,9 @@ class Redactor:
                      for s in row.get("slot_spans") or []]
         except ValueError:  # spans that do not fit the text: dropped, the slot values are still redacted
             spans = []
-        heard, text, slots, spans = self._parts(row.get("transcript"), row.get("text"), row.get("slots") or {}, spans)
+        slots = row.get("slots") or {}
+        heard, text, slots, spans = self._parts(row.get("transcript"), row.get("text"),
+                                                slots if isinstance(slots, dict) else {"slots": slots}, spans)
         out = dict(row)
         for key, value in (("transcript", heard), ("text", text)):
             if key in row:
@@ -171,7 +175,19 @@ class Redactor:
     # ------------------------------------------------------------------ the work
     def _parts(self, transcript: Optional[str], text: Optional[str], slots: Dict[str, Any],
                spans: Sequence[SlotSpan]) -> Tuple[Optional[str], Optional[str], Dict[str, Any], List[SlotSpan]]:
-        """Redacted ``(transcript, text, slots, spans)``; ``spans`` index ``text``."""
+        """Redacted ``(transcript, text, slots, spans)``; ``spans`` index ``text``. Parts that cannot be
+        redacted (not text, a detector that fails) are withheld whole: ``<REDACTED>``, never passed on raw."""
+        try:
+            return self._redact_parts(transcript, text, slots, spans)
+        except Exception as error:  # one odd result never stops a batch, and never leaks
+            logger.warning("redaction failed (%s: %s); the transcript, text and slots are withheld",
+                           type(error).__name__, self.text(str(error)) if isinstance(error, ValueError) else "")
+            withheld = self.label("REDACTED")
+            return (None if transcript is None else withheld, None if text is None else withheld,
+                    {name: withheld for name in slots}, [])
+
+    def _redact_parts(self, transcript: Optional[str], text: Optional[str], slots: Dict[str, Any],
+                      spans: Sequence[SlotSpan]) -> Tuple[Optional[str], Optional[str], Dict[str, Any], List[SlotSpan]]:
         known: List[Value] = [(v, s.name) for s in spans if s.name in self.personal for v in (s.raw, s.value) if v]
         known += [(v, k) for k, v in slots.items() if k in self.personal and isinstance(v, str)]
         known = [(v, k) for v, k in dict.fromkeys(known) if v.strip() and v != self.label(k)]  # not placeholders
