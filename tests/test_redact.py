@@ -215,7 +215,7 @@ def test_the_log_filter_redacts_messages_and_tracebacks(redactor, caplog):
 
 # ------------------------------------------------------------------ the command line and the service
 @pytest.mark.slow
-def test_cli_predict_redact_with_the_demo_model(tmp_path, default_pipe, caplog):
+def test_cli_predict_redact_with_the_demo_model(tmp_path):
     from speech_intent.cli import main
 
     files = [str(AUDIO / "020_send_message.wav"), str(AUDIO / "021_send_message.wav")]
