@@ -34,6 +34,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="with --dev: stop after N epochs without a better dev score (0: never)")
     p.add_argument("--max-examples", type=int, default=None, metavar="N",
                    help="grammar: sample N expansions (default 20000); other formats: a random N examples")
+    p.add_argument("--dp-epsilon", type=float, default=None, metavar="E",
+                   help="differentially private fine-tuning (DP-SGD, Opacus) with this target ε for the whole run; "
+                        "needs pip install 'speech-intent[privacy]'")
+    p.add_argument("--dp-delta", type=float, default=None, metavar="D",
+                   help="with --dp-epsilon: target δ (default: min(1e-5, 1/(2N)) for N training examples)")
+    p.add_argument("--dp-max-grad-norm", type=float, default=1.0, metavar="C",
+                   help="with --dp-epsilon: per-example gradient clipping norm (default %(default)s)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     add_device_arg(p)
     p.set_defaults(func=run)
@@ -51,9 +58,22 @@ def _load(args: argparse.Namespace, path: str) -> list:
     return examples
 
 
+def _privacy(args: argparse.Namespace):
+    """``PrivacyOptions`` from ``--dp-*`` (ConfigError for a bad ε, δ or C); ``None`` without ``--dp-epsilon``."""
+    from ..errors import ConfigError
+    from ..privacy.dp import PrivacyOptions
+
+    if args.dp_epsilon is None:
+        if args.dp_delta is not None:
+            raise ConfigError("--dp-delta needs --dp-epsilon")
+        return None
+    return PrivacyOptions(epsilon=args.dp_epsilon, delta=args.dp_delta, max_grad_norm=args.dp_max_grad_norm)
+
+
 def run(args: argparse.Namespace) -> int:
     from ..nlu import TrainingOptions, fine_tune
 
+    privacy = _privacy(args)  # before anything is read or loaded
     if args.base:
         check_model_path(args.base)  # before the data is read: a missing --base is not sent to the hub
     examples = _load(args, args.data)
@@ -67,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
           + (f", {len(dev)} dev examples" if dev else "") + f" -> {args.output}", file=sys.stderr)
     start = time.perf_counter()
     clf = fine_tune(examples, args.output, base=args.base, options=config, device=args.device, dev_examples=dev,
-                    progress=not args.quiet)
+                    progress=not args.quiet, privacy=privacy)
     kind = f"joint model, {len(clf.labels)} intents, {len(clf.slot_labels)} slot tags" if clf.is_joint \
         else f"{len(clf.labels)} intents"
     info = clf.training or {}
@@ -75,4 +95,9 @@ def run(args: argparse.Namespace) -> int:
     extra += f"; threshold {clf.threshold:.3f}" if clf.threshold is not None else ""
     print(f"trained {kind} on {len(examples)} examples in {time.perf_counter() - start:.1f} s "
           f"({info.get('epochs_run', args.epochs)} epochs{extra}); saved to {args.output}", file=sys.stderr)
+    if info.get("privacy"):
+        from ..privacy.dp import PrivacyRecord
+
+        print(f"differential privacy: {PrivacyRecord.from_dict(info['privacy']).summary()} "
+              f"(privacy.json)", file=sys.stderr)
     return 0

@@ -16,6 +16,9 @@ inference uses, and the result is saved as a ready-to-use intent stage.
   (``lr_scheduler``, ``warmup_ratio``), layer-wise learning-rate decay (``layer_lr_decay``)
   and a separate rate for the new heads (``head_learning_rate``).
 - ``training["history"]`` of the result holds the train loss and dev scores of every epoch.
+- ``privacy=PrivacyOptions(epsilon=...)``: differentially private fine-tuning (DP-SGD with Opacus, its own
+  loop in :mod:`~speech_intent.nlu.private_training`); the achieved (ε, δ), clipping norm, noise multiplier
+  and steps go into ``privacy.json`` beside the model and ``training["privacy"]``.
 - bf16 (or fp16) on CUDA; deterministic for a fixed seed on CPU.
 """
 from __future__ import annotations
@@ -35,6 +38,7 @@ from ..bundled import bundled_encoder_path
 from ..device import DeviceLike, resolve_device
 from ..errors import ConfigError
 from ..normalize import TextNormalizer
+from ..privacy.dp import PrivacyOptions
 from ..quiet import quiet_transformers
 from ..slots import NormalizedExample
 from ..training_args import dev_checkpoints, mixed_precision, training_arguments
@@ -246,6 +250,7 @@ def fine_tune(
     joint: Optional[bool] = None,
     closed_values: Optional[Dict[str, List[str]]] = None,
     callbacks: Sequence[Any] = (),
+    privacy: Optional[PrivacyOptions] = None,
 ) -> IntentClassifier:
     """Train an intent (or joint intent + slot) model and save it as an intent stage.
 
@@ -266,6 +271,10 @@ def fine_tune(
             training on ASR transcripts too (:mod:`~speech_intent.speech_in_the_loop`), or misrecognised
             values would become canonical.
         callbacks: more ``TrainerCallback`` objects for the ``Trainer`` (e.g. per-epoch test scores).
+        privacy: train with differential privacy (:class:`~speech_intent.privacy.dp.PrivacyOptions`: target ε,
+            δ, clipping norm); ``None``: the ordinary ``Trainer`` path. See
+            :mod:`~speech_intent.nlu.private_training` for what differs (frozen embeddings, whole epochs,
+            no early stopping).
 
     Returns:
         The trained :class:`IntentClassifier`, loaded from ``output_dir``; its ``training``
@@ -275,6 +284,10 @@ def fine_tune(
 
     options = options or TrainingOptions()
     _check_options(options)
+    if privacy is not None and not isinstance(privacy, PrivacyOptions):
+        raise ConfigError(f"privacy must be PrivacyOptions or None, not {type(privacy).__name__}")
+    if privacy is not None and callbacks:
+        raise ConfigError("callbacks are Trainer callbacks; private training runs its own loop and takes none")
     normalizer = normalizer if normalizer is not None else TextNormalizer()
     resolved = resolve_device(device)
     base = str(base or bundled_encoder_path())
@@ -296,20 +309,32 @@ def fine_tune(
                 len(train), len(intents), f", {len(slot_labels)} slot tags" if slot_labels else "", resolved)
 
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory() as scratch:
-        trainer = _trainer(model, tokenizer, train_set, dev_set, scratch, options, resolved, slot_labels=slot_labels,
-                           progress=progress, callbacks=callbacks)
-        with quiet_transformers():  # the checkpoints' "Writing model shards" bars, the best epoch's load report
-            trainer.train()
-        state = trainer.state
+    private = None
+    if privacy is not None:
+        from .private_training import train_privately
+
+        private = train_privately(model, tokenizer, train_set, dev_set, options, privacy, resolved,
+                                  slot_labels=slot_labels, progress=progress)
+        trained, epochs_run, best, history = private.model, private.epochs_run, private.dev_score, private.history
+    else:
+        with tempfile.TemporaryDirectory() as scratch:
+            trainer = _trainer(model, tokenizer, train_set, dev_set, scratch, options, resolved,
+                               slot_labels=slot_labels, progress=progress, callbacks=callbacks)
+            with quiet_transformers():  # the checkpoints' "Writing model shards" bars, the best epoch's load report
+                trainer.train()
+            state = trainer.state
+        trained, epochs_run, best = trainer.model, round(float(state.epoch or 0), 3), state.best_metric
+        history = epoch_history(state.log_history)
     info: Dict[str, Any] = {
         "base": base, "joint": joint, "train_examples": len(train), "dev_examples": len(dev),
-        "epochs_run": round(float(state.epoch or 0), 3), "best_dev_score": state.best_metric,
+        "epochs_run": epochs_run, "best_dev_score": best,
         "seconds": round(time.perf_counter() - started, 1), "device": str(resolved), "config": asdict(options),
-        "history": epoch_history(state.log_history),
+        "history": history,
     }
+    if private is not None:
+        info["privacy"] = private.record.to_dict()
     closed = _closed_values(train, joint, closed_values, normalizer)
-    classifier = IntentClassifier(trainer.model.float(), tokenizer, device="cpu", normalizer=normalizer,
+    classifier = IntentClassifier(trained.float(), tokenizer, device="cpu", normalizer=normalizer,
                                   max_length=options.max_length, training=info,
                                   canonicalizer=SlotCanonicalizer(closed) if closed else None)
     if dev_examples and options.oos_recall is not None:
@@ -317,6 +342,8 @@ def fine_tune(
         classifier.threshold = choice.threshold
         info["threshold"] = choice.to_dict()
     classifier.save_pretrained(output_dir)
+    if private is not None:
+        private.record.save(output_dir)
     return IntentClassifier.from_pretrained(output_dir, device=resolved)
 
 
