@@ -22,7 +22,7 @@ from speech_intent.emotion import (
     speaker_split,
     train_head,
 )
-from speech_intent.emotion.encoder import hidden_states, real_frames, window_frames
+from speech_intent.emotion.encoder import crop_states, hidden_states, real_frames, window_frames
 from speech_intent.errors import ConfigError, ManifestError, ModelLoadError
 from speech_intent.results import LabelScores
 
@@ -107,6 +107,25 @@ def test_states_cover_the_real_frames_only_and_do_not_depend_on_the_batch(recogn
     assert alone.shape == (3, real_frames(len(short)), 32) and together[0].shape[1] == real_frames(len(long)) == 115
     torch.testing.assert_close(alone, together[1])  # its window depends on its own length, not the batch's
     assert window_frames(len(short), 0.5) == 100 and window_frames(len(long), None) == 3000
+
+
+def test_states_of_another_pass_of_the_same_encoder_give_the_same_answers(recognizer, encoder_dir):
+    """What the pipeline does to reuse the ASR's encoder pass: same weights (fingerprint), the batch's
+    states cut to each clip's real frames, the head only."""
+    from transformers import WhisperModel
+
+    other = WhisperModel.from_pretrained(encoder_dir).get_encoder().eval()
+    assert recognizer.encoder_fingerprint() == EmotionRecognizer.build(encoder_dir, ["a", "b"]).encoder_fingerprint()
+    audios = [tone(300, 0.4, 11), tone(900, 0.5, 12)]
+    features = recognizer.feature_extractor(audios, sampling_rate=16000, return_tensors="pt", padding="max_length",
+                                            max_length=100 * 160).input_features  # both windows are 1 s
+    with torch.no_grad():
+        states = crop_states(hidden_states(other, features), [len(a) for a in audios])
+    ours = recognizer.features(audios)
+    for a, b in zip(states, ours):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+    for a, b in zip(recognizer.recognise_states(states), recognizer.recognise(audios)):
+        assert a.label == b.label and a.score == pytest.approx(b.score, abs=1e-5)
 
 
 def test_trained_head_tells_the_tones_apart_and_scores_sum_to_one(trained):

@@ -21,7 +21,8 @@ import torch
 
 from ..errors import ModelLoadError
 
-__all__ = ["FRAMES_PER_SECOND", "encoder_states", "load_whisper_encoder", "real_frames", "window_frames"]
+__all__ = ["FRAMES_PER_SECOND", "crop_states", "encoder_fingerprint", "encoder_states", "hidden_states",
+           "load_whisper_encoder", "real_frames", "window_frames"]
 
 #: Log-Mel hop at 16 kHz (samples) and the encoder's downsampling (its second convolution's stride).
 MEL_HOP = 160
@@ -81,6 +82,25 @@ def hidden_states(encoder: torch.nn.Module, input_features: torch.Tensor) -> tor
         states.append(hidden)
     states[-1] = encoder.layer_norm(hidden)
     return torch.stack(states, dim=1)
+
+
+def crop_states(states: torch.Tensor, num_samples: Sequence[int]) -> List[torch.Tensor]:
+    """Per clip, ``(layers + 1, real frames, d_model)`` float32 CPU tensors cut from a batch of
+    :func:`hidden_states` (``(batch, layers + 1, frames, d_model)``) computed on clips of ``num_samples``
+    samples: how another pass of the same encoder (the ASR stage's) hands its states to the emotion head."""
+    return [states[row, :, : real_frames(n)].float().cpu().clone() for row, n in enumerate(num_samples)]
+
+
+def encoder_fingerprint(encoder: torch.nn.Module) -> str:
+    """A SHA-256 of the encoder's weights (float32): equal fingerprints mean another stage's pass of its
+    encoder gives the very states the emotion head was trained on (a fine-tuned ASR encoder does not)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name, tensor in sorted(encoder.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
 
 
 def encoder_states(encoder: torch.nn.Module, extractor: Any, audios: Sequence[np.ndarray], *,

@@ -22,7 +22,7 @@ from ..audio import is_silent
 from ..device import DeviceLike, DTypeLike, resolve_device, resolve_dtype
 from ..errors import ConfigError, ModelLoadError
 from ..results import LabelScores
-from .encoder import build_encoder, encoder_states, load_whisper_encoder
+from .encoder import build_encoder, encoder_fingerprint, encoder_states, load_whisper_encoder
 from .head import EmotionHead, pad_states
 from .options import DEFAULT_CONTEXT_MARGIN, HeadConfig
 
@@ -124,6 +124,11 @@ class EmotionRecognizer:
         the encoder again."""
         return [LabelScores.from_scores(dict(zip(self._labels, map(float, row))), self.threshold)
                 for row in self.probabilities(states)]
+
+    def encoder_fingerprint(self) -> str:
+        """The encoder weights' SHA-256 (:func:`~.encoder.encoder_fingerprint`): when the ASR stage's encoder
+        has the same, its pass can feed :meth:`recognise_states` (cut with :func:`~.encoder.crop_states`)."""
+        return encoder_fingerprint(self.encoder)
 
     def recognise(self, audios: Sequence[np.ndarray]) -> List[Optional[LabelScores]]:
         """The emotion of each 16 kHz float32 mono clip; ``None`` for an empty or silent clip (or one
