@@ -111,6 +111,14 @@ def test_wer_against_hand_computed_value():
     assert report.slot_mode is None and report.command_acceptance == 1.0
 
 
+def test_data_without_slot_labels_leaves_slot_scores_out():
+    gold = [ManifestItem(Path("/a.wav"), "alarm", {}, "wake me at seven")]
+    preds = [_heard("/a.wav", "wake me at seven", "wake me at seven", "alarm", {"time": "seven"})]
+    report = compute_report(gold, preds)
+    assert report.slot_mode is None and report.slot_f1 is None  # not a slot F1 of 0 against missing labels
+    assert report.command_acceptance == 1.0 and any("no slot labels" in note for note in report.notes)
+
+
 def test_out_of_scope_precision_and_recall():
     gold = [_ex("x", None), _ex("y", None), _ex("z", "a"), _ex("w", "a")]
     preds = [_pred("x", None), _pred("y", "a"), _pred("z", None), _pred("w", "a")]

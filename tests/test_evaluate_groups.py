@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +43,7 @@ def test_each_group_is_scored_and_the_worst_group_and_gap_are_named():
     assert "1 more in report.json" in whole.format_table(max_intents=1)
     brief = whole.format_table(max_intents=0)  # groups only: no per-intent table
     assert "support" not in brief and "by gender:" in brief
+    assert "worst acc: (none) (0.0%, gap 100.0%)" in brief and "worst WER: m (25.0%, gap 25.0%)" in brief
     with pytest.raises(ConfigError, match="'accent'.*gender"):
         group_reports(items, results, "accent", condition="clean")
 
@@ -70,3 +72,18 @@ def test_cli_evaluate_group_by_writes_the_groups_to_text_json_and_png(tiny_pipel
     # a column no item has: a one-line error before any model loads
     assert main(["evaluate", str(manifest), "--pipeline", str(tmp_path / "nowhere"), "--group-by", "accent"]) == 1
     assert "no manifest item has a value in the column 'accent' (columns: voice)" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed (Debian: espeak-ng)")
+def test_voices_benchmark_writes_a_manifest_with_a_group_per_voice(tmp_path):
+    from benchmarks.voices import COLUMNS, ESPEAK, speak_all
+    from speech_intent.evaluate.groups import check_column, group_of
+
+    texts = [{"text": "turn on the lights", "intent": "lights_on"}, {"text": "what time is it", "intent": "get_time"}]
+    items = read_manifest(speak_all(texts, tmp_path, hibari=False))
+    assert len(items) == 2 * len(ESPEAK)
+    for column in COLUMNS:
+        check_column(items, column)
+    assert {group_of(item, "voice") for item in items} == {name for name, *_ in ESPEAK}
+    assert {group_of(item, "gender") for item in items} == {"female", "male"}
+    assert all(item.audio.stat().st_size > 8000 and item.intent in ("lights_on", "get_time") for item in items)

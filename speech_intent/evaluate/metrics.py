@@ -192,7 +192,9 @@ def compute_report(
     )
     report.oos_precision, report.oos_recall = _oos(gold_intents, pred_intents)
 
-    has_slots = any(r.slots for r in refs) or any(pred_slots)
+    has_slots = any(r.slots for r in refs)  # data without slot labels: slots are not scored
+    if not has_slots and any(pred_slots):
+        report.notes.append("the data has no slot labels: slot scores are left out")
     if has_slots and mode == "bio" and any(r.slots and not r.spans for r in refs):
         logger.warning("some gold slots have no character spans; scoring slots by value instead of BIO")
         mode = "value"

@@ -137,7 +137,7 @@ class EvaluationReport:
         return "\n".join(lines)
 
     def _group_lines(self) -> List[str]:
-        """The per-group table: n and each compared metric per group, then the worst group and the gap."""
+        """The per-group table: n and each compared metric per group and the gap, then each metric's worst group."""
         metrics = self.group_summary()
         if not metrics:
             return []
@@ -149,8 +149,9 @@ class EvaluationReport:
         for name, report in self.groups.items():
             lines.append(f"  {name:<{width}}  {report.n:>5}  "
                          + "  ".join(f"{_pct(m['groups'][name]):>6}" for m in metrics.values()))
-        lines.append(f"  {'worst':<{width}}  {'':>5}  " + "  ".join(f"{m['worst'][:6]:>6}" for m in metrics.values()))
         lines.append(f"  {'gap':<{width}}  {'':>5}  " + "  ".join(f"{_pct(m['gap']):>6}" for m in metrics.values()))
+        lines += [f"  worst {heads[name]}: {m['worst']} ({_pct(m['groups'][m['worst']])}, gap {_pct(m['gap'])})"
+                  for name, m in metrics.items()]
         return lines
 
 
