@@ -289,3 +289,73 @@ def test_a_row_that_cannot_be_redacted_is_withheld_not_passed_on(redactor):
     out = redactor(row)
     assert out["transcript"] == out["text"] == "<REDACTED>" and out["slots"] == {"contact": "<REDACTED>"}
     assert out["intent"] == "call_contact"
+
+
+SAID = "Call Anna on 415 555 0132 or mail anna dot lee at example dot org"
+
+
+class _Talkative:
+    """The tiny pipeline, but every input is heard as :data:`SAID` with ``contact`` = Anna (real app, fake words)."""
+
+    def __init__(self, pipe) -> None:
+        self._pipe = pipe
+
+    def __getattr__(self, name):
+        return getattr(self._pipe, name)
+
+    def _prediction(self) -> IntentPrediction:
+        text = NORMALIZE(SAID)
+        return IntentPrediction(text, "call_contact", 0.9, [("call_contact", 0.9)], {"contact": "anna"},
+                                [SlotSpan("contact", 5, 9, "anna")])
+
+    def recognise(self, items, names=None, batch_size=8):
+        names = list(names or [f"<array #{i}>" for i in range(len(items))])
+        return [PipelineResult(name, Transcript(SAID, 0.9, 1.0), self._prediction()) for name in names]
+
+    def intent(self, texts, top_k=3):
+        return [self._prediction() for _ in texts]
+
+
+def test_the_service_redacts_every_answer(tiny_pipe):
+    """``ServeOptions(redact=...)`` (``serve --redact``) through the real app: /v1/predict rows, /v1/classify,
+    the transcriptions and the stream's partials and finals hold placeholders, never the words said."""
+    import threading
+
+    from fastapi.testclient import TestClient
+
+    from speech_intent.serve import ServeOptions, create_app
+    from tests.serving import LOCAL, STREAM, pcm16, wav_bytes, with_silences
+
+    raw = re.compile(r"anna|0132|example", re.IGNORECASE)
+    config = ServeOptions(redact=RedactionOptions(personal_slots=("contact",)), partial_interval=0.5)
+    audio, _ = with_silences(["001_set_alarm.wav"], lead=0.5, tail=1.0)
+    answers: dict = {}
+
+    def talk() -> None:
+        with TestClient(create_app(_Talkative(tiny_pipe), config), base_url=LOCAL) as client:
+            answers["predict"] = client.post("/v1/predict", files=[("files", ("a.wav", wav_bytes(audio), "audio/wav"))]).json()
+            answers["classify"] = client.post("/v1/classify", json={"texts": [SAID]}).json()
+            answers["verbose"] = client.post("/v1/audio/transcriptions", data={"response_format": "verbose_json"},
+                                             files={"file": ("a.wav", wav_bytes(audio), "audio/wav")}).json()
+            with client.websocket_connect(STREAM) as ws:
+                assert ws.receive_json()["type"] == "ready"
+                data = pcm16(audio)
+                for start in range(0, len(data), 3200):
+                    ws.send_bytes(data[start:start + 3200])
+                ws.send_text(json.dumps({"type": "end"}))
+                events = []
+                while not events or events[-1]["type"] != "end":
+                    events.append(ws.receive_json())
+                answers["stream"] = events
+
+    talker = threading.Thread(target=talk, daemon=True)
+    talker.start()
+    talker.join(120)
+    row = answers["predict"]["results"][0]
+    assert row["transcript"] == "Call <contact> on <PHONE_NUMBER> or mail <EMAIL_ADDRESS>"
+    assert row["slots"] == {"contact": "<contact>"} and row["intent"] == "call_contact"
+    assert answers["classify"]["predictions"][0]["slots"] == {"contact": "<contact>"}
+    finals = [e for e in answers["stream"] if e["type"] == "final"]
+    assert finals and all("<PHONE_NUMBER>" in e["transcript"] for e in finals), answers["stream"]
+    for name, answer in answers.items():
+        assert not raw.search(json.dumps(answer)), (name, answer)
