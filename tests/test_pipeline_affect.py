@@ -171,3 +171,24 @@ def test_the_stream_carries_them_in_each_final(sentiment, intent):
     assert len(finals) == 1
     row = finals[0].to_dict()["result"]
     assert row["sentiment"] in {"negative", "neutral", "positive"} and row["emotion"] in {"angry", "calm"}
+
+
+def test_predict_cli_adds_the_stages_to_a_saved_pipeline(tiny_pipeline_dir, sentiment, tmp_path, capsys):
+    from speech_intent.cli import main
+
+    stage = tmp_path / "sentiment"
+    sentiment.save_pretrained(stage)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    sf.write(folder / "a.wav", _tone(0.2), 16000)
+    (folder / "b.wav").write_bytes(b"not audio")
+    out = tmp_path / "rows.jsonl"
+    assert main(["predict", str(folder), "--pipeline", str(tiny_pipeline_dir), "--sentiment", str(stage),
+                 "--device", "cpu", "-q", "-o", str(out)]) == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(rows) == 2 and all(list(row) == list(rows[0]) for row in rows)
+    assert {"sentiment", "sentiment_score", "text_emotion", "text_emotion_score"} <= set(rows[0])
+    assert "emotion" not in rows[0]
+    assert main(["predict", str(folder), "--pipeline", str(tiny_pipeline_dir), "--emotion",
+                 str(tmp_path / "no-such-model"), "-q", "-o", str(tmp_path / "x.jsonl")]) == 1
+    assert "no-such-model" in capsys.readouterr().err

@@ -186,3 +186,23 @@ def test_multi_label_predictions_use_the_decision_threshold():
     probabilities = np.array([[0.9, 0.4, 0.1], [0.2, 0.25, 0.1]])
     assert head_predictions(probabilities, True, 0.3).tolist() == [[1, 1, 0], [0, 1, 0]]  # none over: the best
     assert head_predictions(probabilities, False, 0.3).tolist() == [[1, 0, 0], [0, 1, 0]]
+
+
+def test_cli_train_sentiment_on_a_goemotions_folder(tmp_path, tiny_base, capsys):
+    from speech_intent.cli import main
+
+    root = _goemotions_folder(tmp_path / "go")
+    for name in ("group", "ekman"):
+        (root / name / "dev.tsv").write_text((root / name / "train.tsv").read_text())
+    out = tmp_path / "stage"
+    assert main(["train-sentiment", str(root), "--output", str(out), "--base", str(tiny_base), "--epochs", "1",
+                 "--batch-size", "2", "--device", "cpu", "-q"]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["labels"] == {"sentiment": ["negative", "neutral", "positive"],
+                                 "emotion": ["anger", "joy", "neutral"]}
+    assert summary["train_examples"] == 3 and summary["dev_examples"] == 3  # its dev split was found
+    assert SentimentClassifier.from_pretrained(out, device="cpu").model.config.emotion_multi_label
+    assert main(["train-sentiment", str(tmp_path / "none.csv"), "--output", str(out)]) == 1
+    assert "no such file" in capsys.readouterr().err
+    assert main(["train-sentiment", str(root), "--output", str(out), "--threshold", "2"]) == 1
+    assert "threshold" in capsys.readouterr().err

@@ -1,4 +1,4 @@
-"""The speech-intent command line: predict, transcribe, classify, train(-asr, -emotion, -turn), convert, evaluate, serve, chat.
+"""The speech-intent command line: predict, transcribe, classify, train(-asr, -emotion, -sentiment, -turn), convert, evaluate, serve, chat.
 
 One module per subcommand (each has ``add_parser(subparsers)`` and ``run(args)``); the
 flags and model loading they share live in :mod:`.options`.
@@ -22,11 +22,13 @@ from . import (
     train_asr,
     train_emotion,
     train_responses,
+    train_sentiment,
     train_turn,
     transcribe,
 )
 
-SUBCOMMANDS = (predict, transcribe, classify, train, train_asr, train_emotion, train_responses, train_turn, convert, evaluate,
+SUBCOMMANDS = (predict, transcribe, classify, train, train_asr, train_emotion, train_responses, train_sentiment,
+               train_turn, convert, evaluate,
                serve, chat)
 
 

@@ -12,7 +12,8 @@ from ..batch.run import LocalEngine, RunSummary, format_summary, run_batch
 from ..batch.writer import RedactRow
 from ..device import default_workers
 from ..errors import ConfigError
-from .options import add_model_args, add_vad_args, build_pipeline, check_model_args, vad_options
+from .affect import add_affect_args, build_affect_pipeline, check_affect_args
+from .options import add_model_args, add_vad_args, check_model_args, vad_options
 from .redaction import add_redact_args, redactor_from_args
 
 
@@ -24,6 +25,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="start the output afresh instead of resuming")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     add_model_args(p)
+    add_affect_args(p)
     add_redact_args(p)
     segment = p.add_argument_group("long recordings (--segment)")
     segment.add_argument("--segment", action="store_true",
@@ -58,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
     """Predict every input into a resumable JSONL/CSV; prints ``done: N, skipped: N, failed: N``.
     ``--redact``: rows and log lines redacted (:class:`~speech_intent.privacy.redact.Redactor`)."""
     redactor = redactor_from_args(args)  # checked before any model loads
+    check_affect_args(args)
     if redactor is not None:
         redactor.log_filter().install()
     redact = redactor.row if redactor is not None else None
@@ -86,7 +89,7 @@ def run_local(args: argparse.Namespace, redact: Optional[RedactRow] = None) -> O
     if vad is not None and (args.workers or 1) > 1:
         raise ConfigError("--segment runs one file at a time (--workers 1)")
     workers = 1 if vad is not None else args.workers or default_workers(args.device)
-    engine = LocalEngine(partial(build_pipeline, args, num_workers=workers), batch_size=args.batch_size,
+    engine = LocalEngine(partial(build_affect_pipeline, args, num_workers=workers), batch_size=args.batch_size,
                          workers=workers, vad=vad, progress=not args.quiet)
     return run_batch(files, engine, args.output, fmt=args.format, overwrite=args.overwrite, segments=args.segment,
                      redact=redact)
@@ -104,6 +107,6 @@ def run_ray(args: argparse.Namespace, redact: Optional[RedactRow] = None) -> Run
                          files_per_task=args.files_per_task,
                          worker_info=args.worker_info, progress=not args.quiet)
     parquet = args.parquet or (default_parquet_path(args.output) if args.format in (None, "jsonl") else None)
-    return predict_distributed(args.inputs, args.output, pipeline=partial(build_pipeline, args), device=args.device,
+    return predict_distributed(args.inputs, args.output, pipeline=partial(build_affect_pipeline, args), device=args.device,
                                options=options, fmt=args.format, overwrite=args.overwrite, parquet=parquet,
                                redact=redact)
