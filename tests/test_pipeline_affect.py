@@ -192,3 +192,24 @@ def test_predict_cli_adds_the_stages_to_a_saved_pipeline(tiny_pipeline_dir, sent
     assert main(["predict", str(folder), "--pipeline", str(tiny_pipeline_dir), "--emotion",
                  str(tmp_path / "no-such-model"), "-q", "-o", str(tmp_path / "x.jsonl")]) == 1
     assert "no-such-model" in capsys.readouterr().err
+
+
+def test_the_service_rows_carry_them_bad_uploads_too(sentiment, intent):
+    pytest.importorskip("fastapi", reason="the serve extra (fastapi, uvicorn) is not installed")
+    from fastapi.testclient import TestClient
+
+    from speech_intent.serve import create_app
+    from tests.serving import wav_bytes
+
+    pipe = SpeechIntentPipeline(_ScriptedASR(), intent, sentiment=sentiment, emotion=_Voice())
+    with TestClient(create_app(pipe), base_url="http://127.0.0.1") as client:
+        response = client.post("/v1/predict", files=[("files", ("a.wav", wav_bytes(_tone(0.3)), "audio/wav")),
+                                                     ("files", ("bad.wav", b"RIFF....", "audio/wav"))])
+    assert response.status_code == 200, response.text
+    good, bad = response.json()["results"]
+    assert list(good) == list(bad) and good["emotion"] == "calm" and good["sentiment"] is not None
+    assert bad["error"] and all(bad[key] is None for key in AFFECT_KEYS)
+    from speech_intent.cli import build_parser
+
+    args = build_parser().parse_args(["serve", "--sentiment", "--emotion", "voice/"])
+    assert args.sentiment == "default" and args.emotion == "voice/"  # the flag alone: the built-in stage

@@ -13,6 +13,7 @@ import sys
 from ..device import available_cpus, default_workers
 from ..errors import ConfigError
 from ..serve import API_KEY_ENV, ServeOptions
+from .affect import add_affect_args, check_affect_args, with_affect
 from .options import add_model_args, add_vad_args, build_pipeline, vad_options
 from .redaction import add_redact_args, redaction_options
 
@@ -48,6 +49,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         "ONNX Runtime's with --nlu-runtime onnx / onnx-int8 (default: the cores this process may use)")
     add_vad_args(p)
     add_model_args(p)
+    add_affect_args(p)
     add_redact_args(p)
     p.set_defaults(func=run)
     return p
@@ -69,6 +71,7 @@ def config_from_args(args: argparse.Namespace) -> ServeOptions:
 
 def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)  # refuses unsafe settings before the models load
+    check_affect_args(args)
     try:
         import uvicorn
 
@@ -76,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
     except ImportError as error:
         raise ConfigError(f"the serve command needs FastAPI and uvicorn ({error}): "
                           "pip install 'speech-intent[serve]'") from error
-    pipeline = build_pipeline(args, num_workers=config.workers)
+    pipeline = with_affect(args, build_pipeline(args, num_workers=config.workers))
     app = create_app(pipeline, config)
     if config.redact is not None:  # log lines too: the root logger's handlers and uvicorn's loggers
         log_filter = app.state.service.redactor.log_filter().install()

@@ -155,8 +155,8 @@ async def predict(request: Request, files: List[UploadFile] = File(..., descript
     rows = []
     for outcome in outcomes:
         if isinstance(outcome, AudioError):
-            rows.append(PipelineResult(path=outcome.source, error=str(outcome),
-                                       last=True if segment else None).to_dict())
+            rows.append(PipelineResult(path=outcome.source, error=str(outcome), last=True if segment else None,
+                                       affect=_service(request).pipeline.affect.keys).to_dict())
         else:
             rows.extend(_service(request).redact(result).to_dict() for result in outcome)
     return {"results": rows}
