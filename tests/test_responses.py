@@ -237,10 +237,10 @@ def test_train_responses_cli(tiny_lm_dir, sgd_dir, tmp_path):
                       "  - text: \"OK, I'll wake you at {time}.\"\n  utter_ask_time:\n  - text: \"For what time?\"\n")
     out = tmp_path / "cli-gen"
     assert main(["train-responses", "--sgd", str(sgd_dir), "--domain", str(domain), "--base", str(tiny_lm_dir),
-                 "--steps", "2", "--batch-size", "4", "--save-steps", "1", "--output", str(out), "-q",
-                 "--device", "cpu"]) == 0
+                 "--steps", "3", "--batch-size", "4", "--save-steps", "1", "--max-minutes", "0.0001",
+                 "--output", str(out), "-q", "--device", "cpu"]) == 0
     report = json.loads((out / "training_report.json").read_text())
-    assert report["steps"] == 2 and report["examples"] > 3
+    assert report["steps"] == 1 and report["examples"] > 3  # the time limit stopped it after one step
     from speech_intent.responses.generator import LMResponseGenerator
 
     checkpoint = LMResponseGenerator.from_pretrained(out / "checkpoints" / "checkpoint-1", device="cpu")

@@ -44,6 +44,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="share of SGD examples copied with sentiment 'negative' and an apology first")
     p.add_argument("--save-steps", type=int, default=None, metavar="N",
                    help="also save a loadable checkpoint every N steps in OUTPUT/checkpoints/")
+    p.add_argument("--max-minutes", type=float, default=None, metavar="M",
+                   help="stop training after M minutes (the model so far is saved)")
     p.add_argument("--merge", action="store_true", help="save merged weights instead of the LoRA adapter")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--dtype", choices=["auto", "float32", "bfloat16"], default="auto")
@@ -66,7 +68,8 @@ def run(args: argparse.Namespace) -> int:
     options = ResponseTrainingOptions(
         base_model=args.base, max_steps=args.steps, epochs=args.epochs, learning_rate=args.lr,
         batch_size=args.batch_size, gradient_accumulation=args.grad_accum, max_length=args.max_length,
-        lora_rank=args.lora, seed=args.seed, save_steps=args.save_steps, dtype=args.dtype,
+        lora_rank=args.lora, seed=args.seed, save_steps=args.save_steps,
+        max_minutes=args.max_minutes, dtype=args.dtype,
         input_format=InputFormat(acts=args.with_acts, user_text=args.with_user))
     examples = []
     for folder in args.sgd:

@@ -31,7 +31,8 @@ __all__ = ["ResponseTrainingOptions", "TrainingReport", "train_responses", "toke
 @dataclass(frozen=True)
 class ResponseTrainingOptions:
     """LoRA fine-tuning settings; ``max_steps`` (when set) overrides ``epochs``; ``train_limit`` trains on a
-    seeded random sample of that many examples."""
+    seeded random sample of that many examples; ``max_minutes`` stops training (and saves) after that long;
+    ``save_steps`` also saves a loadable checkpoint that often (``OUTPUT/checkpoints/``)."""
 
     base_model: str = BUNDLED
     max_steps: Optional[int] = None
@@ -51,6 +52,7 @@ class ResponseTrainingOptions:
     dtype: str = "auto"
     logging_steps: int = 10
     save_steps: Optional[int] = None
+    max_minutes: Optional[float] = None
     input_format: InputFormat = field(default_factory=InputFormat)
 
     def __post_init__(self) -> None:
@@ -96,6 +98,23 @@ class _GeneratorConfigCallback:
                 folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
                 if folder.is_dir():
                     (folder / CONFIG_NAME).write_text(json.dumps(config, indent=2), encoding="utf-8")
+
+        return Callback()
+
+
+class _TimeLimitCallback:
+    """Stops training after ``minutes`` (checked after each step; a TrainerCallback)."""
+
+    def __new__(cls, minutes: float):
+        from transformers import TrainerCallback
+
+        deadline = time.monotonic() + 60.0 * minutes
+
+        class Callback(TrainerCallback):
+            def on_step_end(self, args, state, control, **kwargs):
+                if time.monotonic() > deadline:
+                    logger.warning("stopping at step %d: the %.1f-minute time limit", state.global_step, minutes)
+                    control.should_training_stop = True
 
         return Callback()
 
@@ -164,6 +183,8 @@ def train_responses(examples: Sequence[ResponseExample], output_dir: PathLike, *
         saving = {"save_strategy": "steps", "save_steps": options.save_steps, "save_total_limit": 2,
                   "save_only_model": True}
         callbacks.append(_GeneratorConfigCallback(config))
+    if options.max_minutes:
+        callbacks.append(_TimeLimitCallback(options.max_minutes))
     try:
         args = training_arguments(
             Path(output_dir) / "checkpoints" if options.save_steps else scratch, seed=options.seed, device=device, progress=progress,
