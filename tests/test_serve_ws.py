@@ -201,3 +201,33 @@ def test_stream_utterances_are_cut_at_the_services_audio_limit(tiny_whisper_pipe
     assert finals and "max_utterance" in {f["reason"] for f in finals}
     assert all(f["error"] is None for f in finals), [f["error"] for f in finals]  # as /v1/predict?segment=true
     assert all(f["end"] - f["start"] <= 2.0 + 1e-6 for f in finals)
+
+
+def test_a_stream_asks_for_revisions_and_the_services_turn_detector_judges_its_finals(tiny_pipe):
+    from fastapi.testclient import TestClient
+
+    from speech_intent.serve import ServeOptions, create_app
+    from speech_intent.turn import TurnTrainingOptions, train_turn_detector
+
+    turn = train_turn_detector(["set an alarm for seven", "what is the weather today", "play some music now"],
+                               options=TurnTrainingOptions(n_features=2 ** 10, noise=0.0))
+    audio, _ = with_silences(("001_set_alarm.wav",))
+    app = create_app(tiny_pipe, ServeOptions(partial_interval=None))
+    app.state.service.turn = turn  # as speech-intent serve does with the intent model's turn/
+    with TestClient(app, base_url=LOCAL) as client:
+        with client.websocket_connect(STREAM) as ws:
+            assert ws.receive_json()["type"] == "ready"
+            ws.send_text(json.dumps({"revisions": True}))
+            assert ws.receive_json() == {"type": "config", "sample_rate": 16000, "format": "pcm_s16le", "revisions": True}
+            ws.send_bytes(pcm16(audio))
+            ws.send_text(json.dumps({"type": "end"}))
+            events = []
+            while not events or events[-1]["type"] != "end":
+                events.append(ws.receive_json())
+        finals = [e for e in events if e["type"] == "final"]
+        assert finals and all(f["reason"] in ("end_of_turn", "silence") and "turn" in f for f in finals)
+        assert all(f["turn"]["label"] in ("complete", "incomplete") for f in finals)
+        with client.websocket_connect(STREAM) as ws:
+            assert ws.receive_json()["type"] == "ready"
+            ws.send_text(json.dumps({"revisions": "yes"}))
+            assert "revisions" in ws.receive_json()["message"]

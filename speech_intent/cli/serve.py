@@ -37,10 +37,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--partial-interval", type=float, default=1.0, help="seconds between partials (0: none)")
     p.add_argument("--early-endpoint", type=float, default=None, metavar="SECONDS",
                    help="end an utterance after this much pause when it is a complete, confident command, without "
-                        "waiting for the whole --trailing-silence (faster answers; a longer pause inside a command "
-                        "splits it; default: off)")
-    p.add_argument("--early-confidence", type=float, default=0.9,
-                   help="intent confidence an --early-endpoint needs (default: 0.9)")
+                        "waiting for the whole --trailing-silence (default: 0.2 with an end-of-turn detector, else off)")
+    p.add_argument("--early-confidence", type=float, default=None,
+                   help="what an early end needs: the end-of-turn detector's P(complete) (default: its threshold), "
+                        "without one the intent confidence (default: 0.9)")
+    p.add_argument("--turn", default=None, metavar="DIR|none",
+                   help="end-of-turn detector (speech-intent train-turn; default: the intent model's turn/ when it "
+                        "has one; none: off)")
     p.add_argument("--workers", type=int, default=None,
                    help="batches run at once, each on its share of --threads (default: 2 on a CPU with 2 or more "
                         "cores, where one batch's decoding and text work overlap the other's model time; else 1)")
@@ -69,6 +72,20 @@ def config_from_args(args: argparse.Namespace) -> ServeOptions:
     )
 
 
+def _turn(args: argparse.Namespace):
+    """``--turn DIR``, else the detector saved with the intent model or pipeline (``None``: none, or ``none``)."""
+    from ..turn import EndOfTurnDetector, load_turn_detector
+
+    if args.turn == "none":
+        return None
+    if args.turn is not None:
+        return EndOfTurnDetector.from_pretrained(args.turn)
+    found = next((load_turn_detector(d) for d in (args.intent, args.pipeline) if d), None)
+    if found is not None:
+        print("end-of-turn detector loaded: a complete command ends after a short pause", file=sys.stderr)
+    return found
+
+
 def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)  # refuses unsafe settings before the models load
     check_affect_args(args)
@@ -79,8 +96,10 @@ def run(args: argparse.Namespace) -> int:
     except ImportError as error:
         raise ConfigError(f"the serve command needs FastAPI and uvicorn ({error}): "
                           "pip install 'speech-intent[serve]'") from error
+    turn = _turn(args)
     pipeline = with_affect(args, build_pipeline(args, num_workers=config.workers))
     app = create_app(pipeline, config)
+    app.state.service.turn = turn  # the streams' end-of-turn detector (serve/ws.py)
     if config.redact is not None:  # log lines too: the root logger's handlers and uvicorn's loggers
         log_filter = app.state.service.redactor.log_filter().install()
         for name in ("uvicorn.error", "uvicorn.access"):

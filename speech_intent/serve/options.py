@@ -59,7 +59,9 @@ class ServeOptions:
         partial_interval: seconds of speech between partial transcripts (``None``: none).
         early_endpoint, early_confidence: end a stream's utterance after this many seconds of pause
             when it is a complete command of at least this confidence, without the whole trailing
-            silence (``None``: off; :class:`~speech_intent.live.StreamingRecognizer`).
+            silence (:class:`~speech_intent.live.StreamingRecognizer`): with the service's end-of-turn
+            detector, its P(complete) (``None``: its threshold) after ``early_endpoint`` (``None``:
+            0.2 s); without one, the intent confidence (``None``: 0.9), and ``None`` is off.
         vad: the streams' :class:`~speech_intent.vad.VADOptions` (and those of ``/v1/predict?segment=true``).
         threads: torch intra-op threads of the model workers, pinned when the app starts, shared among
             ``workers`` (``None``: leave torch's setting; ``speech-intent serve`` passes the available cores).
@@ -88,7 +90,7 @@ class ServeOptions:
     max_frame_bytes: int = 1024 * 1024
     partial_interval: Optional[float] = 1.0
     early_endpoint: Optional[float] = None
-    early_confidence: float = 0.9
+    early_confidence: Optional[float] = None
     vad: VADOptions = field(default_factory=VADOptions)
     threads: Optional[int] = None
     workers: int = 1
@@ -113,7 +115,7 @@ class ServeOptions:
         if self.early_endpoint is not None and not 0.0 <= self.early_endpoint <= self.vad.trailing_silence:
             raise ConfigError(f"early_endpoint must be from 0 to the trailing silence ({self.vad.trailing_silence} s), "
                               f"got {self.early_endpoint!r}")
-        if not 0.0 <= self.early_confidence <= 1.0:
+        if self.early_confidence is not None and not 0.0 <= self.early_confidence <= 1.0:
             raise ConfigError(f"early_confidence must be from 0 to 1, got {self.early_confidence!r}")
         for name in self.allowed_hosts:
             if name != "*" and not _is_host_name(name):

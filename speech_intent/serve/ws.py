@@ -3,10 +3,14 @@
 Protocol (JSON text messages, binary audio):
 
 - the server sends ``{"type": "ready", "sample_rate": 16000, "format": "pcm_s16le"}`` on connect;
-- the client may first send ``{"sample_rate": 48000}`` (any rate from 8 to 96 kHz; answered with
-  ``{"type": "config", ...}``), then binary frames of little-endian signed 16-bit mono PCM, any size;
+- the client may first send ``{"sample_rate": 48000}`` (any rate from 8 to 96 kHz) and / or
+  ``{"revisions": true}`` (premature ends repaired: see below), answered with ``{"type": "config", ...}``,
+  then binary frames of little-endian signed 16-bit mono PCM, any size;
 - the server sends ``speech_start``, ``partial`` and ``final`` events
-  (:class:`~speech_intent.live.StreamEvent`), any number of utterances;
+  (:class:`~speech_intent.live.StreamEvent`), any number of utterances; with the service's end-of-turn
+  detector a complete command ends after a short pause (``reason: "end_of_turn"``), and a client that
+  asked for revisions gets, when speech resumes within the trailing silence after such an end, events
+  with ``revises: N``: the utterance goes on, and its new ``final`` replaces final ``N``;
 - ``{"type": "end"}`` ends the stream: the utterance in progress gets its ``final``, then
   ``{"type": "end"}``; the connection stays open for a new stream.
 
@@ -36,7 +40,7 @@ router = APIRouter()
 MIN_STREAM_RATE, MAX_STREAM_RATE = 8_000, 96_000
 
 
-def _recognizer(service, sample_rate: int) -> StreamingRecognizer:
+def _recognizer(service, sample_rate: int, revisions: bool = False) -> StreamingRecognizer:
     def recognize(audio: np.ndarray) -> PipelineResult:
         try:
             return service.redact(service.batcher.submit_audio([audio], ["<stream>"]).result()[0])
@@ -51,7 +55,8 @@ def _recognizer(service, sample_rate: int) -> StreamingRecognizer:
     return StreamingRecognizer(sample_rate=sample_rate, vad=vad,
                                partial_interval=service.config.partial_interval, recognize=recognize,
                                early_endpoint=service.config.early_endpoint,
-                               early_confidence=service.config.early_confidence)
+                               early_confidence=service.config.early_confidence,
+                               turn=getattr(service, "turn", None), revisions=revisions)
 
 
 def _rate(message: dict) -> int:
@@ -65,6 +70,7 @@ class _Session:
         self.ws, self.service = websocket, service
         self.recognizer: Optional[StreamingRecognizer] = None
         self.sample_rate = 16_000
+        self.revisions = False
         self.audio_started = False
 
     async def send(self, payload: dict) -> None:
@@ -88,17 +94,23 @@ class _Session:
         except ValueError as error:
             await self.error(f"invalid JSON message ({error})")
             return True
-        kind = message.get("type", "config" if "sample_rate" in message or "rate" in message else None)
+        configures = any(k in message for k in ("sample_rate", "rate", "revisions"))
+        kind = message.get("type", "config" if configures else None)
         if kind == "config":
             if self.audio_started:
                 await self.error("the sample rate can only be set before the audio")
                 return True
             try:
-                self.sample_rate = _rate(message)
+                if "sample_rate" in message or "rate" in message or "revisions" not in message:
+                    self.sample_rate = _rate(message)
+                if not isinstance(message.get("revisions", False), bool):
+                    raise ValueError(f"revisions must be true or false, got {message['revisions']!r}")
+                self.revisions = message.get("revisions", self.revisions)
             except ValueError as error:
                 await self.error(str(error), close=1008)
                 return False
-            await self.send({"type": "config", "sample_rate": self.sample_rate, "format": "pcm_s16le"})
+            await self.send({"type": "config", "sample_rate": self.sample_rate, "format": "pcm_s16le",
+                             "revisions": self.revisions})
         elif kind == "end":
             if self.recognizer is not None:
                 await self.emit(await run_in_threadpool(self.recognizer.close))
@@ -114,7 +126,7 @@ class _Session:
                              "limit", close=1009)
             return False
         if self.recognizer is None:
-            self.recognizer = _recognizer(self.service, self.sample_rate)
+            self.recognizer = _recognizer(self.service, self.sample_rate, self.revisions)
         self.audio_started = True
         try:
             events = await run_in_threadpool(self.recognizer.feed, data)

@@ -14,7 +14,9 @@ function el(tag, cls, text) {
   return e;
 }
 
-function showResult(row, source) {
+const streamed = new Map();  // utterance number -> its result row (a revised final replaces it)
+
+function showResult(row, source, utterance) {
   const li = el("li", "result");
   li.dataset.intent = row.intent === null || row.intent === undefined ? "" : row.intent;
   if (row.error) {
@@ -31,7 +33,9 @@ function showResult(row, source) {
     li.appendChild(slots);
   }
   if (source) li.appendChild(el("div", "conf", source));
-  $("results").prepend(li);
+  const old = utterance === undefined ? null : streamed.get(utterance);
+  if (old && old.parentNode) old.replaceWith(li); else $("results").prepend(li);
+  if (utterance !== undefined) streamed.set(utterance, li);
 }
 
 function onEvent(ev) {
@@ -39,8 +43,10 @@ function onEvent(ev) {
   else if (ev.type === "partial") { $("partial").textContent = ev.transcript || "\u2026"; }
   else if (ev.type === "final") {
     $("partial").textContent = ev.transcript || "";
+    const revised = ev.revises !== undefined ? " (revised)" : "";
     showResult({ ...ev.result, transcript: ev.transcript, intent: ev.intent, confidence: ev.confidence,
-                 slots: ev.slots, error: ev.error }, ev.start.toFixed(2) + "\u2013" + ev.end.toFixed(2) + " s");
+                 slots: ev.slots, error: ev.error }, ev.start.toFixed(2) + "\u2013" + ev.end.toFixed(2) + " s" + revised,
+               ev.utterance);
     setStatus("listening");
   } else if (ev.type === "error") { setStatus("error: " + ev.message); }
 }
@@ -53,7 +59,7 @@ async function start() {
   ws.onmessage = (m) => onEvent(JSON.parse(m.data));
   ws.onclose = () => { if (ws) stop("disconnected"); };
   await new Promise((resolve, reject) => { ws.onopen = resolve; ws.onerror = () => reject(new Error("WebSocket failed")); });
-  ws.send(JSON.stringify({ type: "config", sample_rate: 16000 }));
+  ws.send(JSON.stringify({ type: "config", sample_rate: 16000, revisions: true }));  // a revised final replaces its row
   media = await navigator.mediaDevices.getUserMedia({ audio: { channelCount: 1, echoCancellation: true, noiseSuppression: true } });
   ctx = new AudioContext();
   await ctx.audioWorklet.addModule("/static/worklet.js");
@@ -79,6 +85,7 @@ function stop(reason) {
   $("level").style.width = "0";
   $("mic").textContent = "Start microphone";
   $("mic").classList.remove("on");
+  streamed.clear();  // utterance numbers start again with the next stream
   setStatus(reason || "idle");
 }
 
