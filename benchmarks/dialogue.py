@@ -136,6 +136,14 @@ def summarise(rows: List[Dict[str, Any]], seconds: float) -> Dict[str, Any]:
     }
 
 
+def by_voice(rows: Sequence[Mapping[str, Any]], voices: Sequence[str]) -> Dict[str, Dict[str, Any]]:
+    """Task success per voice (each dialogue is spoken by one voice)."""
+    groups: Dict[str, List[bool]] = defaultdict(list)
+    for row, voice in zip(rows, voices):
+        groups[voice].append(bool(row["success"]))
+    return {voice: {"dialogues": len(v), "task_success": sum(v) / len(v)} for voice, v in groups.items()}
+
+
 def spoken_inputs(scripts: Sequence[Script], *, hibari: bool, noise: Optional[np.ndarray], snr: Optional[float],
                   seed: int = 0) -> Tuple[List[List[np.ndarray]], List[str]]:
     """Each dialogue's turns spoken by one voice (cycled over the voices), noise mixed in when given."""
@@ -218,7 +226,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         for condition, snr in conditions:
             clips, voices[condition] = spoken_inputs(scripts, hibari=not args.no_hibari, noise=noise, snr=snr)
             results[condition] = run_dialogues(assistant, scripts, clips, tag=condition.replace(" ", "-"))
+            results[condition]["by_voice"] = by_voice(results[condition]["rows"], voices[condition])
     print(_table(results))
+    for condition, r in results.items():
+        if "by_voice" in r:
+            print(f"{condition}: " + ", ".join(f"{voice} {v['task_success']:.0%} ({v['dialogues']})"
+                                                for voice, v in r["by_voice"].items()))
     for condition, r in results.items():
         for row in r["rows"]:
             if not row["success"]:

@@ -50,6 +50,7 @@ TABLE: Dict[str, Tuple[Optional[str], float, Dict[str, str]]] = {
     "set a timer": ("set_timer", 1.0, {}),
     "turn on the lights in the kitchen": ("lights_on", 1.0, {"room": "kitchen"}),
     "cancel the alarm for tomorrow": ("cancel", 1.0, {"date": "tomorrow"}),
+    "see you at eight": ("set_alarm", 0.97, {"time": "eight"}),
 }
 
 
@@ -126,6 +127,12 @@ def test_free_text_answer_confirmation_and_correction(assistant):
                                        "confirm_send_message", "confirm_send_message", "send_message"]
     assert replies[3][1] == 'Send "im running late" to ben?'
     assert assistant.actions == [("send_message", {"contact": "ben", "message": "im running late"})]
+
+
+def test_a_message_body_is_taken_as_said_even_when_it_sounds_like_a_request(assistant):
+    assert talk(assistant, "send a message to anna", "see you at eight")[1] == (
+        "confirm_send_message", 'Send "see you at eight" to anna?')
+    assert DOMAIN.free_text == {"message"}
 
 
 def test_deny_at_confirmation_cancels_without_acting(assistant):

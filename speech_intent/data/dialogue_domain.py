@@ -9,6 +9,7 @@ Read from the same file as the NLU data (``nlu:``) or from a separate one, in Ra
 - ``responses:`` ``utter_<name>`` -> variants ``- text: "... {slot} ..."``;
 - ``dialogue:`` (this library's): ``confirm`` (intents that ask yes/no before acting), ``related`` (groups of
   intents whose shared slots carry over), ``carry_over`` (slots a new request of a related intent inherits),
+  ``free_text`` (slots whose answer is taken as said, even when it sounds like a request: a message body),
   ``cancel_intent``.
 
 Intents, the slots each one takes and the domain's vocabulary come from the ``nlu:`` examples when the file
@@ -76,6 +77,7 @@ class Domain:
     confirm: FrozenSet[str] = frozenset()
     related: Tuple[FrozenSet[str], ...] = ()
     carry_over: FrozenSet[str] = frozenset()
+    free_text: FrozenSet[str] = frozenset()
     cancel_intent: str = "cancel"
     vocabulary: FrozenSet[str] = frozenset()
 
@@ -116,6 +118,7 @@ class Domain:
             "confirm": sorted(self.confirm),
             "related": [sorted(group) for group in self.related],
             "carry_over": sorted(self.carry_over),
+            "free_text": sorted(self.free_text),
             "cancel_intent": self.cancel_intent,
         }
 
@@ -158,6 +161,7 @@ class Domain:
             confirm=frozenset(dialogue.get("confirm") or ()),
             related=tuple(frozenset(group) for group in (dialogue.get("related") or [])),
             carry_over=frozenset(dialogue.get("carry_over") or ()),
+            free_text=frozenset(dialogue.get("free_text") or ()),
             cancel_intent=str(dialogue.get("cancel_intent", "cancel")),
             vocabulary=frozenset(vocabulary),
         )

@@ -10,7 +10,8 @@ Rules, in order (every turn gets exactly one decision; the state is updated in p
    and the request goes on (a request acted on already runs again);
 4. the cancel intent -> ``cancel`` (the request in progress is dropped; with none, the cancel handler acts);
 5. a slot asked for: the NLU's value of it, else (a ``from_text`` slot) the bare answer fills it; a confident
-   new request with its own slots replaces the request; else ask again (twice at most, then ``fallback``);
+   new request with its own slots replaces the request (not while a ``free_text`` slot such as a message body is
+   asked for: "see you at eight" is the message); else ask again (twice at most, then ``fallback``);
 6. a follow-up (``"and tomorrow?"``, ``"what about London"``): slots that belong to the last request, with a
    follow-up word or no confident intent of their own -> the last request with those slots changed;
 7. an intent under ``min_confidence`` -> ``fallback`` (a re-prompt, never a guess); half or more words the domain never
@@ -194,8 +195,9 @@ class Policy:
         if slot in own:
             state.fill(own)
             return self._advance(state, "answer")
-        if (intent and intent != state.active_intent and confidence >= self.options.switch_confidence
-                and self._own(intent, entities) and not self._unknown(text, entities)):
+        if (slot not in self.domain.free_text and intent and intent != state.active_intent
+                and confidence >= self.options.switch_confidence and self._own(intent, entities)
+                and not self._unknown(text, entities)):
             return self._request(state, text, intent, confidence, entities)
         spec = self.domain.slot(slot)
         bare = _clean(text)
