@@ -12,7 +12,7 @@ from benchmarks.pii import score
 from benchmarks.pii_set import build
 from speech_intent.batch.writer import ResultWriter
 from speech_intent.data import read_rasa
-from speech_intent.data.domain_slots import personal_slots, read_domain_slots
+from speech_intent.data.domain import personal_slots, read_domain_slots
 from speech_intent.errors import ConfigError, DataFormatError
 from speech_intent.normalize import TextNormalizer
 from speech_intent.privacy.pii import PiiDetector, PiiOptions

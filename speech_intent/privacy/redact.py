@@ -3,7 +3,7 @@
 A :class:`Redactor` replaces, in a result (and in plain text):
 
 - the values of the slots the domain marks personal (``slots: {contact: {personal: true}}``, see
-  :mod:`speech_intent.data.domain_slots`) by ``<SLOT>`` (``<contact>``, ``<message>``), wherever the
+  :mod:`speech_intent.data.domain`) by ``<SLOT>`` (``<contact>``, ``<message>``), wherever the
   value occurs in the transcript and the intent stage's text;
 - personal data found by the :class:`~speech_intent.privacy.pii.PiiDetector` (spoken forms too) by
   ``<ENTITY>`` (``<PHONE_NUMBER>``, ``<EMAIL_ADDRESS>``, ``<CREDIT_CARD>``, ``<PERSON>``).
@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
-from ..data.domain_slots import personal_slots
+from ..data.domain import personal_slots
 from ..errors import ConfigError
 from ..normalize import TextNormalizer
 from ..results import IntentPrediction, PipelineResult
@@ -335,7 +335,7 @@ def demo_domain() -> Path:
 
 
 def personal_slots_of(domain: Union[str, Path]) -> Tuple[str, ...]:
-    """The personal slots of a domain YAML (:func:`speech_intent.data.domain_slots.personal_slots`)."""
+    """The personal slots of a domain YAML (:func:`speech_intent.data.domain.personal_slots`)."""
     return personal_slots(domain)
 
 

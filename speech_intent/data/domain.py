@@ -8,7 +8,9 @@
 
 ``personal: true`` marks a slot whose values are personal data (names, message bodies, ...):
 redaction (:mod:`speech_intent.privacy`) replaces them by placeholders. A domain without a
-``slots:`` section has no personal slots.
+``slots:`` section has no personal slots. Only this section is read (no validation of the rest), so any
+domain file, with or without the dialogue blocks :func:`speech_intent.data.dialogue_domain.load_domain`
+reads, gives its personal slots.
 """
 from __future__ import annotations
 
