@@ -213,3 +213,24 @@ def test_the_service_rows_carry_them_bad_uploads_too(sentiment, intent):
 
     args = build_parser().parse_args(["serve", "--sentiment", "--emotion", "voice/"])
     assert args.sentiment == "default" and args.emotion == "voice/"  # the flag alone: the built-in stage
+
+
+def test_predict_csv_has_the_affect_columns(tiny_pipeline_dir, sentiment, tmp_path):
+    import csv
+
+    from speech_intent.cli import main
+
+    stage = tmp_path / "sentiment"
+    sentiment.save_pretrained(stage)
+    sf.write(tmp_path / "a.wav", _tone(0.2), 16000)
+    out = tmp_path / "rows.csv"
+    command = ["predict", str(tmp_path / "a.wav"), "--pipeline", str(tiny_pipeline_dir), "--sentiment", str(stage),
+               "--device", "cpu", "-q", "-o", str(out)]
+    assert main(command) == 0
+    with out.open() as handle:
+        reader = csv.DictReader(handle)
+        rows = list(reader)
+    assert reader.fieldnames[-4:] == AFFECT_KEYS[:4] and len(rows) == 1
+    assert rows[0]["sentiment"] in {"negative", "neutral", "positive", "uncertain"}
+    assert main(command) == 0  # resumes: same columns, the input is done
+    assert len(out.read_text().splitlines()) == 2

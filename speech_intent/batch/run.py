@@ -87,16 +87,18 @@ def format_summary(summary: RunSummary) -> str:
 
 def run_batch(files: Sequence[str], engine: Engine, output: Optional[str], *, fmt: Optional[str] = None,
               overwrite: bool = False, segments: bool = False, parquet: Optional[str] = None,
-              redact: Optional[RedactRow] = None) -> RunSummary:
+              redact: Optional[RedactRow] = None, extra_fields: Sequence[str] = ()) -> RunSummary:
     """Run ``files`` with ``engine`` into the resumable result file ``output`` (``None``: stdout).
 
     ``fmt``: ``"jsonl"`` or ``"csv"`` (default: from the name); ``overwrite``: start the file afresh instead
     of resuming; ``segments``: rows per utterance (``predict --segment``); ``parquet``: also write the
     complete results there (needs a JSONL ``output``), unless the run was interrupted; ``redact``: each row
-    redacted before it is written (:class:`~speech_intent.batch.writer.ResultWriter`). Ctrl-C while the
+    redacted before it is written (:class:`~speech_intent.batch.writer.ResultWriter`); ``extra_fields``: more CSV
+    columns. Ctrl-C while the
     rows come in returns a summary with ``interrupted`` set (the file is resumable).
     """
-    writer = ResultWriter(output, fmt, resume=not overwrite, segments=segments, redact=redact)
+    writer = ResultWriter(output, fmt, resume=not overwrite, segments=segments, redact=redact,
+                          extra_fields=extra_fields)
     if parquet is not None and (output is None or writer.format != "jsonl"):
         raise ConfigError("Parquet output is written from the JSONL results: give a .jsonl output file")
     summary = RunSummary(utterances=0 if segments else None)

@@ -7,7 +7,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import IO, Callable, Dict, Iterable, Iterator, List, NamedTuple, Optional, Set, Tuple
+from typing import IO, Callable, Dict, Iterable, Iterator, List, NamedTuple, Optional, Sequence, Set, Tuple
 
 from ..errors import ConfigError, DataFormatError
 from ..results import PipelineResult
@@ -64,6 +64,8 @@ class ResultWriter:
     utterances that succeeded, removes the others, and :meth:`done_segments` tells the rerun
     which utterances to skip, so every utterance ends up with exactly one row.
 
+    ``extra_fields``: more CSV columns after those (e.g. the affect stages' ``sentiment``, ``emotion_score``).
+
     ``redact`` (e.g. :meth:`speech_intent.privacy.Redactor.row`): every row is redacted before it is
     written, and resuming rewrites the rows kept from an earlier run redacted too, so the file never
     holds a raw transcript or personal slot value (rows of other runs included).
@@ -76,7 +78,7 @@ class ResultWriter:
 
     def __init__(self, path: Optional[str], fmt: Optional[str] = None, *, resume: bool = True,
                  stream: Optional[IO[str]] = None, segments: bool = False,
-                 redact: Optional[RedactRow] = None) -> None:
+                 redact: Optional[RedactRow] = None, extra_fields: Sequence[str] = ()) -> None:
         if path and Path(path).is_dir():  # before any model loads: nothing could be written there
             raise ConfigError(f"the output {path!r} is a directory; give a file (e.g. {os.path.join(path, 'results.jsonl')})")
         self.path = path
@@ -84,7 +86,7 @@ class ResultWriter:
         self.resume = bool(path and resume)
         self.segments = segments
         self.redact = redact
-        self.fields = CSV_FIELDS + SEGMENT_FIELDS if segments else CSV_FIELDS
+        self.fields = (CSV_FIELDS + SEGMENT_FIELDS if segments else CSV_FIELDS) + list(extra_fields)
         self.done: Dict[str, str] = {}  # path -> file_key, whole-file rows that succeeded
         self._latest: Dict[Key, int] = {}  # (path, segment) -> index of its last row in the file
         self._outcome: Dict[Key, _Outcome] = {}  # (path, segment) -> what its last row says

@@ -8,11 +8,16 @@ Either replaces the stage of that name a ``--pipeline`` directory has.
 from __future__ import annotations
 
 import argparse
-from typing import Any, Optional
+import json
+from pathlib import Path
+from typing import Any, List
 
 from ..validation import check_model_path
 
 DEFAULT = "default"
+#: The CSV columns of each affect stage (``to_dict()`` keys of :class:`~speech_intent.results.PipelineResult`).
+SENTIMENT_FIELDS = ["sentiment", "sentiment_score", "text_emotion", "text_emotion_score"]
+EMOTION_FIELDS = ["emotion", "emotion_score"]
 
 
 def add_affect_args(parser: argparse.ArgumentParser) -> None:
@@ -30,6 +35,20 @@ def check_affect_args(args: argparse.Namespace) -> None:
     for value in (getattr(args, "sentiment", None), getattr(args, "emotion", None)):
         if value and value != DEFAULT:
             check_model_path(value)
+
+
+def affect_fields(args: argparse.Namespace) -> List[str]:
+    """The CSV columns of the affect stages a run has: named by ``--sentiment`` / ``--emotion`` or saved in the
+    ``--pipeline`` directory (``text_emotion`` columns stay empty for a sentiment model without an emotion head)."""
+    saved = {}
+    if getattr(args, "pipeline", None):
+        try:
+            saved = json.loads((Path(args.pipeline) / "pipeline.json").read_text())
+        except (OSError, ValueError):  # the pipeline's own loading says what is wrong with it
+            saved = {}
+    has = {key: getattr(args, key, None) is not None or (isinstance(saved, dict) and saved.get(key) is not None)
+           for key in ("sentiment", "emotion")}
+    return (SENTIMENT_FIELDS if has["sentiment"] else []) + (EMOTION_FIELDS if has["emotion"] else [])
 
 
 def with_affect(args: argparse.Namespace, pipeline: Any) -> Any:
@@ -51,9 +70,3 @@ def with_affect(args: argparse.Namespace, pipeline: Any) -> Any:
     pipeline.affect = AffectStages(sentiment, emotion)
     return pipeline
 
-
-def build_affect_pipeline(args: argparse.Namespace, num_workers: Optional[int] = None) -> Any:
-    """:func:`~speech_intent.cli.options.build_pipeline` and then :func:`with_affect` (picklable for Ray actors)."""
-    from .options import build_pipeline
-
-    return with_affect(args, build_pipeline(args, num_workers=num_workers))

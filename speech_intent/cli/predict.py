@@ -12,8 +12,8 @@ from ..batch.run import LocalEngine, RunSummary, format_summary, run_batch
 from ..batch.writer import RedactRow
 from ..device import default_workers
 from ..errors import ConfigError
-from .affect import add_affect_args, build_affect_pipeline, check_affect_args
-from .options import add_model_args, add_vad_args, check_model_args, vad_options
+from .affect import add_affect_args, affect_fields, check_affect_args, with_affect
+from .options import add_model_args, add_vad_args, build_pipeline, check_model_args, vad_options
 from .redaction import add_redact_args, redactor_from_args
 
 
@@ -75,6 +75,11 @@ def run(args: argparse.Namespace) -> int:
     return 130 if summary.interrupted else 0
 
 
+def pipeline_with_affect(args: argparse.Namespace, num_workers: Optional[int] = None):
+    """The pipeline of the model flags with the ``--sentiment`` / ``--emotion`` stages (picklable for Ray actors)."""
+    return with_affect(args, build_pipeline(args, num_workers=num_workers))
+
+
 def run_local(args: argparse.Namespace, redact: Optional[RedactRow] = None) -> Optional[RunSummary]:
     """``--engine local``: this process (``None``: no input files found, said on stderr)."""
     vad = vad_options(args) if args.segment else None
@@ -89,10 +94,10 @@ def run_local(args: argparse.Namespace, redact: Optional[RedactRow] = None) -> O
     if vad is not None and (args.workers or 1) > 1:
         raise ConfigError("--segment runs one file at a time (--workers 1)")
     workers = 1 if vad is not None else args.workers or default_workers(args.device)
-    engine = LocalEngine(partial(build_affect_pipeline, args, num_workers=workers), batch_size=args.batch_size,
+    engine = LocalEngine(partial(pipeline_with_affect, args, num_workers=workers), batch_size=args.batch_size,
                          workers=workers, vad=vad, progress=not args.quiet)
     return run_batch(files, engine, args.output, fmt=args.format, overwrite=args.overwrite, segments=args.segment,
-                     redact=redact)
+                     redact=redact, extra_fields=affect_fields(args))
 
 
 def run_ray(args: argparse.Namespace, redact: Optional[RedactRow] = None) -> RunSummary:
@@ -107,6 +112,6 @@ def run_ray(args: argparse.Namespace, redact: Optional[RedactRow] = None) -> Run
                          files_per_task=args.files_per_task,
                          worker_info=args.worker_info, progress=not args.quiet)
     parquet = args.parquet or (default_parquet_path(args.output) if args.format in (None, "jsonl") else None)
-    return predict_distributed(args.inputs, args.output, pipeline=partial(build_affect_pipeline, args), device=args.device,
+    return predict_distributed(args.inputs, args.output, pipeline=partial(pipeline_with_affect, args), device=args.device,
                                options=options, fmt=args.format, overwrite=args.overwrite, parquet=parquet,
                                redact=redact)
