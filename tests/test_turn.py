@@ -132,3 +132,22 @@ def test_train_turn_command_saves_a_detector_streaming_finds(tmp_path, capsys):
     assert loaded.required_slots.to_dict() == {"order": ["drink"]} and loaded.grammar is not None
     assert [a.label for a in loaded.predict(["can I have a", "can I have a tea"])] == ["incomplete", "complete"]
     assert main(["train-turn", "--data", str(grammar)]) == 1  # neither --intent nor --output
+
+
+@pytest.mark.parametrize("no_turn", [False, True])
+def test_speech_intent_train_fits_the_detector_beside_the_intent_model(tiny_bert_dir, tmp_path, capsys, no_turn):
+    from speech_intent.cli import main
+
+    data = tmp_path / "intents.csv"
+    rows = [f"{verb} a {size} {drink},order" for verb in ("get me", "i want") for size in ("large", "small")
+            for drink in ("latte", "tea")] + ["stop it now,stop", "stop,stop"]
+    data.write_text("text,intent\n" + "\n".join(rows) + "\n")
+    out = tmp_path / "model"
+    assert main(["train", "--data", str(data), "--output", str(out), "--base", str(tiny_bert_dir), "--epochs", "1",
+                 "--device", "cpu", "-q", *(["--no-turn"] if no_turn else [])]) == 0
+    err = capsys.readouterr().err
+    assert ("end-of-turn detector" in err) is not no_turn
+    found = load_turn_detector(out)
+    assert (found is None) is no_turn
+    if found is not None:
+        assert [a.label for a in found.predict(["i want a small", "i want a small tea"])] == ["incomplete", "complete"]

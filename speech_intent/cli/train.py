@@ -1,4 +1,5 @@
-"""``speech-intent train``: fine-tune an intent (or joint intent + slot) model from labelled data."""
+"""``speech-intent train``: fine-tune an intent (or joint intent + slot) model from labelled data, and fit the
+end-of-turn detector of the same sentences into ``OUTPUT/turn/`` (``--no-turn``: not)."""
 from __future__ import annotations
 
 import argparse
@@ -41,6 +42,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="with --dp-epsilon: target δ (default: min(1e-5, 1/(2N)) for N training examples)")
     p.add_argument("--dp-max-grad-norm", type=float, default=1.0, metavar="C",
                    help="with --dp-epsilon: per-example gradient clipping norm (default %(default)s)")
+    p.add_argument("--no-turn", action="store_true",
+                   help="do not fit the end-of-turn detector of the same data (OUTPUT/turn/, used by streaming)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     add_device_arg(p)
     p.set_defaults(func=run)
@@ -100,4 +103,26 @@ def run(args: argparse.Namespace) -> int:
 
         print(f"differential privacy: {PrivacyRecord.from_dict(info['privacy']).summary()} "
               f"(privacy.json)", file=sys.stderr)
+    if not args.no_turn:
+        _train_turn(args, examples, clf)
     return 0
+
+
+def _train_turn(args: argparse.Namespace, examples: list, clf) -> None:
+    """The end-of-turn detector of the same sentences into OUTPUT/turn/ (a grammar's completeness with it)."""
+    from pathlib import Path
+
+    from ..errors import ConfigError
+    from ..turn import SUBDIR, TurnTrainingOptions, train_turn_detector
+
+    grammar = args.data if (args.format or detect_format(args.data)).lower() == "grammar" else None
+    output = Path(args.output) / SUBDIR
+    try:
+        turn = train_turn_detector([ex.text for ex in examples], grammar=grammar, normalizer=clf.normalizer,
+                                   options=TurnTrainingOptions(seed=args.seed), output_dir=output)
+    except ConfigError as error:  # e.g. one-word commands only: the intent model is saved all the same
+        print(f"end-of-turn detector: not fitted ({error})", file=sys.stderr)
+        return
+    held = f", held-out AUC {turn.metrics['auc']:.4f}" if turn.metrics.get("auc") is not None else ""
+    print(f"end-of-turn detector: {turn.metrics['train_texts']} texts{held}, threshold {turn.threshold:.3f}; "
+          f"saved to {output}", file=sys.stderr)
