@@ -8,7 +8,7 @@ rate; resampled to 16 kHz on the fly), finds utterances with Silero VAD
 - ``partial``: the transcript of the utterance so far, every ``partial_interval`` seconds of speech;
 - ``final``: the utterance ended (trailing silence, a complete turn after a short pause,
   ``max_utterance`` or the end of the stream): the whole pipeline result (transcript, intent, slots,
-  confidence) and timings.
+  confidence; with affect stages also ``sentiment`` / ``text_emotion`` / ``emotion`` labels) and timings.
 
 Early endpoint: waiting for the whole trailing silence puts it into every answer's latency. With
 ``early_endpoint`` the recogniser runs the pipeline as soon as the speaker pauses (the first silent
@@ -141,6 +141,7 @@ class StreamEvent:
                        transcript=self.transcript, intent=row.get("intent"),
                        confidence=row.get("confidence"), slots=row.get("slots") or {}, error=row.get("error"),
                        result=row)
+            out.update({key: row[key] for key in self.result.affect} if self.result is not None else {})
         if self.timings:
             out["timings"] = {k: round(v, 4) for k, v in self.timings.items()}
         return out

@@ -169,8 +169,10 @@ def test_the_stream_carries_them_in_each_final(sentiment, intent):
     audio, _ = with_silences(("001_set_alarm.wav",))
     finals = [e for e in StreamingRecognizer(pipe).process([pcm16(audio)]) if e.type == "final"]
     assert len(finals) == 1
-    row = finals[0].to_dict()["result"]
+    event = finals[0].to_dict()
+    row = event["result"]
     assert row["sentiment"] in {"negative", "neutral", "positive"} and row["emotion"] in {"angry", "calm"}
+    assert (event["sentiment"], event["emotion"]) == (row["sentiment"], row["emotion"])  # on the event too
 
 
 def test_predict_cli_adds_the_stages_to_a_saved_pipeline(tiny_pipeline_dir, sentiment, tmp_path, capsys):
