@@ -263,6 +263,13 @@ def test_a_generator_and_a_synthesizer_plug_in():
     assert turn.sample_rate == 8000 and turn.audio.shape == (len(turn.response),)
     assert Assistant(TableNLU(), DOMAIN).respond("set a timer").audio is None
 
+    class Sentences:
+        def synthesize(self, text):
+            return ((np.ones(n, np.float32), 22050) for n in (3, 4))
+
+    spoken = Assistant(TableNLU(), DOMAIN, synthesizer=Sentences()).respond("set a timer")
+    assert spoken.sample_rate == 22050 and spoken.audio.shape == (7,)
+
 
 def test_templates_pick_the_variant_stating_most_values_and_seeded_choice():
     domain = Domain(responses={"utter_x": ("X {a}.", "X {a} {b}.", "X."), "utter_default": ("?",)})

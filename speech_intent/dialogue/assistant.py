@@ -95,8 +95,8 @@ class Assistant:
             ``intent`` stage) or an intent stage alone (a callable texts -> predictions; text turns only).
         domain: a :class:`~speech_intent.data.dialogue_domain.Domain` or a domain file path.
         responses: the response generator (default: the domain's :class:`TemplateResponses`).
-        synthesizer: speech out, optional: ``synthesize(text)`` -> ``(samples, rate)`` or samples with the
-            synthesiser's ``sampling_rate``.
+        synthesizer: speech out, optional: ``synthesize(text)`` -> ``(samples, rate)``, samples with the
+            synthesiser's ``sampling_rate``, or an iterator of ``(samples, rate)`` sentences (joined).
         store: the session store (default: a new :class:`MemoryStore`).
         handlers: intent -> handler; more with :meth:`handler` / :meth:`add_handler`.
         options: the policy's :class:`PolicyOptions`.
@@ -254,10 +254,15 @@ class Assistant:
             return
         try:
             spoken = self.synthesizer.synthesize(turn.response)
+            rate = getattr(self.synthesizer, "sampling_rate", None)
             if isinstance(spoken, tuple):
                 audio, rate = spoken
-            else:
-                audio, rate = spoken, getattr(self.synthesizer, "sampling_rate", None)
+            elif isinstance(spoken, np.ndarray):
+                audio = spoken
+            else:  # sentence by sentence: (samples, rate) pieces, joined
+                pieces = list(spoken)
+                audio = np.concatenate([np.asarray(p[0], np.float32) for p in pieces]) if pieces else np.zeros(0)
+                rate = pieces[0][1] if pieces else rate
             turn.audio, turn.sample_rate = np.asarray(audio, dtype=np.float32), int(rate) if rate else None
         except Exception as error:  # the text answer stands without its audio
             logger.warning("synthesiser failed: %s", error)
