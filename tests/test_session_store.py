@@ -100,3 +100,28 @@ def test_sessions_are_independent_in_every_store(kind, request):
     assert bot.state("y").requested_slot == "duration"
     assert bot.respond("seven thirty", session="x").action == "set_alarm"
     assert bot.state("y").active_intent == "set_timer"
+
+
+def test_replicas_take_a_shared_session_one_turn_at_a_time(redis_url):
+    """Two assistants (replicas) on one Redis answer turns of the same session from many threads: the Redis lock
+    serialises them, so no turn is lost (the count of turns is exact)."""
+    import threading
+
+    replicas = [Assistant(TableNLU(), DOMAIN, store=RedisStore(redis_url, prefix="locked:")) for _ in range(2)]
+    errors = []
+
+    def worker(i):
+        try:
+            for _ in range(5):
+                replicas[i % 2].respond("set a timer", session="shared")
+        except Exception as error:  # noqa: BLE001 - reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert replicas[0].state("shared").turns == 20
+    assert not replicas[0].store.client.exists("locked:shared:lock")

@@ -8,6 +8,7 @@ turns runs the NLU (or the whole speech pipeline) once and the response generato
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from dataclasses import dataclass, field
@@ -166,10 +167,13 @@ class Assistant:
             if not isinstance(session, str) or not session:
                 raise ConfigError(f"a session id is a non-empty string, got {session!r}")
         heard = self._understand(turns)
-        locks = [self._lock(s) for s in sorted(set(sessions))]  # one order: no deadlock between batches
-        for lock in locks:
-            lock.acquire()
-        try:
+        ordered = sorted(set(sessions))  # one order: no deadlock between batches
+        shared = getattr(self.store, "lock", None)  # a store shared between processes locks its sessions too
+        with contextlib.ExitStack() as stack:
+            for session in ordered:
+                stack.enter_context(self._lock(session))
+            for session in ordered if shared is not None else ():
+                stack.enter_context(shared(session))
             states: Dict[str, DialogueState] = {s: self.state(s) for s in set(sessions)}
             steps = []
             for (text, result, prediction, error), session, sentiment in zip(heard, sessions, sentiments):
@@ -192,9 +196,6 @@ class Assistant:
                 out.append(Turn(session, text, result, decision, reply, snapshot, facts, error=error))
             for session, state in states.items():
                 self.store.save(session, state.to_dict())
-        finally:
-            for lock in locks:
-                lock.release()
         for turn in out:
             self._speak(turn)
         return out

@@ -1,8 +1,9 @@
 """Session stores: where each session's :class:`~speech_intent.dialogue.state.DialogueState` lives between turns.
 
 A store keeps JSON-able mappings by session id: ``load(session) -> dict | None``, ``save(session, data)``,
-``delete(session)``. :class:`MemoryStore` (the default) keeps them in this process; :class:`RedisStore` in a
-Redis server, so several service replicas share sessions. Both forget a session idle longer than ``ttl``
+``delete(session)``, and optionally ``lock(session)`` (a context manager held across a turn, for stores shared
+between processes). :class:`MemoryStore` (the default) keeps them in this process; :class:`RedisStore` in a
+Redis server, so several service replicas share sessions (and lock them). Both forget a session idle longer than ``ttl``
 seconds (Redis by key expiry).
 """
 
@@ -81,12 +82,16 @@ class RedisStore:
         url: a Redis URL (``redis://host:6379/0``); or pass ``client``, a ``redis.Redis``.
         ttl: seconds a session lives after its last turn (Redis ``EX``; ``None``: no expiry).
         prefix: the key prefix (``<prefix><session>``).
+        lock_timeout, lock_wait: a session's lock (:meth:`lock`) is held at most ``lock_timeout`` seconds and
+            waited for at most ``lock_wait`` seconds (then ``redis.exceptions.LockError``).
     """
 
     def __init__(self, url: Optional[str] = "redis://localhost:6379/0", *, client: Any = None,
-                 ttl: Optional[float] = 3600, prefix: str = "speech-intent:dialogue:") -> None:
+                 ttl: Optional[float] = 3600, prefix: str = "speech-intent:dialogue:", lock_timeout: float = 60.0,
+                 lock_wait: float = 30.0) -> None:
         self.ttl = _check_ttl(ttl)
         self.prefix = prefix
+        self.lock_timeout, self.lock_wait = lock_timeout, lock_wait
         if client is None:
             try:
                 import redis
@@ -108,6 +113,11 @@ class RedisStore:
 
     def delete(self, session: str) -> None:
         self.client.delete(self._key(session))
+
+    def lock(self, session: str):
+        """A Redis lock on the session (``<prefix><session>:lock``): replicas sharing the server take a session's
+        turns one at a time. Held at most ``lock_timeout`` seconds (a crashed holder frees it)."""
+        return self.client.lock(f"{self._key(session)}:lock", timeout=self.lock_timeout, blocking_timeout=self.lock_wait)
 
     def __repr__(self) -> str:
         return f"RedisStore(prefix={self.prefix!r}, ttl={self.ttl})"
