@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -16,7 +15,7 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 import numpy as np
 import soundfile as sf
 
-from tests.processes import free_ports
+from tests.processes import free_ports, stop_group
 
 REPO = Path(__file__).resolve().parents[1]
 AUDIO = REPO / "assets" / "audio"
@@ -71,14 +70,9 @@ def serve(pipeline_dir: Optional[Path], log: Path, *args: str, timeout: float = 
                 raise RuntimeError(f"the server did not start in {timeout} s:\n{log.read_text()[-3000:]}")
             time.sleep(0.3)
         yield Server(url, process, log)
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(10)
+    finally:  # the whole process group: a server started under a ``prefix`` (a tracer) is its child
+        stop_group(process.pid, grace=15)
+        process.wait(10)
         handle.close()
 
 

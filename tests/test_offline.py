@@ -175,7 +175,10 @@ def test_service_and_its_page_reach_no_other_host_and_store_nothing(tmp_path):
             assert intent == "lights_on"
             assert requests and all(url.startswith(server.url) or url.startswith(server.ws_url) for url in requests), \
                 requests
+        server_pid = server.process.pid
     assert not _attempts(log, trace), _attempts(log, trace)
     assert "getaddrinfo" not in server_log.read_text()
+    with pytest.raises(ProcessLookupError):  # the traced server is gone with its tracer
+        os.killpg(server_pid, 0)
     leftovers = [str(path) for folder in (scratch, home, workdir) for path in folder.rglob("*")]
     assert not leftovers, f"the service left files behind: {leftovers}"
