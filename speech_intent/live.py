@@ -56,6 +56,9 @@ Recognize = Callable[[np.ndarray], PipelineResult]
 _CONTINUED = (",", ";", ":", "-", "...", "\u2026")
 #: Seconds of pause after which an end-of-turn detector's confident answer ends the turn, by default.
 DEFAULT_TURN_PAUSE = 0.2
+#: The trailing silence the service gives streams with an end-of-turn detector by default: complete
+#: turns end after ``DEFAULT_TURN_PAUSE``, so only an unfinished one waits this long (``benchmarks/endpoint.py``).
+TURN_TRAILING_SILENCE = 1.5
 #: Intent confidence an early endpoint needs without an end-of-turn detector, by default.
 DEFAULT_EARLY_CONFIDENCE = 0.9
 

@@ -151,3 +151,19 @@ def test_speech_intent_train_fits_the_detector_beside_the_intent_model(tiny_bert
     assert (found is None) is no_turn
     if found is not None:
         assert [a.label for a in found.predict(["i want a small", "i want a small tea"])] == ["incomplete", "complete"]
+
+
+def test_serve_gives_streams_with_a_detector_the_longer_trailing_silence(detector, tmp_path):
+    from speech_intent.cli import build_parser
+    from speech_intent.cli.serve import config_from_args
+    from speech_intent.live import TURN_TRAILING_SILENCE
+
+    detector.save_pretrained(tmp_path / "turn")
+    parser = build_parser()
+
+    def silence(*argv):
+        return config_from_args(parser.parse_args(["serve", *argv])).vad.trailing_silence
+
+    assert silence() == 0.6 and silence("--intent", str(tmp_path)) == TURN_TRAILING_SILENCE
+    assert silence("--intent", str(tmp_path), "--trailing-silence", "0.8") == 0.8
+    assert silence("--intent", str(tmp_path), "--turn", "none") == 0.6

@@ -13,6 +13,7 @@ import sys
 from ..device import available_cpus, default_workers
 from ..errors import ConfigError
 from ..serve import API_KEY_ENV, ServeOptions
+from ..vad import VADOptions
 from .affect import add_affect_args, check_affect_args, with_affect
 from .options import add_model_args, add_vad_args, build_pipeline, vad_options
 from .redaction import add_redact_args, redaction_options
@@ -54,11 +55,27 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     add_model_args(p)
     add_affect_args(p)
     add_redact_args(p)
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, trailing_silence=None)  # resolved in config_from_args: longer with a turn detector
     return p
 
 
+def _has_turn(args: argparse.Namespace) -> bool:
+    """Whether the streams will have an end-of-turn detector (``--turn``, or one saved with the model)."""
+    from pathlib import Path
+
+    from ..turn import SUBDIR
+
+    if args.turn is not None:
+        return args.turn != "none"
+    return any(d and ((Path(d) / SUBDIR).is_dir() or (Path(d) / "intent" / SUBDIR).is_dir())
+               for d in (args.intent, args.pipeline))
+
+
 def config_from_args(args: argparse.Namespace) -> ServeOptions:
+    from ..live import TURN_TRAILING_SILENCE
+
+    if args.trailing_silence is None:  # an unfinished turn may pause longer when a detector ends finished ones
+        args.trailing_silence = TURN_TRAILING_SILENCE if _has_turn(args) else VADOptions().trailing_silence
     threads = args.threads if args.threads is not None else available_cpus()
     return ServeOptions(
         host=args.host, port=args.port, api_key=args.api_key or os.environ.get(API_KEY_ENV) or None,
