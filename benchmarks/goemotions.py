@@ -78,6 +78,8 @@ def main(argv=None) -> int:
     parser.add_argument("--no-dev-selection", action="store_true",
                         help="train all epochs without per-epoch dev scores (faster; the last epoch is kept)")
     parser.add_argument("--decision-threshold", type=float, default=0.3)
+    parser.add_argument("--balance", type=float, default=0.5,
+                        help="positive-row weight exponent of the multi-label heads (0: unweighted BCE)")
     add_device_flag(parser, None, help="cpu or cuda (default: cuda when available)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -94,7 +96,7 @@ def main(argv=None) -> int:
         train = read_goemotions(args.data, "train", emotion_set=args.emotion_set)
         options = SentimentTrainingOptions(epochs=args.epochs, learning_rate=args.lr, batch_size=args.batch_size,
                                            max_length=args.max_length, train_limit=args.train_limit,
-                                           decision_threshold=args.decision_threshold)
+                                           decision_threshold=args.decision_threshold, balance=args.balance)
         classifier = train_sentiment(train, args.out / "model", options=options, device=args.device,
                                      dev_examples=None if args.no_dev_selection else dev)
     trained = time.perf_counter() - started

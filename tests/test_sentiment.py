@@ -128,6 +128,9 @@ def test_trained_tiny_model_round_trip(trained, tmp_path):
                             "emotion": ["anger", "disgust", "joy", "neutral"]}
     config = stage.model.config
     assert not config.sentiment_multi_label and config.emotion_multi_label  # one row had two emotions
+    # rare labels weigh more in the BCE: (negatives / positives) ** 0.5 over the 5 rows with emotions
+    assert config.emotion_pos_weight == pytest.approx([1.5 ** 0.5, 2.0, 1.5 ** 0.5, 2.0])
+    assert config.sentiment_pos_weight is None  # a softmax head
     texts = ["thanks, that's perfect", "", "this is useless, why do you never understand me"]
     answers = stage.predict(texts)
     assert answers[1].sentiment is None and answers[1].emotion is None  # empty text: no answer

@@ -41,6 +41,8 @@ class SentimentConfig(PreTrainedConfig):
         sentiment_labels / emotion_labels: each head's labels (empty: no such head).
         sentiment_multi_label / emotion_multi_label: sigmoid per label instead of one softmax.
         classifier_dropout: dropout before the heads.
+        sentiment_pos_weight / emotion_pos_weight: multi-label heads: the binary cross-entropy weight of each
+            label's positive rows (rare labels weigh more; ``None``: 1 for all).
     """
 
     model_type = MODEL_TYPE
@@ -52,6 +54,8 @@ class SentimentConfig(PreTrainedConfig):
     sentiment_multi_label: bool = False
     emotion_multi_label: bool = False
     classifier_dropout: float = 0.1
+    sentiment_pos_weight: Optional[List[float]] = None
+    emotion_pos_weight: Optional[List[float]] = None
 
     def labels_of(self, head: str) -> List[str]:
         return list(getattr(self, f"{head}_labels") or [])
@@ -115,7 +119,8 @@ class SentimentModel(PreTrainedModel):
     @classmethod
     def from_encoder(cls, name_or_path: Union[str, Path], *, sentiment_labels: Sequence[str] = (),
                      emotion_labels: Sequence[str] = (), sentiment_multi_label: bool = False,
-                     emotion_multi_label: bool = False, classifier_dropout: float = 0.1) -> "SentimentModel":
+                     emotion_multi_label: bool = False, classifier_dropout: float = 0.1,
+                     pos_weight: Optional[Dict[str, List[float]]] = None) -> "SentimentModel":
         """New heads on a pretrained encoder checkpoint (safetensors, e.g. the bundled MiniLM)."""
         base_config = AutoConfig.from_pretrained(str(name_or_path))
         if isinstance(base_config, SentimentConfig):  # continue from a sentiment checkpoint's encoder
@@ -129,6 +134,7 @@ class SentimentModel(PreTrainedModel):
             encoder=encoder_config, sentiment_labels=list(sentiment_labels), emotion_labels=list(emotion_labels),
             sentiment_multi_label=sentiment_multi_label, emotion_multi_label=emotion_multi_label,
             classifier_dropout=classifier_dropout,
+            sentiment_pos_weight=(pos_weight or {}).get("sentiment"), emotion_pos_weight=(pos_weight or {}).get("emotion"),
         )
         model = cls(config)
         model.encoder.load_state_dict(pretrained.state_dict())
@@ -175,7 +181,9 @@ class SentimentModel(PreTrainedModel):
             return logits.sum() * 0.0  # keeps the graph connected for a batch without this head's labels
         logits, target = logits[keep], target[keep]
         if self.config.multi_label(head):
-            return nn.functional.binary_cross_entropy_with_logits(logits, target)
+            weight = getattr(self.config, f"{head}_pos_weight", None)
+            weight = torch.tensor(weight, dtype=logits.dtype, device=logits.device) if weight else None
+            return nn.functional.binary_cross_entropy_with_logits(logits, target, pos_weight=weight)
         return nn.functional.cross_entropy(logits, target / target.sum(-1, keepdim=True))
 
     def probabilities(self, head: str, logits: torch.Tensor) -> torch.Tensor:

@@ -45,6 +45,8 @@ class SentimentTrainingOptions:
         classifier_dropout: dropout before the heads.
         train_limit: train on the first this many examples only (``None``: all).
         decision_threshold: a multi-label head predicts every label at least this probable (dev F1).
+        balance: multi-label heads: each label's positive rows weigh ``(negatives / positives) ** balance`` in the
+            binary cross-entropy (at most 20), so rare labels are not all predicted absent (0: no weighting).
         threshold: the saved stage's confidence threshold: an answer whose best score is under it reads
             ``"uncertain"``.
     """
@@ -62,6 +64,7 @@ class SentimentTrainingOptions:
     train_limit: Optional[int] = None
     decision_threshold: float = 0.3
     threshold: float = 0.5
+    balance: float = 0.5
 
     def check(self) -> None:
         """ConfigError for settings no training can use."""
@@ -129,6 +132,14 @@ def head_predictions(probabilities: np.ndarray, multi_label: bool, threshold: fl
         chosen = np.maximum(chosen * (probabilities.max(-1, keepdims=True) < threshold),
                             (probabilities >= threshold).astype(np.int64))
     return chosen
+
+
+def _pos_weight(targets: np.ndarray, balance: float) -> List[float]:
+    """``(negatives / positives) ** balance`` per label of a multi-hot matrix (labelled rows), in [1, 20]."""
+    rows = targets[targets.any(-1)]
+    positives = rows.sum(0)
+    ratio = (len(rows) - positives) / np.maximum(positives, 1.0)
+    return [float(w) for w in np.clip(ratio ** balance, 1.0, 20.0)]
 
 
 def _metrics(heads: Sequence[str], multi: Dict[str, bool], threshold: float):
@@ -219,6 +230,9 @@ def fit_sentiment(
             sentiment_multi_label=multi.get("sentiment", False), emotion_multi_label=multi.get("emotion", False),
             classifier_dropout=options.classifier_dropout)
     train_set = _Encoded(tokenizer, train, labels, options.max_length)
+    model.config.sentiment_pos_weight, model.config.emotion_pos_weight = (
+        _pos_weight(train_set.targets[head], options.balance) if multi.get(head) and options.balance else None
+        for head in HEADS)
     dev_set = _Encoded(tokenizer, dev, labels, options.max_length) if dev else None
     logger.info("fine-tuning %s on %d texts (%s), device %s", base, len(train),
                 ", ".join(f"{h}: {len(labels[h])} labels{' multi-label' if multi[h] else ''}" for h in heads), resolved)
