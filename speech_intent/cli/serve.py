@@ -13,6 +13,7 @@ import sys
 from ..device import available_cpus, default_workers
 from ..errors import ConfigError
 from ..serve import API_KEY_ENV, ServeOptions
+from ..synthesis.speaker import SpeakerOptions
 from ..vad import VADOptions
 from .affect import add_affect_args, check_affect_args, with_affect
 from .options import add_model_args, add_vad_args, build_pipeline, vad_options
@@ -51,6 +52,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=None,
                    help="torch intra-op threads shared by the model workers (each pins --threads // --workers), and "
                         "ONNX Runtime's with --nlu-runtime onnx / onnx-int8 (default: the cores this process may use)")
+    p.add_argument("--speak", nargs="?", const="hibari", default=None, choices=("hibari", "espeak"),
+                   help="speak the dialogue's answers (POST /v1/dialogue/..., WS /v1/dialogue/SESSION/stream, the "
+                        "/chat demo): hibari-tts's default voice (espeak-ng when hibari is missing), or espeak")
+    p.add_argument("--speak-voice", default=None, metavar="VOICE",
+                   help="the --speak voice (hibari: heart; espeak-ng: en-us, ...; default: the backend's)")
+    p.add_argument("--speak-speed", type=float, default=1.0, help="the --speak speaking speed (0.5 to 2; 1: normal)")
     add_vad_args(p)
     add_model_args(p)
     add_affect_args(p)
@@ -86,6 +93,8 @@ def config_from_args(args: argparse.Namespace) -> ServeOptions:
         early_endpoint=args.early_endpoint, early_confidence=args.early_confidence,
         threads=threads, workers=args.workers if args.workers is not None else default_workers(args.device, threads),
         redact=redaction_options(args),
+        speak=(SpeakerOptions(backend=args.speak, voice=args.speak_voice, speed=args.speak_speed)
+               if args.speak else None),
     )
 
 

@@ -4,7 +4,8 @@ size checks in front of the routes: :mod:`.middleware`).
 Routes: ``GET /`` (browser demo), ``GET /health``, ``GET /v1/info``, the HTTP API
 (:mod:`.http_api`: ``/v1/predict``, ``/v1/classify``, ``/v1/audio/transcriptions``) and the
 WebSocket stream (:mod:`.ws`: ``/v1/stream``), the session dialogue (:mod:`.dialogue_api`:
-``/v1/dialogue/{session}``); OpenAPI docs at ``/docs`` and ``/openapi.json``.
+``/v1/dialogue/{session}``) and the spoken conversation (:mod:`.dialogue_ws`:
+``/v1/dialogue/{session}/stream``); the conversation demo at ``/chat``; OpenAPI docs at ``/docs`` and ``/openapi.json``.
 Errors are JSON: ``{"error": {"type": ..., "message": ...}}``.
 """
 from __future__ import annotations
@@ -132,7 +133,7 @@ def service_info(service: Service) -> Dict[str, Any]:
 # ---------------------------------------------------------------------------- the app
 def create_app(pipeline: SpeechIntentPipeline, config: Optional[ServeOptions] = None) -> FastAPI:
     """The service for ``pipeline``; its worker threads start and stop with the app (lifespan)."""
-    from . import dialogue_api, http_api, ws
+    from . import dialogue_api, dialogue_ws, http_api, ws
 
     config = config or ServeOptions()
     service = Service(pipeline, config)
@@ -150,6 +151,10 @@ def create_app(pipeline: SpeechIntentPipeline, config: Optional[ServeOptions] = 
     app = FastAPI(title="speech-intent", version=_version("speech-intent") or "0",
                   description="Speech in, voice-assistant commands out: transcript, intent, slots.", lifespan=lifespan)
     app.state.service = service
+    if config.speak is not None:  # the dialogue's voice (serve --speak), loaded with the app, not on a first turn
+        from ..synthesis.speaker import ResponseSynthesizer
+
+        app.state.speaker = ResponseSynthesizer(config.speak).warmup()
     _install_error_handlers(app)
     app.add_middleware(CountArrivals, batcher=service.batcher)
     app.add_middleware(BodyLimit, limit=config.max_body_bytes)
@@ -163,6 +168,10 @@ def create_app(pipeline: SpeechIntentPipeline, config: Optional[ServeOptions] = 
     @app.get("/", include_in_schema=False)
     async def index():
         return FileResponse(str(STATIC / "index.html"), media_type="text/html")
+
+    @app.get("/chat", include_in_schema=False)
+    async def chat():
+        return FileResponse(str(STATIC / "chat.html"), media_type="text/html")
 
     app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
 
@@ -179,4 +188,5 @@ def create_app(pipeline: SpeechIntentPipeline, config: Optional[ServeOptions] = 
     app.include_router(http_api.router, prefix="/v1")
     app.include_router(ws.router, prefix="/v1")
     app.include_router(dialogue_api.router, prefix="/v1")
+    app.include_router(dialogue_ws.router, prefix="/v1")
     return app

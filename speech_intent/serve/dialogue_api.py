@@ -7,8 +7,8 @@ service's micro-batching worker (like ``/v1/classify`` and ``/v1/predict``), the
 response as a base64 WAV. ``DELETE /v1/dialogue/{session}`` forgets a session.
 
 The assistant is ``app.state.assistant`` when the application set one (its own handlers, store, responses,
-synthesiser); else one over the service's pipeline and the demo domain (templates, sessions in memory) is made
-on the first dialogue request.
+synthesiser); else one over the service's pipeline and the demo domain (templates, sessions in memory, the
+service's speaker of ``--speak`` when set) is made on the first dialogue request.
 """
 from __future__ import annotations
 
@@ -40,7 +40,8 @@ def assistant_of(app):
                 from ..demo_model import demo_domain_path
                 from ..dialogue import Assistant
 
-                assistant = Assistant(app.state.service.pipeline, demo_domain_path())
+                assistant = Assistant(app.state.service.pipeline, demo_domain_path(),
+                                      synthesizer=getattr(app.state, "speaker", None))
                 app.state.assistant = assistant
     return assistant
 

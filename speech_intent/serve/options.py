@@ -7,6 +7,7 @@ from typing import Any, Dict, Optional, Tuple
 
 from ..errors import ConfigError, check_int
 from ..privacy.redact import RedactionOptions
+from ..synthesis.speaker import SpeakerOptions
 from ..vad import VADOptions
 
 #: Environment variable the CLI reads the API key from when ``--api-key`` is not given.
@@ -71,6 +72,9 @@ class ServeOptions:
             on both threads (benchmarks/README.md); with more cores or larger models, measure.
         redact: when set, every answer (``/v1/predict`` rows, ``/v1/classify`` predictions, transcriptions,
             stream events) is redacted (:class:`~speech_intent.privacy.redact.Redactor`; ``None``: off).
+        speak: when set, the dialogue's answers are spoken with these
+            :class:`~speech_intent.synthesis.speaker.SpeakerOptions` (``audio`` of ``POST /v1/dialogue/{session}``,
+            ``audio`` events of ``WS /v1/dialogue/{session}/stream``; ``None``: text only).
     """
 
     host: str = "127.0.0.1"
@@ -95,6 +99,7 @@ class ServeOptions:
     threads: Optional[int] = None
     workers: int = 1
     redact: Optional[RedactionOptions] = None
+    speak: Optional[SpeakerOptions] = None
 
     def __post_init__(self) -> None:
         if not is_loopback(self.host) and not self.api_key:
@@ -123,6 +128,8 @@ class ServeOptions:
                                   "port or path (e.g. speech.example.com)")
         if self.redact is not None and not isinstance(self.redact, RedactionOptions):
             raise ConfigError(f"redact must be RedactionOptions or None, got {type(self.redact).__name__}")
+        if self.speak is not None and not isinstance(self.speak, SpeakerOptions):
+            raise ConfigError(f"speak must be SpeakerOptions or None, got {type(self.speak).__name__}")
         if "*" in self.cors_origins and self.api_key:
             raise ConfigError("CORS origin '*' together with an API key would expose the key to any page; "
                               "list the allowed origins")
