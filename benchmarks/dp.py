@@ -90,8 +90,17 @@ def membership_auc(classifier: Any, members: Sequence[Any], outsiders: Sequence[
 
     inside, outside = example_losses(classifier, members), example_losses(classifier, outsiders)
     auc = roc_auc_score([1] * len(inside) + [0] * len(outside), [-x for x in inside + outside])
-    return {"auc": float(auc), "members": len(inside), "outsiders": len(outside),
+    return {"auc": float(auc), "auc_se": auc_standard_error(auc, len(inside), len(outside)),
+            "members": len(inside), "outsiders": len(outside),
             "member_loss": sum(inside) / len(inside), "outsider_loss": sum(outside) / len(outside)}
+
+
+def auc_standard_error(auc: float, positives: int, negatives: int) -> float:
+    """Hanley & McNeil's (1982) standard error of an ROC AUC from ``positives`` and ``negatives`` scores."""
+    q1, q2 = auc / (2 - auc), 2 * auc * auc / (1 + auc)
+    var = (auc * (1 - auc) + (positives - 1) * (q1 - auc * auc) + (negatives - 1) * (q2 - auc * auc)) \
+        / (positives * negatives)
+    return float(math.sqrt(max(var, 0.0)))
 
 
 def run_one(args: Any, name: str, epsilon: float) -> Dict[str, Any]:
