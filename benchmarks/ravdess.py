@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -50,19 +51,22 @@ def actor_folds(actors: Sequence[str], folds: int) -> List[List[str]]:
     return [list(chunk) for chunk in np.array_split(np.array(names, dtype=object), folds) if len(chunk)]
 
 
-def encoder_and_states(clips: Sequence[Any], cache: Path, margin: Optional[float], batch_size: int):
-    """``(recognizer, states)``: a recogniser over the bundled tiny.en encoder (untrained head) and each
-    clip's hidden states (float16), read from ``cache`` when they were computed before."""
+def encoder_and_states(clips: Sequence[Any], cache: Path, margin: Optional[float], batch_size: int,
+                       speed: float = 1.0):
+    """``(recognizer, states, seconds)``: a recogniser over the bundled tiny.en encoder (untrained head) and
+    each clip's hidden states (float16; of the clip played ``speed`` times faster -- a training copy, pitch
+    shifted as in Kaldi's speed perturbation -- when ``speed`` is not 1), read from ``cache`` when they were
+    computed before."""
     import torch
 
     from speech_intent.asr.convert import bundled_whisper_transformers_path
-    from speech_intent.audio import load_audio
+    from speech_intent.audio import load_audio, resample
     from speech_intent.emotion import EmotionRecognizer
 
     labels = sorted({clip.emotion for clip in clips})
     recognizer = EmotionRecognizer.build(bundled_whisper_transformers_path(), labels, device="cpu",
                                          context_margin=margin, batch_size=batch_size)
-    file = cache / f"states-margin-{'none' if margin is None else margin}.pt"
+    file = cache / f"states-margin-{'none' if margin is None else margin}{'' if speed == 1.0 else f'-speed-{speed}'}.pt"
     paths = [str(clip.path) for clip in clips]
     if file.is_file():
         saved = torch.load(file, weights_only=True)
@@ -72,6 +76,8 @@ def encoder_and_states(clips: Sequence[Any], cache: Path, margin: Optional[float
     started, states = time.perf_counter(), []
     for start in range(0, len(clips), 60):
         audios = [load_audio(clip.path) for clip in clips[start : start + 60]]
+        if speed != 1.0:
+            audios = [resample(audio, 16_000, int(round(16_000 / speed))) for audio in audios]
         states.extend(s.half() for s in recognizer.features(audios))
         logger.info("encoder states: %d / %d clips, %.0f s", len(states), len(clips), time.perf_counter() - started)
     seconds = time.perf_counter() - started
@@ -81,15 +87,13 @@ def encoder_and_states(clips: Sequence[Any], cache: Path, margin: Optional[float
 
 
 def run_variant(name: str, recognizer: Any, clips: Sequence[Any], states: Sequence[Any], folds: List[List[str]],
-                epochs: int, seed: int) -> Dict[str, Any]:
+                options: Any, extra: Sequence[Sequence[Any]] = ()) -> Dict[str, Any]:
     """Train and score one head variant over the actor folds: pooled and per-fold scores, per gender."""
     import torch
 
     from speech_intent.emotion import (
         EmotionHead,
         EmotionRecognizer,
-        EmotionTrainingOptions,
-        HeadConfig,
         emotion_scores,
         speaker_split,
         train_head,
@@ -98,7 +102,8 @@ def run_variant(name: str, recognizer: Any, clips: Sequence[Any], states: Sequen
 
     labels = recognizer.labels
     layers, pooling = VARIANTS[name]
-    options = EmotionTrainingOptions(epochs=epochs, seed=seed, head=HeadConfig(layers=layers, pooling=pooling))
+    options = replace(options, head=replace(options.head, layers=layers, pooling=pooling))
+    seed = options.seed
     targets = np.array([labels.index(clip.emotion) for clip in clips])
     predicted = np.full(len(clips), -1)
     per_fold = []
@@ -110,7 +115,9 @@ def run_variant(name: str, recognizer: Any, clips: Sequence[Any], states: Sequen
         train, dev = [rest[i] for i in train], [rest[i] for i in dev]
         torch.manual_seed(seed + number)
         head = EmotionHead(states[0].shape[0], states[0].shape[2], len(labels), options.head)
-        report = train_head(head, [states[i] for i in train], targets[train].tolist(), options=options,
+        train_states = [states[i] for i in train] + [copy[i] for copy in extra for i in train]
+        train_targets = targets[train].tolist() * (1 + len(extra))
+        report = train_head(head, train_states, train_targets, options=options,
                             dev_states=[states[i] for i in dev], dev_targets=targets[dev].tolist())
         stage = EmotionRecognizer(recognizer.encoder, recognizer.feature_extractor, head, labels, device="cpu")
         predicted[test] = stage.probabilities([states[i] for i in test]).argmax(-1)
@@ -199,23 +206,37 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--cost", type=int, default=0, metavar="N", help="time the stages on N clips")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--max-clips", type=int, default=None, help="smoke runs: N evenly spaced clips only")
+    parser.add_argument("--speeds", type=float, nargs="*", default=[],
+                        help="training copies of the clips at these speed factors (e.g. 0.9 1.1; states cached)")
+    parser.add_argument("--hidden", type=int, default=256)
+    parser.add_argument("--dropout", type=float, default=0.2)
+    parser.add_argument("--weight-decay", type=float, default=0.05)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--frame-pool", type=int, default=2)
+    parser.add_argument("--tag", default="", help="added to the result file names")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
 
-    from speech_intent.emotion import read_emotion_labels
+    from speech_intent.emotion import EmotionTrainingOptions, HeadConfig, read_emotion_labels
 
     margin = None if args.context_margin.lower() == "none" else float(args.context_margin)
     clips = read_emotion_labels(args.data / "labels.csv", speaker_column=args.speaker_column)
     if args.max_clips:  # an evenly spaced subset: every actor keeps some clips
         clips = clips[:: max(1, len(clips) // args.max_clips)][: args.max_clips]
     recognizer, states, extract_s = encoder_and_states(clips, args.cache, margin, args.batch_size)
+    extra = [encoder_and_states(clips, args.cache, margin, args.batch_size, speed)[1] for speed in args.speeds]
     folds = actor_folds([clip.speaker for clip in clips], args.folds)
+    options = EmotionTrainingOptions(epochs=args.epochs, seed=args.seed, learning_rate=args.lr,
+                                     weight_decay=args.weight_decay,
+                                     head=HeadConfig(hidden=args.hidden, dropout=args.dropout,
+                                                     frame_pool=args.frame_pool))
     results: Dict[str, Any] = {"data": str(args.data), "clips": len(clips), "folds": folds,
-                               "context_margin": margin, "epochs": args.epochs, "extract_seconds": extract_s,
+                               "context_margin": margin, "training": options.to_dict(), "speeds": args.speeds,
+                               "extract_seconds": extract_s,
                                "targets": TARGETS, "variants": {}}
     for name in args.variants:
-        result = run_variant(name, recognizer, clips, states, folds, args.epochs, args.seed)
-        confusion_png(result, args.out / f"confusion-{name}.png")
+        result = run_variant(name, recognizer, clips, states, folds, options, extra)
+        confusion_png(result, args.out / f"confusion-{name}{args.tag}.png")
         results["variants"][name] = result
         print(f"{name}: UAR {result['uar']:.1%}  WA {result['wa']:.1%}  (folds {result['fold_uar_mean']:.1%} ± "
               f"{result['fold_uar_std']:.1%}); " + ", ".join(
@@ -226,7 +247,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         print("cost (under load):", {k: round(v, 3) if isinstance(v, float) else v
                                      for k, v in results["cost"].items()})
     suffix = "" if margin == 1.0 else f"-margin-{args.context_margin}"
-    write_json(args.out / f"results{suffix}.json", results)
+    if args.variants != ["weighted-attentive"]:
+        suffix += "-" + "+".join(args.variants) if args.variants else "-cost"
+    write_json(args.out / f"results{suffix}{args.tag}.json", results)
     return 0
 
 
