@@ -125,8 +125,8 @@ def test_free_text_answer_confirmation_and_correction(assistant):
     replies = talk(assistant, "send a message", "anna", "I'm running late", "no, to Ben", "yes")
     assert [a for a, _ in replies] == ["utter_ask_send_message_contact", "utter_ask_send_message_message",
                                        "confirm_send_message", "confirm_send_message", "send_message"]
-    assert replies[3][1] == 'Send "im running late" to ben?'
-    assert assistant.actions == [("send_message", {"contact": "ben", "message": "im running late"})]
+    assert replies[3][1] == 'Send "im running late" to Ben?'  # values as the user wrote them ("ben" by the NLU)
+    assert assistant.actions == [("send_message", {"contact": "Ben", "message": "im running late"})]
 
 
 def test_a_message_body_is_taken_as_said_even_when_it_sounds_like_a_request(assistant):
@@ -143,10 +143,10 @@ def test_deny_at_confirmation_cancels_without_acting(assistant):
 
 def test_follow_ups_carry_the_last_request_over(assistant):
     talk(assistant, "what's the weather in Chicago", "and tomorrow?", "what about London", "what time is it there")
-    assert assistant.actions == [("get_weather", {"city": "chicago"}),
-                                 ("get_weather", {"city": "chicago", "date": "tomorrow"}),
-                                 ("get_weather", {"city": "london", "date": "tomorrow"}),
-                                 ("get_time", {"city": "london"})]
+    assert assistant.actions == [("get_weather", {"city": "Chicago"}),
+                                 ("get_weather", {"city": "Chicago", "date": "tomorrow"}),
+                                 ("get_weather", {"city": "London", "date": "tomorrow"}),
+                                 ("get_time", {"city": "London"})]
 
 
 def test_corrections_run_the_last_request_again(assistant):
@@ -189,8 +189,9 @@ def test_handlers_facts_errors_and_decorator():
         raise RuntimeError("no bridge")
 
     turn = bot.respond("what's the weather in Chicago")
-    assert turn.response == "The weather in chicago: sunny in chicago."
-    assert turn.facts == {"forecast": "sunny in chicago"}
+    assert turn.response == "The weather in Chicago: sunny in Chicago."
+    assert turn.facts == {"forecast": "sunny in Chicago"}
+    assert turn.result.slots == {"city": "chicago"}  # the NLU's own result is kept as it was
     failed = bot.respond("turn on the lights in the kitchen")
     assert failed.action == "error" and "no bridge" in failed.error
     assert failed.response == "Sorry, something went wrong doing that."
@@ -334,5 +335,5 @@ def test_example_assistant_runs_its_conversation():
                          timeout=600, cwd=repo)
     assert run.returncode == 0, run.stderr[-2000:]
     assert "assistant: For what time?" in run.stdout
-    assert "The weather in london tomorrow: rain, 14 degrees." in run.stdout
-    assert "[sending \"i'm running late\" to anna]" in run.stdout
+    assert "The weather in London tomorrow: rain, 14 degrees." in run.stdout
+    assert "[sending \"I'm running late\" to Anna]" in run.stdout

@@ -63,7 +63,7 @@ def test_the_application_assistant_runs_its_handlers_and_speaks(client):
     assistant.add_handler("get_weather", lambda action: calls.append(action.slots) or {"forecast": "sunny"})
     client.app_ref.state.assistant = assistant
     body = client.post("/v1/dialogue/dave", json={"text": "what's the weather in Chicago"}).json()
-    assert calls == [{"city": "chicago"}] and body["response"] == "The weather in chicago: sunny."
+    assert calls == [{"city": "Chicago"}] and body["response"] == "The weather in Chicago: sunny."
     import base64
     import io
 

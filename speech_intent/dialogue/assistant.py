@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
@@ -150,13 +151,16 @@ class Assistant:
             return self._locks.setdefault(session, threading.Lock())
 
     # ------------------------------------------------------------------ turns
-    def respond(self, turn: TurnInput, session: str = "default", *, sentiment: Optional[str] = None) -> Turn:
+    def respond(self, turn: TurnInput, session: str = "default", *, sentiment: Optional[str] = None,
+                said: Optional[str] = None) -> Turn:
         """Answer one turn: text (``str``), audio (a path as ``Path``, bytes, a 16 kHz array), or a turn understood
-        already (a :class:`~speech_intent.results.PipelineResult` or :class:`~speech_intent.results.IntentPrediction`)."""
-        return self.respond_batch([turn], [session], sentiments=[sentiment])[0]
+        already (a :class:`~speech_intent.results.PipelineResult` or :class:`~speech_intent.results.IntentPrediction`;
+        ``said``: the user's own text of it, whose case the slot values keep)."""
+        return self.respond_batch([turn], [session], sentiments=[sentiment], said=[said])[0]
 
     def respond_batch(self, turns: Sequence[TurnInput], sessions: Sequence[str], *,
-                      sentiments: Optional[Sequence[Optional[str]]] = None) -> List[Turn]:
+                      sentiments: Optional[Sequence[Optional[str]]] = None,
+                      said: Optional[Sequence[Optional[str]]] = None) -> List[Turn]:
         """Answer several turns (one NLU / pipeline call, one generator call); a session's turns run in order."""
         if len(turns) != len(sessions):
             raise ConfigError(f"{len(turns)} turns for {len(sessions)} sessions")
@@ -167,6 +171,10 @@ class Assistant:
             if not isinstance(session, str) or not session:
                 raise ConfigError(f"a session id is a non-empty string, got {session!r}")
         heard = self._understand(turns)
+        if said is not None:  # the user's own text of turns understood already (a service's worker ran the NLU)
+            if len(said) != len(turns):
+                raise ConfigError(f"{len(said)} texts for {len(turns)} turns")
+            heard = [(own or text, *rest) for (text, *rest), own in zip(heard, said)]
         ordered = sorted(set(sessions))  # one order: no deadlock between batches
         shared = getattr(self.store, "lock", None)  # a store shared between processes locks its sessions too
         with contextlib.ExitStack() as stack:
@@ -178,7 +186,7 @@ class Assistant:
             steps = []
             for (text, result, prediction, error), session, sentiment in zip(heard, sessions, sentiments):
                 state = states[session]
-                decision = self.policy.step(state, prediction)
+                decision = self.policy.step(state, _cased(prediction, text))
                 facts, handler_error = self._run_handler(decision, session)
                 if handler_error is not None:
                     decision = Decision("error", slots=decision.slots, reason=decision.reason)
@@ -268,6 +276,22 @@ class Assistant:
         except Exception as error:  # the text answer stands without its audio
             logger.warning("synthesiser failed: %s", error)
             turn.error = turn.error or f"synthesiser failed ({type(error).__name__}: {error})"
+
+
+def _cased(prediction: Any, said: str) -> Any:
+    """The prediction with each slot value as the user's text writes it ("chicago" -> "Chicago") when the text
+    has it, ignoring case (values the normaliser rewrote, "7 am" -> "seven am", stay as they are); its text is the
+    user's when only case and end punctuation differ (a bare answer keeps it: "I'm running late")."""
+    if not said or not isinstance(prediction, IntentPrediction):
+        return prediction
+    own = said.strip().rstrip(" .?!")
+    text = own if own.lower() == (prediction.text or "").lower() else prediction.text
+    slots = dict(prediction.slots or {})
+    cased = {}
+    for name, value in slots.items():
+        found = re.search(r"(?<!\w)" + re.escape(value) + r"(?!\w)", said, flags=re.IGNORECASE) if value else None
+        cased[name] = found.group(0) if found else value
+    return replace(prediction, text=text, slots=cased)
 
 
 def _sentiment_label(result: Any) -> Optional[str]:

@@ -42,7 +42,7 @@ _CORRECT_PREFIX = re.compile(r"^(?:(?:no|nope|nah)\s+)?(?:(?:actually|i meant|i 
 _DENY_PREFIX = re.compile(r"^(?:no|nope|nah)\b\s*(?:it's|it is|to|in|at|for|i said)?\s*")
 _FOLLOW_UP = re.compile(r"^(?:and|what about|how about|also|same for|and what about|and how about)\b")
 _FILLERS = re.compile(r"^(?:(?:um|uh|er|erm|well|so|oh|it's|it is|its|say|saying|tell (?:him|her|them) "
-                      r"|the message is|to|for|at|in|that)\b\s*)+")
+                      r"|the message is|to|for|at|in|that)\b\s*)+", re.IGNORECASE)
 _STOP = frozenset("a an the to of in on at for me my i you it is be by and or please can could would will "
                   "what what's whats how is are do does with this that there some any up".split())
 
@@ -120,7 +120,10 @@ class Policy:
     # ------------------------------------------------------------------ entry point
     def step(self, state: DialogueState, prediction: Any) -> Decision:
         """Decide on one turn; ``prediction`` has ``text``, ``intent``, ``confidence``, ``slots``."""
-        text = (getattr(prediction, "text", "") or "").strip().lower()
+        said = (getattr(prediction, "text", "") or "").strip()
+        text = said.lower()  # the rules read lower case; values taken from the text keep the user's case
+        if len(text) != len(said):
+            said = text
         intent = getattr(prediction, "intent", None)
         confidence = float(getattr(prediction, "confidence", 0.0) or 0.0)
         entities = self.domain.entity_slots(dict(getattr(prediction, "slots", {}) or {}))
@@ -130,9 +133,9 @@ class Policy:
         if state.active_intent and state.confirming:
             decision = self._confirming(state, text, intent, confidence, entities)
         else:
-            decision = (self._correction(state, text, entities)
+            decision = (self._correction(state, text, entities, said)
                         or self._cancel(state, text, intent, confidence, entities)
-                        or self._answer(state, text, intent, confidence, entities)
+                        or self._answer(state, text, intent, confidence, entities, said)
                         or self._follow_up(state, text, intent, confidence, entities)
                         or self._request(state, text, intent, confidence, entities))
         if decision.act not in ("fallback", "out_of_scope") and not decision.act.startswith("utter_ask_"):
@@ -161,14 +164,14 @@ class Policy:
             return self._advance(state, "correction")
         return Decision(f"confirm_{target}", slots=dict(state.slots), reason="confirm again")
 
-    def _correction(self, state, text, entities) -> Optional[Decision]:
+    def _correction(self, state, text, entities, said) -> Optional[Decision]:
         target = state.active_intent or state.last_intent
         marker = _CORRECT_PREFIX.match(text)
         if target is None or not (marker or is_deny(text)):
             return None
         given = self._own(target, entities)
         if not given and marker and state.filled:
-            remainder = _clean(text[marker.end():])
+            remainder = _clean(said[marker.end():])
             if remainder:
                 given = {state.filled[-1]: remainder}
         if not given:
@@ -187,7 +190,7 @@ class Policy:
         own = self._own(self.domain.cancel_intent, entities)
         return Decision("cancel", execute=self.domain.cancel_intent, slots=own, reason="cancel request")
 
-    def _answer(self, state, text, intent, confidence, entities) -> Optional[Decision]:
+    def _answer(self, state, text, intent, confidence, entities, said) -> Optional[Decision]:
         slot = state.requested_slot
         if not state.active_intent or slot is None:
             return None
@@ -200,9 +203,9 @@ class Policy:
                 and not self._unknown(text, entities)):
             return self._request(state, text, intent, confidence, entities)
         spec = self.domain.slot(slot)
-        bare = _clean(text)
+        bare = _clean(said)
         if spec.values:
-            bare = next((v for v in spec.values if v.lower() == bare), "")
+            bare = next((v for v in spec.values if v.lower() == bare.lower()), "")
         elif not spec.from_text:
             bare = ""
         if bare:

@@ -53,7 +53,8 @@ def _check_session(session: str) -> str:
 
 
 async def _understood(request: Request):
-    """The turn of the request, understood by the worker: a PipelineResult (audio) or IntentPrediction (text)."""
+    """The turn of the request understood by the worker (a PipelineResult of audio, an IntentPrediction of text)
+    and the user's text (None for audio)."""
     kind = request.headers.get("content-type", "")
     service = _service(request)
     if kind.startswith("multipart/form-data"):
@@ -61,7 +62,7 @@ async def _understood(request: Request):
         upload = form.get("file")
         if not isinstance(upload, UploadFile):
             raise HTTPException(400, "a multipart turn needs an audio 'file' field")
-        return service.redact((await _recognise(request, [upload]))[0])
+        return service.redact((await _recognise(request, [upload]))[0]), None
     try:
         body = await request.json()
     except ValueError:
@@ -72,7 +73,7 @@ async def _understood(request: Request):
     if len(text) > service.config.max_text_chars:
         raise HTTPException(413, f"a text of {len(text)} characters, over the limit of {service.config.max_text_chars}")
     predictions = await asyncio.wrap_future(service.batcher.submit_texts([text], arrival=_arrival(request)))
-    return predictions[0]
+    return predictions[0], text
 
 
 def _wav_base64(audio, rate: int) -> str:
@@ -89,9 +90,9 @@ async def dialogue_turn(request: Request, session: str):
     the NLU result, its decision (``act``, ``execute``, ``slots``, ``reason``), the ``response`` text, the session's
     ``state`` and, when it speaks, ``audio`` (base64 WAV)."""
     _check_session(session)
-    understood = await _understood(request)
+    understood, said = await _understood(request)
     assistant = assistant_of(request.app)
-    turn = await run_in_threadpool(assistant.respond, understood, session)
+    turn = await run_in_threadpool(lambda: assistant.respond(understood, session, said=said))
     reply = turn.to_dict()
     reply["audio"] = _wav_base64(turn.audio, turn.sample_rate) if turn.audio is not None else None
     return reply
