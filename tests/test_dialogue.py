@@ -310,6 +310,33 @@ def test_any_turn_order_never_crashes_and_state_stays_serialisable(turns):
             assert set(DOMAIN.required_slots(state.active_intent)) <= set(state.slots)
 
 
+_WORDS = ["yes", "no", "no, London", "actually make it eight", "and tomorrow?", "what about Paris", "cancel", "",
+          "Anna", "seven thirty", "tell her hi"]
+_PREDICTIONS = st.builds(
+    IntentPrediction,
+    text=st.one_of(st.sampled_from(_WORDS), texts()),
+    intent=st.sampled_from([*DOMAIN.intents, None]),
+    confidence=st.floats(0.0, 1.0),
+    slots=st.dictionaries(st.sampled_from([*DOMAIN.slots, "bogus"]), st.text(max_size=12), max_size=3),
+)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(_PREDICTIONS, min_size=1, max_size=15))
+def test_any_prediction_sequence_keeps_the_state_consistent(predictions):
+    """Whatever the NLU says, turn after turn: an answer, a serialisable state, and an action only with every
+    required slot of its intent filled."""
+    acted = []
+    bot = Assistant(TableNLU(), DOMAIN, handlers={i: (lambda a: acted.append(a) or {}) for i in DOMAIN.intents})
+    for prediction in predictions:
+        turn = bot.respond(prediction, session="p")
+        assert turn.response
+        assert DialogueState.from_dict(json.loads(json.dumps(turn.state.to_dict()))) == turn.state
+    for action in acted:
+        assert set(DOMAIN.required_slots(action.intent)) <= set(action.slots)
+        assert all(value.strip() for value in action.slots.values())
+
+
 @pytest.mark.slow
 def test_demo_model_on_benchmark_dialogues():
     """The real demo intent model through the benchmark's runner: a few scripted dialogues succeed."""

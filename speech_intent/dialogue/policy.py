@@ -126,7 +126,8 @@ class Policy:
             said = text
         intent = getattr(prediction, "intent", None)
         confidence = float(getattr(prediction, "confidence", 0.0) or 0.0)
-        entities = self.domain.entity_slots(dict(getattr(prediction, "slots", {}) or {}))
+        found = {name: str(value).strip() for name, value in (getattr(prediction, "slots", {}) or {}).items()}
+        entities = self.domain.entity_slots({name: value for name, value in found.items() if value})
         state.turns += 1
         if not words(text):
             return self._fallback(state, "empty turn")
