@@ -21,9 +21,10 @@ import tempfile
 from dataclasses import asdict
 from importlib import resources
 from pathlib import Path
+from typing import Sequence
 
 from .bundled import cache_dir
-from .data import read_rasa
+from .data import Example, read_rasa
 from .device import DeviceLike
 from .nlu import IntentClassifier, TrainingOptions, fine_tune
 from .normalize import TextNormalizer
@@ -40,8 +41,11 @@ def demo_domain_path() -> Path:
     return Path(str(resources.files("speech_intent") / "resources" / DEMO_DATA))
 
 
-def _cache_key(data: bytes) -> str:
-    digest = hashlib.sha256(data)
+def _cache_key(examples: Sequence[Example]) -> str:
+    """What the model is trained from: the domain's ``nlu:`` examples (its dialogue blocks do not change the
+    model), the training options, the normaliser and the cache format."""
+    digest = hashlib.sha256(json.dumps([(e.text, e.intent, [(s.name, s.start, s.end, s.value) for s in e.slots])
+                                        for e in examples]).encode())
     digest.update(json.dumps(asdict(DEMO_TRAINING), sort_keys=True).encode())
     digest.update(json.dumps(TextNormalizer().to_dict(), sort_keys=True).encode())
     digest.update(f"format={_FORMAT}".encode())
@@ -54,11 +58,11 @@ def default_intent_model(device: DeviceLike = None, *, progress: bool = True, **
     ``options``: keyword arguments of :class:`IntentClassifier` (e.g. ``runtime="onnx-int8"``).
     """
     data_path = demo_domain_path()
-    target = cache_dir() / f"demo-intent-{_cache_key(data_path.read_bytes())}"
+    examples = read_rasa(data_path)
+    target = cache_dir() / f"demo-intent-{_cache_key(examples)}"
     if (target / "model.safetensors").is_file():
         logger.info("loading cached demo intent model from %s", target)
         return IntentClassifier.from_pretrained(target, device=device, **options)
-    examples = read_rasa(data_path)
     logger.warning("fine-tuning the demo intent model on %d utterances (first run only; cached in %s)",
                    len(examples), target)
     scratch = Path(tempfile.mkdtemp(prefix=".training-", dir=target.parent))
