@@ -236,3 +236,17 @@ def test_predict_csv_has_the_affect_columns(tiny_pipeline_dir, sentiment, tmp_pa
     assert rows[0]["sentiment"] in {"negative", "neutral", "positive", "uncertain"}
     assert main(command) == 0  # resumes: same columns, the input is done
     assert len(out.read_text().splitlines()) == 2
+
+
+def test_a_ray_task_that_fails_whole_gives_rows_with_the_same_keys(sentiment, intent, monkeypatch):
+    from speech_intent.batch.ray_runner import PipelineWorker
+
+    pipe = SpeechIntentPipeline(_ScriptedASR(), intent, sentiment=sentiment, emotion=_Voice())
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("the actor's pipeline broke")
+
+    monkeypatch.setattr(pipe, "stream", broken)
+    worker = PipelineWorker(lambda num_workers=1: pipe, "cpu", batch_size=2, worker_info=False)
+    rows = worker.rows(["a.wav", "b.wav"], ["a.wav", "b.wav"])
+    assert all(row["error"] and all(row[key] is None for key in AFFECT_KEYS) for row in rows)

@@ -173,7 +173,7 @@ class PipelineWorker:
             results = list(self.pipe.stream(sources, names=paths, batch_size=self.batch_size, workers=self.workers))
         except Exception as error:  # the pipeline isolates bad inputs itself; this is a last guard
             logger.error("a batch of %d failed", len(paths), exc_info=error)
-            results = [PipelineResult.failed(path, error) for path in paths]
+            results = list(self.pipe.affect.mark(PipelineResult.failed(path, error) for path in paths))
         rows = []
         for key, result in zip(keys, results):
             row = result_row(result, key)
