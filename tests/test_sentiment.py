@@ -209,3 +209,16 @@ def test_cli_train_sentiment_on_a_goemotions_folder(tmp_path, tiny_base, capsys)
     assert "no such file" in capsys.readouterr().err
     assert main(["train-sentiment", str(root), "--output", str(out), "--threshold", "2"]) == 1
     assert "threshold" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_default_stage_trains_on_first_use_and_hears_thanks_and_complaints(tmp_path, monkeypatch):
+    monkeypatch.setenv("SPEECH_INTENT_CACHE", str(tmp_path))
+    stage = SentimentClassifier.default(device="cpu", progress=False)
+    assert len(list(tmp_path.glob("sentiment-*/model.safetensors"))) == 1  # cached for the next call
+    thanks, useless, command = stage.predict(["thank you, that's great", "this is useless, you never get it right",
+                                              "set a timer for five minutes"])
+    assert thanks.sentiment.label == "positive" and useless.sentiment.label == "negative"
+    assert command.sentiment.label == "neutral"
+    assert useless.emotion.label in {"anger", "disgust", LabelScores.UNCERTAIN}
+    assert SentimentClassifier.default(device="cpu").training == stage.training  # loaded, not trained again
