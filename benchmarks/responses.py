@@ -8,6 +8,7 @@ On a seeded sample of ``DATA_DIR``'s dev SYSTEM turns (``--limit``), for the T2G
   ``is_categorical``) missing from the response, case-insensitive substring match;
 - the guard (:mod:`speech_intent.responses.guard`): responses it replaced by the template, and the share
   of final responses that still drop a value or state one not given (``wrong_value_rate``, target 0);
+- ``--int8``: the same for the model with int8 dynamic quantisation (faster on CPU);
 - latency on CPU, one response at a time (``--latency-samples``): text p50 / p95, and the first audio
   (``ResponseSynthesizer``: first sentence generated and spoken) p50 / p95, for both.
 
@@ -82,7 +83,9 @@ def latency(examples: Sequence[Any], generator: Optional[Any], speaker: Optional
             continue
         started = time.perf_counter()
         if generator is not None:
-            first = next(iter(generator.stream_sentences(example.input)), "") or example.input.template
+            stream = generator.stream_sentences(example.input)
+            first = next(stream, "") or example.input.template
+            stream.close()  # stops the generation of the rest
         else:
             first = example.input.template
         next(speaker.stream(first))
@@ -104,6 +107,8 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default %(default)s)")
     parser.add_argument("--speech", choices=["hibari", "espeak", "none"], default="hibari",
                         help="speech-out backend for first-audio latency")
+    parser.add_argument("--int8", action="store_true",
+                        help="also score and time the model with int8 dynamic quantisation (CPU)")
     parser.add_argument("--out", type=Path, default=Path("responses-out"))
     add_device_flag(parser, "cpu")
     args = parser.parse_args(argv)
@@ -147,6 +152,18 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
             print(f"model latency: {results['model']['latency']}")
         samples = [{"template": e.input.template, "reference": e.response, **g.to_dict()}
                    for e, g in zip(examples[:200], guarded)]
+        if args.int8:
+            generator.quantize_int8()
+            quantized = generator.generate_inputs([e.input for e in examples])
+            guarded8 = guard_responses(quantized, [e.input for e in examples])
+            results["model_int8"] = {"before_guard": score(quantized, examples),
+                                     "after_guard": score([g.text for g in guarded8], examples),
+                                     "replaced_by_guard": float(np.mean([g.replaced for g in guarded8]))}
+            print(f"int8 before guard: {results['model_int8']['before_guard']}")
+            if timed:
+                generator.generate_inputs([timed[0].input])
+                results["model_int8"]["latency"] = latency(timed, generator, speaker)
+                print(f"int8 latency: {results['model_int8']['latency']}")
     if timed:
         print(f"template latency: {results['template']['latency']}")
     args.out.mkdir(parents=True, exist_ok=True)

@@ -224,6 +224,10 @@ def test_lora_training_save_and_load(tiny_lm_dir, sgd_dir, tmp_path):
     assert len(again.generate(requests, templates=["Alarm set for 7 am."])) == 1
     sentences = list(again.stream_sentences(examples[1].input))
     assert all(isinstance(s, str) and s for s in sentences)
+    stream = again.stream_sentences(examples[0].input)
+    next(stream, None)
+    stream.close()  # stops the generating thread and frees the model
+    assert len(again.generate_inputs([examples[0].input])) == 1
     with pytest.raises(ConfigError):
         again.generate(requests, templates=[])
 

@@ -123,6 +123,7 @@ class LMResponseGenerator:
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
         self.input_format, self.decoding, self.base_model = input_format, decoding, base_model
+        self.quantized = False
         self._lock = threading.Lock()  # one generate at a time on the shared model
         self._torch = torch
 
@@ -161,9 +162,22 @@ class LMResponseGenerator:
         dec = decoding or DecodingOptions(**config.get("decoding", {}))
         return cls(model, tokenizer, input_format=fmt, decoding=dec, base_model=base, device=device)
 
+    def quantize_int8(self) -> "LMResponseGenerator":
+        """Dynamic int8 quantisation of the linear layers (``torch.ao.quantization.quantize_dynamic``), on CPU:
+        several times faster decoding, slightly different outputs; not saveable afterwards."""
+        if self.device.type != "cpu":
+            raise ConfigError(f"int8 dynamic quantisation runs on CPU, the generator is on {self.device}")
+        model = self.model.merge_and_unload() if hasattr(self.model, "merge_and_unload") else self.model
+        self.model = self._torch.ao.quantization.quantize_dynamic(model, {self._torch.nn.Linear},
+                                                                  dtype=self._torch.qint8)
+        self.quantized = True
+        return self
+
     def save_pretrained(self, path: PathLike, *, merged: bool = False) -> Path:
         """Save the adapter (a peft model, unless ``merged``) or the whole model, tokenizer and settings
         (safetensors)."""
+        if self.quantized:
+            raise ConfigError("an int8-quantised generator cannot be saved; save it before quantize_int8()")
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         model = self.model
@@ -226,29 +240,49 @@ class LMResponseGenerator:
 
     def stream_sentences(self, item: Union[GenerationInput, ResponseRequest]) -> Iterator[str]:
         """The response to one input, sentence by sentence as it is generated (greedy): a speech-out stage can
-        speak the first sentence before the rest exists."""
-        from transformers import TextIteratorStreamer
+        speak the first sentence before the rest exists. Closing the iterator early stops the generation."""
+        from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
 
         if isinstance(item, ResponseRequest):
             item = input_from_request(item)
         batch = self._encode([linearize(item, self.input_format)])
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
+        stop = threading.Event()
+
+        class _Stop(StoppingCriteria):
+            def __call__(self, input_ids, scores, **kwargs):
+                return torch.full((input_ids.shape[0],), stop.is_set(), dtype=torch.bool, device=input_ids.device)
+
         kwargs = {**batch, **self._generation_kwargs(DecodingOptions(self.decoding.max_new_tokens)),
-                  "streamer": streamer}
+                  "streamer": streamer, "stopping_criteria": StoppingCriteriaList([_Stop()])}
+
+        torch, failures = self._torch, []
 
         def run() -> None:
-            with self._lock, self._torch.inference_mode():
-                self.model.generate(**kwargs)
+            try:
+                with self._lock, torch.inference_mode():
+                    self.model.generate(**kwargs)
+            except BaseException as error:  # handed to the reader; the streamer must still end
+                failures.append(error)
+                streamer.end()
 
         worker = threading.Thread(target=run, name="response-stream", daemon=True)
         worker.start()
-        pending = ""
-        for piece in streamer:
-            pending += piece
-            sentences = split_sentences(pending)
-            if len(sentences) > 1 or (sentences and re.search(r"[.!?]\s+$", pending)):
-                done = sentences if re.search(r"[.!?]\s+$", pending) else sentences[:-1]
-                yield from done
-                pending = "" if done is sentences else pending[pending.rfind(sentences[-1]):]
-        worker.join()
-        yield from split_sentences(pending)
+        finished = False
+        try:
+            pending = ""
+            for piece in streamer:
+                pending += piece
+                *done, pending = _SENTENCE_END.split(pending)
+                yield from (s.strip() for s in done if s.strip())
+            finished = True
+            if failures:
+                raise failures[0]
+            if pending.strip():
+                yield pending.strip()
+        finally:
+            stop.set()
+            if not finished:
+                for _ in streamer:  # to the end signal: the generating thread stops at its next step
+                    pass
+            worker.join()

@@ -97,7 +97,10 @@ class ResponseSynthesizer:
         """``text`` spoken: (mono float32 samples, sample rate); empty text is a ConfigError."""
         if not isinstance(text, str) or not text.strip():
             raise ConfigError(f"nothing to say: text is {text!r}")
-        return self._engine.synthesize(" ".join(text.split())), self.sample_rate
+        text = " ".join(text.split())
+        if text.startswith("-"):  # espeak-ng would read it as an option
+            text = " " + text
+        return self._engine.synthesize(text), self.sample_rate
 
     def stream(self, texts: Union[str, Iterable[str]]) -> Iterator[SpeechChunk]:
         """One chunk per sentence, spoken as soon as it arrives: ``texts`` is a whole text or an iterator of
