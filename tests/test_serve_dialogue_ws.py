@@ -116,7 +116,8 @@ def test_bad_input_is_an_error_event_and_the_socket_stays_usable(app):
         with client.websocket_connect(WS.format("carol")) as ws:
             assert ws.receive_json()["speaks"] is False  # no --speak, no synthesiser: text only
             for bad in ("not json", json.dumps({"type": "text", "text": ""}), json.dumps({"type": "text"}),
-                        json.dumps({"type": "dance"}), json.dumps({"type": "text", "text": "x" * 5000})):
+                        json.dumps({"type": "dance"}), json.dumps({"type": "text", "text": "x" * 5000}),
+                        json.dumps({"revisions": True})):
                 ws.send_text(bad)
                 event = ws.receive_json()
                 assert event["type"] == "error" and event["message"], bad
@@ -212,3 +213,22 @@ def test_a_spoken_conversation_with_a_real_server(speaking_server):
         assert response["type"] == "response" and response["action"] == "get_weather", response
         assert "london" in response["text"].lower() and response["state"]["requested_slot"] is None
         assert kinds[-2:] == ["audio", "audio_end"] and events[-1]["interrupted"] is False
+
+
+def test_a_redacting_service_answers_without_the_personal_value(tiny_pipe):
+    """``serve --redact``: the turn is redacted before the assistant sees it, so neither the response event's
+    text nor its state carries the contact."""
+    from fastapi.testclient import TestClient
+
+    from speech_intent.privacy.pii import PiiOptions
+    from speech_intent.privacy.redact import RedactionOptions
+    from speech_intent.serve import ServeOptions, create_app
+
+    config = ServeOptions(redact=RedactionOptions(personal_slots=("contact",), pii=PiiOptions(entities=())))
+    app = create_app(SpeechIntentPipeline(tiny_pipe.asr, TableNLU()), config)
+    with TestClient(app, base_url=LOCAL) as client, client.websocket_connect(WS.format("frank")) as ws:
+        ws.receive_json()
+        ws.send_json({"type": "text", "text": "call mom"})
+        reply = ws.receive_json()
+        assert reply["action"] == "confirm_call_contact", reply
+        assert "mom" not in json.dumps(reply).lower() and "<contact>" in reply["text"], reply

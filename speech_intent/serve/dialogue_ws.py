@@ -18,7 +18,8 @@ The client may also send ``{"type": "text", "text": "..."}`` (a typed turn, answ
 ``{"type": "barge_in"}`` when the user speaks over the answer: the server drops the reply's sentences not sent
 yet, answers ``{"type": "interrupted", "reply": N, "pending": bool}`` (``pending``: audio was still being made)
 and ends that reply with ``audio_end`` ``interrupted: true``. A new turn interrupts the previous reply the same
-way. The service speaks when it runs with ``--speak`` (:class:`~speech_intent.synthesis.speaker.ResponseSynthesizer`)
+way. Revisions (``{"revisions": true}`` on ``/v1/stream``) are not offered: an answered turn stays answered.
+The service speaks when it runs with ``--speak`` (:class:`~speech_intent.synthesis.speaker.ResponseSynthesizer`)
 or the application's assistant has a synthesiser. Key, origin and host checks, redaction and the stream limit
 are those of ``/v1/stream``; bad input is an ``error`` event and the socket stays usable.
 """
@@ -109,6 +110,9 @@ class _Conversation(_Session):
             return True
         if kind == "text":
             await self.text_turn(message.get("text"))
+            return True
+        if isinstance(message, dict) and message.get("revisions"):  # an answered turn is not taken back
+            await self.error("revisions are not offered on the dialogue stream")
             return True
         return await super().on_text(text)
 

@@ -10,9 +10,11 @@ const key = params.get("key");
 const session = params.get("session") || "web-" + Math.random().toString(36).slice(2, 10);
 let ws = null, ctx = null, media = null, node = null;
 
-// What the page played, for people and tests: {kind: "audio-played" | "audio-ended" | "interrupted", reply, ...}
+// What the page played, for people and tests: {kind: "audio-played" | "audio-ended" | "interrupted" |
+// "barge-in-acknowledged" (the server's answer to a barge-in), reply, ...}
 const playback = { log: [], sources: new Set(), next: 0, reply: null };
-window.speechIntentChat = { session, playback };
+const events = [];  // {type, reply, t} of each event received (the page's own timeline)
+window.speechIntentChat = { session, playback, events };
 
 function setStatus(text) { $("status").textContent = text; }
 
@@ -25,7 +27,7 @@ function el(tag, cls, text) {
 
 function mark(entry) {
   playback.log.push({ ...entry, t: performance.now() });
-  document.body.dataset.playback = entry.kind;  // the latest: audio-played, audio-ended or interrupted
+  if (entry.kind !== "barge-in-acknowledged") document.body.dataset.playback = entry.kind;  // the latest
 }
 
 const replies = new Map();  // reply number -> its <li>
@@ -101,11 +103,13 @@ function bargeIn() {
 
 // ------------------------------------------------------------------ events
 function onEvent(ev) {
+  events.push({ type: ev.type, reply: ev.reply, t: performance.now() });
   if (ev.type === "speech_start") { bargeIn(); setStatus("speech"); $("partial").textContent = "\u2026"; }
   else if (ev.type === "partial") { bargeIn(); $("partial").textContent = ev.transcript || "\u2026"; }
   else if (ev.type === "final") { $("partial").textContent = ev.transcript || ""; addUser(ev); setStatus("thinking"); }
   else if (ev.type === "response") { addResponse(ev); setStatus("listening"); }
   else if (ev.type === "audio") { play(ev).catch((e) => setStatus("error: " + e.message)); }
+  else if (ev.type === "interrupted") { mark({ kind: "barge-in-acknowledged", reply: ev.reply, pending: ev.pending }); }
   else if (ev.type === "error") { setStatus("error: " + ev.message); }
 }
 
