@@ -12,8 +12,8 @@ all-MiniLM-L6-v2 fine-tuned on ``speech_intent/resources/sentiment_en.csv``, abo
 sentences in a voice assistant's register written for this package (MIT, like the rest of it), each with a
 sentiment (positive / negative / neutral) and an emotion (Ekman's anger, disgust, fear, joy, sadness,
 surprise, or neutral). No public data set ships with it: GoEmotions (CC BY 4.0) asks for attribution in
-whatever is trained on it, and the shared data is not the users'. It is trained on first use (about a minute
-on 2 CPU cores) and cached under :func:`speech_intent.bundled.cache_dir`, keyed by the data and the training
+whatever is trained on it, and the shared data is not the users'. It is trained on first use (about 25 s on
+one CPU thread) and cached under :func:`speech_intent.bundled.cache_dir`, keyed by the data and the training
 settings. It tells "thanks, that's perfect" from "this is useless" and a command from a complaint; for
 anything finer, train on your own data (``speech-intent train-sentiment``).
 """
