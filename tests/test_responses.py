@@ -103,12 +103,16 @@ def test_sgd_linearisation_of_a_handcrafted_dialogue(sgd_dir):
     assert request.input.template == "Do you like Thai or Indian or Mexican food? They have vegetarian options."
     prompt = linearize(inform.input, InputFormat(acts=True, user_text=True))
     assert prompt == ("acts: inform(phone_number=408-247-8880) notify_success\ntemplate: Their phone number is "
-                      "408-247-8880. Your reservation is successful.\nuser: Yes. Their number?\nresponse:")
+                      "408-247-8880. Your reservation is successful.\nuser: Yes. Their number?\nresponse:\n")
     assert linearize(inform.input) == ("template: Their phone number is 408-247-8880. Your reservation is "
-                                       "successful.\nresponse:")
+                                       "successful.\nresponse:\n")
     # no template: the acts go in
     assert linearize(GenerationInput((DialogueAct("GOODBYE"),), sentiment="negative")) == \
-        "acts: goodbye\nmood: negative\nresponse:"
+        "acts: goodbye\nmood: negative\nresponse:\n"
+    # a model saved before the separator field: the prompt ends at "response:", the response starts with a space
+    legacy = InputFormat.from_dict({"acts": False, "template": True})
+    assert legacy.separator == "space" and linearize(inform.input, legacy).endswith("successful.\nresponse:")
+    assert legacy.target(" Done!  Bye. ") == " Done! Bye." and InputFormat().target("Done!") == "Done!"
 
 
 def test_t2g2_unknown_service_and_bad_lines(tmp_path):

@@ -83,7 +83,9 @@ class InputFormat:
     """Which parts of a :class:`GenerationInput` the prompt holds (saved with the model).
 
     By default the template text alone (T2G2's best input, and half the tokens of acts + template); the acts
-    go in whenever an input has no template text.
+    go in whenever an input has no template text. ``separator``: ``"newline"`` ends the prompt with
+    ``response:`` and a line break and the response starts a line (no bare-space first token);
+    ``"space"`` (models saved without the field) ends it with ``response:`` and the response starts with a space.
     """
 
     acts: bool = False
@@ -91,10 +93,18 @@ class InputFormat:
     user_text: bool = False
     sentiment: bool = True
     max_user_chars: int = 200
+    separator: str = "newline"
 
     def __post_init__(self) -> None:
         if not (self.acts or self.template):
             raise ConfigError("the input format needs the acts, the template text or both")
+        if self.separator not in ("newline", "space"):
+            raise ConfigError(f"separator must be 'newline' or 'space', got {self.separator!r}")
+
+    def target(self, response: str) -> str:
+        """The text a model is trained to write after the prompt."""
+        text = " ".join(response.split())
+        return " " + text if self.separator == "space" else text
 
     def to_dict(self) -> Dict[str, Any]:
         return asdict(self)
@@ -102,7 +112,7 @@ class InputFormat:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "InputFormat":
         known = set(cls.__dataclass_fields__)
-        return cls(**{k: v for k, v in data.items() if k in known})
+        return cls(**{"separator": "space", **{k: v for k, v in data.items() if k in known}})
 
 
 def linearize(item: GenerationInput, fmt: InputFormat = InputFormat()) -> str:
@@ -116,7 +126,7 @@ def linearize(item: GenerationInput, fmt: InputFormat = InputFormat()) -> str:
         lines.append("user: " + " ".join(item.user_text.split())[: fmt.max_user_chars])
     if fmt.sentiment and item.sentiment:
         lines.append(f"mood: {item.sentiment}")
-    return "\n".join(lines) + PROMPT_END
+    return "\n".join(lines) + PROMPT_END + ("\n" if fmt.separator == "newline" else "")
 
 
 def input_from_request(request: ResponseRequest, template: str = "") -> GenerationInput:

@@ -158,7 +158,8 @@ class LMResponseGenerator:
                                                       or not folder.is_dir() else resolve_base(base))
         except (OSError, ValueError) as error:
             raise ModelLoadError(name_or_path, f"cannot load a response generator: {error}") from error
-        fmt = input_format or InputFormat.from_dict(config.get("input_format", {}))
+        fmt = input_format or (InputFormat.from_dict(config["input_format"]) if "input_format" in config
+                               else InputFormat())
         dec = decoding or DecodingOptions(**config.get("decoding", {}))
         return cls(model, tokenizer, input_format=fmt, decoding=dec, base_model=base, device=device)
 

@@ -123,7 +123,7 @@ def tokenize_examples(tokenizer: Any, examples: Sequence[ResponseExample], fmt: 
                       max_length: int) -> Tuple[List[Dict[str, List[int]]], int]:
     """``input_ids`` / ``labels`` (prompt tokens masked with -100) per example; and how many were too long."""
     prompts = tokenizer([linearize(e.input, fmt) for e in examples], add_special_tokens=False)["input_ids"]
-    targets = tokenizer([" " + " ".join(e.response.split()) for e in examples], add_special_tokens=False)["input_ids"]
+    targets = tokenizer([fmt.target(e.response) for e in examples], add_special_tokens=False)["input_ids"]
     eos = tokenizer.eos_token_id
     rows, dropped = [], 0
     for prompt, target in zip(prompts, targets):
