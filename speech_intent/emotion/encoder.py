@@ -9,6 +9,17 @@ that cover the clip itself are kept -- the head pools over the real speech, neve
 
 The states are those transformers' ``output_hidden_states`` gives: the input embeddings (convolutions +
 positions), the output of each layer but the last, and the last after the final layer norm.
+
+Reusing the ASR stage's encoder pass: when the ASR runs the same encoder weights
+(:func:`encoder_fingerprint` equal), its pass can give these states instead of a second pass. The
+transformers backend computes every layer's output anyway (its shorter-context encoder is the same
+loop as :func:`hidden_states`): keeping them (``(layers + 1) x frames x d_model`` floats a clip, 2 MB for
+tiny.en on a 5 s window) and cutting them with :func:`crop_states` leaves the emotion stage only its
+head. Its window (the batch's longest clip + 2 s) differs from this stage's (each clip + 1 s, whole
+seconds), and Whisper's encoder has no padding mask, so the states differ slightly from those the head
+was trained on unless it is trained on the ASR's windows. CTranslate2 (faster-whisper, the default
+backend) returns only the last layer from ``encode`` (of its int8 weights): no layer weighting there,
+so the default pipeline pays this stage's own encoder pass (``benchmarks/ravdess.py --cost``).
 """
 from __future__ import annotations
 
