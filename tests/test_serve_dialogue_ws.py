@@ -232,3 +232,30 @@ def test_a_redacting_service_answers_without_the_personal_value(tiny_pipe):
         reply = ws.receive_json()
         assert reply["action"] == "confirm_call_contact", reply
         assert "mom" not in json.dumps(reply).lower() and "<contact>" in reply["text"], reply
+
+
+def test_serve_speak_flags_make_the_speaker_options():
+    from speech_intent.cli import build_parser
+    from speech_intent.cli.serve import config_from_args
+    from speech_intent.errors import ConfigError
+    from speech_intent.synthesis.speaker import SpeakerOptions
+
+    def speak(*flags):
+        return config_from_args(build_parser().parse_args(["serve", *flags])).speak
+
+    assert speak() is None
+    assert speak("--speak") == SpeakerOptions(backend="hibari")
+    assert speak("--speak", "espeak", "--speak-voice", "en-gb", "--speak-speed", "1.5") == SpeakerOptions(
+        backend="espeak", voice="en-gb", speed=1.5)
+    with pytest.raises(ConfigError, match="speed"):
+        speak("--speak", "--speak-speed", "3")
+
+
+@pytest.mark.slow
+def test_the_http_turn_of_a_speaking_server_has_audio(speaking_server):
+    import httpx
+
+    body = httpx.post(speaking_server.url + "/v1/dialogue/web-http", json={"text": "set a timer"}, timeout=60).json()
+    assert body["response"] in ("For how long?", "How long should the timer run?"), body
+    spoken, rate = sf.read(io.BytesIO(base64.b64decode(body["audio"])))
+    assert rate == 24000 and len(spoken) / rate > 0.4 and np.abs(spoken).max() > 0.05
