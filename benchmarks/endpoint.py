@@ -1,6 +1,6 @@
 """Endpointing of streaming recognition: how soon a ``final`` comes vs how often a command is cut.
 
-Streams each recording of a labelled manifest (then 1 s of silence) through
+Streams each recording of a labelled manifest (then 1 s of silence, or the trailing silence + 0.5 s) through
 :class:`~speech_intent.live.StreamingRecognizer` in 20 ms chunks, in process, once per setting:
 
 - ``silence``: wait for the whole trailing silence (``--trailing-silence``, 0.6 s);
@@ -65,10 +65,11 @@ def parse_setting(text: str) -> dict:
             "trailing_silence": float(extra["s"]) if "s" in extra else None}
 
 
-def stream_one(make, audio: np.ndarray, clock_kind: str = "cpu") -> tuple:
-    """(events, {utterance: clock when its last final came}) of one recording at simulated real time."""
+def stream_one(make, audio: np.ndarray, clock_kind: str = "cpu", tail: float = 1.0) -> tuple:
+    """(events, {utterance: clock when its last final came}) of one recording (then ``tail`` s of
+    silence) at simulated real time."""
     recognizer = make()
-    signal = np.concatenate([audio, np.zeros(16000, np.float32)])
+    signal = np.concatenate([audio, np.zeros(int(16000 * tail), np.float32)])
     tick = time.process_time if clock_kind == "cpu" else time.perf_counter
     clock, events, when = 0.0, [], {}
     for start in range(0, len(signal), CHUNK):
@@ -169,7 +170,7 @@ def main() -> None:
 
         rows, reasons, differences = [], {}, []
         for item, clip, ref, kind in zip(items, audio, reference, kinds):
-            events, when = stream_one(make, clip, args.clock)
+            events, when = stream_one(make, clip, args.clock, tail=max(1.0, vad.trailing_silence + 0.5))
             finals = [e for e in events if e.type == "final"]
             for final in finals:
                 reasons[final.reason] = reasons.get(final.reason, 0) + 1
@@ -189,10 +190,12 @@ def main() -> None:
                    "late": latency is not None and latency > LATE, "latency": latency, "same": equal,
                    "accepted": accepted(item, longest)}
             rows.append(row)
-            if not equal or row["split"]:
+            if not equal or row["split"] or row["late"] or revised:
                 differences.append({"file": Path(item.audio).name, "kind": kind, "finals": len(finals),
-                                    "file_transcript": ref.transcript,
-                                    "stream": [(f.transcript, f.reason, f.revises) for f in finals]})
+                                    "file_transcript": ref.transcript, "late": row["late"],
+                                    "stream": [(f.transcript, f.reason, f.revises,
+                                                None if f.turn is None else round(f.turn.scores["complete"], 3))
+                                               for f in finals]})
         summary = {"setting": setting["name"], "reasons": reasons, "all": summarise(rows),
                    "by_kind": {k: summarise([r for r in rows if r["kind"] == k]) for k in sorted(set(kinds))},
                    "differences": differences}
