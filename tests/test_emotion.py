@@ -198,6 +198,8 @@ def test_bad_options_are_config_errors():
         EmotionTrainingOptions(epochs=0)
     with pytest.raises(ConfigError):
         EmotionTrainingOptions(dev_fraction=1.0)
+    with pytest.raises(ConfigError, match="speeds"):
+        EmotionTrainingOptions(speeds=(0.1,))
 
 
 def write_tone_csv(folder: Path, speakers: int = 4, per_speaker: int = 3) -> Path:
@@ -222,7 +224,7 @@ def test_cli_trains_saves_and_the_model_loads(tmp_path, encoder_dir, capsys):
     out = tmp_path / "model"
     code = cli_main(["train-emotion", str(labels), "--output", str(out), "--encoder", str(encoder_dir),
                      "--speaker-column", "actor", "--epochs", "8", "--lr", "5e-3", "--batch-size", "4",
-                     "--dev-fraction", "0.25", "--device", "cpu"])
+                     "--dev-fraction", "0.25", "--speeds", "0.9", "--device", "cpu"])
     assert code == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["labels"] == ["angry", "calm"] and summary["dev_clips"] == 6 and len(summary["dev_speakers"]) == 1

@@ -43,6 +43,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="attentive statistics pooling over time (default) or plain mean + std")
     p.add_argument("--context-margin", type=_context_margin, default=DEFAULT_CONTEXT_MARGIN, metavar="S",
                    help="encoder window: the clip + S seconds (default %(default)s); 'none' = 30 s")
+    p.add_argument("--speeds", type=float, nargs="*", default=list(defaults.speeds), metavar="FACTOR",
+                   help="also train on copies of the training clips played at these speeds (e.g. 0.9 1.1; each "
+                        "copy is one more encoder pass per clip)")
     p.add_argument("--threshold", type=float, default=0.0,
                    help="a best score under it reads as 'uncertain' (default %(default)s)")
     p.add_argument("--seed", type=int, default=defaults.seed)
@@ -55,7 +58,8 @@ def options_from_args(args: argparse.Namespace) -> EmotionTrainingOptions:
     """The :class:`EmotionTrainingOptions` the flags describe (a bad value raises ConfigError)."""
     return EmotionTrainingOptions(epochs=args.epochs, learning_rate=args.lr, batch_size=args.batch_size,
                                   dev_fraction=args.dev_fraction, patience=args.patience, seed=args.seed,
-                                  head=HeadConfig(layers=args.layers, pooling=args.pooling))
+                                  head=HeadConfig(layers=args.layers, pooling=args.pooling),
+                                  speeds=tuple(args.speeds))
 
 
 def run(args: argparse.Namespace) -> int:

@@ -15,7 +15,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from ..audio import load_audio
+from ..audio import SAMPLE_RATE, load_audio, resample
 from ..data.manifest import read_audio_manifest
 from ..device import DeviceLike
 from ..errors import AudioError, ConfigError
@@ -103,8 +103,14 @@ def fit_emotion(clips: Sequence[LabelledClip], encoder: Union[str, Path], *,
     states = recognizer.features(audios)
     targets = [labels.index(clip.emotion) for clip in clips]
     train, dev = speaker_split([clip.speaker for clip in clips], options.dev_fraction, options.seed)
-    training = train_head(recognizer.head, [states[i] for i in train], [targets[i] for i in train],
-                          options=options, dev_states=[states[i] for i in dev], dev_targets=[targets[i] for i in dev],
+    train_states, train_targets = [states[i] for i in train], [targets[i] for i in train]
+    for speed in options.speeds:  # speed-perturbed copies of the training speakers' clips
+        logger.info("computing encoder states of %d clips at speed %.2f", len(train), speed)
+        train_states += recognizer.features([resample(audios[i], SAMPLE_RATE, int(round(SAMPLE_RATE / speed)))
+                                             for i in train])
+        train_targets += [targets[i] for i in train]
+    training = train_head(recognizer.head, train_states, train_targets, options=options,
+                          dev_states=[states[i] for i in dev], dev_targets=[targets[i] for i in dev],
                           device=recognizer.device)
     result = EmotionTrainingResult(
         train_clips=len(train), dev_clips=len(dev), train_speakers=len({clips[i].speaker for i in train}),

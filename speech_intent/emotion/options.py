@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any, Dict
+from typing import Any, Dict, Tuple
 
 from ..errors import ConfigError, check_int
 
@@ -50,7 +50,9 @@ class EmotionTrainingOptions:
     """How the head is trained: ``epochs`` over the cached states, ``learning_rate`` (AdamW peak, cosine
     decay), ``weight_decay``, ``batch_size``, ``dev_fraction`` of the speakers held out (0: none),
     ``patience`` epochs without a better dev UAR before stopping (0: never), ``class_weights``
-    (inverse-frequency loss weights), ``seed``, and the ``head``'s shape."""
+    (inverse-frequency loss weights), ``seed``, the ``head``'s shape, and ``speeds``: training copies of
+    the training speakers' clips played at these speed factors (Kaldi-style speed perturbation, pitch
+    shifted too; each copy costs one more encoder pass per clip)."""
 
     epochs: int = 60
     learning_rate: float = 1e-3
@@ -61,9 +63,12 @@ class EmotionTrainingOptions:
     class_weights: bool = True
     seed: int = 0
     head: HeadConfig = field(default_factory=HeadConfig)
+    speeds: Tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
         check_int("epochs", self.epochs)
+        if any(not 0.5 <= speed <= 2.0 for speed in self.speeds):
+            raise ConfigError(f"speeds must be factors from 0.5 to 2, got {self.speeds!r}")
         check_int("batch_size", self.batch_size)
         check_int("patience", self.patience, minimum=0)
         if not 0.0 <= self.dev_fraction < 1.0:
