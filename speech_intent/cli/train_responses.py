@@ -18,7 +18,7 @@ _DESCRIPTION = (
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
-    from ..responses.training import ResponseTrainingOptions
+    from ..responses.options import ResponseTrainingOptions
 
     d = ResponseTrainingOptions()
     p = subparsers.add_parser("train-responses", help="fine-tune the response generator (LoRA)",
@@ -59,9 +59,10 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import ConfigError
     from ..responses.acts import InputFormat
     from ..responses.domain import domain_examples
+    from ..responses.options import ResponseTrainingOptions
     from ..responses.sgd import load_sgd_split
     from ..responses.styles import with_apologies
-    from ..responses.training import ResponseTrainingOptions, train_responses
+    from ..responses.training import train_responses
 
     if not args.sgd and not args.domain:
         raise ConfigError("give training data: --sgd DIR and/or --domain YAML")

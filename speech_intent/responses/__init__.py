@@ -6,7 +6,7 @@ from .._lazy import lazy_attributes as _lazy_attributes
 _LM_EXPORTS = {
     "DialogueAct": ".acts", "GenerationInput": ".acts", "InputFormat": ".acts", "ResponseExample": ".acts",
     "DecodingOptions": ".generator", "LMResponseGenerator": ".generator", "bundled_smollm2_path": ".generator",
-    "ResponseTrainingOptions": ".training", "train_responses": ".training",
+    "ResponseTrainingOptions": ".options", "train_responses": ".training",
     "GuardedResponses": ".guard", "check_response": ".guard", "guard_responses": ".guard",
     "T2G2Templates": ".sgd", "load_sgd_split": ".sgd", "domain_examples": ".domain", "with_apologies": ".styles",
 }

@@ -29,13 +29,12 @@ from ..device import DeviceLike, resolve_device
 from ..errors import ConfigError, ModelLoadError, PathLike, check_int
 from .acts import GenerationInput, InputFormat, input_from_request, linearize
 from .base import ResponseRequest
+from .options import BUNDLED
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["BUNDLED", "DecodingOptions", "LMResponseGenerator", "bundled_smollm2_path", "split_sentences"]
 
-#: The name that loads the bundled SmolLM2-135M-Instruct.
-BUNDLED = "bundled"
 #: The hub name of the same model, for users online.
 HUB_NAME = "HuggingFaceTB/SmolLM2-135M-Instruct"
 CONFIG_NAME = "response_generator.json"
