@@ -357,11 +357,12 @@ class StreamingRecognizer:
     def _complete(self, guess: "_Guess") -> bool:
         result = guess.result
         text = (result.transcript or "").rstrip()
-        if not (result.ok and text and not text.endswith(_CONTINUED)):
+        if not (result.ok and text):
             return False
-        if self.turn is not None:
+        if self.turn is not None:  # the detector reads the words: Whisper ends many a finished clip with a comma
             return guess.turn is not None and guess.turn.scores[COMPLETE] >= self.early_confidence
-        return result.intent is not None and (result.confidence or 0.0) >= self.early_confidence
+        return (not text.endswith(_CONTINUED) and result.intent is not None
+                and (result.confidence or 0.0) >= self.early_confidence)
 
     def _final(self, utterance: Utterance, guess: Optional["_Guess"] = None) -> StreamEvent:
         segment = utterance.segment
