@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -71,8 +72,13 @@ def serve(pipeline_dir: Optional[Path], log: Path, *args: str, timeout: float = 
             time.sleep(0.3)
         yield Server(url, process, log)
     finally:  # the whole process group: a server started under a ``prefix`` (a tracer) is its child
-        stop_group(process.pid, grace=15)
-        process.wait(10)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(15)  # reaped here: a zombie leader would keep the group "alive" for stop_group
+        stop_group(process.pid, grace=5)  # whatever is left of the group
+        if process.poll() is None:
+            process.wait(10)
         handle.close()
 
 
