@@ -107,9 +107,9 @@ class EndOfTurnDetector:
         metrics: held-out accuracy, AUC, F1, precision and the texts they were measured on.
     """
 
-    coef: np.ndarray
+    coef: np.ndarray = field(repr=False)
     intercept: float
-    normalizer: Optional[TextNormalizer] = field(default_factory=TextNormalizer)
+    normalizer: Optional[TextNormalizer] = field(default_factory=TextNormalizer, repr=False)
     threshold: float = 0.5
     grammar: Optional[GrammarCompleteness] = None
     required_slots: Optional[SlotCompleteness] = None
