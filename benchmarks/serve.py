@@ -107,20 +107,27 @@ def stop_server(process) -> None:
 
 
 # ---------------------------------------------------------------------------- streaming
-async def stream_client(url: str, files: list, gap: float, budget: float) -> dict:
+async def stream_client(url: str, files: list, gap: float, budget: float, revisions: bool = False) -> dict:
     """Replay ``files`` at real time (20 ms frames, ``gap`` s of silence after each); returns the
-    wall clock of stream time 0, each file's start (stream seconds) and the ``final`` events with
-    their arrival times."""
+    wall clock of stream time 0, each file's start (stream seconds), the ``final`` events with
+    their arrival times and how many finals were revised. With ``revisions`` the stream asks for them: a final
+    that ``revises`` an earlier one replaces it (a premature end repaired), as a client showing results would."""
     import websockets
 
-    finals, starts, done = [], [], asyncio.Event()
+    finals, starts, done, revised = [], [], asyncio.Event(), [0]
     async with websockets.connect(url.replace("http", "ws") + "/v1/stream", max_size=None) as ws:
         await ws.recv()
+        if revisions:
+            await ws.send(json.dumps({"revisions": True}))
 
         async def receive():
             async for message in ws:
                 event = json.loads(message)
                 if event["type"] == "final":
+                    if event.get("revises") is not None:
+                        kept = [f for f in finals if f[1].get("utterance") != event["revises"]]
+                        revised[0] += len(finals) - len(kept)
+                        finals[:] = kept
                     finals.append((time.monotonic(), event))
                 if event["type"] == "end":
                     done.set()
@@ -145,12 +152,12 @@ async def stream_client(url: str, files: list, gap: float, budget: float) -> dic
         await ws.send(json.dumps({"type": "end"}))
         await asyncio.wait_for(done.wait(), 120)
         await reader
-    return {"began": began, "starts": starts, "files": files[: len(starts)], "finals": finals}
+    return {"began": began, "starts": starts, "files": files[: len(starts)], "finals": finals, "revised": revised[0]}
 
 
 def streaming(url: str, clients: int, files: list, args) -> dict:
     """``clients`` concurrent streams, client ``i`` replaying recordings ``i*N .. (i+1)*N - 1``
-    (``N = --utterances``). Latencies of each ``final`` ended by trailing silence:
+    (``N = --utterances``). Latencies of each ``final`` ended by silence, an early endpoint or the end-of-turn detector:
 
     - end of speech -> final: from the moment the last speech sample was sent (the event's
       ``speech_end``), so it includes the silence the VAD waits for (the trailing silence, or the
@@ -163,11 +170,12 @@ def streaming(url: str, clients: int, files: list, args) -> dict:
 
     async def run():
         jobs = [stream_client(url, [files[(i * count + k) % len(files)] for k in range(count)], args.gap,
-                              args.max_seconds) for i in range(clients)]
+                              args.max_seconds, args.revisions) for i in range(clients)]
         return await asyncio.gather(*jobs)
 
-    eos, endpoint, recognition, streamed, reasons = [], [], [], {}, {}
+    eos, endpoint, recognition, streamed, reasons, revised = [], [], [], {}, {}, 0
     for client in asyncio.run(run()):
+        revised += client["revised"]
         by_file: dict = {}
         for arrival, event in client["finals"]:
             # the utterance starts up to ``pad`` before its speech, so maybe before its recording
@@ -175,7 +183,7 @@ def streaming(url: str, clients: int, files: list, args) -> dict:
                         default=0)
             by_file.setdefault(index, []).append(event)
             reasons[event.get("reason")] = reasons.get(event.get("reason"), 0) + 1
-            if event.get("reason") in ("silence", "early_endpoint"):
+            if event.get("reason") in ("silence", "early_endpoint", "end_of_turn"):
                 eos.append(arrival - (client["began"] + event["speech_end"]))
                 endpoint.append(eos[-1] - event["timings"]["endpoint_delay"])
                 recognition.append(event["timings"]["recognition"])
@@ -202,7 +210,7 @@ def streaming(url: str, clients: int, files: list, args) -> dict:
     def pct(values, q):
         return round(float(np.percentile(values, q)), 3) if values else float("nan")
     return {"clients": clients, "utterances": compared, "finals": sum(len(c) for c in streamed.values()),
-            "dropped": dropped, "split": split, "reasons": reasons, "same_as_file": agree,
+            "dropped": dropped, "split": split, "revised": revised, "reasons": reasons, "same_as_file": agree,
             "eos_p50_s": pct(eos, 50), "eos_p95_s": pct(eos, 95),
             "endpoint_p50_s": pct(endpoint, 50), "endpoint_p95_s": pct(endpoint, 95),
             "recognition_p50_s": pct(recognition, 50), "differences": differ}
@@ -274,6 +282,8 @@ def main() -> None:
     parser.add_argument("--max-seconds", type=float, default=60.0, help="bound on each streaming run")
     parser.add_argument("--start-timeout", type=float, default=600.0)
     parser.add_argument("--smoke", action="store_true", help="note in the output: a smoke run, not for timing")
+    parser.add_argument("--revisions", action="store_true",
+                        help="streams ask for revisions: a premature end repaired replaces its final (the demo page does)")
     add_json_flag(parser, help="write the report here")
     args = parser.parse_args()
     stream_clients = [int(c) for c in args.stream_clients.split(",") if c.strip()]
