@@ -27,6 +27,7 @@ from transformers.configuration_utils import SubConfigSpec
 from transformers.utils import ModelOutput
 
 from ..errors import ConfigError
+from ..text_encoder import build_encoder
 from .crf import CRF, bio_allowed
 from .subwords import IGNORE_INDEX, OUTSIDE
 
@@ -81,18 +82,6 @@ class JointIntentSlotOutput(ModelOutput):
     slot_tags: Optional[torch.Tensor] = None
 
 
-def _build_encoder(config: PreTrainedConfig, name_or_path: Union[str, Path, None] = None) -> PreTrainedModel:
-    """The encoder without a pooler when the architecture allows it (the heads use token states)."""
-    for kwargs in ({"add_pooling_layer": False}, {}):
-        try:
-            if name_or_path is None:
-                return AutoModel.from_config(config, **kwargs)
-            return AutoModel.from_pretrained(str(name_or_path), config=config, use_safetensors=True, **kwargs)
-        except TypeError:  # this encoder class takes no add_pooling_layer
-            continue
-    raise AssertionError("unreachable")
-
-
 class JointIntentSlotModel(PreTrainedModel):
     """BERT-style encoder with an intent head and a token-level BIO slot head."""
 
@@ -104,7 +93,7 @@ class JointIntentSlotModel(PreTrainedModel):
 
     def __init__(self, config: JointIntentSlotConfig) -> None:
         super().__init__(config)
-        self.encoder = _build_encoder(config.encoder)
+        self.encoder = build_encoder(config.encoder)
         hidden = config.encoder.hidden_size
         self.dropout = nn.Dropout(config.classifier_dropout)
         self.intent_head = nn.Linear(hidden, config.num_labels)
@@ -141,7 +130,7 @@ class JointIntentSlotModel(PreTrainedModel):
         if isinstance(base_config, JointIntentSlotConfig):  # continue from a joint checkpoint's encoder
             pretrained = cls.from_pretrained(str(name_or_path), use_safetensors=True).encoder
         else:
-            pretrained = _build_encoder(base_config, name_or_path)
+            pretrained = build_encoder(base_config, name_or_path)
         encoder_config = pretrained.config.to_dict()
         for key in ("id2label", "label2id", "architectures", "_name_or_path"):  # the base's own head, not ours
             encoder_config.pop(key, None)

@@ -25,6 +25,7 @@ from transformers.configuration_utils import SubConfigSpec
 from transformers.utils import ModelOutput
 
 from ..errors import ConfigError
+from ..text_encoder import build_encoder
 
 logger = logging.getLogger(__name__)
 
@@ -77,18 +78,6 @@ class SentimentOutput(ModelOutput):
     emotion_logits: Optional[torch.Tensor] = None
 
 
-def _build_encoder(config: PreTrainedConfig, name_or_path: Union[str, Path, None] = None) -> PreTrainedModel:
-    """The encoder without a pooler when the architecture allows it (the heads use mean pooling)."""
-    for kwargs in ({"add_pooling_layer": False}, {}):
-        try:
-            if name_or_path is None:
-                return AutoModel.from_config(config, **kwargs)
-            return AutoModel.from_pretrained(str(name_or_path), config=config, use_safetensors=True, **kwargs)
-        except TypeError:  # this encoder class takes no add_pooling_layer
-            continue
-    raise AssertionError("unreachable")
-
-
 class SentimentModel(PreTrainedModel):
     """BERT-style encoder, mean pooling, a sentiment head and an emotion head."""
 
@@ -102,7 +91,7 @@ class SentimentModel(PreTrainedModel):
         super().__init__(config)
         if not (config.labels_of("sentiment") or config.labels_of("emotion")):
             raise ConfigError("a sentiment model needs sentiment labels, emotion labels or both")
-        self.encoder = _build_encoder(config.encoder)
+        self.encoder = build_encoder(config.encoder)
         hidden = config.encoder.hidden_size
         self.dropout = nn.Dropout(config.classifier_dropout)
         self.heads = nn.ModuleDict({head: nn.Linear(hidden, len(config.labels_of(head)))
@@ -126,7 +115,7 @@ class SentimentModel(PreTrainedModel):
         if isinstance(base_config, SentimentConfig):  # continue from a sentiment checkpoint's encoder
             pretrained = cls.from_pretrained(str(name_or_path), use_safetensors=True).encoder
         else:
-            pretrained = _build_encoder(base_config, name_or_path)
+            pretrained = build_encoder(base_config, name_or_path)
         encoder_config = pretrained.config.to_dict()
         for key in ("id2label", "label2id", "architectures", "_name_or_path"):
             encoder_config.pop(key, None)
