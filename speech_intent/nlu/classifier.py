@@ -28,7 +28,7 @@ from ..normalize import TextNormalizer
 from ..quiet import quiet_transformers
 from ..results import IntentPrediction
 from ..slots import SlotSpan, slot_dict, tags_to_slots
-from ..validation import check_classifier_dir, check_model_path
+from ..validation import check_classifier_dir, check_model_path, read_json_object
 from .canonical import SlotCanonicalizer
 from .joint import JointIntentSlotModel, is_joint_config
 from .onnx import check_runtime, default_export_dir, load_onnx_forward
@@ -269,12 +269,4 @@ class IntentClassifier:
 
 def _read_stage_config(path: Path) -> Dict[str, Any]:
     file = path / STAGE_CONFIG
-    if not file.is_file():
-        return {}
-    try:
-        data = json.loads(file.read_text())
-    except json.JSONDecodeError as error:
-        raise ModelLoadError(file, f"invalid JSON: {error}") from error
-    if not isinstance(data, dict):
-        raise ModelLoadError(file, "expected a JSON object")
-    return data
+    return read_json_object(file) if file.is_file() else {}

@@ -28,7 +28,8 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 
 import torch
 
-from ..errors import ConfigError, ModelLoadError, check_int
+from ..errors import ConfigError, check_int
+from ..validation import read_json_object
 
 __all__ = ["ACCOUNTANTS", "PRIVACY_FILE", "PrivacyOptions", "PrivacyRecord", "PrivateRun", "freeze_parameters",
            "make_private", "read_privacy"]
@@ -141,13 +142,7 @@ def read_privacy(model_dir: Union[str, Path]) -> Optional[PrivacyRecord]:
     path = Path(model_dir) / PRIVACY_FILE
     if not path.is_file():
         return None
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise ModelLoadError(path, f"invalid JSON: {error}") from error
-    if not isinstance(data, dict):
-        raise ModelLoadError(path, "expected a JSON object")
-    return PrivacyRecord.from_dict(data)
+    return PrivacyRecord.from_dict(read_json_object(path))
 
 
 def freeze_parameters(model: torch.nn.Module, prefixes: Sequence[str]) -> List[str]:

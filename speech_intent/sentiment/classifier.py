@@ -38,7 +38,7 @@ from ..device import DeviceLike, DTypeLike, resolve_device, resolve_dtype
 from ..errors import ConfigError, ModelLoadError, check_int
 from ..quiet import quiet_transformers
 from ..results import LabelScores
-from ..validation import check_model_path
+from ..validation import check_model_path, read_json_object
 from .data import SentimentExample, read_table
 from .model import HEADS, SentimentModel, is_sentiment_config
 from .training import SentimentTrainingOptions, fit_sentiment
@@ -255,12 +255,4 @@ def _text(value: object, index: int) -> str:
 
 def _read_stage_config(path: Path) -> Dict[str, Any]:
     file = path / STAGE_CONFIG
-    if not file.is_file():
-        return {}
-    try:
-        data = json.loads(file.read_text())
-    except json.JSONDecodeError as error:
-        raise ModelLoadError(file, f"invalid JSON: {error}") from error
-    if not isinstance(data, dict):
-        raise ModelLoadError(file, "expected a JSON object")
-    return data
+    return read_json_object(file) if file.is_file() else {}
