@@ -37,9 +37,8 @@ from starlette.concurrency import run_in_threadpool
 
 from ..errors import OverloadedError, SpeechIntentError
 from ..synthesis.speaker import sentences
-from .auth import websocket_key_ok, websocket_origin_ok
 from .dialogue_api import _SESSION, _wav_base64, assistant_of
-from .ws import _Session
+from .ws import _Session, refused, run_socket
 
 logger = logging.getLogger(__name__)
 
@@ -190,51 +189,23 @@ class _Conversation(_Session):
 
 @router.websocket("/dialogue/{session}/stream")
 async def conversation(websocket: WebSocket, session: str) -> None:
-    service = websocket.app.state.service
-    if not websocket_key_ok(websocket):
-        await websocket.close(code=1008, reason="a valid API key is required")
-        return
-    if not websocket_origin_ok(websocket):
-        await websocket.close(code=1008, reason="this origin may not open a stream (see --cors-origin)")
+    if await refused(websocket):
         return
     if not _SESSION.match(session):
         await websocket.close(code=1008, reason="a session id is 1-128 characters of letters, digits and . _ : -")
         return
-    await websocket.accept()
-    if service.streams >= service.config.max_streams:
-        await websocket.close(code=1013, reason="too many streams; try again later")
-        return
-    service.streams += 1
-    talk: Optional[_Conversation] = None
-    try:
-        talk = _Conversation(websocket, service, session)
-        await talk.send({"type": "ready", "sample_rate": talk.sample_rate, "format": "pcm_s16le", "session": session,
-                         "speaks": talk.synthesizer is not None})
-        while True:
-            message = await websocket.receive()
-            if message["type"] == "websocket.disconnect":
-                break
-            if message.get("bytes") is not None:
-                going = await talk.on_audio(message["bytes"])
-            elif message.get("text") is not None:
-                going = await talk.on_text(message["text"])
-            else:
-                going = True
-            if not going:
-                break
-    except (WebSocketDisconnect, RuntimeError):
-        pass
-    except Exception:  # never let one conversation take the server down
-        logger.exception("conversation failed")
+    service = websocket.app.state.service
+    await run_socket(websocket, service, lambda: _Conversation(websocket, service, session),
+                     lambda talk: {"type": "ready", "sample_rate": talk.sample_rate, "format": "pcm_s16le",
+                                   "session": session, "speaks": talk.synthesizer is not None},
+                     what="conversation", finish=_stop_speaking)
+
+
+async def _stop_speaking(talk: "_Conversation") -> None:
+    """The end of a conversation: a reply still being spoken is interrupted and awaited."""
+    if talk.speaking is not None and not talk.speaking.done():
+        talk.interrupt()
         try:
-            await websocket.close(code=1011)
+            await talk.speaking
         except Exception:
             pass
-    finally:
-        if talk is not None and talk.speaking is not None and not talk.speaking.done():
-            talk.interrupt()
-            try:
-                await talk.speaking
-            except Exception:
-                pass
-        service.streams -= 1

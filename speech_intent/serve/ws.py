@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import replace
-from typing import Optional
+from typing import Any, Awaitable, Callable, Dict, Optional
 
 import numpy as np
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
@@ -137,23 +137,33 @@ class _Session:
         return True
 
 
-@router.websocket("/stream")
-async def stream(websocket: WebSocket) -> None:
-    service = websocket.app.state.service
+async def refused(websocket: WebSocket) -> bool:
+    """Close a socket without a valid API key or from a foreign origin (1008); ``True`` when it was refused."""
     if not websocket_key_ok(websocket):
         await websocket.close(code=1008, reason="a valid API key is required")
-        return
+        return True
     if not websocket_origin_ok(websocket):
         await websocket.close(code=1008, reason="this origin may not open a stream (see --cors-origin)")
-        return
+        return True
+    return False
+
+
+async def run_socket(websocket: WebSocket, service, open_session: Callable[[], Any],
+                     ready: Callable[[Any], Dict[str, Any]], *, what: str = "stream",
+                     finish: Optional[Callable[[Any], Awaitable[None]]] = None) -> None:
+    """Accept ``websocket`` as one of the service's ``--max-streams`` streams (1013 beyond them), send the
+    session's ``ready`` event, then hand it each binary (``on_audio``) and text (``on_text``) message until
+    the client leaves or the session says stop; a failure of one session closes its socket (1011), never the
+    server. ``finish(session)`` runs at the end whatever happened."""
     await websocket.accept()
     if service.streams >= service.config.max_streams:
         await websocket.close(code=1013, reason="too many streams; try again later")
         return
     service.streams += 1
-    session = _Session(websocket, service)
+    session = None
     try:
-        await session.send({"type": "ready", "sample_rate": session.sample_rate, "format": "pcm_s16le"})
+        session = open_session()
+        await session.send(ready(session))
         while True:
             message = await websocket.receive()
             if message["type"] == "websocket.disconnect":
@@ -169,10 +179,21 @@ async def stream(websocket: WebSocket) -> None:
     except (WebSocketDisconnect, RuntimeError):
         pass  # the client went away (mid-utterance too): nothing to clean but the stream itself
     except Exception:  # never let one stream take the server down
-        logger.exception("stream failed")
+        logger.exception("%s failed", what)
         try:
             await websocket.close(code=1011)
         except Exception:
             pass
     finally:
+        if session is not None and finish is not None:
+            await finish(session)
         service.streams -= 1
+
+
+@router.websocket("/stream")
+async def stream(websocket: WebSocket) -> None:
+    if await refused(websocket):
+        return
+    service = websocket.app.state.service
+    await run_socket(websocket, service, lambda: _Session(websocket, service),
+                     lambda session: {"type": "ready", "sample_rate": session.sample_rate, "format": "pcm_s16le"})
