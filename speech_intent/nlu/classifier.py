@@ -19,7 +19,6 @@ import logging
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
-import numpy as np
 import torch
 
 from ..device import DeviceLike, DTypeLike, resolve_device, resolve_dtype
@@ -28,6 +27,7 @@ from ..normalize import TextNormalizer
 from ..quiet import quiet_transformers
 from ..results import IntentPrediction
 from ..slots import SlotSpan, slot_dict, tags_to_slots
+from ..text_encoder import pad_rows
 from ..validation import check_classifier_dir, check_model_path, read_json_object
 from .canonical import SlotCanonicalizer
 from .joint import JointIntentSlotModel, is_joint_config
@@ -232,7 +232,7 @@ class IntentClassifier:
         order = sorted(range(len(texts)), key=lambda i: len(enc["input_ids"][i]))
         for start in range(0, len(order), batch_size):
             idx = order[start : start + batch_size]
-            intent_logits, slot_logits = self._logits(self._pad(enc, idx, names))
+            intent_logits, slot_logits = self._logits(pad_rows(enc, idx, names, self.tokenizer, self.device))
             out[idx] = torch.softmax(intent_logits.float(), dim=-1).cpu()
             if slots:
                 firsts = [first_subwords(list(enc["offset_mapping"][i]), texts[i]) for i in idx]
@@ -251,20 +251,6 @@ class IntentClassifier:
             return self._onnx(inputs)
         output = self.model(**inputs)
         return (output.intent_logits, output.slot_logits) if self.is_joint else (output.logits, None)
-
-    def _pad(self, enc, idx: Sequence[int], names: Sequence[str]) -> Dict[str, torch.Tensor]:
-        """The rows ``idx`` of the unpadded encoding as tensors, right-padded to the longest row."""
-        width = max(len(enc["input_ids"][i]) for i in idx)
-        fill = {"input_ids": self.tokenizer.pad_token_id or 0, "attention_mask": 0,
-                "token_type_ids": getattr(self.tokenizer, "pad_token_type_id", 0)}
-        batch = {}
-        for name in names:
-            array = np.full((len(idx), width), fill[name], dtype=np.int64)
-            for row, i in enumerate(idx):
-                values = enc[name][i]
-                array[row, : len(values)] = values
-            batch[name] = torch.from_numpy(array).to(self.device)
-        return batch
 
 
 def _read_stage_config(path: Path) -> Dict[str, Any]:

@@ -38,6 +38,7 @@ from ..device import DeviceLike, DTypeLike, resolve_device, resolve_dtype
 from ..errors import ConfigError, ModelLoadError, check_int
 from ..quiet import quiet_transformers
 from ..results import LabelScores
+from ..text_encoder import pad_rows
 from ..validation import check_model_path, read_json_object
 from .data import SentimentExample, read_table
 from .model import HEADS, SentimentModel, is_sentiment_config
@@ -194,23 +195,10 @@ class SentimentClassifier:
         order = sorted(range(len(texts)), key=lambda i: len(enc["input_ids"][i]))
         for start in range(0, len(order), batch_size):
             idx = order[start : start + batch_size]
-            output = self.model(**self._pad(enc, idx, names))
+            output = self.model(**pad_rows(enc, idx, names, self.tokenizer, self.device))
             for head in self.labels:
                 out[head][idx] = self.model.probabilities(head, getattr(output, f"{head}_logits")).cpu().numpy()
         return out
-
-    def _pad(self, enc, idx: Sequence[int], names: Sequence[str]) -> Dict[str, torch.Tensor]:
-        """The rows ``idx`` of the unpadded encoding as tensors, right-padded to the longest row."""
-        width = max(len(enc["input_ids"][i]) for i in idx)
-        fill = {"input_ids": self.tokenizer.pad_token_id or 0, "attention_mask": 0,
-                "token_type_ids": getattr(self.tokenizer, "pad_token_type_id", 0)}
-        batch = {}
-        for name in names:
-            array = np.full((len(idx), width), fill[name], dtype=np.int64)
-            for row, i in enumerate(idx):
-                array[row, : len(enc[name][i])] = enc[name][i]
-            batch[name] = torch.from_numpy(array).to(self.device)
-        return batch
 
 
 def default_data_path() -> Path:
